@@ -1,0 +1,3 @@
+from mmre_cli.cli.app import main
+
+main()

@@ -1,0 +1,61 @@
+"""The ``mmre`` Typer app. Registers one command per module; imports no torch."""
+
+from __future__ import annotations
+
+import typer
+
+from mmre_cli import __version__
+from mmre_cli.cli.build_graphs import build_graphs
+from mmre_cli.cli.diffuse import diffuse
+from mmre_cli.cli.evaluate import evaluate
+from mmre_cli.cli.extract_features import extract_features
+from mmre_cli.cli.info import info
+from mmre_cli.cli.inspect_data import inspect_data
+from mmre_cli.cli.merge_cmg import merge_cmg
+from mmre_cli.cli.predict import predict
+from mmre_cli.cli.train_agent import train_agent
+from mmre_cli.cli.train_gnn import train_gnn
+from mmre_cli.cli.validate import validate
+
+app = typer.Typer(
+    name="mmre",
+    help=(
+        "Multimodal relation extraction (sentence + entities + image → relation) with RL-guided "
+        "graph diffusion. Pipeline stages, in order: extract-features → build-graphs → merge-cmg → "
+        "train-agent → diffuse → train-gnn → evaluate; `dvc repro` runs them all from params.yaml."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+for name, fn, panel in (
+    ("extract-features", extract_features, "Pipeline"),
+    ("build-graphs", build_graphs, "Pipeline"),
+    ("merge-cmg", merge_cmg, "Pipeline"),
+    ("train-agent", train_agent, "Pipeline"),
+    ("diffuse", diffuse, "Pipeline"),
+    ("train-gnn", train_gnn, "Pipeline"),
+    ("evaluate", evaluate, "Pipeline"),
+    ("predict", predict, "Use a model"),
+    ("inspect", inspect_data, "Tools"),
+    ("validate", validate, "Tools"),
+    ("info", info, "Tools"),
+):
+    app.command(name, rich_help_panel=panel)(fn)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mmre {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit.")) -> None:
+    """Multimodal relation extraction toolkit."""
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,31 @@
+"""``mmre train-gnn``: the GAT relation classifier over the refined graphs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from typing_extensions import Annotated
+
+from mmre_cli.cli.common import GpusOpt, ParamsOpt, QuietOpt, SetOpt, StatsOpt, handle_errors, resolve_params
+
+
+@handle_errors
+def train_gnn(
+    graphs: Annotated[Path, typer.Option("--graphs", help="Output of diffuse (refined graphs).")] = Path("out/diffused"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model folder (checkpoints, label map, params).")] = Path("out/model"),
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Training epochs.", show_default=False)] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate.", show_default=False)] = None,
+    gpus: GpusOpt = 0,
+    stats: StatsOpt = None,
+    params_file: ParamsOpt = None,
+    set_: SetOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train the classifier; the checkpoint kept is the best on val micro-F1 (peer metric)."""
+    from mmre_cli.cli.console import RichReporter
+    from stages import train_gnn as stage
+
+    params = resolve_params(params_file, {"train_gnn.epochs": epochs, "train_gnn.lr": lr}, set_)
+    stage.run(graphs=graphs, out=out, params=params, gpus=gpus, stats=stats, reporter=RichReporter(quiet))

@@ -1,0 +1,1 @@
+"""Scene graphs (textual, visual, caption) and the cross-modal graph (CMG)."""

@@ -1,0 +1,9 @@
+"""DVC stage `evaluate` (not implemented yet)."""
+
+from __future__ import annotations
+
+from mmre_cli.errors import NotReadyError
+
+
+def run(**kwargs):
+    raise NotReadyError("'evaluate' cannot run yet: this stage lands with a later issue")

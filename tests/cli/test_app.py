@@ -1,0 +1,70 @@
+"""The command surface: help text, lazy imports, one-line errors, not-ready commands."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from mmre_cli.cli.app import app
+
+COMMANDS = ["extract-features", "build-graphs", "merge-cmg", "train-agent", "diffuse", "train-gnn",
+            "evaluate", "predict", "inspect", "validate", "info"]
+runner = CliRunner()
+
+
+def test_help_lists_every_command():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for name in COMMANDS:
+        assert name in result.output
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["build-graphs", "--help"], ["train-agent", "--help"]])
+def test_help_does_not_import_torch(argv):
+    code = (
+        "import sys\n"
+        "from mmre_cli.cli.app import app\n"
+        f"try:\n    app({argv!r})\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "heavy = [m for m in ('torch', 'torch_geometric', 'open_clip', 'ultralytics', 'spacy', 'pyarrow') if m in sys.modules]\n"
+        "print('HEAVY=' + ','.join(heavy))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "HEAVY=\n" in proc.stdout or proc.stdout.strip().endswith("HEAVY="), proc.stdout
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_command_has_help(name):
+    result = runner.invoke(app, [name, "--help"])
+    assert result.exit_code == 0
+    assert "Usage" in result.output
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.startswith("mmre ")
+
+
+def test_unknown_param_key_is_one_line_error(tmp_path):
+    result = runner.invoke(app, ["inspect", "data/sample", "-S", "train_gnn.lrr=0.1"])
+    assert result.exit_code == 2
+    assert "unknown parameter 'train_gnn.lrr'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_params_file_is_one_line_error(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text("train_gnn: [1, 2\n")
+    result = runner.invoke(app, ["inspect", "data/sample", "--params", str(bad)])
+    assert result.exit_code == 2
+    assert "not valid YAML" in result.output
+
+
+def test_info_json():
+    result = runner.invoke(app, ["info", "--json"])
+    assert result.exit_code == 0
+    payload = json.loads(result.output)
+    assert payload["mmre"] and "torch" in payload

@@ -1,9 +1,303 @@
-"""DVC stage `extract_features` (not implemented yet)."""
+"""DVC stage ``extract_features``: the samples table and every node feature.
+
+Reads the dataset with the pipeline's readers and writes one artifact with two tables:
+
+* ``samples`` — one row per instance (all splits, in file order).
+* ``features`` — one row per embedded unit, keyed by an *owner* in the ``sample_id`` column so
+  that what several instances share is embedded once:
+
+  ====================  ==========================  =========================================
+  owner                 units                       vector
+  ====================  ==========================  =========================================
+  ``text:<hash>``       ``token:i``                 contextual word vector of token i
+  ``<sample_id>``       ``entity:head/tail``        mean of the entity's token vectors
+  ``caption:<img>``     ``caption:k``               mean of the caption's word vectors over
+                                                    noun phrase k (the caption graph's node k)
+  ``image:<img>``       ``image``, ``object:j``     image / object-crop embedding (box = the
+                                                    object's normalised (x1, y1, x2, y2))
+  ====================  ==========================  =========================================
+
+  Owners appear in the order of first use, each once per chunk, so later stages read features
+  in step with the samples (bounded memory, no random access).
+
+Work is done in chunks of ``extract_features.shard_instances`` instances; each chunk ends one
+``samples`` shard and one ``features`` shard, so a killed run resumes after the last whole
+chunk and gives the same bytes as an uninterrupted one.
+"""
 
 from __future__ import annotations
 
-from mmre_cli.errors import NotReadyError
+import hashlib
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from mmre_cli.data.instance import Instance
+from mmre_cli.reporting import Reporter
+from stages._common import finish, reporter_or_null
+
+SECTIONS = ["data", "extract_features"]
 
 
-def run(**kwargs):
-    raise NotReadyError("'extract_features' cannot run yet: this stage lands with a later issue")
+def text_owner(tokens: tuple[str, ...]) -> str:
+    """Owner key of a token sequence: ``text:`` + 16 hex of sha1 over the tokens."""
+    return "text:" + hashlib.sha1("\x1f".join(tokens).encode("utf-8")).hexdigest()[:16]
+
+
+def caption_owner(inst: Instance) -> str | None:
+    if not inst.caption:
+        return None
+    return f"caption:{inst.img_id or inst.sample_id}"
+
+
+def image_owner(inst: Instance) -> str | None:
+    return f"image:{inst.img_id}" if inst.image_path else None
+
+
+def iter_dataset(params: dict, reporter: Reporter) -> Iterator[tuple[list[Instance], object]]:
+    """Yield ``(instances, LoadReport)`` per split named in ``data.splits``."""
+    from mmre_cli.data.load import detect_format, load_split
+
+    data = params["data"]
+    root = Path(data["root"])
+    fmt = detect_format(root) if data["format"] == "auto" else data["format"]
+    for split in data["splits"]:
+        instances, report = load_split(
+            root, split, fmt=fmt, captions=data["captions"], image_root=data["image_root"],
+            image_policy=data["image_policy"], on_error=data["on_error"], label_map=data["label_map"],
+            reporter=reporter,
+        )
+        yield instances, report
+
+
+def data_fingerprint(instances: list[Instance]) -> str:
+    """16 hex of sha256 over everything the stage reads from each instance."""
+    digest = hashlib.sha256()
+    for inst in instances:
+        digest.update(repr((inst.sample_id, inst.tokens, inst.head, inst.tail, inst.relation, inst.img_id,
+                            inst.image_path, inst.caption)).encode("utf-8"))
+    return digest.hexdigest()[:16]
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+class _FeatureRows:
+    """Accumulates rows of the ``features`` table for one chunk."""
+
+    def __init__(self) -> None:
+        self.owner: list[str] = []
+        self.unit: list[str] = []
+        self.kind: list[str] = []
+        self.text: list[str | None] = []
+        self.box: list[np.ndarray] = []
+        self.emb: list[np.ndarray] = []
+
+    def add(self, owner: str, unit: str, kind: str, text: str | None, emb: np.ndarray, box=None) -> None:
+        self.owner.append(owner)
+        self.unit.append(unit)
+        self.kind.append(kind)
+        self.text.append(text)
+        self.box.append(np.full(4, np.nan, np.float32) if box is None else np.asarray(box, np.float32))
+        self.emb.append(np.asarray(emb, np.float32))
+
+    def table(self, dim: int):
+        from mmre_cli.store.tables import features_to_table
+
+        emb = np.stack(self.emb) if self.emb else np.zeros((0, dim), np.float32)
+        boxes = np.stack(self.box) if self.box else np.zeros((0, 4), np.float32)
+        return features_to_table(self.owner, self.unit, self.kind, emb, texts=self.text, boxes=boxes)
+
+
+def _normalise(v: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(v, axis=-1, keepdims=True)
+    return (v / np.maximum(norm, 1e-12)).astype(np.float32)
+
+
+class FeatureExtractor:
+    """Embeds one chunk of instances (the library calls the stage makes, in one place)."""
+
+    def __init__(self, params: dict, gpus: int, reporter: Reporter) -> None:
+        from mmre_cli.features.detect import build_detector
+        from mmre_cli.features.encoders import build_encoder
+        from mmre_cli.graphs.nlp import load_spacy
+
+        cfg = params["extract_features"]
+        self.cfg = cfg
+        self.reporter = reporter
+        device = "cuda" if gpus > 0 else "cpu"
+        self.encoder = build_encoder(cfg["encoder"], weights=cfg["weights"], device=device)
+        self.detector = None
+        if cfg["detector"] not in (None, "none", "dataset"):
+            self.detector = build_detector(cfg["detector"], conf=cfg["det_conf"], max_det=cfg["max_objects"], device=device)
+        self.dataset_boxes = cfg["detector"] == "dataset"
+        self.nlp = load_spacy(params["build_graphs"]["spacy_model"])
+        self.use_pixels = self.encoder.supports_images
+
+    # -- text ---------------------------------------------------------------------------
+    def _text(self, chunk: list[Instance], rows: _FeatureRows) -> None:
+        owners: dict[str, tuple[str, ...]] = {}
+        for inst in chunk:
+            owners.setdefault(text_owner(inst.tokens), inst.tokens)
+        keys = list(owners)
+        vectors = dict(zip(keys, self.encoder.encode_words([list(owners[k]) for k in keys])))
+        for key in keys:
+            for i, (word, vec) in enumerate(zip(owners[key], vectors[key])):
+                rows.add(key, f"token:{i}", "token", word, vec)
+        for inst in chunk:
+            words = vectors[text_owner(inst.tokens)]
+            for role, ent in (("head", inst.head), ("tail", inst.tail)):
+                if ent.is_visual:
+                    continue
+                rows.add(inst.sample_id, f"entity:{role}", "entity", ent.name,
+                         _normalise(words[ent.start:ent.end].mean(axis=0)))
+
+    # -- captions -----------------------------------------------------------------------
+    def _captions(self, chunk: list[Instance], rows: _FeatureRows) -> None:
+        from mmre_cli.graphs.nlp import doc_words, parse_texts
+        from mmre_cli.graphs.textual import caption_graph
+
+        owners: dict[str, str] = {}
+        for inst in chunk:
+            key = caption_owner(inst)
+            if key is not None:
+                owners.setdefault(key, inst.caption)
+        if not owners:
+            return
+        keys = list(owners)
+        docs = list(parse_texts(self.nlp, [owners[k] for k in keys], batch_size=self.cfg["batch_size"]))
+        words = [doc_words(doc) for doc in docs]
+        word_vecs = self.encoder.encode_words(words)
+        from mmre_cli.graphs.cmg import pool_span_features
+
+        for key, doc, vecs in zip(keys, docs, word_vecs):
+            graph = caption_graph(key, doc)
+            pooled = pool_span_features(graph, vecs)
+            for k, (text, vec) in enumerate(zip(graph.node_text, pooled)):
+                rows.add(key, f"caption:{k}", "caption_phrase", text, vec)
+
+    # -- pixels -------------------------------------------------------------------------
+    def _objects(self, inst: Instance):
+        from mmre_cli.features.detect import boxes_from_dataset
+
+        if self.dataset_boxes:
+            objects = inst.extra.get("objects") or {}
+            items = list(objects.items()) if isinstance(objects, dict) else list(objects)
+            return boxes_from_dataset(items)[: self.cfg["max_objects"]]
+        return None
+
+    def _images(self, chunk: list[Instance], rows: _FeatureRows) -> None:
+        from mmre_cli.features.imageio import crop, decode_images
+
+        wanted: dict[str, Instance] = {}
+        for inst in chunk:
+            key = image_owner(inst)
+            if key is not None and (self.use_pixels or self.detector is not None):
+                wanted.setdefault(key, inst)
+        if not wanted:
+            return
+        keys = list(wanted)
+        decoded = decode_images([wanted[k].image_path for k in keys], workers=self.cfg["workers"],
+                                max_pixels=self.cfg["max_image_pixels"])
+        images, kept = [], []
+        for key, (path, image) in zip(keys, decoded):
+            if isinstance(image, Exception):
+                self.reporter.warn(f"{path}: {image}; image skipped (text only)")
+                continue
+            images.append(image)
+            kept.append(key)
+        if not images:
+            return
+        if self.detector is not None:
+            detections = self.detector.detect(images)
+        else:
+            detections = [self._objects(wanted[k]) or [] for k in kept]
+        if self.use_pixels:
+            whole = self.encoder.encode_images(images)
+            crops, where = [], []
+            for i, dets in enumerate(detections):
+                for det in dets:
+                    crops.append(crop(images[i], det.box))
+                    where.append(i)
+            crop_vecs = self.encoder.encode_images(crops) if crops else np.zeros((0, self.encoder.dim), np.float32)
+        else:  # a text encoder embeds an object by its label, the image has no vector
+            whole = None
+            labels = [d.label for dets in detections for d in dets]
+            crop_vecs = self.encoder.encode_texts(labels) if labels else np.zeros((0, self.encoder.dim), np.float32)
+        cursor = 0
+        for i, key in enumerate(kept):
+            if whole is not None:
+                rows.add(key, "image", "image", None, whole[i], box=(0.0, 0.0, 1.0, 1.0))
+            for j, det in enumerate(detections[i]):
+                rows.add(key, f"object:{j}", "object", det.label, crop_vecs[cursor], box=det.box)
+                cursor += 1
+
+    def chunk_rows(self, chunk: list[Instance]) -> _FeatureRows:
+        rows = _FeatureRows()
+        self._text(chunk, rows)
+        self._captions(chunk, rows)
+        self._images(chunk, rows)
+        return rows
+
+
+def run(*, out: Path, params: dict, gpus: int = 0, stats: Path | None = None, reporter: Reporter | None = None) -> dict:
+    """Run the stage; returns (and writes) its statistics."""
+    from mmre_cli.params import params_hash
+    from mmre_cli.store.shards import ArtifactWriter
+    from mmre_cli.store.tables import instances_to_table
+
+    reporter = reporter_or_null(reporter)
+    out = Path(out)
+    cfg = params["extract_features"]
+    chunk_size = int(cfg["shard_instances"])
+    extractor = FeatureExtractor(params, gpus, reporter)
+    instances: list[Instance] = []
+    reports = []
+    for split_instances, report in iter_dataset(params, reporter):
+        instances.extend(split_instances)
+        reports.append(report)
+    from mmre_cli.data.load import resolve_label_map
+
+    labels, _ = resolve_label_map(Path(params["data"]["root"]), None, params["data"]["label_map"])
+    lookup = (lambda rel: labels.id(rel) if rel is not None else -1) if labels is not None else None
+    # the params hash + a fingerprint of the data decide whether whole shards can be reused
+    phash = params_hash(params, SECTIONS) + "-" + data_fingerprint(instances)
+    unit_counts: dict[str, int] = {}
+    writer = ArtifactWriter(out, stage="extract_features", encoder=extractor.encoder.fingerprint(),
+                            dim=extractor.encoder.dim, params_hash=phash, resume=True,
+                            max_rows_per_shard=None, max_bytes_per_shard=None,
+                            info={"encoder": extractor.encoder.name,
+                                  "labels": list(labels.labels) if labels else None,
+                                  "none_label": labels.none_label if labels else None})
+    with writer:
+        samples, features = writer.table("samples"), writer.table("features")
+        done = min(len(samples.shards), len(features.shards))
+        samples.truncate(done)
+        features.truncate(done)
+        if done:
+            reporter.info(f"resuming after {done} whole shard(s) ({min(done * chunk_size, len(instances))} instances)")
+        with reporter.progress("extract-features", total=len(instances)) as task:
+            task.advance(min(done * chunk_size, len(instances)))
+            for index, chunk in enumerate(_chunks(instances, chunk_size)):
+                if index < done:
+                    continue
+                rows = extractor.chunk_rows(chunk)
+                samples.write(instances_to_table(chunk, lookup))
+                features.write(rows.table(extractor.encoder.dim))
+                samples.roll(allow_empty=True)
+                features.roll(allow_empty=True)
+                for kind in rows.kind:
+                    unit_counts[kind] = unit_counts.get(kind, 0) + 1
+                task.advance(len(chunk))
+    result = {
+        "instances": len(instances),
+        "encoder": extractor.encoder.name,
+        "dim": extractor.encoder.dim,
+        "splits": {r.split: {"read": r.read, "kept": r.kept, "skipped": r.skipped, "text_only": r.text_only,
+                             "captioned": r.captioned} for r in reports},
+        "units_this_run": unit_counts,
+    }
+    return finish(out, params, SECTIONS, result, stats)

@@ -1,9 +1,155 @@
-"""DVC stage `merge_cmg` (not implemented yet)."""
+"""DVC stage ``merge_cmg``: one cross-modal graph (CMG) per instance, features joined in.
+
+Per chunk (see :mod:`stages._chunks`): the sentence graph gets ``x`` by mean-pooling the token
+vectors over each node's span; the caption graph takes the ``caption:k`` rows (node k = row k);
+the visual graph the ``image`` and ``object:j`` rows. A MORE visual tail is marked on the object
+whose box matches best. Then :func:`~mmre_cli.graphs.cmg.merge_cmg` adds co-occurrence and
+similarity edges and keeps the ``hops``-hop context of the head and tail.
+"""
 
 from __future__ import annotations
 
-from mmre_cli.errors import NotReadyError
+from pathlib import Path
+
+import numpy as np
+
+from mmre_cli.errors import MmreError
+from mmre_cli.graphs.graph import Graph
+from mmre_cli.reporting import Reporter
+from stages._chunks import OwnerFeatures, iter_feature_chunks, num_chunks, read_chunk, require_artifact
+from stages._common import finish, reporter_or_null
+from stages.extract_features import caption_owner, image_owner, text_owner
+
+SECTIONS = ["merge_cmg"]
 
 
-def run(**kwargs):
-    raise NotReadyError("'merge_cmg' cannot run yet: this stage lands with a later issue")
+def _chunk_scene_graphs(graphs_dir: Path, k: int) -> dict[str, Graph]:
+    from mmre_cli.store.tables import tables_to_graphs
+
+    tables = [read_chunk(graphs_dir, name, k) for name in ("graphs", "nodes", "edges")]
+    return {g.graph_id: g for g in tables_to_graphs(*tables)}
+
+
+def _with_x(graph: Graph, x: np.ndarray) -> Graph:
+    from dataclasses import replace
+
+    return replace(graph, x=np.asarray(x, np.float32))
+
+
+def instance_cmg(inst, label: int, feats: OwnerFeatures, scene: dict[str, Graph], cfg: dict) -> Graph:
+    """The CMG of one instance from its scene graphs and the chunk's features."""
+    from mmre_cli.graphs.cmg import merge_cmg, pool_span_features
+    from mmre_cli.graphs.visual import mark_visual_tail
+
+    text = scene[f"{inst.sample_id}:text"]
+    tokens = feats.units(text_owner(inst.tokens), "token")
+    if len(tokens) != len(inst.tokens):
+        raise MmreError(f"{inst.sample_id}: features hold {len(tokens)} token vectors for {len(inst.tokens)} tokens; "
+                        "the features and graphs come from different runs — rerun the pipeline")
+    text = _with_x(text, pool_span_features(text, np.stack([v for v, _, _ in tokens])))
+
+    caption = scene.get(caption_owner(inst) or "")
+    if caption is not None and caption.num_nodes:
+        rows = feats.units(caption_owner(inst), "caption")
+        if len(rows) != caption.num_nodes:
+            raise MmreError(f"{inst.sample_id}: {len(rows)} caption vectors for {caption.num_nodes} caption nodes; rerun the pipeline")
+        caption = _with_x(caption, np.stack([v for v, _, _ in rows]))
+
+    visual = scene.get(image_owner(inst) or "")
+    if visual is not None and visual.num_nodes:
+        if inst.tail.is_visual:
+            visual = mark_visual_tail(visual, inst.tail.box, name=inst.tail.name)
+        owner = image_owner(inst)
+        objects = feats.units(owner, "object")
+        image_row = feats.get(owner, "image")
+        dim = feats.dim
+        x = np.zeros((visual.num_nodes, dim), np.float32)
+        for node, index in enumerate(visual.meta.get("object_index", [])):
+            if index is None or index < 0:
+                x[node] = image_row[0] if (visual.node_kind[node] == 3 and image_row is not None) else 0.0
+            else:
+                x[node] = objects[index][0]
+        visual = _with_x(visual, x)
+    return merge_cmg(inst.sample_id, text, visual, caption, top_k=cfg["top_k"], threshold=cfg["threshold"],
+                     hops=cfg["hops"], label=label, cross_cooccur=cfg["cooccur"])
+
+
+def run(*, features: Path, graphs: Path, out: Path, params: dict, stats: Path | None = None,
+        reporter: Reporter | None = None) -> dict:
+    """Run the stage; returns (and writes) its statistics."""
+    from mmre_cli.params import params_hash
+    from mmre_cli.store.shards import ArtifactWriter, read_manifest
+    from stages._chunks import chunk_labels
+
+    reporter = reporter_or_null(reporter)
+    features, graphs, out = Path(features), Path(graphs), Path(out)
+    require_artifact(features, "extract-features")
+    require_artifact(graphs, "build-graphs")
+    total = num_chunks(features, "samples")
+    if num_chunks(graphs, "graphs") != total:
+        raise MmreError(f"{graphs} has {num_chunks(graphs, 'graphs')} chunks but {features} has {total}; rerun build-graphs")
+    cfg = params["merge_cmg"]
+    fman = read_manifest(features)
+    phash = params_hash(params, SECTIONS) + "-" + read_manifest(graphs)["params_hash"]
+    with ArtifactWriter(out, stage="merge_cmg", encoder=fman["encoder"], dim=fman["dim"], params_hash=phash,
+                        resume=True, info=fman.get("info", {})) as art:
+        gw = art.graph_writer(max_graphs_per_shard=1 << 30, max_nodes_per_shard=1 << 40, max_edges_per_shard=1 << 40)
+        done = len(gw.writers["graphs"].shards)
+        n_total = sum(read_chunk(features, "samples", k).num_rows for k in range(total))
+        with reporter.progress("merge-cmg", total=n_total) as task:
+            for k in range(done):
+                task.advance(read_chunk(features, "samples", k).num_rows)
+            for k, chunk, feats in iter_feature_chunks(features, start=done):
+                scene = _chunk_scene_graphs(graphs, k)
+                labels = chunk_labels(features, k)
+                cmgs = []
+                for inst, label in zip(chunk, labels):
+                    cmg = instance_cmg(inst, int(label), feats, scene, cfg)
+                    cmg.meta["sample_id"] = inst.sample_id
+                    cmg.meta["split"] = inst.split
+                    cmgs.append(cmg)
+                gw.write(cmgs)
+                gw.roll()
+                task.advance(len(chunk))
+    return finish(out, params, SECTIONS, {"resumed_chunks": done, **cmg_statistics(out, features)}, stats)
+
+
+def cmg_statistics(cmg_dir: Path, features: Path) -> dict:
+    """Counts over the written CMGs (so a resumed run reports the whole artifact)."""
+    import pyarrow.compute as pc
+
+    from mmre_cli.graphs.graph import EDGE_TYPES, MODALITIES, NODE_KINDS
+    from mmre_cli.store.shards import iter_batches, iter_graphs
+
+    captioned = set()
+    for batch in iter_batches(features, "samples", columns=["sample_id", "caption"]):
+        ids = batch.column(0).to_pylist()
+        has = pc.greater(pc.utf8_length(pc.fill_null(batch.column(1), "")), 0).to_pylist()
+        captioned.update(i for i, h in zip(ids, has) if h)
+    cap = MODALITIES.index("caption")
+    stats = {"graphs": 0, "with_caption": 0, "caption_with_cross_edge": 0, "head_and_tail_present": 0}
+    by_type = {t: 0 for t in EDGE_TYPES}
+    by_kind = {k: 0 for k in NODE_KINDS}
+    nodes, edges = [], []
+    for g in iter_graphs(cmg_dir):
+        stats["graphs"] += 1
+        nodes.append(g.num_nodes)
+        edges.append(g.num_edges)
+        for t, c in zip(*np.unique(g.edge_type, return_counts=True)):
+            by_type[EDGE_TYPES[int(t)]] += int(c)
+        for k, c in zip(*np.unique(g.node_kind, return_counts=True)):
+            by_kind[NODE_KINDS[int(k)]] += int(c)
+        roles = set(g.node_role.tolist())
+        stats["head_and_tail_present"] += int({1, 2} <= roles)
+        if g.meta.get("sample_id", g.graph_id) in captioned:
+            stats["with_caption"] += 1
+            mod = g.node_modality
+            src, dst = g.edge_index
+            cross = (mod[src] != mod[dst]) & ((mod[src] == cap) | (mod[dst] == cap))
+            stats["caption_with_cross_edge"] += int(bool(cross.any()))
+    if nodes:
+        stats.update(mean_nodes=float(np.mean(nodes)), median_nodes=float(np.median(nodes)),
+                     mean_edges=float(np.mean(edges)), median_edges=float(np.median(edges)))
+        stats["mean_nodes_by_kind"] = {k: v / len(nodes) for k, v in by_kind.items()}
+        stats["mean_edges_by_type"] = {k: v / len(nodes) for k, v in by_type.items()}
+    return stats

@@ -1,0 +1,117 @@
+"""Conversion of :class:`~mmre_cli.graphs.graph.Graph` to PyTorch Geometric ``Data`` / ``Batch``.
+
+:func:`graph_to_data` gives a :class:`GraphData` (a ``Data`` subclass) with
+
+==================  ===========  =====================================================
+attribute           dtype        shape / meaning
+==================  ===========  =====================================================
+``x``               float32      ``[N, D]``
+``edge_index``      int64        ``[2, E]``
+``edge_type``       int64        ``[E]`` index into ``EDGE_TYPES``
+``edge_attr``       float32      ``[E, EDGE_ATTR_DIM]``
+``node_kind``       int64        ``[N]``
+``node_modality``   int64        ``[N]``
+``node_role``       int64        ``[N]``
+``y``               int64        ``[1]`` (``Graph.label``; -1 unlabelled)
+``head_index``      int64        ``[1]`` the head node (node 0 when there is none)
+``tail_index``      int64        ``[1]`` the tail node (node 0 when there is none)
+``has_head``        bool         ``[1]``
+``has_tail``        bool         ``[1]``
+``graph_id``        str
+==================  ===========  =====================================================
+
+After ``Batch.from_data_list``, ``batch.head_index[i]`` / ``batch.tail_index[i]`` are the
+*batch-level* node ids of graph ``i``'s head / tail: PyG increments every attribute whose name
+contains ``index`` by the number of nodes before it (``Data.__inc__``); :class:`GraphData` states
+this explicitly so it does not hang on a naming rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+import torch
+from torch_geometric.data import Batch, Data
+
+from .graph import ROLE_HEAD, ROLE_TAIL, Graph
+
+_NODE_INC = ("head_index", "tail_index")
+
+
+class GraphData(Data):
+    """``Data`` whose ``head_index``/``tail_index`` are node ids (incremented when batched)."""
+
+    def __inc__(self, key, value, *args, **kwargs):
+        if key in _NODE_INC:
+            return self.num_nodes
+        return super().__inc__(key, value, *args, **kwargs)
+
+    def __cat_dim__(self, key, value, *args, **kwargs):
+        if key in _NODE_INC:
+            return 0
+        return super().__cat_dim__(key, value, *args, **kwargs)
+
+
+def _role_node(g: Graph, role: int) -> tuple[int, bool]:
+    hits = np.flatnonzero(g.node_role == role)
+    return (int(hits[0]), True) if hits.size else (0, False)
+
+
+def graph_to_data(g: Graph) -> GraphData:
+    """Convert one graph (``x`` must be set) to a :class:`GraphData`."""
+    if g.x is None:
+        raise ValueError(f"{g.graph_id}: graph has no node features (x is None)")
+    g.validate()
+    head, has_head = _role_node(g, ROLE_HEAD)
+    tail, has_tail = _role_node(g, ROLE_TAIL)
+    return GraphData(
+        x=torch.as_tensor(np.asarray(g.x, np.float32)),
+        edge_index=torch.as_tensor(np.asarray(g.edge_index, np.int64)).reshape(2, -1),
+        edge_type=torch.as_tensor(np.asarray(g.edge_type, np.int64)),
+        edge_attr=torch.as_tensor(np.asarray(g.edge_attr, np.float32)),
+        node_kind=torch.as_tensor(np.asarray(g.node_kind, np.int64)),
+        node_modality=torch.as_tensor(np.asarray(g.node_modality, np.int64)),
+        node_role=torch.as_tensor(np.asarray(g.node_role, np.int64)),
+        y=torch.tensor([int(g.label)], dtype=torch.long),
+        head_index=torch.tensor([head], dtype=torch.long),
+        tail_index=torch.tensor([tail], dtype=torch.long),
+        has_head=torch.tensor([has_head]),
+        has_tail=torch.tensor([has_tail]),
+        graph_id=g.graph_id,
+        num_nodes=g.num_nodes,
+    )
+
+
+def graphs_to_batches(graphs: Iterable[Graph], batch_size: int) -> Iterator[Batch]:
+    """Group graphs, in order, into ``Batch`` objects of ``batch_size`` graphs (the last may be smaller)."""
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, not {batch_size}")
+    buf: list[GraphData] = []
+    for g in graphs:
+        buf.append(graph_to_data(g))
+        if len(buf) == batch_size:
+            yield Batch.from_data_list(buf)
+            buf = []
+    if buf:
+        yield Batch.from_data_list(buf)
+
+
+def load_graph_batches(artifact_dir, batch_size: int, *, shuffle: bool = False, seed: int = 0) -> Iterator[Batch]:
+    """Read the graphs of an artifact directory and yield PyG batches.
+
+    Args:
+        artifact_dir: a graph artifact written by :mod:`mmre_cli.store`.
+        batch_size: graphs per batch.
+        shuffle: shuffle graph order (reads every graph into memory first; default ``False``
+            streams in stored order).
+        seed: seed of the shuffle (``numpy.random.default_rng``).
+    """
+    from ..store.shards import iter_graphs  # written alongside; imported lazily
+
+    graphs: Iterable[Graph] = iter_graphs(artifact_dir, batch_graphs=max(batch_size, 256))
+    if shuffle:
+        graphs = list(graphs)
+        order = np.random.default_rng(seed).permutation(len(graphs))
+        graphs = [graphs[i] for i in order]
+    yield from graphs_to_batches(graphs, batch_size)

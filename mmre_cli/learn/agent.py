@@ -1,0 +1,552 @@
+r"""RL graph editor (paper Alg. 2): an actor-critic agent that edits cross-modal graphs.
+
+Actions, per graph and step: ``stop``, *delete node* ``i``, *delete edge* ``e``, *add edge*
+``c`` (a candidate pair from :func:`mmre_cli.learn.editing.candidate_additions`). Invalid
+actions (:func:`mmre_cli.learn.editing.action_masks`) get logit :math:`-\infty`.
+
+Policy. A GAT encoder (PyG ``GATConv``, ``num_layers`` residual layers) runs on the *current*
+graph over the original node numbering (dead nodes isolated, flagged by an ``alive`` input);
+node input ``[x_i, onehot(role_i), alive_i]``, edge input ``[edge_attr, onehot(edge_type)]``.
+With :math:`g_b = [\mathrm{mean}_{i\,\mathrm{alive}} h_i, h_{head}, h_{tail}, t/T]`:
+
+.. math::
+    s^{stop}_b = f_{stop}(g_b), \quad s^{node}_i = f_n([h_i, g_{b(i)}]), \quad
+    s^{edge}_{e=(i,j)} = f_e([h_i, h_j, a_e]), \quad
+    s^{add}_{c=\{i,j\}} = f_a([h_i + h_j, h_i \odot h_j, \cos_{ij}])
+
+and :math:`\pi(a \mid s_b) = \mathrm{softmax}` of the masked scores over the actions of graph
+``b`` only (a per-graph softmax by scatter over the graph index). One action is sampled per graph
+(Gumbel-max; ``argmax`` when greedy), all graphs of the batch at once. A graph's episode ends at
+``stop`` or after ``max_steps`` actions.
+
+Reward. :math:`R(G) = \lambda\,\mathrm{Acc}(G) - \mu\,\mathrm{Complexity}(G)`
+(:mod:`mmre_cli.learn.reward`, :func:`mmre_cli.learn.editing.complexity`) with the frozen
+classifier. With ``shaping="delta"`` (default) the step reward is the potential difference
+:math:`r_t = R(G_{t+1}) - R(G_t)` (0 for ``stop``), so the undiscounted return telescopes to
+:math:`R(G_T) - R(G_0)`: dense credit for each edit, same optimum as the final reward.
+``shaping="final"`` pays :math:`R(G_T)` at the last step only.
+
+Critic: TD(0), the function-approximation form of the paper's
+:math:`V(s) \leftarrow V(s) + \alpha[r + \gamma V(s') - V(s)]` (:func:`td_update`):
+
+.. math::
+    \delta_t = r_t + \gamma V(s_{t+1})(1 - d_t) - V(s_t), \quad
+    L = \underbrace{-\log\pi(a_t|s_t)\,\mathrm{sg}(\delta_t)}_{actor}
+      + c_v \underbrace{(\mathrm{sg}(r_t + \gamma V(s_{t+1})(1-d_t)) - V(s_t))^2}_{critic}
+      - \beta\,\mathcal{H}(\pi(\cdot|s_t))
+
+averaged over the (graph, step) pairs still running; ``d_t = 1`` at ``stop`` and at the last
+allowed step (finite horizon; ``t/T`` is in the state).
+
+Shapes:
+    batch: PyG ``Batch`` with ``x [N, D]``, ``edge_index [2, E]``, ``edge_type [E]``,
+    ``edge_attr [E, EDGE_ATTR_DIM]``, ``node_role [N]``, ``head_index [B]``, ``tail_index [B]``
+    (global ids), ``y [B]`` (for training), ``batch [N]``.
+    Classifier: ``Batch -> logits [B, C]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.data import Batch
+from torch_geometric.nn import GATConv
+from torch_geometric.utils import scatter
+
+from mmre_cli.graphs.graph import EDGE_ATTR_DIM, EDGE_TYPES
+from mmre_cli.learn.editing import (
+    action_masks,
+    apply_edits,
+    candidate_additions,
+    complexity,
+    current_edges,
+    pair_cosine,
+)
+from mmre_cli.learn.metrics import peer_scores
+from mmre_cli.learn.reward import graph_accuracy, reward
+
+__all__ = [
+    "Classifier",
+    "AgentConfig",
+    "GraphEditAgent",
+    "PolicyOutput",
+    "EditState",
+    "td_update",
+    "init_state",
+    "masked_policy",
+    "apply_action",
+    "batch_reward",
+    "agent_step",
+    "edit_graphs",
+]
+
+_NUM_ROLES = 3
+
+
+class Classifier(Protocol):
+    """Anything called as ``classifier(batch) -> logits [B, C]`` (e.g. ``RelationGNN``)."""
+
+    def __call__(self, batch: Batch) -> Tensor: ...
+
+
+@dataclass
+class AgentConfig:
+    """Hyper-parameters of the editor (``params.yaml`` section ``rl``).
+
+    Args:
+        max_steps: actions per graph per episode, ``T`` (default 4).
+        lam: :math:`\\lambda`, weight of the accuracy term (default 3.0; paper [2, 5]).
+        mu: :math:`\\mu`, weight of the complexity term (default 2.0; paper [2, 5]).
+        gamma: discount :math:`\\gamma` (default 0.98).
+        lr: learning rate for the optimizer the caller builds (default 1e-3).
+        entropy: entropy bonus :math:`\\beta` (default 0.01).
+        add_k: candidate additions per node (default 2).
+        add_threshold: minimum cosine for a candidate (default 0.5).
+        reward_mode: ``"likelihood"`` (default) or ``"correct"``.
+        none_id: id of the ``None`` relation (default 0).
+        shaping: ``"delta"`` (default, :math:`r_t = R_{t+1} - R_t`) or ``"final"``.
+        value_coef: critic loss weight :math:`c_v` (default 0.5).
+        max_grad_norm: gradient clipping norm, ``None`` for none (default 1.0).
+        complexity_node_weight: :math:`w_n` of the complexity (default 0.5).
+        none_weight: accuracy factor for gold-``None`` graphs (default 1.0).
+    """
+
+    max_steps: int = 4
+    lam: float = 3.0
+    mu: float = 2.0
+    gamma: float = 0.98
+    lr: float = 1e-3
+    entropy: float = 0.01
+    add_k: int = 2
+    add_threshold: float = 0.5
+    reward_mode: str = "likelihood"
+    none_id: int = 0
+    shaping: str = "delta"
+    value_coef: float = 0.5
+    max_grad_norm: float | None = 1.0
+    complexity_node_weight: float = 0.5
+    none_weight: float = 1.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def td_update(v_s, r, v_next, done, alpha: float, gamma: float):
+    r"""Tabular TD(0): :math:`V(s) \leftarrow V(s) + \alpha[r + \gamma V(s')(1 - d) - V(s)]`.
+
+    Works on floats or tensors (elementwise). ``done`` (bool / 0-1) drops the bootstrap term.
+
+    Example: ``td_update(0.5, 1.0, 0.2, False, alpha=0.1, gamma=0.98) == 0.5696``.
+    """
+    if isinstance(done, Tensor):
+        not_done = 1.0 - done.to(torch.float32)
+    else:
+        not_done = 1.0 - float(done)
+    return v_s + alpha * (r + gamma * v_next * not_done - v_s)
+
+
+@dataclass
+class EditState:
+    """The edit state of a batch (all indices in the original batch).
+
+    Shapes:
+        node_alive ``[N]``, edge_alive ``[E]``, cand_used ``[K]``, done ``[B]`` bool;
+        cand_edge_index ``[2, K]``, cand_graph ``[K]``, cand_cos ``[K]``; steps ``[B]`` long.
+    """
+
+    node_alive: Tensor
+    edge_alive: Tensor
+    cand_edge_index: Tensor
+    cand_graph: Tensor
+    cand_cos: Tensor
+    cand_used: Tensor
+    done: Tensor
+    steps: Tensor
+    edge_deleted: Tensor | None = None  # [E] bool, deleted by an explicit edge action
+
+    def added_edges(self) -> Tensor:
+        """``[2, A]`` candidate pairs added so far."""
+        return self.cand_edge_index[:, self.cand_used]
+
+
+def init_state(batch: Batch, cfg: AgentConfig) -> EditState:
+    """Start state: nothing deleted or added, candidates from :func:`candidate_additions`."""
+    dev = batch.x.device
+    cand, cgraph = candidate_additions(batch, k=cfg.add_k, threshold=cfg.add_threshold)
+    return EditState(
+        node_alive=torch.ones(batch.num_nodes, dtype=torch.bool, device=dev),
+        edge_alive=torch.ones(batch.edge_index.size(1), dtype=torch.bool, device=dev),
+        cand_edge_index=cand,
+        cand_graph=cgraph,
+        cand_cos=pair_cosine(batch.x.float(), cand),
+        cand_used=torch.zeros(cand.size(1), dtype=torch.bool, device=dev),
+        done=torch.zeros(batch.num_graphs, dtype=torch.bool, device=dev),
+        steps=torch.zeros(batch.num_graphs, dtype=torch.long, device=dev),
+        edge_deleted=torch.zeros(batch.edge_index.size(1), dtype=torch.bool, device=dev),
+    )
+
+
+def _mlp(i: int, h: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(i, h), nn.ReLU(), nn.Linear(h, 1))
+
+
+@dataclass
+class PolicyOutput:
+    """Raw (unmasked) action scores and the state value.
+
+    Shapes:
+        stop ``[B]``, node ``[N]``, edge ``[E]`` (original edges), cand ``[K]``, value ``[B]``
+    """
+
+    stop: Tensor
+    node: Tensor
+    edge: Tensor
+    cand: Tensor
+    value: Tensor
+
+
+class GraphEditAgent(nn.Module):
+    r"""Actor-critic graph editor (module docstring has the formulas).
+
+    Args:
+        in_dim: node feature size ``D``.
+        hidden: hidden size (default 128); must be divisible by ``heads``.
+        heads: GAT attention heads (default 2), concatenated.
+        num_layers: GAT layers (default 2), residual.
+        edge_dim: ``edge_attr`` columns (default ``EDGE_ATTR_DIM``).
+        dropout: attention dropout (default 0.0).
+
+    Shapes:
+        forward(batch ``B``/``N``/``E``, state with ``K`` candidates) -> :class:`PolicyOutput`
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden: int = 128,
+        heads: int = 2,
+        num_layers: int = 2,
+        edge_dim: int = EDGE_ATTR_DIM,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if hidden % heads:
+            raise ValueError(f"hidden={hidden} must be divisible by heads={heads}")
+        self.in_dim, self.hidden, self.heads, self.edge_dim = in_dim, hidden, heads, edge_dim
+        self.edge_feat_dim = edge_dim + len(EDGE_TYPES)
+        self.node_in = nn.Linear(in_dim + _NUM_ROLES + 1, hidden)
+        self.convs = nn.ModuleList(
+            GATConv(hidden, hidden // heads, heads=heads, edge_dim=self.edge_feat_dim, dropout=dropout)
+            for _ in range(num_layers)
+        )
+        g = 3 * hidden + 1
+        self.node_scorer = _mlp(hidden + g, hidden)
+        self.edge_scorer = _mlp(2 * hidden + self.edge_feat_dim, hidden)
+        self.cand_scorer = _mlp(2 * hidden + 1, hidden)
+        self.stop_head = _mlp(g, hidden)
+        self.value_head = _mlp(g, hidden)
+
+    def _edge_feat(self, edge_type: Tensor, edge_attr: Tensor) -> Tensor:
+        return torch.cat([edge_attr.float(), F.one_hot(edge_type.long(), len(EDGE_TYPES)).float()], dim=-1)
+
+    def forward(self, batch: Batch, state: EditState, t_frac: float = 0.0) -> PolicyOutput:
+        alive = state.node_alive
+        ei, et, attr, _ = current_edges(batch, alive, state.edge_alive, state.added_edges())
+        role = batch.node_role.long().clamp(0, _NUM_ROLES - 1)
+        x_in = torch.cat([batch.x.float(), F.one_hot(role, _NUM_ROLES).float(), alive.float().unsqueeze(1)], -1)
+        h = F.relu(self.node_in(x_in))
+        e_feat = self._edge_feat(et, attr)
+        for conv in self.convs:
+            h = h + F.elu(conv(h, ei, e_feat))
+        b = batch.num_graphs
+        af = alive.float().unsqueeze(1)
+        pooled = scatter(h * af, batch.batch, dim=0, dim_size=b, reduce="sum")
+        pooled = pooled / scatter(af, batch.batch, dim=0, dim_size=b, reduce="sum").clamp(min=1.0)
+        t_col = h.new_full((b, 1), float(t_frac))
+        g = torch.cat([pooled, h[batch.head_index.long()], h[batch.tail_index.long()], t_col], dim=-1)
+        node = self.node_scorer(torch.cat([h, g[batch.batch]], -1)).squeeze(-1)
+        src, dst = batch.edge_index
+        edge = self.edge_scorer(
+            torch.cat([h[src], h[dst], self._edge_feat(batch.edge_type, batch.edge_attr)], -1)
+        ).squeeze(-1)
+        ci, cj = state.cand_edge_index
+        cand = self.cand_scorer(torch.cat([h[ci] + h[cj], h[ci] * h[cj], state.cand_cos.unsqueeze(1)], -1)).squeeze(-1)
+        return PolicyOutput(
+            stop=self.stop_head(g).squeeze(-1),
+            node=node,
+            edge=edge,
+            cand=cand,
+            value=self.value_head(g).squeeze(-1),
+        )
+
+
+def masked_policy(
+    batch: Batch, state: EditState, out: PolicyOutput, greedy: bool = False
+) -> tuple[Tensor, Tensor, Tensor]:
+    r"""Sample one action per graph from the per-graph masked softmax.
+
+    Flat action space ``[stop_0..stop_{B-1}, node_0..node_{N-1}, edge_0..edge_{E-1},
+    cand_0..cand_{K-1}]``; each action belongs to one graph and
+    :math:`\log\pi(a) = s_a - \log\sum_{a' \in b(a),\,valid} \exp s_{a'}` (scatter over the graph
+    index; invalid actions :math:`-\infty`). ``stop`` is always valid, so every graph has one.
+    Finished graphs (``state.done``) may only ``stop``; their action is ignored by the caller.
+
+    Returns:
+        ``(action [B] flat index, log_prob [B], entropy [B])``.
+    """
+    b = batch.num_graphs
+    node_mask, edge_mask, add_mask = action_masks(
+        batch, state.node_alive, state.edge_alive, state.cand_used, state.cand_edge_index
+    )
+    egraph = batch.batch[batch.edge_index[0]]
+    open_ = ~state.done
+    group = torch.cat([torch.arange(b, device=batch.x.device), batch.batch, egraph, state.cand_graph])
+    valid = torch.cat(
+        [
+            torch.ones(b, dtype=torch.bool, device=batch.x.device),
+            node_mask & open_[batch.batch],
+            edge_mask & open_[egraph],
+            add_mask & open_[state.cand_graph],
+        ]
+    )
+    logits = torch.cat([out.stop, out.node, out.edge, out.cand])
+    masked = logits.masked_fill(~valid, float("-inf"))
+    m = scatter(masked.detach(), group, dim=0, dim_size=b, reduce="max")
+    lse = m + torch.log(scatter(torch.exp(masked - m[group]), group, dim=0, dim_size=b, reduce="sum"))
+    logp = masked - lse[group]
+    # entropy without 0 * (-inf): zero the invalid entries before multiplying (NaN-free grads)
+    logp_safe = logp.masked_fill(~valid, 0.0)
+    plogp = torch.exp(logp_safe) * logp_safe
+    entropy = -scatter(plogp, group, dim=0, dim_size=b, reduce="sum")
+    with torch.no_grad():
+        score = masked.detach()
+        if not greedy:
+            u = torch.rand_like(score).clamp(1e-10, 1.0 - 1e-7)
+            score = score - torch.log(-torch.log(u))
+        best = scatter(score, group, dim=0, dim_size=b, reduce="max")
+        idx = torch.arange(score.numel(), device=score.device)
+        big = torch.full_like(idx, score.numel())
+        action = scatter(torch.where(score == best[group], idx, big), group, dim=0, dim_size=b, reduce="min")
+    if not bool(valid[action].all()):  # cannot happen: stop is always valid
+        raise RuntimeError("masked_policy sampled an invalid action")
+    return action, logp[action], entropy
+
+
+@torch.no_grad()
+def apply_action(batch: Batch, state: EditState, action: Tensor) -> Tensor:
+    """Apply one flat action (from :func:`masked_policy`) per open graph to ``state`` in place.
+
+    Deleting a node also kills its edges; finished graphs are left alone; ``state.steps`` counts
+    the non-stop actions. ``state.done`` is *not* changed: the caller ORs in the returned flags
+    (and its own horizon).
+
+    Returns:
+        ``[B]`` bool, graphs that chose ``stop`` now.
+    """
+    b, n, e = batch.num_graphs, batch.num_nodes, batch.edge_index.size(1)
+    open_ = ~state.done
+    is_stop = action < b
+    is_node = (action >= b) & (action < b + n)
+    is_edge = (action >= b + n) & (action < b + n + e)
+    is_cand = action >= b + n + e
+    nodes = action[open_ & is_node] - b
+    if nodes.numel():
+        state.node_alive[nodes] = False
+        src, dst = batch.edge_index
+        state.edge_alive &= state.node_alive[src] & state.node_alive[dst]
+    edges = action[open_ & is_edge] - b - n
+    if edges.numel():
+        state.edge_alive[edges] = False
+        state.edge_deleted[edges] = True
+    cands = action[open_ & is_cand] - b - n - e
+    if cands.numel():
+        state.cand_used[cands] = True
+    stopped = open_ & is_stop
+    state.steps += (open_ & ~is_stop).long()
+    return stopped
+
+
+def batch_reward(
+    classifier: Classifier, batch: Batch, state: EditState, cfg: AgentConfig
+) -> tuple[Tensor, Tensor, Tensor, Batch, Tensor]:
+    """Reward of the current edited graphs.
+
+    Returns:
+        ``(R [B], acc [B], complexity [B], edited batch, logits [B, C])`` (no gradient).
+    """
+    with torch.no_grad():
+        edited = apply_edits(batch, state.node_alive, state.edge_alive, state.added_edges())
+        logits = classifier(edited)
+        acc = graph_accuracy(logits, batch.y, cfg.none_id, cfg.reward_mode, cfg.none_weight)
+        comp = complexity(edited, batch, cfg.complexity_node_weight).to(acc.device)
+        return reward(acc, comp, cfg.lam, cfg.mu), acc, comp, edited, logits
+
+
+def _rollout(agent: GraphEditAgent, batch: Batch, cfg: AgentConfig, greedy: bool, classifier=None):
+    """Run one batched episode; per step collects log-probs, entropies, values, rewards."""
+    state = init_state(batch, cfg)
+    steps = []
+    r_prev = None
+    if classifier is not None:
+        r_prev, *_ = batch_reward(classifier, batch, state, cfg)
+    r0 = r_prev
+    last = None
+    for t in range(cfg.max_steps):
+        if bool(state.done.all()):
+            break
+        out = agent(batch, state, t / max(cfg.max_steps, 1))
+        action, logp, ent = masked_policy(batch, state, out, greedy=greedy)
+        active = ~state.done
+        stopped = apply_action(batch, state, action)
+        done_after = stopped | (t == cfg.max_steps - 1)
+        rec = {"logp": logp, "entropy": ent, "value": out.value, "active": active, "done": done_after}
+        if classifier is not None:
+            r_now, acc, comp, edited, logits = batch_reward(classifier, batch, state, cfg)
+            if cfg.shaping == "delta":
+                r = torch.where(stopped, torch.zeros_like(r_now), r_now - r_prev)
+            elif cfg.shaping == "final":
+                r = torch.where(done_after, r_now, torch.zeros_like(r_now))
+            else:
+                raise ValueError(f"unknown shaping {cfg.shaping!r}")
+            r_prev = torch.where(stopped, r_prev, r_now)
+            rec["reward"] = r * active.float()
+            last = (r_prev, acc, comp, edited, logits)
+        state.done |= done_after
+        steps.append(rec)
+    if classifier is not None and last is None:  # max_steps == 0
+        last = batch_reward(classifier, batch, state, cfg)[1:]
+        last = (r0,) + tuple(last)
+    return state, steps, r0, last
+
+
+def agent_step(
+    agent: GraphEditAgent,
+    classifier: Classifier,
+    batch: Batch,
+    optimizer: torch.optim.Optimizer,
+    cfg: AgentConfig,
+) -> dict:
+    """One actor-critic update from one batched episode over ``batch`` (classifier frozen).
+
+    The classifier is called under ``no_grad`` and its train/eval mode is left as the caller set
+    it (use eval mode for a deterministic reward). ``batch.y`` is required.
+
+    Returns:
+        floats: ``loss``, ``actor_loss``, ``critic_loss``, ``entropy``; ``reward`` (mean final
+        :math:`R(G_T)`), ``reward_start`` (mean :math:`R(G_0)`), ``reward_gain``; ``value``
+        (mean :math:`V(s_t)` over running steps); ``acc`` (mean accuracy term), ``complexity``;
+        ``f1`` (peer micro-F1 without ``None`` of the classifier on the edited batch), ``steps``
+        (mean actions per graph), ``node_filter_ratio`` (deleted nodes / nodes),
+        ``edge_adjust_ratio`` ((removed original + added directed edges) / original edges).
+    """
+    agent.train()
+    state, steps, r0, (r_final, acc, comp, edited, logits) = _rollout(agent, batch, cfg, False, classifier)
+    actor_terms, critic_terms, ent_terms, values = [], [], [], []
+    for t, rec in enumerate(steps):
+        act = rec["active"]
+        if not bool(act.any()):
+            continue
+        v = rec["value"]
+        v_next = steps[t + 1]["value"].detach() if t + 1 < len(steps) else torch.zeros_like(v)
+        done = rec["done"].float()
+        target = (rec["reward"] + cfg.gamma * v_next * (1.0 - done)).detach()
+        adv = target - v
+        actor_terms.append((-rec["logp"] * adv.detach())[act])
+        critic_terms.append(((target - v) ** 2)[act])
+        ent_terms.append(rec["entropy"][act])
+        values.append(v.detach()[act])
+    logs: dict = {}
+    if actor_terms:
+        actor = torch.cat(actor_terms).mean()
+        critic = torch.cat(critic_terms).mean()
+        ent = torch.cat(ent_terms).mean()
+        loss = actor + cfg.value_coef * critic - cfg.entropy * ent
+        optimizer.zero_grad()
+        loss.backward()
+        if cfg.max_grad_norm:
+            nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
+        optimizer.step()
+        logs.update(
+            loss=loss.item(), actor_loss=actor.item(), critic_loss=critic.item(), entropy=ent.item(),
+            value=float(torch.cat(values).mean()),
+        )
+    else:
+        logs.update(loss=0.0, actor_loss=0.0, critic_loss=0.0, entropy=0.0, value=0.0)
+    logs.update(_edit_stats(batch, state, edited))
+    pred = logits.argmax(-1).cpu().numpy()
+    logs.update(
+        reward=float(r_final.mean()),
+        reward_start=float(r0.mean()),
+        reward_gain=float((r_final - r0).mean()),
+        acc=float(acc.mean()),
+        complexity=float(comp.mean()),
+        f1=float(peer_scores(pred, batch.y.cpu().numpy(), cfg.none_id)["micro_f1"]),
+    )
+    return logs
+
+
+def _edit_stats(batch: Batch, state: EditState, edited: Batch) -> dict:
+    n0, e0 = batch.num_nodes, batch.edge_index.size(1)
+    removed_nodes = n0 - int(state.node_alive.sum())
+    src, dst = batch.edge_index
+    kept = state.edge_alive & state.node_alive[src] & state.node_alive[dst]
+    removed_edges = e0 - int(kept.sum())
+    added = edited.edge_index.size(1) - int(kept.sum())
+    return {
+        "node_filter_ratio": removed_nodes / max(n0, 1),
+        "edge_adjust_ratio": (removed_edges + added) / max(e0, 1),
+        "steps": float(state.steps.float().mean()),
+    }
+
+
+@torch.no_grad()
+def edit_graphs(
+    agent: GraphEditAgent, batch: Batch, cfg: AgentConfig, greedy: bool = True
+) -> tuple[Batch, list[dict]]:
+    """Edit every graph of ``batch`` with the agent (inference; no classifier, no ``y`` needed).
+
+    The agent is put in eval mode for the call and its mode restored afterwards.
+
+    Returns:
+        ``(edited batch, records)``; ``records[b]`` holds, in the **original** graph's local
+        numbering: ``deleted_nodes`` (node ids), ``deleted_edges`` (positions in the graph's
+        original edge list, including edges lost with a deleted node), ``added_edges``
+        (``(i, j)`` pairs, ``i < j``, each added in both directions), ``steps`` (actions taken).
+    """
+    was_training = agent.training
+    agent.eval()
+    try:
+        state, _, _, _ = _rollout(agent, batch, cfg, greedy, None)
+    finally:
+        agent.train(was_training)
+    edited = apply_edits(batch, state.node_alive, state.edge_alive, state.added_edges())
+    b = batch.num_graphs
+    ptr = torch.cat([batch.batch.new_zeros(1), torch.bincount(batch.batch, minlength=b).cumsum(0)])
+    egraph = batch.batch[batch.edge_index[0]]
+    ecounts = torch.bincount(egraph, minlength=b)
+    eptr = torch.cat([ecounts.new_zeros(1), ecounts.cumsum(0)])
+    src, dst = batch.edge_index
+    kept = state.edge_alive & state.node_alive[src] & state.node_alive[dst]
+    add = state.added_edges()
+    add = add[:, state.node_alive[add[0]] & state.node_alive[add[1]]] if add.numel() else add
+    add_graph = batch.batch[add[0]] if add.numel() else add.new_zeros(0)
+    records = []
+    for g in range(b):
+        lo, hi = int(ptr[g]), int(ptr[g + 1])
+        elo, ehi = int(eptr[g]), int(eptr[g + 1])
+        dead = (~state.node_alive[lo:hi]).nonzero().view(-1).tolist()
+        gone = (~kept[elo:ehi]).nonzero().view(-1).tolist()
+        sel = add[:, add_graph == g] - lo
+        records.append(
+            {
+                "deleted_nodes": dead,
+                "deleted_edges": gone,
+                "added_edges": [tuple(p) for p in sel.t().tolist()],
+                "steps": int(state.steps[g]),
+            }
+        )
+    return edited, records

@@ -1,0 +1,352 @@
+"""Tests for mmre_cli.learn.agent: TD(0), masked batched episodes, actor-critic learning signal."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torch_geometric")
+
+from torch_geometric.data import Batch, Data  # noqa: E402
+from torch_geometric.nn import global_mean_pool  # noqa: E402
+from torch_geometric.utils import scatter  # noqa: E402
+
+from mmre_cli.graphs.graph import EDGE_ATTR_DIM  # noqa: E402
+from mmre_cli.learn.agent import (  # noqa: E402
+    AgentConfig,
+    GraphEditAgent,
+    PolicyOutput,
+    agent_step,
+    apply_action,
+    edit_graphs,
+    init_state,
+    masked_policy,
+    td_update,
+)
+from mmre_cli.learn.editing import ADDED_EDGE_TYPE, protected_nodes  # noqa: E402
+
+D = 8
+C = 4
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def ring_batch(num_graphs: int = 8, seed: int = 0, noise: bool = False, n_range=(6, 11)) -> Batch:
+    """Bidirectional rings (every node touches exactly 4 directed edges), clustered x.
+
+    With ``noise`` one non-head/tail node per graph gets ``x[:, 0] = 3`` (others 0) and y = 1.
+    """
+    g = torch.Generator().manual_seed(seed)
+    centers = torch.randn(3, D, generator=g)
+    data = []
+    for _ in range(num_graphs):
+        n = int(torch.randint(n_range[0], n_range[1], (1,), generator=g))
+        x = centers[torch.randint(0, 3, (n,), generator=g)] + 0.3 * torch.randn(n, D, generator=g)
+        perm = torch.randperm(n, generator=g)
+        if noise:
+            x[:, 0] = 0.0
+            x[perm[2], 0] = 3.0
+        src = torch.arange(n)
+        dst = (src + 1) % n
+        ei = torch.cat([torch.stack([src, dst]), torch.stack([dst, src])], 1)
+        role = torch.zeros(n, dtype=torch.long)
+        role[perm[0]], role[perm[1]] = 1, 2
+        e = ei.size(1)
+        data.append(
+            Data(
+                x=x,
+                edge_index=ei,
+                edge_type=torch.randint(0, ADDED_EDGE_TYPE, (e,), generator=g),
+                edge_attr=torch.rand(e, EDGE_ATTR_DIM, generator=g),
+                node_role=role,
+                y=torch.tensor([1]) if noise else torch.randint(0, C, (1,), generator=g),
+                head_index=perm[:1].clone(),
+                tail_index=perm[1:2].clone(),
+            )
+        )
+    return Batch.from_data_list(data)
+
+
+class StandIn(torch.nn.Module):
+    """Tiny classifier: mean-pooled x and the head/tail nodes -> logits [B, C]."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.lin = torch.nn.Linear(3 * D, C)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        pooled = global_mean_pool(batch.x, batch.batch, size=batch.num_graphs)
+        return self.lin(torch.cat([pooled, batch.x[batch.head_index], batch.x[batch.tail_index]], -1))
+
+
+def noise_classifier(batch: Batch) -> torch.Tensor:
+    """Confident in class 1 unless the graph still holds its noise node (x[:, 0] > 1)."""
+    has_noise = scatter((batch.x[:, 0] > 1).float(), batch.batch, dim=0, dim_size=batch.num_graphs, reduce="max")
+    logits = torch.zeros(batch.num_graphs, 3)
+    logits[:, 1] = 3.0 - 5.0 * has_noise
+    return logits
+
+
+# ----------------------------------------------------------------------------- TD(0)
+
+
+def test_td_update_hand_numbers():
+    v = td_update(0.5, 1.0, 0.2, False, alpha=0.1, gamma=0.98)
+    assert v == pytest.approx(0.5 + 0.1 * (1 + 0.98 * 0.2 - 0.5))
+    assert v == pytest.approx(0.5696)
+    # terminal: no bootstrap
+    assert td_update(0.5, 1.0, 0.2, True, alpha=0.1, gamma=0.98) == pytest.approx(0.55)
+    # alpha = 1 jumps to the target
+    assert td_update(0.5, 1.0, 0.2, False, alpha=1.0, gamma=0.98) == pytest.approx(1.196)
+
+
+def test_td_update_tensor_and_fixed_point():
+    v = torch.tensor([0.5, 0.5])
+    out = td_update(v, torch.tensor([1.0, 1.0]), torch.tensor([0.2, 0.2]), torch.tensor([False, True]), 0.1, 0.98)
+    assert torch.allclose(out, torch.tensor([0.5696, 0.55]))
+    # repeated updates on a self-loop with reward r converge to r / (1 - gamma)
+    val = 0.0
+    for _ in range(3000):
+        val = td_update(val, 1.0, val, False, alpha=0.5, gamma=0.9)
+    assert val == pytest.approx(10.0, rel=1e-4)
+
+
+def test_config_defaults():
+    cfg = AgentConfig()
+    assert (cfg.max_steps, cfg.lam, cfg.mu, cfg.gamma) == (4, 3.0, 2.0, 0.98)
+    assert (cfg.lr, cfg.entropy, cfg.add_k, cfg.add_threshold) == (1e-3, 0.01, 2, 0.5)
+    assert (cfg.reward_mode, cfg.none_id) == ("likelihood", 0)
+    assert cfg.to_dict()["gamma"] == 0.98
+
+
+def test_agent_rejects_bad_heads():
+    with pytest.raises(ValueError):
+        GraphEditAgent(D, hidden=15, heads=2)
+
+
+# ----------------------------------------------------------------------------- masking
+
+
+def _check_episode(batch: Batch, cfg: AgentConfig, score_fn, steps: int) -> dict:
+    """Sample ``steps`` actions per graph with ``score_fn``; check each one with plain loops."""
+    state = init_state(batch, cfg)
+    b, n, e = batch.num_graphs, batch.num_nodes, batch.edge_index.size(1)
+    prot = protected_nodes(batch).tolist()
+    node_graph = batch.batch.tolist()
+    src, dst = batch.edge_index.tolist()
+    cand = state.cand_edge_index.t().tolist()
+    cand_graph = state.cand_graph.tolist()
+    dead_nodes: set[int] = set()
+    dead_edges: set[int] = set()
+    added: set[tuple[int, int]] = set()
+    done = [False] * b
+    counts = {"stop": 0, "node": 0, "edge": 0, "add": 0}
+    for t in range(steps):
+        out = score_fn(state, t)
+        action, logp, ent = masked_policy(batch, state, out, greedy=False)
+        assert torch.isfinite(logp).all() and (logp <= 1e-6).all()
+        assert torch.isfinite(ent).all() and (ent >= -1e-6).all()
+        for g, a in enumerate(action.tolist()):
+            if done[g]:
+                assert a == g, "a finished graph may only 'stop'"
+                continue
+            if a < b:
+                assert a == g
+                done[g] = True
+                counts["stop"] += 1
+            elif a < b + n:
+                i = a - b
+                assert node_graph[i] == g, "node of another graph"
+                assert not prot[i], "head/tail deleted"
+                assert i not in dead_nodes, "node deleted twice"
+                dead_nodes.add(i)
+                for k in range(e):
+                    if src[k] == i or dst[k] == i:
+                        dead_edges.add(k)
+                counts["node"] += 1
+            elif a < b + n + e:
+                k = a - b - n
+                assert node_graph[src[k]] == g, "edge of another graph"
+                assert k not in dead_edges, "edge deleted twice / touching a dead node"
+                assert src[k] not in dead_nodes and dst[k] not in dead_nodes
+                dead_edges.add(k)
+                counts["edge"] += 1
+            else:
+                c = a - b - n - e
+                i, j = cand[c]
+                assert cand_graph[c] == g, "candidate of another graph"
+                assert (i, j) not in added, "duplicate addition"
+                assert i not in dead_nodes and j not in dead_nodes, "addition touching a dead node"
+                added.add((i, j))
+                counts["add"] += 1
+        stopped = apply_action(batch, state, action)
+        state.done |= stopped
+        # the tensor state agrees with the loop bookkeeping
+        assert {i for i in range(n) if not state.node_alive[i]} == dead_nodes
+        assert {tuple(p) for p in state.added_edges().t().tolist()} == added
+        for k in range(e):
+            if k in dead_edges:
+                assert not (state.edge_alive[k] and state.node_alive[src[k]] and state.node_alive[dst[k]])
+        assert state.done.tolist() == done
+    return counts
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_masking_never_samples_invalid_random_scores(seed):
+    """Random scores that favour edits (stop rarely wins) drive graphs to exhaustion."""
+    batch = ring_batch(num_graphs=6, seed=seed, n_range=(4, 8))
+    cfg = AgentConfig(add_k=3, add_threshold=0.0)
+    g = torch.Generator().manual_seed(seed)
+    b, n, e = batch.num_graphs, batch.num_nodes, batch.edge_index.size(1)
+
+    def score(state, t):
+        k = state.cand_edge_index.size(1)
+        return PolicyOutput(
+            stop=torch.full((b,), -6.0),
+            node=3 * torch.randn(n, generator=g),
+            edge=3 * torch.randn(e, generator=g),
+            cand=3 * torch.randn(k, generator=g),
+            value=torch.zeros(b),
+        )
+
+    counts = _check_episode(batch, cfg, score, steps=40)
+    assert counts["node"] > 0 and counts["edge"] > 0 and counts["add"] > 0
+    assert counts["stop"] > 0  # graphs ran out of valid edits and were forced to stop
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_masking_never_samples_invalid_agent(seed):
+    batch = ring_batch(num_graphs=8, seed=10 + seed)
+    cfg = AgentConfig(max_steps=12)
+    torch.manual_seed(seed)
+    agent = GraphEditAgent(D, hidden=16, heads=2)
+    with torch.no_grad():
+        agent.stop_head[-1].bias.fill_(-4.0)  # keep editing
+        _check_episode(batch, cfg, lambda s, t: agent(batch, s, t / 12), steps=12)
+
+
+def test_greedy_policy_picks_best_valid_action():
+    batch = ring_batch(num_graphs=3, seed=3)
+    cfg = AgentConfig()
+    state = init_state(batch, cfg)
+    b, n, e = batch.num_graphs, batch.num_nodes, batch.edge_index.size(1)
+    k = state.cand_edge_index.size(1)
+    node = torch.zeros(n)
+    head = int(batch.head_index[0])
+    node[head] = 100.0  # best score, but protected
+    other = int((~protected_nodes(batch) & (batch.batch == 0)).nonzero()[0])
+    node[other] = 50.0
+    out = PolicyOutput(torch.zeros(b), node, torch.zeros(e), torch.zeros(k), torch.zeros(b))
+    action, logp, _ = masked_policy(batch, state, out, greedy=True)
+    assert int(action[0]) == b + other
+    assert action[1:].tolist() == [1, 2]  # all-zero scores: ties go to the lowest index, 'stop'
+    assert float(logp[0]) == pytest.approx(0.0, abs=1e-6)  # ~all mass on the 50-point node
+
+
+# ----------------------------------------------------------------------------- episodes
+
+
+def test_batched_episode_logs_in_range():
+    batch = ring_batch(num_graphs=8, seed=5)
+    cfg = AgentConfig(max_steps=3)
+    torch.manual_seed(0)
+    agent = GraphEditAgent(D, hidden=32, heads=2)
+    opt = torch.optim.Adam(agent.parameters(), lr=cfg.lr)
+    before = [p.detach().clone() for p in agent.parameters()]
+    logs = agent_step(agent, StandIn(), batch, opt, cfg)
+    for key in (
+        "loss", "actor_loss", "critic_loss", "entropy", "value", "reward", "reward_start", "reward_gain",
+        "acc", "complexity", "f1", "steps", "node_filter_ratio", "edge_adjust_ratio",
+    ):
+        assert key in logs and math.isfinite(logs[key]), key
+    # ring graphs: <= 3 actions, each removes <= 4 or adds 2 of >= 12 directed edges
+    assert 0.0 <= logs["node_filter_ratio"] <= 1.0
+    assert 0.0 <= logs["edge_adjust_ratio"] <= 1.0
+    assert 0.0 <= logs["f1"] <= 1.0 and 0.0 <= logs["acc"] <= 1.0
+    assert 0.0 <= logs["steps"] <= 3.0
+    assert logs["reward_gain"] == pytest.approx(logs["reward"] - logs["reward_start"], abs=1e-5)
+    assert logs["reward"] == pytest.approx(cfg.lam * logs["acc"] - cfg.mu * logs["complexity"], abs=1e-4)
+    assert logs["critic_loss"] >= 0 and logs["entropy"] >= 0
+    changed = [not torch.equal(a, p) for a, p in zip(before, agent.parameters())]
+    assert any(changed)
+    assert all(torch.isfinite(p).all() for p in agent.parameters())
+
+
+def test_edit_graphs_records_match_edited_batch():
+    batch = ring_batch(num_graphs=8, seed=6)
+    cfg = AgentConfig(max_steps=3, add_threshold=0.3)
+    torch.manual_seed(0)
+    agent = GraphEditAgent(D, hidden=16, heads=2)
+    with torch.no_grad():
+        agent.stop_head[-1].bias.fill_(-4.0)
+    edited, records = edit_graphs(agent, batch, cfg, greedy=True)
+    edited2, records2 = edit_graphs(agent, batch, cfg, greedy=True)
+    assert records == records2 and torch.equal(edited.edge_index, edited2.edge_index)  # greedy is deterministic
+    assert agent.training  # mode restored
+    assert len(records) == batch.num_graphs == edited.num_graphs
+    originals = batch.to_data_list()
+    for d0, d1, rec in zip(originals, edited.to_data_list(), records):
+        assert set(rec) == {"deleted_nodes", "deleted_edges", "added_edges", "steps"}
+        assert rec["steps"] <= 3
+        assert int(d0.head_index) not in rec["deleted_nodes"] and int(d0.tail_index) not in rec["deleted_nodes"]
+        assert d1.num_nodes == d0.num_nodes - len(rec["deleted_nodes"])
+        assert d1.edge_index.size(1) == d0.edge_index.size(1) - len(rec["deleted_edges"]) + 2 * len(rec["added_edges"])
+        assert int((d1.edge_type == ADDED_EDGE_TYPE).sum()) == 2 * len(rec["added_edges"])
+        keep = [i for i in range(d0.num_nodes) if i not in rec["deleted_nodes"]]
+        assert keep[int(d1.head_index)] == int(d0.head_index)
+        assert keep[int(d1.tail_index)] == int(d0.tail_index)
+        for i, j in rec["added_edges"]:
+            assert i < j and i in keep and j in keep
+    assert sum(r["steps"] for r in records) > 0
+
+
+def test_agent_step_handles_zero_steps_and_final_shaping():
+    batch = ring_batch(num_graphs=4, seed=7)
+    agent = GraphEditAgent(D, hidden=16, heads=2)
+    opt = torch.optim.SGD(agent.parameters(), lr=0.0)
+    logs = agent_step(agent, StandIn(), batch, opt, AgentConfig(max_steps=0))
+    assert logs["steps"] == 0 and logs["reward_gain"] == pytest.approx(0.0)
+    assert logs["node_filter_ratio"] == 0 and logs["edge_adjust_ratio"] == 0
+    logs = agent_step(agent, StandIn(), batch, opt, AgentConfig(max_steps=2, shaping="final"))
+    assert math.isfinite(logs["loss"])
+    with pytest.raises(ValueError):
+        agent_step(agent, StandIn(), batch, opt, AgentConfig(max_steps=1, shaping="bogus"))
+
+
+# ----------------------------------------------------------------------------- learning signal
+
+
+def _noise_removed(agent, batch, cfg) -> float:
+    edited, _ = edit_graphs(agent, batch, cfg, greedy=True)
+    has = scatter((edited.x[:, 0] > 1).float(), edited.batch, dim=0, dim_size=edited.num_graphs, reduce="max")
+    return 1.0 - float(has.mean())
+
+
+def test_learning_signal_increases_reward():
+    """The classifier is only confident once the noise node is gone: the agent learns to delete it."""
+    start = time.perf_counter()
+    torch.manual_seed(0)
+    cfg = AgentConfig(max_steps=2, lr=1e-2, add_threshold=0.9)
+    agent = GraphEditAgent(D, hidden=32, heads=2)
+    opt = torch.optim.Adam(agent.parameters(), lr=cfg.lr)
+    eval_batch = ring_batch(num_graphs=32, seed=999, noise=True)
+    removed_before = _noise_removed(agent, eval_batch, cfg)
+    rewards = []
+    for it in range(30):
+        logs = agent_step(agent, noise_classifier, ring_batch(num_graphs=16, seed=it, noise=True), opt, cfg)
+        rewards.append(logs["reward"])
+    removed_after = _noise_removed(agent, eval_batch, cfg)
+    first, last = sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
+    assert last > first + 1.0, (first, last)
+    assert removed_before < 0.5 and removed_after >= 0.9, (removed_before, removed_after)
+    assert time.perf_counter() - start < 20.0

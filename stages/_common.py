@@ -25,9 +25,27 @@ def write_json(path: str | Path, payload: Mapping[str, Any]) -> Path:
     return path
 
 
-def finish(out: Path, params: Mapping[str, Any], sections: list[str], stats: dict, stats_path: str | Path | None) -> dict:
-    """Write ``params.effective.yaml`` and ``stats.json`` into ``out`` (and ``stats_path`` if given)."""
-    write_effective(out, params, sections)
+def upstream_params(*artifacts: str | Path) -> dict:
+    """The effective params recorded beside input artifacts (each holds its own upstream's too)."""
+    import yaml
+
+    merged: dict = {}
+    for artifact in artifacts:
+        path = Path(artifact) / "params.effective.yaml"
+        if path.exists():
+            merged.update(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    return merged
+
+
+def finish(out: Path, params: Mapping[str, Any], sections: list[str], stats: dict, stats_path: str | Path | None,
+           upstream: tuple = ()) -> dict:
+    """Write ``params.effective.yaml`` and ``stats.json`` into ``out`` (and ``stats_path`` if given).
+
+    The effective params hold this stage's ``sections`` plus everything recorded beside the
+    ``upstream`` artifacts, so the last artifact of the chain describes the whole run.
+    """
+    merged = {**upstream_params(*upstream), **{s: params[s] for s in sections}}
+    write_effective(out, merged, list(merged))
     stats = {**stats, "params_hash": params_hash(params, sections)}
     write_json(Path(out) / "stats.json", stats)
     if stats_path is not None:

@@ -101,7 +101,7 @@ def run(*, features: Path, out: Path, params: dict, stats: Path | None = None, r
                 gw.write(graphs)
                 gw.roll()
                 task.advance(len(chunk))
-    return finish(out, params, SECTIONS, {"resumed_chunks": done, "chunks": total, **scene_statistics(out)}, stats)
+    return finish(out, params, SECTIONS, {"resumed_chunks": done, "chunks": total, **scene_statistics(out)}, stats, upstream=(features,))
 
 
 def graph_view(graph_id: str) -> str:

@@ -1,9 +1,130 @@
-"""DVC stage `diffuse` (not implemented yet)."""
+"""DVC stage ``diffuse``: the trained editor's edits, then feature diffusion with pruning (Alg. 3).
+
+For every CMG (all splits, streamed in stored order):
+
+1. if the editor is enabled, :func:`~mmre_cli.learn.agent.edit_graphs` picks its edits greedily
+   and :func:`~mmre_cli.graphs.refine.apply_edit_record` applies them to the stored graph;
+2. if diffusion is enabled, the relevance prior ``v0`` of each node is
+   ``(1 + cos(x_i, (x_head + x_tail)/2)) / 2`` — in [0, 1], so ``τ`` means something — and
+   ``v ← α·Â·v + (1−α)·v0`` runs ``max_iter`` steps with PyG's ``APPNP`` (row-normalised Â,
+   edges made undirected); each edge gets ``w_ij = (v_i + v_j)/2`` in its weight column, and
+   edges with ``w_ij < τ`` are pruned unless they touch the head or the tail.
+
+The refined graphs are written like the merged ones; ``meta`` keeps the edits, the relevance
+and the pruned edges (for evaluation and ``mmre predict --explain``).
+"""
 
 from __future__ import annotations
 
-from mmre_cli.errors import NotReadyError
+from pathlib import Path
+
+import numpy as np
+
+from mmre_cli.errors import MmreError
+from mmre_cli.graphs.graph import Graph
+from mmre_cli.reporting import Reporter
+from stages._chunks import require_artifact
+from stages._common import finish, reporter_or_null
+
+SECTIONS = ["diffuse", "train_agent"]
 
 
-def run(**kwargs):
-    raise NotReadyError("'diffuse' cannot run yet: this stage lands with a later issue")
+def load_editor(agent_dir: Path, params: dict):
+    """``(agent, AgentConfig)`` when the editor is enabled, else ``(None, None)``."""
+    import mmre_cli.learn.agent  # noqa: F401  (registers GraphEditAgent for load_checkpoint)
+    from mmre_cli.learn.checkpoint import load_checkpoint
+    from stages.train_agent import agent_config
+
+    if not params["train_agent"]["enabled"]:
+        return None, None
+    if not (Path(agent_dir) / "agent.safetensors").exists():
+        raise MmreError(f"{agent_dir}: no trained agent (agent.safetensors); run `mmre train-agent` or set train_agent.enabled=false")
+    agent, meta = load_checkpoint(agent_dir, "agent")
+    return agent, agent_config(params["train_agent"], int(meta.get("none_id", 0)))
+
+
+def refine(graphs: list[Graph], agent, agent_cfg, dcfg: dict) -> list[Graph]:
+    """Edit (if ``agent``) and diffuse (if ``dcfg['enabled']``) a list of graphs."""
+    import torch
+    from torch_geometric.data import Batch
+
+    from mmre_cli.graphs.pyg import graph_to_data
+    from mmre_cli.graphs.refine import apply_diffusion, apply_edit_record
+    from mmre_cli.learn.diffusion import diffuse, endpoint_edge_mask, node_relevance
+
+    if agent is not None and graphs:
+        from mmre_cli.learn.agent import edit_graphs
+
+        with torch.no_grad():
+            _, records = edit_graphs(agent, Batch.from_data_list([graph_to_data(g) for g in graphs]), agent_cfg, greedy=True)
+        graphs = [apply_edit_record(g, r) for g, r in zip(graphs, records)]
+    if not dcfg["enabled"]:
+        return graphs
+    out = []
+    for g in graphs:
+        data = graph_to_data(g)
+        v0 = node_relevance(data.x, data.head_index, data.tail_index)
+        protect = endpoint_edge_mask(data.edge_index, torch.cat([data.head_index, data.tail_index]))
+        v, w, keep = diffuse(data.edge_index, g.num_nodes, v0, alpha=dcfg["alpha"], max_iter=dcfg["max_iter"],
+                             tau=dcfg["tau"], keep_mask=protect)
+        out.append(apply_diffusion(g, v.numpy(), w.numpy(), keep.numpy()))
+    return out
+
+
+def run(*, cmg: Path, agent: Path, out: Path, params: dict, stats: Path | None = None,
+        reporter: Reporter | None = None) -> dict:
+    """Run the stage; returns (and writes) its statistics."""
+    from mmre_cli.params import params_hash
+    from mmre_cli.store.shards import ArtifactWriter, iter_graphs, num_rows, read_manifest
+    from stages._learning import cpu_threads
+
+    reporter = reporter_or_null(reporter)
+    cmg, agent_dir, out = Path(cmg), Path(agent), Path(out)
+    require_artifact(cmg, "merge-cmg")
+    cpu_threads()
+    editor, agent_cfg = load_editor(agent_dir, params)
+    dcfg = params["diffuse"]
+    man = read_manifest(cmg)
+    phash = params_hash(params, SECTIONS) + "-" + man["params_hash"]
+    totals = {"graphs": 0, "nodes_before": 0, "nodes_after": 0, "edges_before": 0, "edges_after": 0,
+              "deleted_nodes": 0, "added_edges": 0, "pruned_edges": 0}
+    batch_size = 256
+    with ArtifactWriter(out, stage="diffuse", encoder=man["encoder"], dim=man["dim"], params_hash=phash,
+                        info=man.get("info", {})) as art:
+        gw = art.graph_writer()
+        pending: list[Graph] = []
+
+        def flush() -> None:
+            refined = refine(pending, editor, agent_cfg, dcfg)
+            for before, after in zip(pending, refined):
+                totals["graphs"] += 1
+                totals["nodes_before"] += before.num_nodes
+                totals["nodes_after"] += after.num_nodes
+                totals["edges_before"] += before.num_edges
+                totals["edges_after"] += after.num_edges
+                edits = after.meta.get("edits", {})
+                totals["deleted_nodes"] += len(edits.get("deleted_nodes", []))
+                totals["added_edges"] += 2 * len(edits.get("added_edges", []))
+                totals["pruned_edges"] += len(after.meta.get("pruned_edges", []))
+            gw.write(refined)
+            pending.clear()
+
+        with reporter.progress("diffuse", total=num_rows(cmg, "graphs")) as task:
+            for g in iter_graphs(cmg):
+                pending.append(g)
+                if len(pending) == batch_size:
+                    flush()
+                    task.advance(batch_size)
+            if pending:
+                n = len(pending)
+                flush()
+                task.advance(n)
+    result = dict(totals)
+    result["agent_enabled"] = editor is not None
+    result["diffusion_enabled"] = bool(dcfg["enabled"])
+    if totals["nodes_before"]:
+        result["node_filter_ratio"] = totals["deleted_nodes"] / totals["nodes_before"]
+    if totals["edges_before"]:
+        result["pruned_ratio"] = totals["pruned_edges"] / totals["edges_before"]
+        result["added_ratio"] = totals["added_edges"] / totals["edges_before"]
+    return finish(out, params, SECTIONS, result, stats, upstream=(cmg, agent_dir))

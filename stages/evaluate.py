@@ -1,9 +1,86 @@
-"""DVC stage `evaluate` (not implemented yet)."""
+"""DVC stage ``evaluate``: the peers' metric on one split, per-class report, confusion matrix.
+
+Accuracy over all instances; micro P/R/F1 over the non-``None`` classes exactly as
+HVPNeT/MKGformer/MORE compute it (:func:`~mmre_cli.learn.metrics.peer_scores`). Writes
+``metrics.json``, ``per_class.json``, ``predictions.jsonl`` and ``confusion.csv`` (one row per
+instance, DVC's confusion template) to ``--out``; ``--stats`` gets the metrics and a
+``confusion.csv`` beside it for ``dvc plots show``.
+"""
 
 from __future__ import annotations
 
-from mmre_cli.errors import NotReadyError
+import json
+from pathlib import Path
+
+from mmre_cli.reporting import Reporter
+from stages._chunks import require_artifact
+from stages._common import finish, reporter_or_null, write_json
+from stages._learning import cpu_threads, graphs_by_split, loader, require_split, write_csv
+
+SECTIONS = ["evaluate"]
 
 
-def run(**kwargs):
-    raise NotReadyError("'evaluate' cannot run yet: this stage lands with a later issue")
+def score_split(model_dir: Path, graphs: Path, split: str) -> dict:
+    """``{"metrics", "per_class", "pred", "gold", "prob", "ids", "labels"}`` for one split."""
+    import numpy as np
+
+    from mmre_cli.learn.checkpoint import load_checkpoint
+    from mmre_cli.learn.metrics import confusion_matrix, peer_scores, per_class_report
+    from mmre_cli.learn.trainer import predict
+
+    model, meta = load_checkpoint(model_dir, "model")
+    labels, none_id = meta["labels"], int(meta["none_id"])
+    items = [g for g in require_split(graphs_by_split(graphs, [split]), split, graphs) if g.label >= 0]
+    pred, prob = predict(model, loader(items, 256, False))
+    gold = np.asarray([g.label for g in items])
+    return {"metrics": peer_scores(pred, gold, none_id), "per_class": per_class_report(pred, gold, labels),
+            "confusion": confusion_matrix(pred, gold, len(labels)).tolist(), "pred": pred, "gold": gold,
+            "prob": prob, "ids": [g.meta.get("sample_id", g.graph_id) for g in items], "labels": labels,
+            "none_id": none_id}
+
+
+def run(*, model: Path, graphs: Path, out: Path, params: dict, json_out: bool = False, stats: Path | None = None,
+        reporter: Reporter | None = None) -> dict:
+    """Run the stage; returns (and writes) its metrics."""
+    reporter = reporter_or_null(reporter)
+    model, graphs, out = Path(model), Path(graphs), Path(out)
+    require_artifact(graphs, "diffuse")
+    cpu_threads()
+    split = params["evaluate"]["split"]
+    scored = score_split(model, graphs, split)
+    m, labels = scored["metrics"], scored["labels"]
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "per_class.json", {"split": split, "classes": scored["per_class"]})
+    write_json(out / "confusion_matrix.json", {"labels": labels, "rows_gold_cols_pred": scored["confusion"]})
+    with (out / "predictions.jsonl").open("w") as fh:
+        for sid, p, g, pr in zip(scored["ids"], scored["pred"], scored["gold"], scored["prob"]):
+            fh.write(json.dumps({"sample_id": sid, "gold": labels[int(g)], "pred": labels[int(p)],
+                                 "prob": round(float(pr[int(p)]), 6)}) + "\n")
+    rows = [{"actual": labels[int(g)], "predicted": labels[int(p)]} for p, g in zip(scored["pred"], scored["gold"])]
+    write_csv(out / "confusion.csv", rows)
+    if stats is not None:
+        write_csv(Path(stats).with_name("confusion.csv"), rows)
+    result = {"split": split, "acc": m["acc"], "micro_p": m["micro_p"], "micro_r": m["micro_r"],
+              "micro_f1": m["micro_f1"], "n": m["n"]}
+    _print(result, scored["per_class"], json_out)
+    return finish(out, params, SECTIONS, result, stats, upstream=(model,))
+
+
+def _print(result: dict, per_class: list[dict], json_out: bool) -> None:
+    """Results on stdout: a Rich table, or one JSON object with --json."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    if json_out:
+        console.print(json.dumps(result), soft_wrap=True)
+        return
+    table = Table(title=f"{result['split']}: Acc {result['acc']:.4f}  micro P {result['micro_p']:.4f}  "
+                        f"R {result['micro_r']:.4f}  F1 {result['micro_f1']:.4f}  (n={result['n']})")
+    for col in ("relation", "support", "predicted", "P", "R", "F1"):
+        table.add_column(col, justify="left" if col == "relation" else "right")
+    for row in per_class:
+        if row["support"] or row["predicted"]:
+            table.add_row(row["label"], str(row["support"]), str(row["predicted"]), f"{row['p']:.3f}",
+                          f"{row['r']:.3f}", f"{row['f1']:.3f}")
+    console.print(table)

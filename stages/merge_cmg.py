@@ -111,7 +111,7 @@ def run(*, features: Path, graphs: Path, out: Path, params: dict, stats: Path | 
                 gw.write(cmgs)
                 gw.roll()
                 task.advance(len(chunk))
-    return finish(out, params, SECTIONS, {"resumed_chunks": done, **cmg_statistics(out, features)}, stats)
+    return finish(out, params, SECTIONS, {"resumed_chunks": done, **cmg_statistics(out, features)}, stats, upstream=(features, graphs))
 
 
 def cmg_statistics(cmg_dir: Path, features: Path) -> dict:

@@ -1,9 +1,118 @@
-"""DVC stage `train_agent` (not implemented yet)."""
+"""DVC stage ``train_agent``: the reward classifier, then the RL graph editor (paper Alg. 2).
+
+``train_agent`` runs before ``train_gnn``, so it owns the classifier its reward needs:
+
+1. a :class:`~mmre_cli.learn.gnn.RelationGNN` is fitted on the *unedited* training CMGs for
+   ``warmup_epochs`` epochs (checkpoint chosen on val micro-F1);
+2. with that classifier frozen (eval mode, a deterministic reward), the
+   :class:`~mmre_cli.learn.agent.GraphEditAgent` is trained for ``episodes`` passes over the
+   training graphs, one batched episode per batch: reward
+   ``R = λ·Acc(G') − μ·Complexity(G')`` with Acc the classifier's likelihood of the gold label
+   (``reward_mode``), a TD(0) critic and a policy-gradient actor.
+
+Freezing the classifier while the agent learns is a simplification of the paper's Algorithm 1
+loop (which alternates the two); train-gnn then fits the final classifier on the edited and
+diffused graphs. Per step the node-filter ratio, edge-adjust ratio, reward and F1 are logged to
+``steps.csv`` (and ``agent_steps.csv`` beside ``--stats``: DVC plots, the paper's Figs. 3–4).
+With ``enabled: false`` (the "w/o RL" ablation) only the classifier is fitted.
+"""
 
 from __future__ import annotations
 
-from mmre_cli.errors import NotReadyError
+from pathlib import Path
+
+from mmre_cli.reporting import Reporter
+from stages._common import finish, reporter_or_null
+from stages._learning import (
+    build_classifier, cpu_threads, graphs_by_split, label_info, loader, make_fabric, require_split, write_csv,
+)
+from stages._chunks import require_artifact
+
+SECTIONS = ["train_agent", "train_gnn"]
 
 
-def run(**kwargs):
-    raise NotReadyError("'train_agent' cannot run yet: this stage lands with a later issue")
+def agent_config(cfg: dict, none_id: int):
+    from mmre_cli.learn.agent import AgentConfig
+
+    return AgentConfig(max_steps=cfg["max_steps"], lam=cfg["lam"], mu=cfg["mu"], gamma=cfg["gamma"], lr=cfg["lr"],
+                       entropy=cfg["entropy"], add_k=cfg["add_k"], add_threshold=cfg["add_threshold"],
+                       reward_mode=cfg["reward_mode"], none_id=none_id)
+
+
+def run(*, cmg: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None = None,
+        reporter: Reporter | None = None) -> dict:
+    """Run the stage; returns (and writes) its statistics."""
+    import torch
+
+    from mmre_cli.learn.agent import GraphEditAgent, agent_step
+    from mmre_cli.learn.checkpoint import save_checkpoint
+    from mmre_cli.learn.trainer import fit_classifier, seed_everything
+
+    reporter = reporter_or_null(reporter)
+    cmg, out = Path(cmg), Path(out)
+    require_artifact(cmg, "merge-cmg")
+    cpu_threads()
+    cfg, gcfg = params["train_agent"], params["train_gnn"]
+    fabric = make_fabric(gpus)
+    fabric.launch()
+    labels, none_id = label_info(cmg)
+    groups = graphs_by_split(cmg, ["train", "val"])
+    train, val = require_split(groups, "train", cmg), require_split(groups, "val", cmg)
+    seed_everything(cfg["seed"])
+    in_dim = int(train[0].x.shape[1])
+    clf = build_classifier("gnn", in_dim, len(labels), gcfg)
+    train_loader = loader(train, cfg["batch_size"], True, cfg["seed"])
+    if fabric.world_size > 1:
+        train_loader = fabric.setup_dataloaders(train_loader)
+    reporter.info(f"reward classifier: {cfg['warmup_epochs']} epoch(s) on {len(train)} unedited train graphs")
+    _, history = fit_classifier(clf, train_loader, loader(val, cfg["batch_size"], False), epochs=max(1, cfg["warmup_epochs"]),
+                                lr=gcfg["lr"], weight_decay=gcfg["weight_decay"], class_weights=gcfg["class_weights"],
+                                none_id=none_id, seed=cfg["seed"], reporter=reporter, fabric=fabric,
+                                num_classes=len(labels))
+    clf = getattr(clf, "module", clf)
+    clf.eval()
+    meta = {"labels": labels, "none_id": none_id, "history": history}
+    steps_log: list[dict] = []
+    if cfg["enabled"]:
+        acfg = agent_config(cfg, none_id)
+        agent = GraphEditAgent(in_dim).to(fabric.device)
+        clf.to(fabric.device)
+        optimizer = torch.optim.Adam(agent.parameters(), lr=cfg["lr"])
+
+        def average_gradients(module) -> None:
+            for p in module.parameters():
+                if p.grad is not None:
+                    p.grad.copy_(fabric.all_reduce(p.grad, reduce_op="mean"))
+
+        hook = average_gradients if fabric.world_size > 1 else None
+        step = 0
+        batches = len(train_loader)
+        with reporter.progress("train-agent", total=cfg["episodes"] * batches) as task:
+            for episode in range(cfg["episodes"]):
+                episode_loader = loader(train, cfg["batch_size"], True, cfg["seed"] + 1 + episode)
+                if fabric.world_size > 1:
+                    episode_loader = fabric.setup_dataloaders(episode_loader)
+                for batch in episode_loader:
+                    batch = fabric.to_device(batch)
+                    log = agent_step(agent, clf, batch, optimizer, acfg, grad_hook=hook)
+                    steps_log.append({"step": step, "episode": episode, **{k: float(v) for k, v in log.items()}})
+                    step += 1
+                    task.advance(1)
+        agent.cpu()
+    result = {"classifier_val_f1": max(h["val_micro_f1"] for h in history), "agent_enabled": bool(cfg["enabled"]),
+              "agent_steps": len(steps_log)}
+    if steps_log:
+        tail = steps_log[-max(1, len(steps_log) // 10):]
+        for key in ("reward", "reward_gain", "node_filter_ratio", "edge_adjust_ratio", "f1"):
+            result[f"last10pct_{key}"] = sum(r[key] for r in tail) / len(tail)
+        result["first_reward"] = steps_log[0]["reward"]
+    if fabric.is_global_zero:
+        clf.cpu()
+        save_checkpoint(out, "classifier", clf, meta)
+        if cfg["enabled"]:
+            save_checkpoint(out, "agent", agent, {"config": cfg, "none_id": none_id, "in_dim": in_dim})
+        write_csv(out / "steps.csv", steps_log or [{"step": 0, "node_filter_ratio": 0.0, "edge_adjust_ratio": 0.0, "f1": 0.0}])
+        if stats is not None:
+            write_csv(Path(stats).with_name("agent_steps.csv"), steps_log or [{"step": 0, "node_filter_ratio": 0.0, "edge_adjust_ratio": 0.0, "f1": 0.0}])
+        return finish(out, params, SECTIONS, result, stats, upstream=(cmg,))
+    return result

@@ -1,9 +1,81 @@
-"""DVC stage `train_gnn` (not implemented yet)."""
+"""DVC stage ``train_gnn``: the relation classifier over the refined graphs.
+
+Fits :class:`~mmre_cli.learn.gnn.RelationGNN` (or :class:`~mmre_cli.learn.gnn.PooledMLP`, the
+"w/o GNN" ablation, with ``model: pooled``) on the train split, keeping the epoch with the best
+val micro-F1 (peer metric). The output folder is a self-describing model for ``mmre predict``:
+``model.safetensors`` + ``model.json`` (labels, none id, encoder, history), the editor
+(``agent.*``, copied from train-agent when enabled) and ``pipeline.json`` (the effective params
+of every stage, the encoder fingerprint, mmre and schema versions).
+"""
 
 from __future__ import annotations
 
-from mmre_cli.errors import NotReadyError
+import json
+import shutil
+from pathlib import Path
+
+from mmre_cli.reporting import Reporter
+from stages._chunks import require_artifact
+from stages._common import finish, reporter_or_null, upstream_params, write_json
+from stages._learning import (
+    build_classifier, cpu_threads, graphs_by_split, label_info, loader, make_fabric, require_split, write_csv,
+)
+
+SECTIONS = ["train_gnn"]
+PIPELINE_FILE = "pipeline.json"
 
 
-def run(**kwargs):
-    raise NotReadyError("'train_gnn' cannot run yet: this stage lands with a later issue")
+def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None = None,
+        reporter: Reporter | None = None, agent: Path | None = None) -> dict:
+    """Run the stage; returns (and writes) its statistics."""
+    from mmre_cli import SCHEMA_VERSION, __version__
+    from mmre_cli.learn.checkpoint import save_checkpoint
+    from mmre_cli.learn.trainer import fit_classifier, seed_everything
+    from mmre_cli.store.shards import read_manifest
+
+    reporter = reporter_or_null(reporter)
+    graphs, out = Path(graphs), Path(out)
+    require_artifact(graphs, "diffuse")
+    cpu_threads()
+    cfg = params["train_gnn"]
+    fabric = make_fabric(gpus)
+    fabric.launch()
+    labels, none_id = label_info(graphs)
+    groups = graphs_by_split(graphs, ["train", "val"])
+    train, val = require_split(groups, "train", graphs), require_split(groups, "val", graphs)
+    seed_everything(cfg["seed"])
+    in_dim = int(train[0].x.shape[1])
+    model = build_classifier(cfg["model"], in_dim, len(labels), cfg)
+    train_loader = loader(train, cfg["batch_size"], True, cfg["seed"])
+    if fabric.world_size > 1:
+        train_loader = fabric.setup_dataloaders(train_loader)
+    _, history = fit_classifier(model, train_loader, loader(val, cfg["batch_size"], False), epochs=cfg["epochs"],
+                                lr=cfg["lr"], weight_decay=cfg["weight_decay"], class_weights=cfg["class_weights"],
+                                none_id=none_id, seed=cfg["seed"], patience=cfg["patience"], reporter=reporter,
+                                fabric=fabric, num_classes=len(labels))
+    model = getattr(model, "module", model)
+    best = max(history, key=lambda h: (h["val_micro_f1"], -h["val_loss"]))
+    result = {"best_epoch": best["epoch"], "val_acc": best["val_acc"], "val_micro_p": best["val_micro_p"],
+              "val_micro_r": best["val_micro_r"], "val_micro_f1": best["val_micro_f1"], "epochs_run": len(history),
+              "train_graphs": len(train), "val_graphs": len(val), "model": cfg["model"]}
+    if not fabric.is_global_zero:
+        return result
+    man = read_manifest(graphs)
+    model.cpu()
+    save_checkpoint(out, "model", model, {"labels": labels, "none_id": none_id, "encoder": man["encoder"],
+                                          "encoder_name": man.get("info", {}).get("encoder"), "history": history})
+    upstream = upstream_params(graphs)
+    agent_dir = Path(agent) if agent is not None else None
+    if upstream.get("train_agent", {}).get("enabled") and agent_dir is not None:
+        for name in ("agent.safetensors", "agent.json"):
+            shutil.copyfile(agent_dir / name, out / name)
+    pipeline = {"mmre_version": __version__, "schema_version": SCHEMA_VERSION, "encoder": man["encoder"],
+                "encoder_name": man.get("info", {}).get("encoder"), "dim": man["dim"], "labels": labels,
+                "none_id": none_id, "params": {**upstream, **{s: params[s] for s in SECTIONS}}}
+    write_json(out / PIPELINE_FILE, pipeline)
+    curve = [{"epoch": h["epoch"], "loss": h["loss"], "val_loss": h["val_loss"], "val_f1": h["val_micro_f1"],
+              "val_acc": h["val_acc"]} for h in history]
+    write_csv(out / "train_curve.csv", curve)
+    if stats is not None:
+        write_csv(Path(stats).with_name("train_curve.csv"), curve)
+    return finish(out, params, SECTIONS, result, stats, upstream=(graphs,))

@@ -14,6 +14,7 @@ from mmre_cli.cli.common import GpusOpt, ParamsOpt, QuietOpt, SetOpt, StatsOpt, 
 @handle_errors
 def train_gnn(
     graphs: Annotated[Path, typer.Option("--graphs", help="Output of diffuse (refined graphs).")] = Path("out/diffused"),
+    agent: Annotated[Path, typer.Option("--agent", help="Output of train-agent; its editor is copied into the model folder.")] = Path("out/agent"),
     out: Annotated[Path, typer.Option("--out", "-o", help="Model folder (checkpoints, label map, params).")] = Path("out/model"),
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Training epochs.", show_default=False)] = None,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate.", show_default=False)] = None,
@@ -28,4 +29,4 @@ def train_gnn(
     from stages import train_gnn as stage
 
     params = resolve_params(params_file, {"train_gnn.epochs": epochs, "train_gnn.lr": lr}, set_)
-    stage.run(graphs=graphs, out=out, params=params, gpus=gpus, stats=stats, reporter=RichReporter(quiet))
+    stage.run(graphs=graphs, agent=agent, out=out, params=params, gpus=gpus, stats=stats, reporter=RichReporter(quiet))

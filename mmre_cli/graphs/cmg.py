@@ -47,7 +47,7 @@ from .graph import (
 from .visual import mark_visual_tail  # noqa: F401  (re-exported: part of the CMG recipe)
 
 #: ``Graph.meta`` keys that hold one entry per node; :func:`subgraph` re-indexes them.
-NODE_META_KEYS = ("spans", "lemmas", "scores", "object_index", "source_index", "modalities")
+NODE_META_KEYS = ("spans", "lemmas", "scores", "object_index", "source_index", "modalities", "relevance")
 #: Lemmas never used for co-occurrence (pronouns, determiners, very generic words).
 COOCCUR_STOP = frozenset(
     "i me my you your he him his she her it its we us our they them their this that these those "

@@ -48,7 +48,7 @@ Shapes:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +68,7 @@ from mmre_cli.learn.editing import (
 )
 from mmre_cli.learn.metrics import peer_scores
 from mmre_cli.learn.reward import graph_accuracy, reward
+from mmre_cli.learn.gnn import register_model
 
 __all__ = [
     "Classifier",
@@ -209,6 +210,7 @@ class PolicyOutput:
     value: Tensor
 
 
+@register_model
 class GraphEditAgent(nn.Module):
     r"""Actor-critic graph editor (module docstring has the formulas).
 
@@ -236,6 +238,8 @@ class GraphEditAgent(nn.Module):
         super().__init__()
         if hidden % heads:
             raise ValueError(f"hidden={hidden} must be divisible by heads={heads}")
+        self.config = {"in_dim": in_dim, "hidden": hidden, "heads": heads, "num_layers": num_layers,
+                       "edge_dim": edge_dim, "dropout": dropout}
         self.in_dim, self.hidden, self.heads, self.edge_dim = in_dim, hidden, heads, edge_dim
         self.edge_feat_dim = edge_dim + len(EDGE_TYPES)
         self.node_in = nn.Linear(in_dim + _NUM_ROLES + 1, hidden)
@@ -429,8 +433,12 @@ def agent_step(
     batch: Batch,
     optimizer: torch.optim.Optimizer,
     cfg: AgentConfig,
+    grad_hook: Callable[[nn.Module], None] | None = None,
 ) -> dict:
     """One actor-critic update from one batched episode over ``batch`` (classifier frozen).
+
+    ``grad_hook(agent)`` runs between ``backward`` and the optimiser step; data-parallel training
+    passes one that averages the gradients across processes (``Fabric.all_reduce``).
 
     The classifier is called under ``no_grad`` and its train/eval mode is left as the caller set
     it (use eval mode for a deterministic reward). ``batch.y`` is required.
@@ -467,6 +475,8 @@ def agent_step(
         loss = actor + cfg.value_coef * critic - cfg.entropy * ent
         optimizer.zero_grad()
         loss.backward()
+        if grad_hook is not None:
+            grad_hook(agent)
         if cfg.max_grad_norm:
             nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
         optimizer.step()

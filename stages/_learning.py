@@ -1,0 +1,107 @@
+"""Pieces the learning stages share: graphs by split, loaders, label map, devices, CSV logs."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Iterable
+
+from mmre_cli.errors import MmreError
+from mmre_cli.graphs.graph import Graph
+
+
+def graphs_by_split(artifact: Path, splits: Iterable[str] | None = None) -> dict[str, list[Graph]]:
+    """All graphs of a CMG/refined artifact grouped by ``meta["split"]`` (stored order kept)."""
+    from mmre_cli.store.shards import iter_graphs
+
+    wanted = None if splits is None else set(splits)
+    out: dict[str, list[Graph]] = {}
+    for g in iter_graphs(artifact):
+        split = g.meta.get("split", "")
+        if wanted is None or split in wanted:
+            out.setdefault(split, []).append(g)
+    return out
+
+
+def label_info(artifact: Path) -> tuple[list[str], int]:
+    """``(labels, none_id)`` recorded by extract-features (carried in every manifest's info)."""
+    from mmre_cli.store.shards import read_manifest
+
+    info = read_manifest(artifact).get("info", {})
+    labels = info.get("labels")
+    if not labels:
+        raise MmreError(f"{artifact}: no label map recorded; the dataset needs a rel2id file or a train split")
+    return list(labels), labels.index(info.get("none_label", labels[0]))
+
+
+def loader(graphs: list[Graph], batch_size: int, shuffle: bool, seed: int = 0):
+    """A PyG DataLoader over labelled graphs (unlabelled ones are dropped)."""
+    import torch
+    from torch_geometric.loader import DataLoader
+
+    from mmre_cli.graphs.pyg import graph_to_data
+
+    data = [graph_to_data(g) for g in graphs if g.label >= 0]
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator)
+
+
+def require_split(groups: dict, split: str, artifact: Path) -> list[Graph]:
+    if split not in groups or not groups[split]:
+        have = ", ".join(sorted(groups)) or "none"
+        raise MmreError(f"{artifact}: no graphs of split '{split}' (have: {have}); add it to data.splits and rerun")
+    return groups[split]
+
+
+def make_fabric(gpus: int):
+    """Lightning Fabric for ``--gpus N``: 0 → CPU; 1 → one CUDA device; N > 1 → DDP on N devices.
+
+    ``MMRE_CPU_DDP=K`` (K > 1) with ``--gpus 0`` runs K CPU processes with DDP over gloo — the
+    way the DDP path is tested on machines without a GPU.
+    """
+    import torch
+    from lightning.fabric import Fabric
+
+    cpu_ddp = int(os.environ.get("MMRE_CPU_DDP", "0") or 0)
+    if gpus == 0:
+        if cpu_ddp > 1:
+            return Fabric(accelerator="cpu", devices=cpu_ddp, strategy="ddp")
+        return Fabric(accelerator="cpu", devices=1)
+    if not torch.cuda.is_available() or torch.cuda.device_count() < gpus:
+        have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        raise MmreError(f"--gpus {gpus} asked for, but this machine has {have} CUDA device(s); use --gpus {have}")
+    return Fabric(accelerator="cuda", devices=gpus, strategy="ddp" if gpus > 1 else "auto")
+
+
+def cpu_threads() -> None:
+    """Small graph batches run faster on one intra-op thread per process (measured on 2 cores)."""
+    import torch
+
+    torch.set_num_threads(max(1, int(os.environ.get("MMRE_TORCH_THREADS", "1"))))
+
+
+def write_csv(path: str | Path, rows: list[dict]) -> None:
+    """Write rows (same keys) as CSV atomically; DVC reads it as plots."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    keys = list(rows[0]) if rows else []
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()})
+    os.replace(tmp, path)
+
+
+def build_classifier(kind: str, in_dim: int, num_classes: int, cfg: dict):
+    """``gnn`` → :class:`RelationGNN`; ``pooled`` → :class:`PooledMLP` (the w/o-GNN ablation)."""
+    from mmre_cli.learn.gnn import PooledMLP, RelationGNN
+
+    if kind == "gnn":
+        return RelationGNN(in_dim, num_classes, hidden=cfg["hidden"], layers=cfg["layers"], heads=cfg["heads"],
+                           dropout=cfg["dropout"])
+    if kind == "pooled":
+        return PooledMLP(in_dim, num_classes, hidden=cfg["hidden"], dropout=cfg["dropout"])
+    raise MmreError(f"unknown classifier '{kind}' (train_gnn.model: gnn | pooled)")

@@ -55,6 +55,10 @@ def run(*, cmg: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None
     cfg, gcfg = params["train_agent"], params["train_gnn"]
     fabric = make_fabric(gpus)
     fabric.launch()
+    if not fabric.is_global_zero:  # one process talks
+        from mmre_cli.reporting import NullReporter
+
+        reporter = NullReporter()
     labels, none_id = label_info(cmg)
     groups = graphs_by_split(cmg, ["train", "val"])
     train, val = require_split(groups, "train", cmg), require_split(groups, "val", cmg)

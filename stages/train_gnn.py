@@ -40,6 +40,10 @@ def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | N
     cfg = params["train_gnn"]
     fabric = make_fabric(gpus)
     fabric.launch()
+    if not fabric.is_global_zero:  # one process talks
+        from mmre_cli.reporting import NullReporter
+
+        reporter = NullReporter()
     labels, none_id = label_info(graphs)
     groups = graphs_by_split(graphs, ["train", "val"])
     train, val = require_split(groups, "train", graphs), require_split(groups, "val", graphs)

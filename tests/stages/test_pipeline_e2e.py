@@ -1,0 +1,102 @@
+"""The whole chain as users run it: `dvc repro` on the shipped sample, epochs cut to 1.
+
+Also the DDP path of train-agent: 2 CPU processes over gloo (MMRE_CPU_DDP=2), a few steps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+EVAL_KEYS = {"split", "acc", "micro_p", "micro_r", "micro_f1", "n", "params_hash"}
+
+
+def _bin(name: str) -> str:
+    found = Path(sys.executable).with_name(name)
+    return str(found) if found.exists() else name
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env.update(PYTHONWARNINGS="ignore", MMRE_OFFLINE="1", HF_HUB_OFFLINE="1", DVC_NO_ANALYTICS="1")
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return env
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A fresh git+DVC project holding the repo's pipeline files and the sample, epochs at 1."""
+    root = tmp_path_factory.mktemp("project")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for item in ("dvc.yaml", "params.yaml"):
+        shutil.copy(REPO / item, root / item)
+    for folder in ("stages", "mmre_cli", "data/sample"):
+        shutil.copytree(REPO / folder, root / folder, ignore=ignore)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["train_agent"].update(warmup_epochs=1, episodes=1)
+    params["train_gnn"].update(epochs=1, hidden=32)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = _env()
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True, env=env)
+    subprocess.run([_bin("dvc"), "init", "-q"], cwd=root, check=True, env=env)
+    return root
+
+
+@pytest.mark.slow
+def test_dvc_repro_runs_the_whole_chain(project):
+    env = _env()
+    dry = subprocess.run([_bin("dvc"), "repro", "--dry", "--force"], cwd=project, env=env, capture_output=True, text=True)
+    assert dry.returncode == 0, dry.stderr
+    order = [line.split("'")[1] for line in dry.stdout.splitlines() if line.startswith("Running stage")]
+    assert order == ["extract_features", "build_graphs", "merge_cmg", "train_agent", "diffuse", "train_gnn", "evaluate"]
+
+    run = subprocess.run([_bin("dvc"), "repro"], cwd=project, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    metrics = json.loads((project / "metrics" / "eval.json").read_text())
+    assert EVAL_KEYS <= set(metrics)
+    assert metrics["split"] == "val" and metrics["n"] == 24
+    assert 0.0 <= metrics["micro_f1"] <= 1.0 and 0.0 <= metrics["acc"] <= 1.0
+    for name in ("extract_features", "build_graphs", "merge_cmg", "train_agent", "diffuse", "train_gnn"):
+        assert (project / "metrics" / f"{name}.json").exists(), name
+    for plot in ("agent_steps.csv", "train_curve.csv", "confusion.csv"):
+        assert (project / "metrics" / plot).read_text().count("\n") >= 2, plot
+    model = project / "out" / "model"
+    pipeline = json.loads((model / "pipeline.json").read_text())
+    assert {"extract_features", "merge_cmg", "diffuse", "train_gnn"} <= set(pipeline["params"])
+    assert (model / "model.safetensors").exists() and (model / "agent.safetensors").exists()
+
+    shown = subprocess.run([_bin("dvc"), "metrics", "show", "--json"], cwd=project, env=env, capture_output=True, text=True)
+    assert shown.returncode == 0 and "micro_f1" in shown.stdout
+
+    # nothing changed: nothing reruns
+    again = subprocess.run([_bin("dvc"), "status"], cwd=project, env=env, capture_output=True, text=True)
+    assert "up to date" in again.stdout.lower(), again.stdout
+
+
+@pytest.mark.slow
+def test_train_agent_ddp_two_cpu_processes(project, tmp_path):
+    """`--gpus 0` with MMRE_CPU_DDP=2: Lightning Fabric DDP over gloo, gradients averaged."""
+    env = _env()
+    cmg = project / "out" / "cmg"
+    if not (cmg / "manifest.json").exists():
+        pytest.skip("needs the CMG of the dvc repro test")
+    env["MMRE_CPU_DDP"] = "2"
+    out, stats = tmp_path / "agent", tmp_path / "m" / "train_agent.json"
+    run = subprocess.run([_bin("mmre"), "train-agent", "--cmg", str(cmg), "--out", str(out), "--stats", str(stats),
+                          "-S", "train_agent.warmup_epochs=1", "-S", "train_agent.episodes=1",
+                          "-S", "train_agent.batch_size=16", "-S", "train_gnn.hidden=32"],
+                         cwd=project, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "Starting with 2 processes" in run.stdout + run.stderr
+    result = json.loads(stats.read_text())
+    # 64 train graphs, 2 ranks, batches of 16 → 2 agent steps per rank
+    assert result["agent_steps"] == 2
+    assert (out / "agent.safetensors").exists() and (out / "classifier.safetensors").exists()

@@ -26,7 +26,7 @@ def validate(
         out.print_json(json.dumps({"path": str(path), "ok": not problems, "problems": problems}))
     elif problems:
         for problem in problems:
-            err.print(f"[red]✗[/red] {problem}", markup=True, highlight=False)
+            err.print(f"[red]✗[/red] {problem}", markup=True, highlight=False, soft_wrap=True)
     else:
-        err.print(f"[green]✓[/green] {path}: valid", markup=True, highlight=False)
+        err.print(f"[green]✓[/green] {path}: valid", markup=True, highlight=False, soft_wrap=True)
     raise typer.Exit(1 if problems else 0)

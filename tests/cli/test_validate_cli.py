@@ -1,0 +1,58 @@
+"""`mmre validate` on a real stage output: exit 0 when whole, 1 with a reason when damaged."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mmre_cli.cli.app import app
+from mmre_cli.graphs.graph import EDGE_ATTR_DIM, Graph
+from mmre_cli.store.shards import ArtifactWriter
+
+runner = CliRunner()
+
+
+def _graph(i: int) -> Graph:
+    return Graph(graph_id=f"g{i}", node_kind=np.array([1, 1, 0], np.int8), node_modality=np.zeros(3, np.int8),
+                 node_role=np.array([1, 2, 0], np.int8), node_text=["a", "b", "c"],
+                 box=np.full((3, 4), np.nan, np.float32), edge_index=np.array([[0, 1], [2, 2]], np.int64),
+                 edge_type=np.zeros(2, np.int8), edge_label=["nsubj", "dobj"],
+                 edge_attr=np.ones((2, EDGE_ATTR_DIM), np.float32), x=np.eye(3, 8, dtype=np.float32), label=i % 3)
+
+
+@pytest.fixture
+def artifact(tmp_path):
+    out = tmp_path / "cmg"
+    with ArtifactWriter(out, stage="merge_cmg", encoder="test", dim=8, params_hash="h") as art:
+        gw = art.graph_writer(max_graphs_per_shard=4)
+        gw.write([_graph(i) for i in range(10)])
+    return out
+
+
+def test_accepts_a_good_artifact(artifact):
+    result = runner.invoke(app, ["validate", str(artifact), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"path": str(artifact), "ok": True, "problems": []}
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "delete"])
+def test_rejects_a_damaged_artifact(artifact, tmp_path, damage):
+    broken = tmp_path / "broken"
+    shutil.copytree(artifact, broken)
+    shard = sorted(broken.glob("nodes-*.parquet"))[1]
+    data = bytearray(shard.read_bytes())
+    if damage == "flip":
+        data[len(data) // 2] ^= 0xFF
+        shard.write_bytes(bytes(data))
+    elif damage == "truncate":
+        shard.write_bytes(bytes(data[: len(data) // 3]))
+    else:
+        shard.unlink()
+    result = runner.invoke(app, ["validate", str(broken)])
+    assert result.exit_code == 1
+    assert shard.name in result.output
+    assert "Traceback" not in result.output

@@ -5,7 +5,8 @@ For every CMG (all splits, streamed in stored order):
 1. if the editor is enabled, :func:`~mmre_cli.learn.agent.edit_graphs` picks its edits greedily
    and :func:`~mmre_cli.graphs.refine.apply_edit_record` applies them to the stored graph;
 2. if diffusion is enabled, the relevance prior ``v0`` of each node is
-   ``(1 + cos(x_i, (x_head + x_tail)/2)) / 2`` — in [0, 1], so ``τ`` means something — and
+   ``max(0, cos(x_i, (x_head + x_tail)/2))`` (``relevance: clipped``, default) or
+   ``(1 + cos)/2`` (``shifted``) — in [0, 1] either way, so ``τ`` means something — and
    ``v ← α·Â·v + (1−α)·v0`` runs ``max_iter`` steps with PyG's ``APPNP`` (row-normalised Â,
    edges made undirected); each edge gets ``w_ij = (v_i + v_j)/2`` in its weight column, and
    edges with ``w_ij < τ`` are pruned unless they touch the head or the tail.
@@ -63,7 +64,7 @@ def refine(graphs: list[Graph], agent, agent_cfg, dcfg: dict) -> list[Graph]:
     out = []
     for g in graphs:
         data = graph_to_data(g)
-        v0 = node_relevance(data.x, data.head_index, data.tail_index)
+        v0 = node_relevance(data.x, data.head_index, data.tail_index, mode=dcfg["relevance"])
         protect = endpoint_edge_mask(data.edge_index, torch.cat([data.head_index, data.tail_index]))
         v, w, keep = diffuse(data.edge_index, g.num_nodes, v0, alpha=dcfg["alpha"], max_iter=dcfg["max_iter"],
                              tau=dcfg["tau"], keep_mask=protect)

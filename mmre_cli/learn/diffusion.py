@@ -64,15 +64,18 @@ RelevanceFn = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
 
 
 def node_relevance(x: Tensor, head_index: Tensor, tail_index: Tensor, batch: Tensor | None = None,
-                   eps: float = 1e-8) -> Tensor:
+                   eps: float = 1e-8, mode: Literal["clipped", "shifted"] = "shifted") -> Tensor:
     r"""Cosine relevance of every node to its graph's entity pair, mapped to [0, 1].
 
     .. math::
         \mathbf{c}_g = \tfrac12 (\mathbf{x}_{h_g} + \mathbf{x}_{t_g}), \qquad
-        v^{(0)}_i = \tfrac12 \bigl(1 + \cos(\mathbf{x}_i, \mathbf{c}_{g(i)})\bigr)
+        v^{(0)}_i = \tfrac12 \bigl(1 + \cos(\mathbf{x}_i, \mathbf{c}_{g(i)})\bigr) \;\text{(shifted)}
+        \quad\text{or}\quad \max\bigl(0, \cos(\mathbf{x}_i, \mathbf{c}_{g(i)})\bigr) \;\text{(clipped)}
 
     where :math:`g(i)` is the graph of node :math:`i`. A zero vector (either side) has cosine 0,
-    hence relevance 0.5.
+    hence relevance 0.5 (shifted) or 0 (clipped). Sentence-embedding cosines of unrelated
+    phrases sit near 0, so with ``shifted`` almost every ``v`` is ≥ 0.5 and a threshold like
+    τ = 0.05 never prunes; ``clipped`` lets τ separate unrelated nodes.
 
     Args:
         x: node features.
@@ -96,6 +99,8 @@ def node_relevance(x: Tensor, head_index: Tensor, tail_index: Tensor, batch: Ten
     num = (x * c).sum(-1)
     den = x.norm(dim=-1) * c.norm(dim=-1)
     cos = torch.where(den > eps, num / den.clamp_min(eps), torch.zeros_like(num))
+    if mode == "clipped":
+        return cos.clamp(0.0, 1.0)
     return ((cos + 1.0) * 0.5).clamp(0.0, 1.0)
 
 

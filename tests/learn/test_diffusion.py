@@ -141,3 +141,18 @@ def test_batched_equals_per_graph():
     # every protected input edge survives
     assert int(endpoint_edge_mask(b.edge_index, ht).sum()) <= e
     assert b.edge_index.size(1) == 18  # input untouched
+
+
+def test_relevance_modes_on_hand_values():
+    import torch
+
+    from mmre_cli.learn.diffusion import node_relevance
+
+    # head (0) and tail (1) orthogonal; centre = (0.5, 0.5); node 2 opposite, node 3 along the head
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0], [1.0, 0.0]])
+    head, tail = torch.tensor([0]), torch.tensor([1])
+    c = 2 ** -0.5
+    shifted = node_relevance(x, head, tail, mode="shifted")
+    clipped = node_relevance(x, head, tail, mode="clipped")
+    torch.testing.assert_close(shifted, torch.tensor([(1 + c) / 2, (1 + c) / 2, 0.0, (1 + c) / 2]))
+    torch.testing.assert_close(clipped, torch.tensor([c, c, 0.0, c]))

@@ -155,6 +155,10 @@ class RelationGNN(nn.Module):
             for _ in range(layers)
         )
         self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(layers))
+        # N(0, 1) embeddings (PyTorch's default) are ~16x the norm of a projected unit-length
+        # feature at H=256 and drown it: the GNN then learns nothing (measured: val F1 stuck at 0).
+        for emb in (self.edge_type_emb, *((self.kind_emb, self.mod_emb, self.role_emb) if use_node_types else ())):
+            nn.init.normal_(emb.weight, std=0.02)
         z_dim = hidden * (4 if readout == "head_tail_pool" else 3)
         self.classifier = _classifier(z_dim, hidden, num_classes, dropout)
 

@@ -11,6 +11,7 @@ from typing_extensions import Annotated
 from mmre_cli.cli.common import QuietOpt, handle_errors
 
 
+
 @handle_errors
 def predict(
     image: Annotated[Optional[Path], typer.Argument(help="Image file (jpg/png/...).", show_default=False)] = None,
@@ -18,13 +19,118 @@ def predict(
     head: Annotated[Optional[str], typer.Option(help="Head entity text (must occur in TEXT). Without --head/--tail, every pair of spaCy entities.", show_default=False)] = None,
     tail: Annotated[Optional[str], typer.Option(help="Tail entity text (must occur in TEXT).", show_default=False)] = None,
     model: Annotated[Path, typer.Option("--model", help="Model folder written by train-gnn.")] = Path("out/model"),
-    image_caption: Annotated[Optional[str], typer.Option(help="The image's caption, for models trained with captions as the image's view (no captioning model ships offline).", show_default=False)] = None,
+    image_caption: Annotated[Optional[str], typer.Option(help="The image's caption, for models trained with captions as the image's view (no captioning model can be had offline, so give it yourself).", show_default=False)] = None,
     json_out: Annotated[bool, typer.Option("--json", help="JSON lines on stdout instead of a table.")] = False,
-    batch: Annotated[Optional[Path], typer.Option("--batch", help="JSONL of instances (image, text, head, tail, caption) predicted with models loaded once.", show_default=False)] = None,
-    explain: Annotated[Optional[Path], typer.Option("--explain", help="Write a picture (.png/.svg): image with boxes beside the edited, diffused graph.", show_default=False)] = None,
+    batch: Annotated[Optional[Path], typer.Option("--batch", help="JSONL of instances {\"image\"?, \"text\", \"head\"?, \"tail\"?, \"caption\"?} (image paths relative to the file's folder; no image = text only), predicted with models loaded once.", show_default=False)] = None,
+    explain: Annotated[Optional[Path], typer.Option("--explain", help="Write a picture (.png/.svg) of one prediction (the most probable non-None one, else the first): the image with its boxes beside the cross-modal graph as the editor and diffusion left it.", show_default=False)] = None,
+    max_pairs: Annotated[int, typer.Option("--max-pairs", min=1, help="Most entity pairs per input when no --head/--tail is given.")] = 20,
+    encoder_weights: Annotated[Optional[Path], typer.Option("--encoder-weights", help="Encoder weights to use instead of those recorded in the model (must be the same weights: checked by fingerprint).", show_default=False)] = None,
+    encoder: Annotated[Optional[str], typer.Option("--encoder", help="Encoder name instead of the recorded one (must match the model: checked by fingerprint).", show_default=False)] = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Run the whole trained pipeline (features, graphs, RL edits, diffusion, GNN) on new input."""
-    from mmre_cli.errors import NotReadyError
+    """Run the whole trained pipeline (features, scene graphs, CMG, RL edits, diffusion, GNN) on new input.
 
-    raise NotReadyError("predict is not available yet: it needs the trained pipeline (issue 5)")
+    The model folder's pipeline.json gives every stage's params (./params.yaml is not read). TEXT is tokenised with spaCy; --head/--tail are found as token spans (exact case first, then any case). Without them spaCy's NER proposes entities (dates, numbers and amounts left out) and every ordered pair of distinct entities is classified, at most --max-pairs per input; if fewer than two entities are found the command says so and exits 2 (in --batch: a warning, the line is skipped, exit 0).
+
+    The image is always checked (missing, not an image, too many pixels: exit 2). Its pixels are used only by a model whose encoder embeds images (CLIP), its objects only through the model's detector. No captioning model can be had offline: a model trained with captions as the image's view takes --image-caption; without it, a warning and a text-only prediction.
+
+    Results on stdout (a table, or --json lines: head, tail, relation, probability, top3 — the three most probable labels, the prediction first — text, image); messages on stderr. Bad input is one line on stderr and exit code 2.
+    """
+    from mmre_cli.cli.console import RichReporter
+    from mmre_cli.errors import MmreError
+
+    if explain is not None and explain.suffix.lower() not in (".png", ".svg"):
+        raise MmreError(f"--explain {explain}: the picture must be .png or .svg")
+    if batch is not None:
+        if image is not None or text is not None or head is not None or tail is not None or image_caption is not None:
+            raise MmreError("--batch takes its inputs from the file: give no IMAGE/TEXT/--head/--tail/--image-caption with it")
+    elif image is None or text is None:
+        raise MmreError("give IMAGE and TEXT (or --batch FILE.jsonl); see `mmre predict --help`")
+
+    _quiet_libraries()
+    from stages import predict as stage
+
+    reporter = RichReporter(quiet)
+    pipeline = stage.read_pipeline(model)  # cheap checks first: the model folder ...
+    params = stage.model_params(pipeline)
+    if batch is not None:
+        queries = stage.read_batch(batch)
+        if not queries:
+            raise MmreError(f"{batch}: no instances in the batch file")
+    else:
+        queries = [stage.Query(text=text, image=image, head=head, tail=tail, caption=image_caption)]
+    limit = stage.max_pixels(params)
+    for query in queries:  # ... and the input, before any model loads
+        stage.check_query(query, limit)
+
+    predictor = stage.Predictor(model, encoder=encoder, encoder_weights=encoder_weights, max_pairs=max_pairs,
+                                reporter=reporter)
+    if any(q.image is not None for q in queries) and not (predictor.uses_pixels or predictor.uses_objects):
+        reporter.info(f"note: this model ({predictor.extractor.encoder.name}, no detector) uses no pixels; "
+                      "the image was checked but not used")
+    results = predictor.predict(queries, keep_graphs=explain is not None, skip_no_pairs=batch is not None)
+    _print(results, json_out, several=len(queries) > 1)
+    if explain is not None and results:
+        from mmre_cli.explain import draw_explanation
+
+        pick = next((r for r in sorted(results, key=lambda r: -r.probability) if r.relation != pipeline["labels"][int(pipeline["none_id"])]), results[0])
+        note = None if (predictor.uses_pixels or predictor.uses_objects) else \
+            f"not used by this model ({predictor.extractor.encoder.name} text encoder, no detector)"
+        draw_explanation(explain, cmg=pick.cmg, refined=pick.refined, image=pick.image, relation=pick.relation,
+                         probability=pick.probability, top3=pick.top3, head=pick.head, tail=pick.tail, image_note=note)
+        reporter.info(f"explanation of {pick.head} → {pick.tail} written to {explain}")
+    elif explain is not None:
+        reporter.warn(f"nothing was predicted, so no picture was written to {explain}")
+
+
+def _quiet_libraries() -> None:
+    """No library progress bars or deprecation noise on stderr: only mmre's own messages."""
+    import os
+    import warnings
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except Exception:  # noqa: BLE001 - cosmetic only
+        pass
+
+
+def _print(results: list, json_out: bool, several: bool) -> None:
+    """Results on stdout: JSON lines, or one Rich table."""
+    import json
+    import sys
+
+    if json_out:
+        for r in results:
+            sys.stdout.write(json.dumps(r.to_json(), ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    from mmre_cli.cli.console import out
+
+    table = Table(show_lines=several)
+    if several:
+        table.add_column("#", justify="right")
+    for col in ("head", "relation", "tail", "probability", "top-3 (label p)"):
+        table.add_column(col, justify="right" if col == "probability" else "left", overflow="fold")
+    sources, number = {}, 0
+    for r in results:
+        key = (r.where, r.text, r.image)
+        if key not in sources:
+            number += 1
+            sources[key] = str(number)
+        alts = "\n".join(f"{label} {p:.3f}" for label, p in r.top3)
+        row = [Text(r.head), Text(r.relation, style="bold"), Text(r.tail), f"{r.probability:.3f}", Text(alts)]
+        table.add_row(*([sources[key]] if several else []), *row)
+    if not several and results:
+        r = results[0]
+        table.caption = Text(f"{r.text}" + (f"  [image: {Path(r.image).name}]" if r.image else "  [no image]"))
+    out.print(table)

@@ -1,0 +1,509 @@
+"""``mmre predict``: the whole trained pipeline on new input, with the stages' own functions.
+
+A :class:`Predictor` loads a model folder written by train-gnn once (``pipeline.json`` gives
+every stage's params; ``./params.yaml`` is never read) and then runs, chunk by chunk, exactly
+what the stages run on a dataset:
+
+1. :meth:`stages.extract_features.FeatureExtractor.chunk_rows` → :class:`stages._chunks.OwnerFeatures`
+   (token, entity, caption-phrase, image and object vectors);
+2. :func:`stages.build_graphs.chunk_graphs` (sentence, caption and visual scene graphs);
+3. :func:`stages.merge_cmg.instance_cmg` (the cross-modal graph of each instance);
+4. :func:`stages.diffuse.refine` (the RL editor's edits, then diffusion with pruning);
+5. :func:`mmre_cli.learn.trainer.predict` with the classifier of ``model.safetensors``.
+
+Input comes as :class:`Query` objects (image, text, optional head/tail strings, optional
+caption). :meth:`Predictor.instances` tokenises the text with the model's spaCy tokenizer and
+locates ``head``/``tail`` as token spans (case-sensitive first, then case-insensitive); without
+them spaCy's NER proposes entities and every ordered pair of distinct entities (by text) is an
+instance, at most ``max_pairs`` per query. Numeric entity types (dates, amounts, ordinals, …)
+are not proposed: no relation of MNRE holds between them.
+
+The image is checked with :func:`mmre_cli.features.imageio.open_image` (missing file, not an
+image, too many pixels → one clear error). Its pixels are used only if the model's encoder
+embeds images (CLIP), its objects only through the model's detector
+(``extract_features.detector``). A model trained with captions as the image's view takes a
+caption per query; none can be generated offline, so without one the query runs text-only
+(with a warning). Errors a user can cause raise :class:`~mmre_cli.errors.MmreError`.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from mmre_cli.data.instance import Entity, Instance
+from mmre_cli.errors import InputError, MmreError
+from mmre_cli.reporting import Reporter
+from stages._common import reporter_or_null
+
+PIPELINE_FILE = "pipeline.json"
+#: Files every model folder needs (the editor's files too when ``train_agent.enabled``).
+MODEL_FILES = ("pipeline.json", "model.safetensors", "model.json")
+AGENT_FILES = ("agent.safetensors", "agent.json")
+#: Stage sections ``pipeline.json: params`` must hold.
+REQUIRED_SECTIONS = ("data", "extract_features", "build_graphs", "merge_cmg", "train_agent", "diffuse")
+#: spaCy NER types never proposed as entities (no MNRE relation holds between them).
+SKIP_ENTITY_TYPES = frozenset({"DATE", "TIME", "PERCENT", "MONEY", "QUANTITY", "ORDINAL", "CARDINAL"})
+DEFAULT_MAX_PAIRS = 20
+DEFAULT_CHUNK = 64
+
+
+@dataclass
+class Query:
+    """One user input: an image (or ``None``), a sentence, optional head/tail strings and caption.
+
+    ``where`` names the input in messages (``"FILE:LINE"`` for batch lines, else empty).
+    """
+
+    text: str
+    image: Path | None = None
+    head: str | None = None
+    tail: str | None = None
+    caption: str | None = None
+    where: str = ""
+    checked: bool = field(default=False, repr=False)
+
+
+@dataclass
+class Prediction:
+    """The relation predicted for one (head, tail) pair of one query."""
+
+    head: str
+    tail: str
+    relation: str
+    probability: float
+    top3: list[tuple[str, float]]
+    text: str
+    image: str | None
+    caption: str | None = None
+    pairs_from: str = "given"  # "given" (--head/--tail) or "ner"
+    where: str = ""
+    cmg: object | None = field(default=None, repr=False)  # the unedited CMG (keep_graphs=True)
+    refined: object | None = field(default=None, repr=False)  # after edits + diffusion
+
+    def to_json(self) -> dict:
+        out = {"head": self.head, "tail": self.tail, "relation": self.relation,
+               "probability": round(float(self.probability), 6),
+               "top3": [[lab, round(float(p), 6)] for lab, p in self.top3], "text": self.text, "image": self.image}
+        if self.caption is not None:
+            out["caption"] = self.caption
+        out["pairs_from"] = self.pairs_from
+        if self.where:
+            out["source"] = self.where
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the model folder
+
+
+def _major(version: str | None) -> str:
+    return str(version).split(".", 1)[0]
+
+
+def read_pipeline(model: Path) -> dict:
+    """Read and check ``model/pipeline.json`` (files present, versions compatible).
+
+    Raises:
+        MmreError: the folder or a file is missing, the JSON is unreadable, or the model was
+            written by an mmre of another major version or artifact schema.
+    """
+    from mmre_cli import SCHEMA_VERSION, __version__
+
+    model = Path(model)
+    if not model.is_dir():
+        raise MmreError(f"{model}: no model folder here; train one with `mmre train-gnn` (or `dvc repro`) "
+                        "or pass --model DIR")
+    missing = [name for name in MODEL_FILES if not (model / name).is_file()]
+    if missing:
+        raise MmreError(f"{model}: not a complete model folder (missing {', '.join(missing)}); "
+                        "rerun `mmre train-gnn --out` into it")
+    try:
+        pipeline = json.loads((model / PIPELINE_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise MmreError(f"{model / PIPELINE_FILE}: unreadable ({str(err).splitlines()[0]})") from None
+    if not isinstance(pipeline, dict):
+        raise MmreError(f"{model / PIPELINE_FILE}: not a JSON object")
+    version, schema = pipeline.get("mmre_version"), pipeline.get("schema_version")
+    if version is None or _major(version) != _major(__version__) or schema != SCHEMA_VERSION:
+        raise MmreError(f"{model}: incompatible model (written by mmre {version}, schema {schema}; this is mmre "
+                        f"{__version__}, schema {SCHEMA_VERSION}); retrain it with this mmre")
+    params = pipeline.get("params")
+    if not isinstance(params, dict):
+        raise MmreError(f"{model / PIPELINE_FILE}: no 'params' recorded; retrain with `mmre train-gnn`")
+    lacking = [s for s in REQUIRED_SECTIONS if not isinstance(params.get(s), dict)]
+    if lacking:
+        raise MmreError(f"{model / PIPELINE_FILE}: params of {', '.join(lacking)} not recorded; retrain with `mmre train-gnn`")
+    for key in ("labels", "none_id", "encoder"):
+        if key not in pipeline:
+            raise MmreError(f"{model / PIPELINE_FILE}: lacks {key!r}; retrain with `mmre train-gnn`")
+    if params["train_agent"].get("enabled"):
+        gone = [name for name in AGENT_FILES if not (model / name).is_file()]
+        if gone:
+            raise MmreError(f"{model}: the model uses the RL editor but {', '.join(gone)} is missing; "
+                            "rerun `mmre train-gnn --agent DIR --out` into it")
+    return pipeline
+
+
+def model_params(pipeline: dict) -> dict:
+    """The stages' params recorded in ``pipeline.json``, keys missing there filled from the defaults."""
+    from mmre_cli.params import DEFAULTS
+
+    params = copy.deepcopy(DEFAULTS)
+    for section, values in pipeline["params"].items():
+        if section in params and isinstance(values, dict):
+            params[section].update(values)
+    return params
+
+
+def max_pixels(params: dict) -> int:
+    from mmre_cli.features.imageio import DEFAULT_MAX_PIXELS
+
+    return int(params["extract_features"].get("max_image_pixels") or DEFAULT_MAX_PIXELS)
+
+
+def trained_with_captions(params: dict) -> bool:
+    return bool(params["data"].get("captions")) and bool(params["build_graphs"].get("caption_graph", True))
+
+
+# ---------------------------------------------------------------------------------------------
+# queries
+
+
+def read_batch(path: Path) -> list[Query]:
+    """Queries from a JSONL file: ``{"image"?, "text", "head"?, "tail"?, "caption"?}`` per line.
+
+    Image paths are relative to the file's folder; blank lines are skipped.
+
+    Raises:
+        InputError: the file is missing, a line is not a JSON object, or a field has a wrong type.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("batch file not found", path=str(path))
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"cannot read the batch file ({err})", path=str(path)) from None
+    queries: list[Query] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise InputError(f"not valid JSON ({err.msg})", path=str(path), line=number) from None
+        if not isinstance(record, dict):
+            raise InputError("expected a JSON object {\"image\", \"text\", \"head\", \"tail\", \"caption\"}",
+                             path=str(path), line=number)
+        unknown = sorted(set(record) - {"image", "text", "head", "tail", "caption"})
+        if unknown:
+            raise InputError(f"unknown field(s) {', '.join(unknown)} (allowed: image, text, head, tail, caption)",
+                             path=str(path), line=number)
+        for key in ("image", "text", "head", "tail", "caption"):
+            if record.get(key) is not None and not isinstance(record[key], str):
+                raise InputError(f"field {key!r} must be a string", path=str(path), line=number)
+        if "text" not in record or record["text"] is None:
+            raise InputError("field 'text' is missing", path=str(path), line=number)
+        image = record.get("image")
+        image_path = None
+        if image:
+            image_path = Path(image).expanduser()
+            if not image_path.is_absolute():
+                image_path = path.parent / image_path
+        queries.append(Query(text=record["text"], image=image_path, head=record.get("head"), tail=record.get("tail"),
+                             caption=record.get("caption"), where=f"{path}:{number}"))
+    return queries
+
+
+def check_query(query: Query, max_pixels: int | None) -> None:
+    """The checks that need no model: text not empty, head and tail both or neither, the image.
+
+    The image is opened with :func:`~mmre_cli.features.imageio.open_image` (missing, not an
+    image, too many pixels → InputError); ``query.image`` becomes its resolved path. A query is
+    checked once (``query.checked``).
+
+    Raises:
+        InputError: one clear line naming the input.
+    """
+    from mmre_cli.features.imageio import open_image
+
+    if query.checked:
+        return
+    where = f"{query.where}: " if query.where else ""
+    if not str(query.text or "").strip():
+        raise InputError(f"{where}the text is empty")
+    if (query.head is None) != (query.tail is None):
+        raise InputError(f"{where}give both --head and --tail, or neither (then spaCy's entities are paired)")
+    for flag, name in (("--head", query.head), ("--tail", query.tail)):
+        if name is not None and not name.strip():
+            raise InputError(f"{where}{flag} is empty")
+    if query.image is not None:
+        path = Path(query.image).expanduser()
+        try:
+            open_image(path, max_pixels).close()
+        except InputError as err:
+            raise InputError(err.reason, path=f"{where}{path}") from None
+        query.image = path.resolve()
+    query.checked = True
+
+
+def _find_span(tokens: list[str], words: list[str], avoid: tuple[int, int] | None = None) -> tuple[int, int] | None:
+    """First ``[start, end)`` where ``words`` occur in ``tokens``: exact case first, then any case.
+
+    A span overlapping ``avoid`` is taken only when no other occurrence exists.
+    """
+    n = len(words)
+    if n == 0:
+        return None
+    for fold in (lambda s: s, str.casefold):
+        want = [fold(w) for w in words]
+        hits = [i for i in range(len(tokens) - n + 1) if [fold(t) for t in tokens[i:i + n]] == want]
+        if hits:
+            if avoid is not None:
+                free = [i for i in hits if i + n <= avoid[0] or i >= avoid[1]]
+                if free:
+                    return free[0], free[0] + n
+            return hits[0], hits[0] + n
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# the predictor
+
+
+class Predictor:
+    """A loaded model: encoder, detector, spaCy, the editor and the classifier, ready to predict.
+
+    Args:
+        model: the model folder written by train-gnn.
+        encoder: encoder name to build instead of the recorded one (it must give the same
+            fingerprint as the model's, else MmreError naming both).
+        encoder_weights: weights path for the encoder instead of the recorded one (same check).
+        max_pairs: most NER pairs per query when no head/tail is given (default 20).
+        chunk_size: instances per pass through the pipeline (default 64).
+        reporter: progress and warnings (default: none).
+    """
+
+    def __init__(self, model: Path, *, encoder: str | None = None, encoder_weights: str | Path | None = None,
+                 max_pairs: int = DEFAULT_MAX_PAIRS, chunk_size: int = DEFAULT_CHUNK,
+                 reporter: Reporter | None = None) -> None:
+        from stages._learning import cpu_threads
+
+        self.reporter = reporter_or_null(reporter)
+        self.model_dir = Path(model)
+        self.pipeline = read_pipeline(self.model_dir)
+        self.params = model_params(self.pipeline)
+        cfg = self.params["extract_features"]
+        if encoder is not None:
+            cfg["encoder"] = encoder
+        if encoder_weights is not None:
+            cfg["weights"] = str(encoder_weights)
+        self.max_pairs = int(max_pairs)
+        self.chunk_size = max(1, int(chunk_size))
+        self.max_pixels = max_pixels(self.params)
+        self.captions = trained_with_captions(self.params)
+        cpu_threads()
+        self._load()
+        self._ner = None
+        self._noted: set[str] = set()
+
+    def _load(self) -> None:
+        from mmre_cli.learn.checkpoint import load_checkpoint
+        from stages.diffuse import load_editor
+        from stages.extract_features import FeatureExtractor
+
+        self.extractor = FeatureExtractor(self.params, 0, self.reporter)
+        built = self.extractor.encoder.fingerprint()
+        recorded = self.pipeline["encoder"]
+        if built != recorded:
+            raise MmreError(f"encoder mismatch: the model was trained with encoder {recorded!r} "
+                            f"({self.pipeline.get('encoder_name')}) but this run builds {built!r} "
+                            f"({self.extractor.encoder.name}); point --encoder-weights (or $MMRE_MINILM / "
+                            "$MMRE_CLIP_WEIGHTS) at the weights the model was trained with")
+        self.nlp = self.extractor.nlp
+        self.model, meta = load_checkpoint(self.model_dir, "model")
+        self.labels = list(meta.get("labels") or self.pipeline["labels"])
+        if len(self.labels) != int(self.model.config.get("num_classes", len(self.labels))):
+            raise MmreError(f"{self.model_dir}: {len(self.labels)} labels for a classifier of "
+                            f"{self.model.config.get('num_classes')} classes; retrain the model")
+        self.editor, self.editor_cfg = load_editor(self.model_dir, self.params)
+        self.uses_pixels = bool(self.extractor.use_pixels)
+        self.uses_objects = self.extractor.detector is not None
+
+    # -- input ------------------------------------------------------------------------------
+    @property
+    def ner(self):
+        if self._ner is None:
+            from mmre_cli.graphs.nlp import load_spacy
+
+            self._ner = load_spacy(self.params["build_graphs"]["spacy_model"], ner=True)
+        return self._ner
+
+    def instances(self, query: Query, index: int) -> list[tuple[Instance, str]]:
+        """The instances of one query, each with where its pair came from (``given`` / ``ner``).
+
+        Raises:
+            InputError: empty text, only one of head/tail, a head/tail not in the text, a bad image.
+        """
+        where = f"{query.where}: " if query.where else ""
+        check_query(query, self.max_pixels)
+        text = " ".join(query.text.split())
+        image = None if query.image is None else str(query.image)
+        if query.head is not None:
+            doc = self.nlp.make_doc(text)
+            tokens = [t.text for t in doc]
+            spans = []
+            for flag, name in (("--head", query.head), ("--tail", query.tail)):
+                words = [t.text for t in self.nlp.make_doc(" ".join(name.split()))]
+                span = _find_span(tokens, words, avoid=spans[0] if spans else None)
+                if span is None:
+                    raise InputError(f"{where}{flag} {name!r} is not in the text (tokens: {' '.join(tokens)})")
+                spans.append(span)
+            if spans[0] == spans[1]:
+                raise InputError(f"{where}--head and --tail name the same words ({query.head!r})")
+            pairs, source = [tuple(spans)], "given"
+        else:
+            doc = self.ner(text)
+            tokens = [t.text for t in doc]
+            seen, ents = set(), []
+            for ent in doc.ents:
+                if ent.label_ in SKIP_ENTITY_TYPES or ent.text in seen:
+                    continue
+                seen.add(ent.text)
+                ents.append((ent.start, ent.end))
+            pairs = [(a, b) for a in ents for b in ents if a != b]
+            if len(pairs) > self.max_pairs:
+                self.reporter.warn(f"{where}{len(pairs)} entity pairs, only the first {self.max_pairs} are predicted "
+                                   "(--max-pairs)")
+                pairs = pairs[: self.max_pairs]
+            source = "ner"
+            if not pairs:
+                found = ", ".join(f"{doc[s:e].text!r}" for s, e in ents) or "none"
+                raise NoPairs(f"{where}spaCy found fewer than two named entities (found: {found}); "
+                              "pass --head and --tail")
+        caption = " ".join(str(query.caption or "").split()) or None
+        if caption and not self.captions:
+            self._note("uncaptioned_model", f"{where}this model was trained without captions; the caption is ignored")
+            caption = None
+        if self.captions and not caption:
+            self._note("no_caption", f"{where}this model was trained with captions as the image's view but none was "
+                       "given (--image-caption / \"caption\"); predicting without one")
+        img_id = None
+        if image is not None:
+            # one owner per (image, caption): two captions of one image are two different views
+            img_id = image if caption is None else f"{image}#{hashlib.sha1(caption.encode()).hexdigest()[:8]}"
+        out = []
+        for k, ((hs, he), (ts, te)) in enumerate(pairs):
+            inst = Instance(sample_id=f"predict-{index:06d}-{k:03d}", split="predict", tokens=tuple(tokens),
+                            head=Entity(" ".join(tokens[hs:he]), hs, he), tail=Entity(" ".join(tokens[ts:te]), ts, te),
+                            relation=None, img_id=img_id, image_path=image,
+                            image_status="ok" if image else "none", caption=caption, source=query.where)
+            out.append((inst, source))
+        return out
+
+    def _note(self, key: str, message: str) -> None:
+        """A warning given once per :meth:`predict` call (a batch does not repeat it per line)."""
+        if key not in self._noted:
+            self._noted.add(key)
+            self.reporter.warn(message)
+
+    # -- the pipeline -----------------------------------------------------------------------
+    def graphs(self, chunk: list[Instance]) -> tuple[list, list]:
+        """``(cmgs, refined)`` of a chunk, through the stages' own functions."""
+        from stages._chunks import OwnerFeatures
+        from stages.build_graphs import chunk_graphs
+        from stages.diffuse import refine
+        from stages.merge_cmg import instance_cmg
+
+        cfg = self.extractor.cfg
+        workers = cfg["workers"]
+        n_images = len({inst.img_id for inst in chunk if inst.image_path})
+        if n_images < 8:  # worker processes cost more than they save for a few images
+            cfg["workers"] = 0
+        try:
+            rows = self.extractor.chunk_rows(chunk)
+        finally:
+            cfg["workers"] = workers
+        feats = OwnerFeatures(rows.table(self.extractor.encoder.dim))
+        scene = {g.graph_id: g for g in chunk_graphs(chunk, feats, self.nlp, self.params["build_graphs"])}
+        cmgs = []
+        for inst in chunk:
+            cmg = instance_cmg(inst, -1, feats, scene, self.params["merge_cmg"])
+            cmg.meta["sample_id"] = inst.sample_id
+            cmg.meta["split"] = inst.split
+            cmgs.append(cmg)
+        refined = refine(cmgs, self.editor, self.editor_cfg, self.params["diffuse"])
+        return cmgs, refined
+
+    def classify(self, refined: list) -> tuple[np.ndarray, np.ndarray]:
+        """``(pred [N], prob [N, C])`` of the refined graphs."""
+        from mmre_cli.graphs.pyg import graphs_to_batches
+        from mmre_cli.learn.trainer import predict
+
+        if not refined:
+            return np.zeros(0, np.int64), np.zeros((0, len(self.labels)), np.float32)
+        return predict(self.model, _without_labels(graphs_to_batches(refined, self.chunk_size)))
+
+    def predict_instances(self, items: list[tuple[Instance, str]], keep_graphs: bool = False) -> Iterator[Prediction]:
+        """Predictions for ``(instance, pairs_from)`` items, in order, ``chunk_size`` at a time."""
+        for start in range(0, len(items), self.chunk_size):
+            part = items[start:start + self.chunk_size]
+            chunk = [inst for inst, _ in part]
+            cmgs, refined = self.graphs(chunk)
+            _, prob = self.classify(refined)
+            for (inst, source), cmg, ref, p in zip(part, cmgs, refined, prob):
+                order = np.argsort(-p, kind="stable")[:3]
+                top3 = [(self.labels[int(i)], float(p[int(i)])) for i in order]
+                yield Prediction(head=inst.head.name, tail=inst.tail.name, relation=top3[0][0], probability=top3[0][1],
+                                 top3=top3, text=inst.text, image=inst.image_path, caption=inst.caption,
+                                 pairs_from=source, where=inst.source,
+                                 cmg=cmg if keep_graphs else None, refined=ref if keep_graphs else None)
+
+    def predict(self, queries: Iterable[Query], *, keep_graphs: bool = False, skip_no_pairs: bool = False
+                ) -> list[Prediction]:
+        """Check every query first (so bad input fails before any work), then predict them all.
+
+        Args:
+            queries: the inputs.
+            keep_graphs: keep each prediction's CMG and refined graph (for ``--explain``).
+            skip_no_pairs: a query without head/tail whose text has fewer than two entities is
+                skipped with a warning (batch use) instead of raising :class:`NoPairs`.
+        """
+        self._noted = set()
+        items: list[tuple[Instance, str]] = []
+        for index, query in enumerate(queries):
+            try:
+                items.extend(self.instances(query, index))
+            except NoPairs as err:
+                if not skip_no_pairs:
+                    raise
+                self.reporter.warn(f"{err}; nothing predicted for it")
+        return list(self.predict_instances(items, keep_graphs=keep_graphs))
+
+
+def _without_labels(batches):
+    """Batches minus ``y``: trainer's eval loop computes a loss whenever ``y`` exists, and new
+    input is unlabelled (``y = -1``, which cross entropy refuses)."""
+    for batch in batches:
+        del batch.y
+        yield batch
+
+
+class NoPairs(InputError):
+    """A query without head/tail whose text gives spaCy fewer than two entities."""
+
+
+def run(*, model: Path, queries: list[Query], encoder: str | None = None, encoder_weights: str | Path | None = None,
+        max_pairs: int = DEFAULT_MAX_PAIRS, chunk_size: int = DEFAULT_CHUNK, keep_graphs: bool = False,
+        skip_no_pairs: bool = False, reporter: Reporter | None = None) -> list[Prediction]:
+    """Load the model in ``model`` and predict every query (see :class:`Predictor`)."""
+    predictor = Predictor(model, encoder=encoder, encoder_weights=encoder_weights, max_pairs=max_pairs,
+                          chunk_size=chunk_size, reporter=reporter)
+    return predictor.predict(queries, keep_graphs=keep_graphs, skip_no_pairs=skip_no_pairs)

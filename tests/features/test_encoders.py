@@ -45,7 +45,7 @@ def test_build_encoder_unknown_name():
 
 @pytest.fixture(scope="module")
 def minilm():
-    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("transformers")
     from mmre_cli.features.encoders import _minilm_package_dir
 
     if _minilm_package_dir() is None:

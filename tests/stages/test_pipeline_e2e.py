@@ -36,7 +36,7 @@ def project(tmp_path_factory) -> Path:
     """A fresh git+DVC project holding the repo's pipeline files and the sample, epochs at 1."""
     root = tmp_path_factory.mktemp("project")
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for item in ("dvc.yaml", "params.yaml"):
+    for item in ("dvc.yaml", "params.yaml", ".gitignore", ".dvcignore"):
         shutil.copy(REPO / item, root / item)
     for folder in ("stages", "mmre_cli", "data/sample"):
         shutil.copytree(REPO / folder, root / folder, ignore=ignore)
@@ -79,6 +79,16 @@ def test_dvc_repro_runs_the_whole_chain(project):
     # nothing changed: nothing reruns
     again = subprocess.run([_bin("dvc"), "status"], cwd=project, env=env, capture_output=True, text=True)
     assert "up to date" in again.stdout.lower(), again.stdout
+
+    # an experiment with one param changed reruns only what depends on it
+    git = ["git", "-c", "user.email=ci@mmre", "-c", "user.name=ci"]
+    subprocess.run(["git", "add", "-A"], cwd=project, env=env, check=True)
+    subprocess.run([*git, "commit", "-qm", "sample run"], cwd=project, env=env, check=True)
+    exp = subprocess.run([_bin("dvc"), "exp", "run", "-S", "train_gnn.lr=0.005"], cwd=project, env=env,
+                         capture_output=True, text=True)
+    assert exp.returncode == 0, exp.stdout[-2000:] + exp.stderr[-2000:]
+    reran = [line.split("'")[1] for line in exp.stdout.splitlines() if line.startswith("Running stage")]
+    assert reran == ["train_gnn", "evaluate"], exp.stdout
 
 
 @pytest.mark.slow

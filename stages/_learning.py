@@ -105,3 +105,32 @@ def build_classifier(kind: str, in_dim: int, num_classes: int, cfg: dict):
     if kind == "pooled":
         return PooledMLP(in_dim, num_classes, hidden=cfg["hidden"], dropout=cfg["dropout"])
     raise MmreError(f"unknown classifier '{kind}' (train_gnn.model: gnn | pooled)")
+
+
+class TrainingSetup:
+    """What both training stages start from: devices, the talking reporter, labels, splits.
+
+    Attributes: ``fabric`` (launched), ``reporter`` (silent on every rank but 0), ``labels``,
+    ``none_id``, ``train`` and ``val`` graphs, ``in_dim`` (node feature width).
+    """
+
+    def __init__(self, artifact: Path, producer: str, gpus: int, seed: int, reporter) -> None:
+        from mmre_cli.learn.trainer import seed_everything
+        from mmre_cli.reporting import NullReporter
+        from stages._chunks import require_artifact
+
+        require_artifact(artifact, producer)
+        cpu_threads()
+        self.fabric = make_fabric(gpus)
+        self.fabric.launch()
+        self.reporter = reporter if self.fabric.is_global_zero else NullReporter()
+        self.labels, self.none_id = label_info(artifact)
+        groups = graphs_by_split(artifact, ["train", "val"])
+        self.train, self.val = require_split(groups, "train", artifact), require_split(groups, "val", artifact)
+        seed_everything(seed)
+        self.in_dim = int(self.train[0].x.shape[1])
+
+    def train_loader(self, batch_size: int, seed: int):
+        """Shuffled training batches; split across processes under DDP."""
+        dl = loader(self.train, batch_size, True, seed)
+        return self.fabric.setup_dataloaders(dl) if self.fabric.world_size > 1 else dl

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 
 from mmre_cli.errors import MmreError
 from mmre_cli.graphs.graph import Graph

@@ -23,10 +23,7 @@ from pathlib import Path
 
 from mmre_cli.reporting import Reporter
 from stages._common import finish, reporter_or_null
-from stages._learning import (
-    build_classifier, cpu_threads, graphs_by_split, label_info, loader, make_fabric, require_split, write_csv,
-)
-from stages._chunks import require_artifact
+from stages._learning import TrainingSetup, build_classifier, loader, write_csv
 
 SECTIONS = ["train_agent", "train_gnn"]
 
@@ -46,28 +43,15 @@ def run(*, cmg: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None
 
     from mmre_cli.learn.agent import GraphEditAgent, agent_step
     from mmre_cli.learn.checkpoint import save_checkpoint
-    from mmre_cli.learn.trainer import fit_classifier, seed_everything
+    from mmre_cli.learn.trainer import fit_classifier
 
-    reporter = reporter_or_null(reporter)
     cmg, out = Path(cmg), Path(out)
-    require_artifact(cmg, "merge-cmg")
-    cpu_threads()
     cfg, gcfg = params["train_agent"], params["train_gnn"]
-    fabric = make_fabric(gpus)
-    fabric.launch()
-    if not fabric.is_global_zero:  # one process talks
-        from mmre_cli.reporting import NullReporter
-
-        reporter = NullReporter()
-    labels, none_id = label_info(cmg)
-    groups = graphs_by_split(cmg, ["train", "val"])
-    train, val = require_split(groups, "train", cmg), require_split(groups, "val", cmg)
-    seed_everything(cfg["seed"])
-    in_dim = int(train[0].x.shape[1])
+    setup = TrainingSetup(cmg, "merge-cmg", gpus, cfg["seed"], reporter_or_null(reporter))
+    fabric, reporter, labels, none_id = setup.fabric, setup.reporter, setup.labels, setup.none_id
+    train, val, in_dim = setup.train, setup.val, setup.in_dim
     clf = build_classifier("gnn", in_dim, len(labels), gcfg)
-    train_loader = loader(train, cfg["batch_size"], True, cfg["seed"])
-    if fabric.world_size > 1:
-        train_loader = fabric.setup_dataloaders(train_loader)
+    train_loader = setup.train_loader(cfg["batch_size"], cfg["seed"])
     reporter.info(f"reward classifier: {cfg['warmup_epochs']} epoch(s) on {len(train)} unedited train graphs")
     _, history = fit_classifier(clf, train_loader, loader(val, cfg["batch_size"], False), epochs=max(1, cfg["warmup_epochs"]),
                                 lr=gcfg["lr"], weight_decay=gcfg["weight_decay"], class_weights=gcfg["class_weights"],
@@ -93,10 +77,7 @@ def run(*, cmg: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None
         batches = len(train_loader)
         with reporter.progress("train-agent", total=cfg["episodes"] * batches) as task:
             for episode in range(cfg["episodes"]):
-                episode_loader = loader(train, cfg["batch_size"], True, cfg["seed"] + 1 + episode)
-                if fabric.world_size > 1:
-                    episode_loader = fabric.setup_dataloaders(episode_loader)
-                for batch in episode_loader:
+                for batch in setup.train_loader(cfg["batch_size"], cfg["seed"] + 1 + episode):
                     batch = fabric.to_device(batch)
                     log = agent_step(agent, clf, batch, optimizer, acfg, grad_hook=hook)
                     steps_log.append({"step": step, "episode": episode, **{k: float(v) for k, v in log.items()}})

@@ -10,16 +10,12 @@ of every stage, the encoder fingerprint, mmre and schema versions).
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 from mmre_cli.reporting import Reporter
-from stages._chunks import require_artifact
 from stages._common import finish, reporter_or_null, upstream_params, write_json
-from stages._learning import (
-    build_classifier, cpu_threads, graphs_by_split, label_info, loader, make_fabric, require_split, write_csv,
-)
+from stages._learning import TrainingSetup, build_classifier, loader, write_csv
 
 SECTIONS = ["train_gnn"]
 PIPELINE_FILE = "pipeline.json"
@@ -30,29 +26,16 @@ def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | N
     """Run the stage; returns (and writes) its statistics."""
     from mmre_cli import SCHEMA_VERSION, __version__
     from mmre_cli.learn.checkpoint import save_checkpoint
-    from mmre_cli.learn.trainer import fit_classifier, seed_everything
+    from mmre_cli.learn.trainer import fit_classifier
     from mmre_cli.store.shards import read_manifest
 
-    reporter = reporter_or_null(reporter)
     graphs, out = Path(graphs), Path(out)
-    require_artifact(graphs, "diffuse")
-    cpu_threads()
     cfg = params["train_gnn"]
-    fabric = make_fabric(gpus)
-    fabric.launch()
-    if not fabric.is_global_zero:  # one process talks
-        from mmre_cli.reporting import NullReporter
-
-        reporter = NullReporter()
-    labels, none_id = label_info(graphs)
-    groups = graphs_by_split(graphs, ["train", "val"])
-    train, val = require_split(groups, "train", graphs), require_split(groups, "val", graphs)
-    seed_everything(cfg["seed"])
-    in_dim = int(train[0].x.shape[1])
-    model = build_classifier(cfg["model"], in_dim, len(labels), cfg)
-    train_loader = loader(train, cfg["batch_size"], True, cfg["seed"])
-    if fabric.world_size > 1:
-        train_loader = fabric.setup_dataloaders(train_loader)
+    setup = TrainingSetup(graphs, "diffuse", gpus, cfg["seed"], reporter_or_null(reporter))
+    fabric, reporter, labels, none_id = setup.fabric, setup.reporter, setup.labels, setup.none_id
+    train, val = setup.train, setup.val
+    model = build_classifier(cfg["model"], setup.in_dim, len(labels), cfg)
+    train_loader = setup.train_loader(cfg["batch_size"], cfg["seed"])
     _, history = fit_classifier(model, train_loader, loader(val, cfg["batch_size"], False), epochs=cfg["epochs"],
                                 lr=cfg["lr"], weight_decay=cfg["weight_decay"], class_weights=cfg["class_weights"],
                                 none_id=none_id, seed=cfg["seed"], patience=cfg["patience"], reporter=reporter,

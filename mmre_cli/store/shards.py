@@ -47,7 +47,6 @@ many input rows to skip.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -59,6 +58,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mmre_cli import SCHEMA_VERSION
+from mmre_cli.hashing import sha256_file
 from mmre_cli.data.instance import Instance
 from mmre_cli.errors import InputError
 from mmre_cli.graphs.graph import Graph
@@ -120,17 +120,6 @@ def shard_name(table: str, index: int) -> str:
 
 def tmp_name(table: str, index: int) -> str:
     return f".{table}-{index:05d}.parquet.tmp"
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            block = f.read(chunk)
-            if not block:
-                break
-            h.update(block)
-    return h.hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:

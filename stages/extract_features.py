@@ -192,24 +192,28 @@ class FeatureExtractor:
     def _images(self, chunk: list[Instance], rows: _FeatureRows) -> None:
         from mmre_cli.features.imageio import crop, decode_images
 
+        need_pixels = self.use_pixels or self.detector is not None
         wanted: dict[str, Instance] = {}
         for inst in chunk:
             key = image_owner(inst)
-            if key is not None and (self.use_pixels or self.detector is not None):
+            if key is not None and (need_pixels or self.dataset_boxes):
                 wanted.setdefault(key, inst)
         if not wanted:
             return
         keys = list(wanted)
-        decoded = decode_images([wanted[k].image_path for k in keys], workers=self.cfg["workers"],
-                                max_pixels=self.cfg["max_image_pixels"])
         images, kept = [], []
-        for key, (path, image) in zip(keys, decoded):
-            if isinstance(image, Exception):
-                self.reporter.warn(f"{path}: {image}; image skipped (text only)")
-                continue
-            images.append(image)
-            kept.append(key)
-        if not images:
+        if need_pixels:
+            decoded = decode_images([wanted[k].image_path for k in keys], workers=self.cfg["workers"],
+                                    max_pixels=self.cfg["max_image_pixels"])
+            for key, (path, image) in zip(keys, decoded):
+                if isinstance(image, Exception):
+                    self.reporter.warn(f"{path}: {image}; image skipped (text only)")
+                    continue
+                images.append(image)
+                kept.append(key)
+        else:  # dataset boxes embedded by their names: no pixels needed
+            images, kept = [None] * len(keys), keys
+        if not kept:
             return
         if self.detector is not None:
             detections = self.detector.detect(images)
@@ -217,11 +221,10 @@ class FeatureExtractor:
             detections = [self._objects(wanted[k]) or [] for k in kept]
         if self.use_pixels:
             whole = self.encoder.encode_images(images)
-            crops, where = [], []
+            crops = []
             for i, dets in enumerate(detections):
                 for det in dets:
                     crops.append(crop(images[i], det.box))
-                    where.append(i)
             crop_vecs = self.encoder.encode_images(crops) if crops else np.zeros((0, self.encoder.dim), np.float32)
         else:  # a text encoder embeds an object by its label, the image has no vector
             whole = None

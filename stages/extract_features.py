@@ -156,23 +156,30 @@ class FeatureExtractor:
                          _normalise(words[ent.start:ent.end].mean(axis=0)))
 
     # -- captions -----------------------------------------------------------------------
-    def _captions(self, chunk: list[Instance], rows: _FeatureRows) -> None:
-        from mmre_cli.graphs.nlp import doc_words, parse_texts
-        from mmre_cli.graphs.textual import caption_graph
+    def _caption_docs(self, chunk: list[Instance]) -> tuple[list[str], list]:
+        """The chunk's distinct captions (owner keys) and their spaCy parses."""
+        from mmre_cli.graphs.nlp import parse_texts
 
         owners: dict[str, str] = {}
         for inst in chunk:
             key = caption_owner(inst)
             if key is not None:
                 owners.setdefault(key, inst.caption)
-        if not owners:
-            return
         keys = list(owners)
-        docs = list(parse_texts(self.nlp, [owners[k] for k in keys], batch_size=self.cfg["batch_size"]))
-        words = [doc_words(doc) for doc in docs]
-        word_vecs = self.encoder.encode_words(words)
-        from mmre_cli.graphs.cmg import pool_span_features
+        # only the noun-chunk spans matter here (lemmas are build-graphs' business): skip the
+        # lemmatizer, a quarter of the parse time; the chunks are the same (noun_chunks needs
+        # tags and the parse only)
+        skip = [p for p in ("lemmatizer",) if p in self.nlp.pipe_names]
+        with self.nlp.select_pipes(disable=skip):
+            docs = list(parse_texts(self.nlp, [owners[k] for k in keys], batch_size=self.cfg["batch_size"]))
+        return keys, docs
 
+    def _captions(self, keys: list[str], docs: list, rows: _FeatureRows) -> None:
+        from mmre_cli.graphs.cmg import pool_span_features
+        from mmre_cli.graphs.nlp import doc_words
+        from mmre_cli.graphs.textual import caption_graph
+
+        word_vecs = self.encoder.encode_words([doc_words(doc) for doc in docs])
         for key, doc, vecs in zip(keys, docs, word_vecs):
             graph = caption_graph(key, doc)
             pooled = pool_span_features(graph, vecs)
@@ -239,12 +246,13 @@ class FeatureExtractor:
                 cursor += 1
 
     def chunk_rows(self, chunk: list[Instance]) -> _FeatureRows:
+        """All feature rows of one chunk (a second thread parsing captions during the sentence
+        encoding was measured: no gain, torch already keeps both cores busy)."""
         rows = _FeatureRows()
         self._text(chunk, rows)
-        self._captions(chunk, rows)
+        self._captions(*self._caption_docs(chunk), rows)
         self._images(chunk, rows)
         return rows
-
 
 def run(*, out: Path, params: dict, gpus: int = 0, stats: Path | None = None, reporter: Reporter | None = None) -> dict:
     """Run the stage; returns (and writes) its statistics."""

@@ -33,8 +33,3 @@ class InputError(MmreError):
             where += ": "
         super().__init__(where + message)
 
-
-class NotReadyError(MmreError):
-    """A command whose implementation has not landed yet. Exit code 3 so scripts can tell."""
-
-    exit_code = 3

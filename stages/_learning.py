@@ -36,15 +36,10 @@ def label_info(artifact: Path) -> tuple[list[str], int]:
 
 
 def loader(graphs: list[Graph], batch_size: int, shuffle: bool, seed: int = 0):
-    """A PyG DataLoader over labelled graphs (unlabelled ones are dropped)."""
-    import torch
-    from torch_geometric.loader import DataLoader
+    """:func:`mmre_cli.graphs.pyg.graph_loader` over the labelled graphs (unlabelled ones dropped)."""
+    from mmre_cli.graphs.pyg import graph_loader
 
-    from mmre_cli.graphs.pyg import graph_to_data
-
-    data = [graph_to_data(g) for g in graphs if g.label >= 0]
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator)
+    return graph_loader([g for g in graphs if g.label >= 0], batch_size, shuffle=shuffle, seed=seed)
 
 
 def require_split(groups: dict, split: str, artifact: Path) -> list[Graph]:

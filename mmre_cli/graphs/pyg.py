@@ -97,6 +97,18 @@ def graphs_to_batches(graphs: Iterable[Graph], batch_size: int) -> Iterator[Batc
         yield Batch.from_data_list(buf)
 
 
+def graph_loader(graphs: Iterable[Graph], batch_size: int, *, shuffle: bool = False, seed: int = 0):
+    """A PyG ``DataLoader`` over graphs: the one way the learning stages batch their graphs.
+
+    Reshuffles every epoch (seeded by ``seed``) when ``shuffle``; Lightning Fabric can wrap it
+    with a distributed sampler.
+    """
+    from torch_geometric.loader import DataLoader
+
+    data = [graph_to_data(g) for g in graphs]
+    return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=torch.Generator().manual_seed(seed))
+
+
 def load_graph_batches(artifact_dir, batch_size: int, *, shuffle: bool = False, seed: int = 0) -> Iterator[Batch]:
     """Read the graphs of an artifact directory and yield PyG batches.
 

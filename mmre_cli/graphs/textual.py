@@ -230,7 +230,3 @@ def caption_graph(graph_id: str, doc: "Doc") -> Graph:
             b.edge(i, j, "dep", " ".join(_lemma(t) for t in inner))
     return b.build(graph_id, {"words": doc_words(doc)})
 
-
-def caption_words(doc: "Doc") -> list[str]:
-    """The caption's word list (``[t.text for t in doc]``), aligned with caption-graph spans."""
-    return doc_words(doc)

@@ -12,7 +12,8 @@ from mmre_cli.graphs.graph import EDGE_TYPES, MODALITIES, NODE_KINDS, ROLE_HEAD,
 pytest.importorskip("spacy")
 
 from mmre_cli.graphs.nlp import load_spacy, parse_pretokenized, parse_texts  # noqa: E402
-from mmre_cli.graphs.textual import caption_graph, caption_words, text_graph  # noqa: E402
+from mmre_cli.graphs.nlp import doc_words  # noqa: E402
+from mmre_cli.graphs.textual import caption_graph, text_graph  # noqa: E402
 
 K = {k: i for i, k in enumerate(NODE_KINDS)}
 E = {e: i for i, e in enumerate(EDGE_TYPES)}
@@ -106,7 +107,7 @@ def test_caption_graph(nlp):
     edges = {(int(s), int(d)): lab for s, d, lab in zip(*g.edge_index, g.edge_label)}
     assert edges[(0, 1)] == "hold"
     assert (g.edge_type == E["dep"]).all()
-    assert caption_words(docs[0])[:3] == ["A", "man", "holding"] and g.meta["words"] == caption_words(docs[0])
+    assert doc_words(docs[0])[:3] == ["A", "man", "holding"] and g.meta["words"] == doc_words(docs[0])
     one = caption_graph("c2", docs[1])
     assert one.num_nodes == 1 and one.meta["spans"] == [[0, 1]] and one.meta["lemmas"] == ["sunset"]
     assert caption_graph("c3", docs[2]).num_nodes == 0

@@ -161,6 +161,10 @@ def bench_extract(instances: list, params: dict, repeats: int) -> dict:
         "stage_seconds": stage_t, "bare_encoder_seconds": bare_t,
         "stage_instances_per_s": n / best_stage, "bare_instances_per_s": n / best_bare,
         "ratio_bare_over_stage": best_bare / best_stage, "target_ratio": 0.85,
+        # each repeat times the stage then the bare encoder back to back: the median of those
+        # paired ratios is less sensitive to other jobs than best-of-each
+        "paired_ratios": [b / t for t, b in zip(stage_t, bare_t)],
+        "median_paired_ratio": float(np.median([b / t for t, b in zip(stage_t, bare_t)])),
     }
 
 
@@ -330,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", type=int, nargs=2, default=None, help="merge-cmg sizes (default 10000 100000)")
     ap.add_argument("--skip", nargs="*", default=[], choices=["extract", "graphs", "merge"])
     ap.add_argument("--workdir", type=Path, default=None, help="where synthetic artifacts go (default: a temp dir)")
-    ap.add_argument("--repeats", type=int, default=1, help="timed repeats of 1 and 2, best kept (default 1)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed repeats of 1 and 2, best kept (default 3)")
     ap.add_argument("--generate", nargs=2, metavar=("DIR", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.generate:  # internal: the synthetic artifacts, in a child process
@@ -379,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         e = result["extract_features"]
         rows.append((f"extract-features: stage {e['stage_instances_per_s']:.1f}/s, bare encoder "
                      f"{e['bare_instances_per_s']:.1f}/s ({e['instances']} inst)",
-                     f"ratio {e['ratio_bare_over_stage']:.3f}", ">= 0.85"))
+                     f"ratio {e['ratio_bare_over_stage']:.3f} (median paired {e['median_paired_ratio']:.3f})", ">= 0.85"))
     if "build_graphs" in result:
         b = result["build_graphs"]
         rows.append((f"build-graphs text graphs, parse+build ({b['instances']} inst)",

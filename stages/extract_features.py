@@ -86,29 +86,36 @@ def _chunks(items: list, size: int) -> Iterator[list]:
 
 
 class _FeatureRows:
-    """Accumulates rows of the ``features`` table for one chunk."""
+    """Accumulates rows of the ``features`` table for one chunk, in blocks of rows."""
 
     def __init__(self) -> None:
         self.owner: list[str] = []
         self.unit: list[str] = []
         self.kind: list[str] = []
         self.text: list[str | None] = []
-        self.box: list[np.ndarray] = []
-        self.emb: list[np.ndarray] = []
+        self.box: list[np.ndarray] = []  # blocks [n, 4]
+        self.emb: list[np.ndarray] = []  # blocks [n, D]
+
+    def add_many(self, owner: str, units: list[str], kind: str, texts: list, emb: np.ndarray,
+                 boxes: np.ndarray | None = None) -> None:
+        """``len(units)`` rows of one owner and kind; ``emb`` ``[n, D]``, ``boxes`` ``[n, 4]`` or NaN."""
+        n = len(units)
+        self.owner.extend([owner] * n)
+        self.unit.extend(units)
+        self.kind.extend([kind] * n)
+        self.text.extend(texts)
+        self.emb.append(np.asarray(emb, np.float32).reshape(n, -1))
+        self.box.append(np.full((n, 4), np.nan, np.float32) if boxes is None
+                        else np.asarray(boxes, np.float32).reshape(n, 4))
 
     def add(self, owner: str, unit: str, kind: str, text: str | None, emb: np.ndarray, box=None) -> None:
-        self.owner.append(owner)
-        self.unit.append(unit)
-        self.kind.append(kind)
-        self.text.append(text)
-        self.box.append(np.full(4, np.nan, np.float32) if box is None else np.asarray(box, np.float32))
-        self.emb.append(np.asarray(emb, np.float32))
+        self.add_many(owner, [unit], kind, [text], np.asarray(emb)[None], None if box is None else [box])
 
     def table(self, dim: int):
         from mmre_cli.store.tables import features_to_table
 
-        emb = np.stack(self.emb) if self.emb else np.zeros((0, dim), np.float32)
-        boxes = np.stack(self.box) if self.box else np.zeros((0, 4), np.float32)
+        emb = np.concatenate(self.emb) if self.emb else np.zeros((0, dim), np.float32)
+        boxes = np.concatenate(self.box) if self.box else np.zeros((0, 4), np.float32)
         return features_to_table(self.owner, self.unit, self.kind, emb, texts=self.text, boxes=boxes)
 
 
@@ -145,8 +152,8 @@ class FeatureExtractor:
         keys = list(owners)
         vectors = dict(zip(keys, self.encoder.encode_words([list(owners[k]) for k in keys])))
         for key in keys:
-            for i, (word, vec) in enumerate(zip(owners[key], vectors[key])):
-                rows.add(key, f"token:{i}", "token", word, vec)
+            words = owners[key]
+            rows.add_many(key, [f"token:{i}" for i in range(len(words))], "token", list(words), vectors[key])
         for inst in chunk:
             words = vectors[text_owner(inst.tokens)]
             for role, ent in (("head", inst.head), ("tail", inst.tail)):
@@ -175,16 +182,17 @@ class FeatureExtractor:
         return keys, docs
 
     def _captions(self, keys: list[str], docs: list, rows: _FeatureRows) -> None:
-        from mmre_cli.graphs.cmg import pool_span_features
+        from mmre_cli.graphs.cmg import pool_spans
         from mmre_cli.graphs.nlp import doc_words
-        from mmre_cli.graphs.textual import caption_graph
+        from mmre_cli.graphs.textual import caption_phrases
 
         word_vecs = self.encoder.encode_words([doc_words(doc) for doc in docs])
         for key, doc, vecs in zip(keys, docs, word_vecs):
-            graph = caption_graph(key, doc)
-            pooled = pool_span_features(graph, vecs)
-            for k, (text, vec) in enumerate(zip(graph.node_text, pooled)):
-                rows.add(key, f"caption:{k}", "caption_phrase", text, vec)
+            phrases = caption_phrases(doc)  # node k of build-graphs' caption graph
+            if not phrases:
+                continue
+            rows.add_many(key, [f"caption:{k}" for k in range(len(phrases))], "caption_phrase",
+                          [text for text, _ in phrases], pool_spans([span for _, span in phrases], vecs))
 
     # -- pixels -------------------------------------------------------------------------
     def _objects(self, inst: Instance):

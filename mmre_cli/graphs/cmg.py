@@ -79,9 +79,18 @@ def pool_span_features(graph: Graph, word_emb: np.ndarray) -> np.ndarray:
     spans = graph.meta.get("spans")
     if spans is None or len(spans) != graph.num_nodes:
         raise ValueError(f"{graph.graph_id}: meta['spans'] missing or not one per node")
+    return pool_spans(spans, word_emb)
+
+
+def pool_spans(spans, word_emb: np.ndarray) -> np.ndarray:
+    """Mean word vector over each ``[start, end)`` span, L2-normalised (a zero row for an empty span).
+
+    Shapes:
+        spans: N pairs; word_emb: ``[T, D]`` -> ``[N, D]`` float32
+    """
     word_emb = np.asarray(word_emb, np.float32)
     t = word_emb.shape[0]
-    out = np.zeros((graph.num_nodes, word_emb.shape[1]), np.float32)
+    out = np.zeros((len(spans), word_emb.shape[1]), np.float32)
     for k, (s, e) in enumerate(spans):
         s, e = max(0, int(s)), min(t, int(e))
         if e > s:
@@ -371,6 +380,7 @@ __all__ = [
     "mark_visual_tail",
     "merge_cmg",
     "pool_span_features",
+    "pool_spans",
     "similarity_edges",
     "subgraph",
 ]

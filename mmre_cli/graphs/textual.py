@@ -194,6 +194,21 @@ def _path_inner(a: "Token", b: "Token") -> list["Token"] | None:
     return path[1:-1]
 
 
+def caption_phrases(doc: "Doc") -> list[tuple[str, tuple[int, int]]]:
+    """The caption graph's nodes without its edges: ``(text, (start, end))`` per node, in order.
+
+    Node ``k`` of :func:`caption_graph` is entry ``k``: one per noun chunk, or the whole caption
+    when it has none, nothing for an empty caption. The features stage needs only these spans,
+    and skipping the dependency paths between chunks makes it cheaper than building the graph.
+    """
+    if len(doc) == 0:
+        return []
+    chunks = list(doc.noun_chunks)
+    if not chunks:
+        return [(doc.text, (0, len(doc)))]
+    return [(c.text, (c.start, c.end)) for c in chunks]
+
+
 def caption_graph(graph_id: str, doc: "Doc") -> Graph:
     """Build the compact scene graph of one caption (see the module docstring).
 

@@ -13,7 +13,7 @@ pytest.importorskip("spacy")
 
 from mmre_cli.graphs.nlp import load_spacy, parse_pretokenized, parse_texts  # noqa: E402
 from mmre_cli.graphs.nlp import doc_words  # noqa: E402
-from mmre_cli.graphs.textual import caption_graph, text_graph  # noqa: E402
+from mmre_cli.graphs.textual import caption_graph, caption_phrases, text_graph  # noqa: E402
 
 K = {k: i for i, k in enumerate(NODE_KINDS)}
 E = {e: i for i, e in enumerate(EDGE_TYPES)}
@@ -111,6 +111,11 @@ def test_caption_graph(nlp):
     one = caption_graph("c2", docs[1])
     assert one.num_nodes == 1 and one.meta["spans"] == [[0, 1]] and one.meta["lemmas"] == ["sunset"]
     assert caption_graph("c3", docs[2]).num_nodes == 0
+    # the features stage's spans-only view names the same nodes in the same order
+    for k, doc in enumerate(docs):
+        g = caption_graph(f"c{k}", doc)
+        assert caption_phrases(doc) == [(t, tuple(sp)) for t, sp in zip(g.node_text, g.meta["spans"])]
+    assert caption_phrases(docs[0])[0] == ("A man", (0, 2))
 
 
 def test_parsed_graphs_merge_into_cmg(nlp):

@@ -92,6 +92,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "class_weights": "inverse_sqrt",
         "patience": 5,
         "seed": 13,
+        "enc_lr": 5.0e-5,
+        "markers": "special",
+        "train_layers": None,
+        "warmup": 0.1,
     },
     "evaluate": {
         "split": "val",

@@ -35,11 +35,19 @@ def label_info(artifact: Path) -> tuple[list[str], int]:
     return list(labels), labels.index(info.get("none_label", labels[0]))
 
 
-def loader(graphs: list[Graph], batch_size: int, shuffle: bool, seed: int = 0):
-    """:func:`mmre_cli.graphs.pyg.graph_loader` over the labelled graphs (unlabelled ones dropped)."""
+def loader(graphs: list[Graph], batch_size: int, shuffle: bool, seed: int = 0, words: bool = False):
+    """:func:`mmre_cli.graphs.pyg.graph_loader` over the labelled graphs (unlabelled ones dropped).
+
+    ``words``: batches carry the sentence words and spans (a model whose ``needs_words`` is true).
+    """
     from mmre_cli.graphs.pyg import graph_loader
 
-    return graph_loader([g for g in graphs if g.label >= 0], batch_size, shuffle=shuffle, seed=seed)
+    return graph_loader([g for g in graphs if g.label >= 0], batch_size, shuffle=shuffle, seed=seed, words=words)
+
+
+def needs_words(model) -> bool:
+    """Whether ``model`` re-encodes the sentence (its batches need ``graph_to_data(..., words=True)``)."""
+    return bool(getattr(getattr(model, "module", model), "needs_words", False))
 
 
 def require_split(groups: dict, split: str, artifact: Path) -> list[Graph]:
@@ -69,11 +77,16 @@ def make_fabric(gpus: int):
     return Fabric(accelerator="cuda", devices=gpus, strategy="ddp" if gpus > 1 else "auto")
 
 
-def cpu_threads() -> None:
-    """Small graph batches run faster on one intra-op thread per process (measured on 2 cores)."""
+def cpu_threads(default: int = 1) -> None:
+    """Intra-op threads: ``$MMRE_TORCH_THREADS``, else ``default`` (0 = every core).
+
+    Small graph batches run faster on one thread per process (measured on 2 cores); a
+    transformer being fine-tuned wants every core (``default=0``).
+    """
     import torch
 
-    torch.set_num_threads(max(1, int(os.environ.get("MMRE_TORCH_THREADS", "1"))))
+    n = int(os.environ.get("MMRE_TORCH_THREADS", str(default)) or default)
+    torch.set_num_threads(max(1, n if n > 0 else (os.cpu_count() or 1)))
 
 
 def write_csv(path: str | Path, rows: list[dict]) -> None:
@@ -90,8 +103,14 @@ def write_csv(path: str | Path, rows: list[dict]) -> None:
     os.replace(tmp, path)
 
 
-def build_classifier(kind: str, in_dim: int, num_classes: int, cfg: dict):
-    """``gnn`` → :class:`RelationGNN`; ``pooled`` → :class:`PooledMLP` (the w/o-GNN ablation)."""
+CLASSIFIERS = ("gnn", "pooled", "finetune")
+
+
+def build_classifier(kind: str, in_dim: int, num_classes: int, cfg: dict, encoder_weights: str | None = None):
+    """``gnn`` → :class:`RelationGNN`; ``pooled`` → :class:`PooledMLP` (the w/o-GNN ablation);
+    ``finetune`` → :class:`~mmre_cli.learn.finetune.FinetunedRelationModel` (the GNN with MiniLM
+    fine-tuned end to end, entity markers, marker readout; ``encoder_weights`` = the MiniLM the
+    features came from)."""
     from mmre_cli.learn.gnn import PooledMLP, RelationGNN
 
     if kind == "gnn":
@@ -99,7 +118,16 @@ def build_classifier(kind: str, in_dim: int, num_classes: int, cfg: dict):
                            dropout=cfg["dropout"])
     if kind == "pooled":
         return PooledMLP(in_dim, num_classes, hidden=cfg["hidden"], dropout=cfg["dropout"])
-    raise MmreError(f"unknown classifier '{kind}' (train_gnn.model: gnn | pooled)")
+    if kind == "finetune":
+        from mmre_cli.learn.finetune import MARKER_STYLES, FinetunedRelationModel
+
+        if cfg["markers"] not in MARKER_STYLES:
+            raise MmreError(f"train_gnn.markers must be one of {', '.join(MARKER_STYLES)}, not {cfg['markers']!r}")
+        return FinetunedRelationModel(in_dim, num_classes, markers=cfg["markers"], readout="gnn_markers",
+                                      encoder_weights=encoder_weights, train_layers=cfg["train_layers"],
+                                      hidden=cfg["hidden"], layers=cfg["layers"], heads=cfg["heads"],
+                                      dropout=cfg["dropout"])
+    raise MmreError(f"unknown classifier '{kind}' (train_gnn.model: {' | '.join(CLASSIFIERS)})")
 
 
 class TrainingSetup:
@@ -109,13 +137,13 @@ class TrainingSetup:
     ``none_id``, ``train`` and ``val`` graphs, ``in_dim`` (node feature width).
     """
 
-    def __init__(self, artifact: Path, producer: str, gpus: int, seed: int, reporter) -> None:
+    def __init__(self, artifact: Path, producer: str, gpus: int, seed: int, reporter, threads: int = 1) -> None:
         from mmre_cli.learn.trainer import seed_everything
         from mmre_cli.reporting import NullReporter
         from stages._chunks import require_artifact
 
         require_artifact(artifact, producer)
-        cpu_threads()
+        cpu_threads(threads)
         self.fabric = make_fabric(gpus)
         self.fabric.launch()
         self.reporter = reporter if self.fabric.is_global_zero else NullReporter()
@@ -125,7 +153,7 @@ class TrainingSetup:
         seed_everything(seed)
         self.in_dim = int(self.train[0].x.shape[1])
 
-    def train_loader(self, batch_size: int, seed: int):
+    def train_loader(self, batch_size: int, seed: int, words: bool = False):
         """Shuffled training batches; split across processes under DDP."""
-        dl = loader(self.train, batch_size, True, seed)
+        dl = loader(self.train, batch_size, True, seed, words)
         return self.fabric.setup_dataloaders(dl) if self.fabric.world_size > 1 else dl

@@ -15,7 +15,7 @@ from pathlib import Path
 from mmre_cli.reporting import Reporter
 from stages._chunks import require_artifact
 from stages._common import finish, reporter_or_null, write_json
-from stages._learning import cpu_threads, graphs_by_split, loader, require_split, write_csv
+from stages._learning import cpu_threads, graphs_by_split, loader, needs_words, require_split, write_csv
 
 SECTIONS = ["evaluate"]
 
@@ -31,7 +31,10 @@ def score_split(model_dir: Path, graphs: Path, split: str) -> dict:
     model, meta = load_checkpoint(model_dir, "model")
     labels, none_id = meta["labels"], int(meta["none_id"])
     items = [g for g in require_split(graphs_by_split(graphs, [split]), split, graphs) if g.label >= 0]
-    pred, prob = predict(model, loader(items, 256, False))
+    words = needs_words(model)
+    if words:
+        cpu_threads(0)  # a transformer runs: every core
+    pred, prob = predict(model, loader(items, 64 if words else 256, False, words=words))
     gold = np.asarray([g.label for g in items])
     return {"metrics": peer_scores(pred, gold, none_id), "per_class": per_class_report(pred, gold, labels),
             "confusion": confusion_matrix(pred, gold, len(labels)).tolist(), "pred": pred, "gold": gold,

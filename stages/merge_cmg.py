@@ -70,8 +70,14 @@ def instance_cmg(inst, label: int, feats: OwnerFeatures, scene: dict[str, Graph]
             else:
                 x[node] = objects[index][0]
         visual = _with_x(visual, x)
-    return merge_cmg(inst.sample_id, text, visual, caption, top_k=cfg["top_k"], threshold=cfg["threshold"],
-                     hops=cfg["hops"], label=label, cross_cooccur=cfg["cooccur"])
+    cmg = merge_cmg(inst.sample_id, text, visual, caption, top_k=cfg["top_k"], threshold=cfg["threshold"],
+                    hops=cfg["hops"], label=label, cross_cooccur=cfg["cooccur"])
+    # the whole sentence and the entity spans, for classifiers that re-encode the text
+    # (graph_to_data(..., words=True)); the 2-hop context keeps only some token nodes
+    cmg.meta["words"] = list(inst.tokens)
+    cmg.meta["entity_spans"] = [v for ent in (inst.head, inst.tail)
+                                for v in ((-1, -1) if ent.is_visual else (ent.start, ent.end))]
+    return cmg
 
 
 def run(*, features: Path, graphs: Path, out: Path, params: dict, stats: Path | None = None,

@@ -449,7 +449,9 @@ class Predictor:
 
         if not refined:
             return np.zeros(0, np.int64), np.zeros((0, len(self.labels)), np.float32)
-        return predict(self.model, graphs_to_batches(refined, self.chunk_size))
+        from stages._learning import needs_words
+
+        return predict(self.model, graphs_to_batches(refined, self.chunk_size, words=needs_words(self.model)))
 
     def predict_instances(self, items: list[tuple[Instance, str]], keep_graphs: bool = False) -> Iterator[Prediction]:
         """Predictions for ``(instance, pairs_from)`` items, in order, ``chunk_size`` at a time."""

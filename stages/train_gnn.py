@@ -1,8 +1,11 @@
 """DVC stage ``train_gnn``: the relation classifier over the refined graphs.
 
 Fits :class:`~mmre_cli.learn.gnn.RelationGNN` (or :class:`~mmre_cli.learn.gnn.PooledMLP`, the
-"w/o GNN" ablation, with ``model: pooled``) on the train split, keeping the epoch with the best
-val micro-F1 (peer metric). The output folder is a self-describing model for ``mmre predict``:
+"w/o GNN" ablation, with ``model: pooled``; or, with ``model: finetune``,
+:class:`~mmre_cli.learn.finetune.FinetunedRelationModel`: the same GNN with the MiniLM text
+encoder fine-tuned end to end, learning rate ``enc_lr`` for MiniLM and ``lr`` for the rest,
+``warmup`` fraction of linear warm-up then linear decay) on the train split, keeping the epoch
+with the best val micro-F1 (peer metric). The output folder is a self-describing model for ``mmre predict``:
 ``model.safetensors`` + ``model.json`` (labels, none id, encoder, history), the editor
 (``agent.*``, copied from train-agent when enabled) and ``pipeline.json`` (the effective params
 of every stage, the encoder fingerprint, mmre and schema versions).
@@ -15,10 +18,25 @@ from pathlib import Path
 
 from mmre_cli.reporting import Reporter
 from stages._common import finish, reporter_or_null, upstream_params, write_json
-from stages._learning import TrainingSetup, build_classifier, loader, write_csv
+from stages._learning import TrainingSetup, build_classifier, loader, needs_words, write_csv
 
 SECTIONS = ["train_gnn"]
 PIPELINE_FILE = "pipeline.json"
+
+
+def _finetune_encoder(graphs: Path) -> str | None:
+    """The MiniLM weights the features came from (``None``: resolved as extract-features did).
+
+    Raises:
+        MmreError: the features were not made by MiniLM (only it can be fine-tuned here).
+    """
+    from mmre_cli.errors import MmreError
+
+    ef = upstream_params(graphs).get("extract_features", {})
+    if ef.get("encoder") != "minilm":
+        raise MmreError(f"train_gnn.model=finetune fine-tunes MiniLM, but the features were made by "
+                        f"'{ef.get('encoder')}'; use extract_features.encoder=minilm or train_gnn.model=gnn")
+    return ef.get("weights")
 
 
 def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None = None,
@@ -26,20 +44,30 @@ def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | N
     """Run the stage; returns (and writes) its statistics."""
     from mmre_cli import SCHEMA_VERSION, __version__
     from mmre_cli.learn.checkpoint import save_checkpoint
+    from mmre_cli.learn.finetune import fit_finetuned
     from mmre_cli.learn.trainer import fit_classifier
     from mmre_cli.store.shards import read_manifest
 
     graphs, out = Path(graphs), Path(out)
     cfg = params["train_gnn"]
-    setup = TrainingSetup(graphs, "diffuse", gpus, cfg["seed"], reporter_or_null(reporter))
+    finetune = cfg["model"] == "finetune"
+    weights = _finetune_encoder(graphs) if finetune else None
+    setup = TrainingSetup(graphs, "diffuse", gpus, cfg["seed"], reporter_or_null(reporter),
+                          threads=0 if finetune else 1)
     fabric, reporter, labels, none_id = setup.fabric, setup.reporter, setup.labels, setup.none_id
     train, val = setup.train, setup.val
-    model = build_classifier(cfg["model"], setup.in_dim, len(labels), cfg)
-    train_loader = setup.train_loader(cfg["batch_size"], cfg["seed"])
-    _, history = fit_classifier(model, train_loader, loader(val, cfg["batch_size"], False), epochs=cfg["epochs"],
-                                lr=cfg["lr"], weight_decay=cfg["weight_decay"], class_weights=cfg["class_weights"],
-                                none_id=none_id, seed=cfg["seed"], patience=cfg["patience"], reporter=reporter,
-                                fabric=fabric, num_classes=len(labels))
+    model = build_classifier(cfg["model"], setup.in_dim, len(labels), cfg, encoder_weights=weights)
+    words = needs_words(model)
+    train_loader = setup.train_loader(cfg["batch_size"], cfg["seed"], words)
+    val_loader = loader(val, cfg["batch_size"], False, words=words)
+    common = dict(epochs=cfg["epochs"], weight_decay=cfg["weight_decay"], class_weights=cfg["class_weights"],
+                  none_id=none_id, seed=cfg["seed"], patience=cfg["patience"], reporter=reporter, fabric=fabric,
+                  num_classes=len(labels))
+    if finetune:  # two learning rates, warm-up then linear decay
+        _, history = fit_finetuned(model, train_loader, val_loader, enc_lr=cfg["enc_lr"], head_lr=cfg["lr"],
+                                   warmup=cfg["warmup"], **common)
+    else:
+        _, history = fit_classifier(model, train_loader, val_loader, lr=cfg["lr"], **common)
     model = getattr(model, "module", model)
     best = max(history, key=lambda h: (h["val_micro_f1"], -h["val_loss"]))
     result = {"best_epoch": best["epoch"], "val_acc": best["val_acc"], "val_micro_p": best["val_micro_p"],

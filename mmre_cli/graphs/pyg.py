@@ -20,6 +20,20 @@ attribute           dtype        shape / meaning
 ``graph_id``        str
 ==================  ===========  =====================================================
 
+With ``words=True`` (models that re-encode the sentence, e.g.
+:class:`~mmre_cli.learn.finetune.FinetunedRelationModel`, whose ``needs_words`` is true) three
+more, from what merge-cmg records in ``Graph.meta``:
+
+==================  ===========  =====================================================
+``node_span``       int64        ``[N, 2]`` ``[start, end)`` sentence-token span of each
+                                 text-modality node (``meta["spans"]``); ``-1`` for the others
+                                 (caption spans index the caption, not the sentence)
+``ent_span``        int64        ``[1, 4]`` head start/end, tail start/end
+                                 (``meta["entity_spans"]``; ``-1`` for a visual entity)
+``words``           list[str]    the sentence tokens (``meta["words"]``); a ``Batch``
+                                 holds one list per graph
+==================  ===========  =====================================================
+
 After ``Batch.from_data_list``, ``batch.head_index[i]`` / ``batch.tail_index[i]`` are the
 *batch-level* node ids of graph ``i``'s head / tail: PyG increments every attribute whose name
 contains ``index`` by the number of nodes before it (``Data.__inc__``); :class:`GraphData` states
@@ -58,14 +72,14 @@ def _role_node(g: Graph, role: int) -> tuple[int, bool]:
     return (int(hits[0]), True) if hits.size else (0, False)
 
 
-def graph_to_data(g: Graph) -> GraphData:
-    """Convert one graph (``x`` must be set) to a :class:`GraphData`."""
+def graph_to_data(g: Graph, words: bool = False) -> GraphData:
+    """Convert one graph (``x`` must be set) to a :class:`GraphData` (``words``: see the module docstring)."""
     if g.x is None:
         raise ValueError(f"{g.graph_id}: graph has no node features (x is None)")
     g.validate()
     head, has_head = _role_node(g, ROLE_HEAD)
     tail, has_tail = _role_node(g, ROLE_TAIL)
-    return GraphData(
+    data = GraphData(
         x=torch.as_tensor(np.asarray(g.x, np.float32)),
         edge_index=torch.as_tensor(np.asarray(g.edge_index, np.int64)).reshape(2, -1),
         edge_type=torch.as_tensor(np.asarray(g.edge_type, np.int64)),
@@ -81,15 +95,36 @@ def graph_to_data(g: Graph) -> GraphData:
         graph_id=g.graph_id,
         num_nodes=g.num_nodes,
     )
+    if words:
+        _add_words(data, g)
+    return data
 
 
-def graphs_to_batches(graphs: Iterable[Graph], batch_size: int) -> Iterator[Batch]:
+def _add_words(data: GraphData, g: Graph) -> None:
+    from .graph import MODALITIES
+
+    if "words" not in g.meta or "entity_spans" not in g.meta:
+        raise ValueError(f"{g.graph_id}: the graph records no sentence words (meta 'words'/'entity_spans'); "
+                         "it was merged by an older mmre — rerun merge-cmg and the stages after it")
+    n = g.num_nodes
+    spans = g.meta.get("spans")
+    node_span = torch.full((n, 2), -1, dtype=torch.long)
+    if spans is not None and len(spans) == n and n:
+        sp = torch.as_tensor(np.asarray(spans, np.int64).reshape(n, 2))
+        text = torch.as_tensor(np.asarray(g.node_modality) == MODALITIES.index("text"))
+        node_span[text] = sp[text]
+    data.node_span = node_span
+    data.ent_span = torch.tensor([[int(v) for v in g.meta["entity_spans"]]], dtype=torch.long).reshape(1, 4)
+    data.words = [str(w) for w in g.meta["words"]]
+
+
+def graphs_to_batches(graphs: Iterable[Graph], batch_size: int, *, words: bool = False) -> Iterator[Batch]:
     """Group graphs, in order, into ``Batch`` objects of ``batch_size`` graphs (the last may be smaller)."""
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, not {batch_size}")
     buf: list[GraphData] = []
     for g in graphs:
-        buf.append(graph_to_data(g))
+        buf.append(graph_to_data(g, words))
         if len(buf) == batch_size:
             yield Batch.from_data_list(buf)
             buf = []
@@ -97,7 +132,8 @@ def graphs_to_batches(graphs: Iterable[Graph], batch_size: int) -> Iterator[Batc
         yield Batch.from_data_list(buf)
 
 
-def graph_loader(graphs: Iterable[Graph], batch_size: int, *, shuffle: bool = False, seed: int = 0):
+def graph_loader(graphs: Iterable[Graph], batch_size: int, *, shuffle: bool = False, seed: int = 0,
+                 words: bool = False):
     """A PyG ``DataLoader`` over graphs: the one way the learning stages batch their graphs.
 
     Reshuffles every epoch (seeded by ``seed``) when ``shuffle``; Lightning Fabric can wrap it
@@ -105,11 +141,12 @@ def graph_loader(graphs: Iterable[Graph], batch_size: int, *, shuffle: bool = Fa
     """
     from torch_geometric.loader import DataLoader
 
-    data = [graph_to_data(g) for g in graphs]
+    data = [graph_to_data(g, words) for g in graphs]
     return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=torch.Generator().manual_seed(seed))
 
 
-def load_graph_batches(artifact_dir, batch_size: int, *, shuffle: bool = False, seed: int = 0) -> Iterator[Batch]:
+def load_graph_batches(artifact_dir, batch_size: int, *, shuffle: bool = False, seed: int = 0,
+                       words: bool = False) -> Iterator[Batch]:
     """Read the graphs of an artifact directory and yield PyG batches.
 
     Args:
@@ -118,6 +155,7 @@ def load_graph_batches(artifact_dir, batch_size: int, *, shuffle: bool = False, 
         shuffle: shuffle graph order (reads every graph into memory first; default ``False``
             streams in stored order).
         seed: seed of the shuffle (``numpy.random.default_rng``).
+        words: add the sentence words and spans (:func:`graph_to_data`).
     """
     from ..store.shards import iter_graphs  # written alongside; imported lazily
 
@@ -126,4 +164,4 @@ def load_graph_batches(artifact_dir, batch_size: int, *, shuffle: bool = False, 
         graphs = list(graphs)
         order = np.random.default_rng(seed).permutation(len(graphs))
         graphs = [graphs[i] for i in order]
-    yield from graphs_to_batches(graphs, batch_size)
+    yield from graphs_to_batches(graphs, batch_size, words=words)

@@ -50,10 +50,10 @@ rows replace the text nodes' rows in a copy of ``batch.x`` and the
 Baldini Soares et al. 2019; the mean of the entity's words where there is no marker), then a
 two-layer MLP.
 
-**Data.** :func:`to_finetune_data` extends :func:`~mmre_cli.graphs.pyg.graph_to_data` with
-``node_span [N, 2]`` (``-1`` for non-text nodes), ``ent_span [1, 4]`` (head start/end, tail
-start/end; ``-1`` for a visual entity) and ``words`` (the sentence tokens, a python list; a PyG
-``Batch`` holds one list per graph). The frozen-feature models ignore these attributes.
+**Data.** The model reads ``node_span [N, 2]``, ``ent_span [1, 4]`` and ``words`` from its
+batches: :func:`~mmre_cli.graphs.pyg.graph_to_data` adds them with ``words=True`` (from what
+merge-cmg records in each graph's meta), and every stage asks for them when the model's
+``needs_words`` is true.
 
 **Training.** :func:`fit_finetuned` is :func:`~mmre_cli.learn.trainer.fit_classifier` with two
 learning rates (:func:`param_groups`: ``enc_lr`` for the transformer, no weight decay on its biases
@@ -62,7 +62,7 @@ same class weights, the same val micro-F1 model selection and the same history k
 
 Shapes:
     TextNodeEncoder: ``token_lists`` B lists of :math:`T_b` words -> B tensors ``[T_b, D]``
-    FinetunedRelationModel: a batch from :func:`to_finetune_data` -> logits ``[B, C]``
+    FinetunedRelationModel: a batch of ``graph_to_data(g, words=True)`` -> logits ``[B, C]``
 """
 
 from __future__ import annotations
@@ -71,12 +71,11 @@ import copy
 import os
 from typing import Iterable, Literal, Sequence
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from mmre_cli.graphs.graph import EDGE_ATTR_DIM, EDGE_TYPES, MODALITIES, Graph
+from mmre_cli.graphs.graph import EDGE_ATTR_DIM, EDGE_TYPES, MODALITIES
 from mmre_cli.learn.gnn import RelationGNN, register_model
 
 __all__ = [
@@ -84,8 +83,6 @@ __all__ = [
     "TextNodeEncoder",
     "FinetunedRelationModel",
     "insert_markers",
-    "to_finetune_data",
-    "finetune_dataset",
     "param_groups",
     "fit_finetuned",
     "minilm_weights_dir",
@@ -311,54 +308,6 @@ class TextNodeEncoder(nn.Module):
 # data
 
 
-def to_finetune_data(graph: Graph, tokens: Sequence[str], head_span: Span, tail_span: Span):
-    """:func:`~mmre_cli.graphs.pyg.graph_to_data` plus what :class:`FinetunedRelationModel` needs.
-
-    Adds ``node_span [N, 2]`` int64 (``meta["spans"]`` of text-modality nodes, ``[-1, -1]`` for the
-    others: caption spans index the caption, not the sentence), ``ent_span [1, 4]`` int64 and
-    ``words`` (list of str).
-    """
-    from mmre_cli.graphs.pyg import graph_to_data
-
-    data = graph_to_data(graph)
-    n = graph.num_nodes
-    spans = graph.meta.get("spans")
-    ns = torch.full((n, 2), -1, dtype=torch.long)
-    if spans is not None and len(spans) == n:
-        sp = torch.as_tensor(np.asarray(spans, np.int64).reshape(n, 2))
-        text = torch.as_tensor(np.asarray(graph.node_modality) == _TEXT)
-        ns[text] = sp[text]
-    ent = []
-    for span in (head_span, tail_span):
-        sp = _valid_span(span, len(tokens))
-        ent.extend(sp if sp is not None else (-1, -1))
-    data.node_span = ns
-    data.ent_span = torch.tensor([ent], dtype=torch.long)
-    data.words = [str(t) for t in tokens]
-    return data
-
-
-def finetune_dataset(graphs: Iterable[Graph], instances) -> list:
-    """:func:`to_finetune_data` for every labelled graph, tokens and spans from its instance.
-
-    Args:
-        graphs: CMGs (``meta["sample_id"]`` names the instance; the graph id otherwise).
-        instances: ``{sample_id: Instance}`` or an iterable of
-            :class:`~mmre_cli.data.instance.Instance` (the features artifact's ``samples``).
-    """
-    if not isinstance(instances, dict):
-        instances = {inst.sample_id: inst for inst in instances}
-    out = []
-    for g in graphs:
-        if g.label < 0:
-            continue
-        inst = instances[g.meta.get("sample_id", g.graph_id)]
-        head = None if inst.head.is_visual else (inst.head.start, inst.head.end)
-        tail = None if inst.tail.is_visual else (inst.tail.start, inst.tail.end)
-        out.append(to_finetune_data(g, inst.tokens, head, tail))
-    return out
-
-
 def _batch_words(data) -> tuple[list[list[str]], list[Span], list[Span]]:
     words = data.words
     if words and isinstance(words[0], str) or len(words) == 0:
@@ -391,9 +340,12 @@ class FinetunedRelationModel(nn.Module):
             use_node_types: passed to :class:`RelationGNN` (``gnn_readout`` as its ``readout``).
 
     Shapes:
-        - **input:** a ``Batch`` of :func:`to_finetune_data` graphs
+        - **input:** a ``Batch`` of ``graph_to_data(g, words=True)`` graphs
         - **output:** logits ``[B, C]``
     """
+
+    #: batches must carry the sentence words and spans (``graph_to_data(..., words=True)``)
+    needs_words = True
 
     def __init__(self, in_dim: int, num_classes: int, markers: str = "special", readout: str = "gnn",
                  encoder_weights: str | None = None, max_length: int = 128, train_layers: int | None = None,
@@ -513,14 +465,14 @@ def fit_finetuned(model: nn.Module, train_loader: Iterable, val_loader: Iterable
                   enc_lr: float = 3e-5, head_lr: float = 1e-3, weight_decay: float = 0.01,
                   class_weights: str = "inverse_sqrt", none_id: int = 0, seed: int = 0, patience: int | None = None,
                   reporter=None, grad_clip: float | None = 1.0, warmup: float = 0.1,
-                  num_classes: int | None = None) -> tuple[dict[str, Tensor], list[dict]]:
+                  num_classes: int | None = None, fabric=None) -> tuple[dict[str, Tensor], list[dict]]:
     """Train a :class:`FinetunedRelationModel` with two learning rates; keep the best val micro-F1 epoch.
 
     Like :func:`~mmre_cli.learn.trainer.fit_classifier` (same class weights, same selection —
     val micro-F1, ties to the lower val loss —, same ``history`` keys), but with
     :func:`param_groups` and a schedule: linear warm-up over the first ``warmup`` fraction of all
     steps, then linear decay to 0 at the end of ``epochs`` (both groups). Runs on the device of
-    the model's parameters.
+    the model's parameters, or on ``fabric``'s devices (Lightning Fabric, as ``fit_classifier``).
 
     Returns:
         ``(best_state, history)`` as :func:`fit_classifier`.
@@ -531,4 +483,4 @@ def fit_finetuned(model: nn.Module, train_loader: Iterable, val_loader: Iterable
     return fit_classifier(model, train_loader, val_loader, epochs=epochs, lr=head_lr, weight_decay=weight_decay,
                           class_weights=class_weights, none_id=none_id, seed=seed, patience=patience,
                           reporter=reporter, grad_clip=grad_clip, num_classes=num_classes, param_groups=groups,
-                          warmup=warmup)
+                          warmup=warmup, fabric=fabric)

@@ -86,6 +86,33 @@ def test_json_keys_and_same_result_as_the_stages(trained):
     assert abs(float(scored["prob"][k].max()) - line["probability"]) < 0.01
 
 
+def test_finetuned_model_trains_evaluates_and_predicts(trained, tmp_path):
+    """train_gnn.model=finetune: MiniLM trained with the GNN; evaluate and predict feed it the words."""
+    from mmre_cli.features.encoders import resolve_minilm_dir
+    from mmre_cli.params import DEFAULTS
+    from stages import train_gnn
+    from stages.evaluate import score_split
+
+    if resolve_minilm_dir(None) is None:
+        pytest.skip("all-MiniLM-L6-v2 weights not installed")
+    params = copy.deepcopy(DEFAULTS)
+    params["train_gnn"].update(model="finetune", epochs=1, hidden=32, heads=2, train_layers=1, batch_size=16)
+    model = tmp_path / "ft_model"
+    result = train_gnn.run(graphs=trained["diffused"], out=model, params=params, agent=trained["root"] / "agent")
+    assert result["model"] == "finetune" and result["epochs_run"] == 1
+    assert json.loads((model / "model.json").read_text())["model_class"] == "FinetunedRelationModel"
+
+    v = _val(1)
+    out = _predict(v["image"], v["text"], "--head", v["head"], "--tail", v["tail"], "--image-caption", v["caption"],
+                   "--model", str(model), "--json")
+    assert out.exit_code == 0, out.output
+    (line,) = _json_lines(out)
+    scored = score_split(model, trained["diffused"], "val")
+    k = scored["ids"].index("val-000002")
+    assert scored["labels"][int(scored["pred"][k])] == line["relation"]
+    assert abs(float(scored["prob"][k].max()) - line["probability"]) < 0.01
+
+
 def test_batch_of_three_lines(trained, tmp_path):
     a, b = _val(2), _val(3)
     (tmp_path / "img").mkdir()

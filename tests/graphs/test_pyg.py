@@ -96,3 +96,24 @@ def test_load_graph_batches_roundtrip(tmp_path):
     assert sorted(shuffled) == [g.graph_id for g in GRAPHS]
     again = [gid for b in load_graph_batches(tmp_path / "g", 5, shuffle=True, seed=1) for gid in b.graph_id]
     assert shuffled == again
+
+
+def test_words_spans_and_batching():
+    """words=True: text nodes get their sentence spans, other modalities -1; one word list per graph."""
+    import dataclasses
+
+    a = dataclasses.replace(GRAPHS[0], node_modality=np.asarray([0, 0, 0, 1], np.int8),
+                            meta={"spans": [[0, 1], [1, 3], [3, 4], [0, 2]], "words": ["w0", "w1", "w2", "w3"],
+                                  "entity_spans": [1, 3, 3, 4]})
+    b = dataclasses.replace(GRAPHS[1], meta={"spans": [[0, 1], [1, 2], [2, 3]], "words": ["x", "y", "z"],
+                                             "entity_spans": [0, 1, -1, -1]})  # a visual tail
+    d = graph_to_data(a, words=True)
+    assert d.node_span.tolist() == [[0, 1], [1, 3], [3, 4], [-1, -1]]  # node 3 is a caption node
+    assert d.ent_span.tolist() == [[1, 3, 3, 4]] and d.words == ["w0", "w1", "w2", "w3"]
+    assert not hasattr(graph_to_data(a), "words")
+    batch = next(graphs_to_batches([a, b], 2, words=True))
+    assert batch.words == [["w0", "w1", "w2", "w3"], ["x", "y", "z"]]
+    assert batch.ent_span.tolist() == [[1, 3, 3, 4], [0, 1, -1, -1]]
+    assert batch.node_span.shape == (7, 2)
+    with pytest.raises(ValueError, match="rerun merge-cmg"):
+        graph_to_data(GRAPHS[2], words=True)

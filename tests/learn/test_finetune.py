@@ -9,6 +9,7 @@ import torch
 from torch_geometric.loader import DataLoader
 
 from mmre_cli.graphs.graph import EDGE_ATTR_DIM, EDGE_TYPES, MODALITIES, NODE_KINDS, ROLE_HEAD, ROLE_TAIL, Graph
+from mmre_cli.graphs.pyg import graph_to_data
 from mmre_cli.learn.checkpoint import load_checkpoint, save_checkpoint
 from mmre_cli.learn.finetune import (
     FinetunedRelationModel,
@@ -18,7 +19,6 @@ from mmre_cli.learn.finetune import (
     insert_markers,
     minilm_weights_dir,
     param_groups,
-    to_finetune_data,
 )
 from mmre_cli.learn.gnn import MODEL_REGISTRY
 
@@ -77,7 +77,7 @@ def make_graph(gid: str, tokens: list[str], head: tuple[int, int], tail: tuple[i
         edge_attr=np.zeros((e, EDGE_ATTR_DIM), np.float32),
         x=(lambda z: z / np.linalg.norm(z, axis=1, keepdims=True))(rng.normal(size=(n, D))).astype(np.float32),
         label=label,
-        meta={"spans": spans},
+        meta={"spans": spans, "words": list(tokens), "entity_spans": [*head, *tail]},
     )
     g.validate()
     return g
@@ -96,8 +96,7 @@ def synthetic(n: int, seed: int) -> list:
         a, b = rng.choice(len(NAMES), size=2, replace=False)
         tokens = [NAMES[a], "the", TITLES[label][int(rng.integers(2))], "met", NAMES[b], "."]
         head, tail = (2, 3), (4, 5)
-        out.append(to_finetune_data(make_graph(f"g{k}", tokens, head, tail, label, rng, n_caption=1),
-                                    tokens, head, tail))
+        out.append(graph_to_data(make_graph(f"g{k}", tokens, head, tail, label, rng, n_caption=1), words=True))
     return out
 
 
@@ -159,7 +158,7 @@ def test_unmarked_features_equal_the_frozen_pipeline():
     frozen = pool_span_features(g, words)
     n_text = len(tokens) + 2
     model = FinetunedRelationModel(D, 3, markers="none").eval()
-    data = to_finetune_data(g, tokens, (0, 2), (6, 8))
+    data = graph_to_data(g, words=True)
     with torch.no_grad():
         vecs, has, _ = model.encoder.encode(*_batch_words(data))
         x = model.text_features(data, vecs, has)

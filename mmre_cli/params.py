@@ -12,6 +12,7 @@ import copy
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -130,14 +131,25 @@ def load_params(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
         for key, value in values.items():
             if key not in params[section]:
                 raise MmreError(f"{path}: unknown key '{section}.{key}'")
-            params[section][key] = value
+            params[section][key] = _number(value)
     return params
 
 
+#: a number YAML 1.1 reads as a string: ``1e-4``, ``5E3`` (no dot)
+_EXP_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _number(value: Any) -> Any:
+    """``"1e-4"`` → ``0.0001``: PyYAML (YAML 1.1) leaves exponent numbers without a dot as strings."""
+    if isinstance(value, str) and _EXP_NUMBER.fullmatch(value.strip()):
+        return float(value)
+    return value
+
+
 def parse_value(text: str) -> Any:
-    """A CLI override value, read as YAML: ``3`` → int, ``0.1`` → float, ``null`` → None."""
+    """A CLI override value, read as YAML: ``3`` → int, ``0.1`` and ``1e-4`` → float, ``null`` → None."""
     try:
-        return yaml.safe_load(text)
+        return _number(yaml.safe_load(text))
     except yaml.YAMLError:
         return text
 

@@ -33,6 +33,16 @@ def test_overrides_parse_yaml_scalars_and_win():
     assert DEFAULTS["train_gnn"]["lr"] != 0.5  # the defaults are not mutated
 
 
+def test_exponent_numbers_are_numbers(tmp_path):
+    """PyYAML reads ``1e-4`` (no dot) as a string; -S and params files give a float."""
+    got = parse_set_options(["train_gnn.enc_lr=8e-5", "train_gnn.lr=1E-3", "data.root=1e5x"])
+    assert got == {"train_gnn.enc_lr": 8e-5, "train_gnn.lr": 1e-3, "data.root": "1e5x"}
+    f = tmp_path / "p.yaml"
+    f.write_text("train_gnn:\n  enc_lr: 5e-5\n  lr: 2.0e-3\n")
+    params = load_params(f)
+    assert params["train_gnn"]["enc_lr"] == 5e-5 and isinstance(params["train_gnn"]["enc_lr"], float)
+
+
 @pytest.mark.parametrize("bad", ["nosection", "train_gnn.nokey", "nosuch.lr"])
 def test_unknown_keys_are_refused(bad):
     with pytest.raises(MmreError, match="unknown parameter"):

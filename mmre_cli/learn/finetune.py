@@ -2,8 +2,8 @@ r"""End-to-end fine-tuning of the MiniLM text encoder together with the relation
 
 The pipeline's CMG node features are *frozen* MiniLM vectors. :class:`FinetunedRelationModel`
 recomputes the features of the *text-modality* nodes of every batch with a trainable
-:class:`TextNodeEncoder` (the Hugging Face transformer of sentence-transformers
-all-MiniLM-L6-v2), so the relation loss reaches the encoder's weights. Caption (and visual) nodes
+:class:`TextNodeEncoder` (all-MiniLM-L6-v2's BERT, :class:`mmre_cli.features.bert.BertModel` — the
+network the frozen features came from), so the relation loss reaches the encoder's weights. Caption (and visual) nodes
 keep their frozen features.
 
 **Encoder.** For a sentence :math:`w_1 \dots w_T` with head span :math:`[h_s, h_e)` and tail span
@@ -13,9 +13,9 @@ keep their frozen features.
     \dots\ \langle h\rangle\ w_{h_s} \dots w_{h_e - 1}\ \langle /h\rangle\ \dots\
     \langle t\rangle\ w_{t_s} \dots w_{t_e - 1}\ \langle /t\rangle\ \dots
 
-the marked sentence is tokenised (``is_split_into_words=True``, at most ``max_length`` = 128
-word pieces, ``[CLS]``/``[SEP]`` included) and run through the transformer; the contextual vector
-of word :math:`i` is the mean of the last hidden states of its word pieces (``word_ids()``), the
+the marked sentence is tokenised as words (at most ``max_length`` = 128 word pieces,
+``[CLS]``/``[SEP]`` included) and run through the transformer; the contextual vector
+of word :math:`i` is the mean of the last hidden states of its word pieces (``word_ids``), the
 same pooling as :class:`~mmre_cli.features.encoders.MiniLMEncoder`. Marker words are dropped from
 the output, so row :math:`i` of the result is still dataset token :math:`i`. Marker styles
 (``markers``):
@@ -85,7 +85,6 @@ __all__ = [
     "insert_markers",
     "param_groups",
     "fit_finetuned",
-    "minilm_weights_dir",
 ]
 
 MARKER_STYLES = ("special", "punct", "none")
@@ -96,13 +95,6 @@ _SPECIAL_INIT = ("@", "@", "#", "#")
 _TEXT = MODALITIES.index("text")
 
 Span = Sequence[int] | None
-
-
-def minilm_weights_dir(weights: str | os.PathLike | None = None):
-    """The all-MiniLM-L6-v2 model directory, found exactly as :class:`MiniLMEncoder` finds it."""
-    from mmre_cli.features.encoders import resolve_minilm_dir
-
-    return resolve_minilm_dir(weights)
 
 
 def _valid_span(span: Span, n: int) -> tuple[int, int] | None:
@@ -180,39 +172,38 @@ class TextNodeEncoder(nn.Module):
     def __init__(self, weights: str | None = None, markers: Literal["special", "punct", "none"] = "special",
                  max_length: int = 128, train_layers: int | None = None):
         super().__init__()
-        from transformers import AutoModel, AutoTokenizer
+        from mmre_cli.features.bert import WordPieces, load_bert
 
         if markers not in MARKER_STYLES:
             raise ValueError(f"markers must be one of {MARKER_STYLES}, not {markers!r}")
-        path = minilm_weights_dir(weights)
-        source = str(path) if path is not None else "sentence-transformers/all-MiniLM-L6-v2"
-        if path is not None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        self.tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=path is not None)
-        self.transformer = AutoModel.from_pretrained(source, local_files_only=path is not None)
+        from mmre_cli.features.encoders import minilm_folder
+
+        path = minilm_folder(weights)
+        self.tokenizer = WordPieces(path, max_length)
+        self.transformer = load_bert(path)
         self.markers = markers
         self.max_length = int(max_length)
         self.marker_words = _MARKER_WORDS.get(markers)
         if markers == "special":
-            self.tokenizer.add_tokens(list(self.marker_words), special_tokens=True)
-            old = self.transformer.get_input_embeddings().weight.shape[0]
-            self.transformer.resize_token_embeddings(len(self.tokenizer), mean_resizing=False)
+            old = len(self.tokenizer)
+            self.tokenizer.add_special_tokens(list(self.marker_words))
+            self.transformer.resize_token_embeddings(len(self.tokenizer))
             emb = self.transformer.get_input_embeddings().weight
             with torch.no_grad():
                 for word, init in zip(self.marker_words, _SPECIAL_INIT):
-                    new_id = self.tokenizer.convert_tokens_to_ids(word)
+                    new_id = self.tokenizer.token_to_id(word)
                     if new_id < old:  # pragma: no cover - the vocabulary already had it
                         continue
-                    emb[new_id] = emb[self.tokenizer.convert_tokens_to_ids(init)]
+                    emb[new_id] = emb[self.tokenizer.token_to_id(init)]
         self.dim = int(self.transformer.config.hidden_size)
         n_layers = int(self.transformer.config.num_hidden_layers)
         if train_layers is not None:
             if not 0 <= int(train_layers) <= n_layers:
                 raise ValueError(f"train_layers must be in [0, {n_layers}], not {train_layers}")
-            self.transformer.get_input_embeddings().requires_grad_(False)
-            for p in self.transformer.embeddings.parameters():
-                p.requires_grad_(False)
-            for layer in self.transformer.encoder.layer[: n_layers - int(train_layers)]:
+            for module in (self.transformer.word_embeddings, self.transformer.position_embeddings,
+                           self.transformer.token_type_embeddings, self.transformer.embedding_norm):
+                module.requires_grad_(False)
+            for layer in self.transformer.layers[: n_layers - int(train_layers)]:
                 layer.requires_grad_(False)
         self.train_layers = train_layers
 
@@ -247,16 +238,15 @@ class TextNodeEncoder(nn.Module):
         total = sum(lengths)
         if b == 0:
             return [], [], torch.zeros(0, 2, self.dim, device=dev)
-        enc = self.tokenizer(marked, is_split_into_words=True, truncation=True, max_length=self.max_length,
-                             padding=True, return_tensors="pt")
-        hidden = self.transformer(**{k: v.to(dev) for k, v in enc.items()}).last_hidden_state  # [B, L, D]
+        enc = self.tokenizer(marked, pretokenized=True)
+        hidden = self.transformer(enc.input_ids.to(dev), enc.attention_mask.to(dev))  # [B, L, D]
         # pieces -> (flat word index) and the first piece of each opening marker
         pb, pp, pw = [], [], []
         marker_at = torch.full((b, 2), -1, dtype=torch.long)
         offset = 0
         for i in range(b):
             src = sources[i]
-            for p, w in enumerate(enc.word_ids(i)):
+            for p, w in enumerate(enc.word_ids[i]):
                 if w is None:
                     continue
                 o = src[w]

@@ -85,7 +85,7 @@ def test_minilm_similar_beats_unrelated(minilm):
 
 def test_minilm_encode_words_shapes_and_context(minilm):
     long_sentence = ("the quick brown fox jumps over the lazy dog near antidisestablishmentarianism " * 14).split()
-    pieces = minilm._tok(long_sentence, is_split_into_words=True)["input_ids"]
+    pieces = minilm._tok([long_sentence], pretokenized=True).input_ids[0]
     assert 128 < len(pieces) <= minilm.max_length  # long, but not cut
     sents = [
         ["He", "sat", "by", "the", "river", "bank", "."],

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch_geometric.loader import DataLoader
 
+from mmre_cli.features.encoders import resolve_minilm_dir
 from mmre_cli.graphs.graph import EDGE_ATTR_DIM, EDGE_TYPES, MODALITIES, NODE_KINDS, ROLE_HEAD, ROLE_TAIL, Graph
 from mmre_cli.graphs.pyg import graph_to_data
 from mmre_cli.learn.checkpoint import load_checkpoint, save_checkpoint
@@ -17,12 +18,11 @@ from mmre_cli.learn.finetune import (
     _batch_words,
     fit_finetuned,
     insert_markers,
-    minilm_weights_dir,
     param_groups,
 )
 from mmre_cli.learn.gnn import MODEL_REGISTRY
 
-pytestmark = pytest.mark.skipif(minilm_weights_dir() is None, reason="all-MiniLM-L6-v2 weights not installed")
+pytestmark = pytest.mark.skipif(resolve_minilm_dir() is None, reason="all-MiniLM-L6-v2 weights not installed")
 
 D = 384
 _K = {k: i for i, k in enumerate(NODE_KINDS)}
@@ -175,9 +175,9 @@ def test_gradients_reach_the_encoder(marker_model):
     assert logits.shape == (4, 3)
     torch.nn.functional.cross_entropy(logits, batch.y).backward()
     enc = model.encoder.transformer
-    assert enc.encoder.layer[0].attention.self.query.weight.grad.abs().sum() > 0
+    assert enc.layers[0].self_attn.in_proj_weight.grad.abs().sum() > 0
     emb_grad = enc.get_input_embeddings().weight.grad
-    marker_ids = model.encoder.tokenizer.convert_tokens_to_ids(["<h>", "</h>", "<t>", "</t>"])
+    marker_ids = [model.encoder.tokenizer.token_to_id(t) for t in ["<h>", "</h>", "<t>", "</t>"]]
     assert (emb_grad[marker_ids].abs().sum(1) > 0).all()
     names = {g["name"]: g for g in param_groups(model, 3e-5, 1e-3)}
     assert names["encoder"]["lr"] == 3e-5 and names["head"]["lr"] == 1e-3
@@ -190,7 +190,7 @@ def test_checkpoint_round_trip(tmp_path, marker_model):
     data = synthetic(6, seed=2)
     model = marker_model.eval()
     with torch.no_grad():  # move the weights off their initial values
-        for p in model.encoder.transformer.encoder.layer[5].parameters():
+        for p in model.encoder.transformer.layers[5].parameters():
             p.add_(0.01)
     batch = next(iter(DataLoader(data, batch_size=6)))
     with torch.no_grad():
@@ -207,12 +207,12 @@ def test_train_layers_freezes_the_bottom():
     model = FinetunedRelationModel(D, 3, markers="punct", train_layers=1, hidden=32, layers=1)
     enc = model.encoder.transformer
     assert not enc.get_input_embeddings().weight.requires_grad
-    assert not any(p.requires_grad for p in enc.encoder.layer[4].parameters())
-    assert all(p.requires_grad for p in enc.encoder.layer[5].parameters())
+    assert not any(p.requires_grad for p in enc.layers[4].parameters())
+    assert all(p.requires_grad for p in enc.layers[5].parameters())
     batch = next(iter(DataLoader(synthetic(2, seed=5), batch_size=2)))
     model(batch).sum().backward()
-    assert enc.encoder.layer[5].output.dense.weight.grad.abs().sum() > 0
-    assert enc.encoder.layer[4].output.dense.weight.grad is None
+    assert enc.layers[5].linear2.weight.grad.abs().sum() > 0
+    assert enc.layers[4].linear2.weight.grad is None
 
 
 def test_learns_a_tiny_task():

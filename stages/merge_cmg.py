@@ -4,7 +4,10 @@ Per chunk (see :mod:`stages._chunks`): the sentence graph gets ``x`` by mean-poo
 vectors over each node's span; the caption graph takes the ``caption:k`` rows (node k = row k);
 the visual graph the ``image`` and ``object:j`` rows. A MORE visual tail is marked on the object
 whose box matches best. Then :func:`~mmre_cli.graphs.cmg.merge_cmg` adds co-occurrence and
-similarity edges and keeps the ``hops``-hop context of the head and tail.
+similarity edges and keeps the ``hops``-hop context of the head and tail. Each CMG's meta also
+records the whole sentence (``words``) and the head/tail token spans (``entity_spans``, ``-1``
+for a visual entity), which a classifier that re-encodes the text needs
+(:func:`mmre_cli.graphs.pyg.graph_to_data` with ``words=True``).
 """
 
 from __future__ import annotations

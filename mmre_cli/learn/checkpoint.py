@@ -163,6 +163,10 @@ def read_sidecar(dir: str | os.PathLike, name: str) -> dict:
     return meta
 
 
+#: model classes registered by modules the checkpoint loader imports only when needed
+_REGISTERED_IN = {"FinetunedRelationModel": "mmre_cli.learn.finetune"}
+
+
 def load_checkpoint(dir: str | os.PathLike, name: str, map_location: str | torch.device = "cpu"
                     ) -> tuple[nn.Module, dict]:
     """Rebuild a model saved by :func:`save_checkpoint` and load its weights.
@@ -190,6 +194,10 @@ def load_checkpoint(dir: str | os.PathLike, name: str, map_location: str | torch
     expected = meta.get("weights_sha256")
     if expected and sha256_file(weights) != expected:
         raise MmreError(f"{weights}: weights do not match the checksum in {name}.json")
+    if meta.get("model_class") not in MODEL_REGISTRY and meta.get("model_class") in _REGISTERED_IN:
+        import importlib
+
+        importlib.import_module(_REGISTERED_IN[meta["model_class"]])  # registers it (heavy: imported on demand)
     cls = MODEL_REGISTRY.get(meta["model_class"])
     if cls is None:
         raise MmreError(f"{name}.json: unknown model class {meta['model_class']!r}")

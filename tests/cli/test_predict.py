@@ -10,6 +10,8 @@ import ast
 import copy
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -101,6 +103,11 @@ def test_finetuned_model_trains_evaluates_and_predicts(trained, tmp_path):
     result = train_gnn.run(graphs=trained["diffused"], out=model, params=params, agent=trained["root"] / "agent")
     assert result["model"] == "finetune" and result["epochs_run"] == 1
     assert json.loads((model / "model.json").read_text())["model_class"] == "FinetunedRelationModel"
+    # a fresh process (mmre evaluate, mmre predict) loads it without importing the fine-tuning module first
+    code = ("import sys; from mmre_cli.learn.checkpoint import load_checkpoint; "
+            "print(type(load_checkpoint(sys.argv[1], 'model')[0]).__name__)")
+    fresh = subprocess.run([sys.executable, "-c", code, str(model)], capture_output=True, text=True)
+    assert fresh.returncode == 0 and fresh.stdout.strip() == "FinetunedRelationModel", fresh.stderr[-2000:]
 
     v = _val(1)
     out = _predict(v["image"], v["text"], "--head", v["head"], "--tail", v["tail"], "--image-caption", v["caption"],

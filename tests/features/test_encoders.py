@@ -45,7 +45,7 @@ def test_build_encoder_unknown_name():
 
 @pytest.fixture(scope="module")
 def minilm():
-    pytest.importorskip("transformers")
+    pytest.importorskip("tokenizers")
     from mmre_cli.features.encoders import _minilm_package_dir
 
     if _minilm_package_dir() is None:

@@ -97,7 +97,7 @@ def offline():
 
 @pytest.fixture(scope="module")
 def minilm_available():
-    pytest.importorskip("transformers")
+    pytest.importorskip("tokenizers")
     from mmre_cli.features.encoders import _minilm_package_dir
 
     if _minilm_package_dir() is None and not os.environ.get("MMRE_MINILM"):

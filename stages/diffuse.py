@@ -31,7 +31,6 @@ SECTIONS = ["diffuse", "train_agent"]
 
 def load_editor(agent_dir: Path, params: dict):
     """``(agent, AgentConfig)`` when the editor is enabled, else ``(None, None)``."""
-    import mmre_cli.learn.agent  # noqa: F401  (registers GraphEditAgent for load_checkpoint)
     from mmre_cli.learn.checkpoint import load_checkpoint
     from stages.train_agent import agent_config
 

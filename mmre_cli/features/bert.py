@@ -103,7 +103,7 @@ class BertModel(nn.Module):
         self.word_embeddings = new
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
-        b, length = input_ids.shape
+        length = input_ids.shape[1]
         if length > self.config.max_position_embeddings:
             raise ValueError(f"sequence of {length} word pieces > max_position_embeddings "
                              f"{self.config.max_position_embeddings}")
@@ -178,9 +178,9 @@ class WordPieces:
         if not file.is_file():
             raise FileNotFoundError(f"{file}: no tokenizer.json")
         self._tok = Tokenizer.from_file(str(file))
-        self._tok.no_padding()
+        pad_id = self._tok.token_to_id("[PAD]") or 0
+        self._tok.enable_padding(pad_id=pad_id, pad_token="[PAD]")  # to the longest of each batch
         self.max_length = max_length
-        self.pad_id = self._tok.token_to_id("[PAD]") or 0
         self.unk_token = "[UNK]"
 
     @property
@@ -206,14 +206,11 @@ class WordPieces:
     def __call__(self, batch: Sequence[str] | Sequence[Sequence[str]], pretokenized: bool = False) -> Tokenized:
         """Tokenise a batch of texts, or of word lists with ``pretokenized=True``; pad to the longest."""
         encs = self._tok.encode_batch([list(x) if pretokenized else x for x in batch], is_pretokenized=pretokenized)
-        length = max((len(e.ids) for e in encs), default=0)
-        ids = torch.full((len(encs), length), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(encs), length), dtype=torch.long)
-        for i, e in enumerate(encs):
-            n = len(e.ids)
-            ids[i, :n] = torch.tensor(e.ids, dtype=torch.long)
-            mask[i, :n] = 1
-        return Tokenized(ids, mask, [list(e.word_ids) + [None] * (length - len(e.ids)) for e in encs])
+        if not encs:
+            return Tokenized(torch.zeros((0, 0), dtype=torch.long), torch.zeros((0, 0), dtype=torch.long), [])
+        return Tokenized(torch.tensor([e.ids for e in encs], dtype=torch.long),
+                         torch.tensor([e.attention_mask for e in encs], dtype=torch.long),
+                         [list(e.word_ids) for e in encs])
 
 
 def load_bert(path: str | Path) -> BertModel:

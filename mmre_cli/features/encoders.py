@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 

@@ -163,8 +163,9 @@ def read_sidecar(dir: str | os.PathLike, name: str) -> dict:
     return meta
 
 
-#: model classes registered by modules the checkpoint loader imports only when needed
-_REGISTERED_IN = {"FinetunedRelationModel": "mmre_cli.learn.finetune"}
+#: model classes registered (``register_model``) by modules the loader imports only when a
+#: checkpoint names them, so every caller can load any model without importing its module first
+_REGISTERED_IN = {"FinetunedRelationModel": "mmre_cli.learn.finetune", "GraphEditAgent": "mmre_cli.learn.agent"}
 
 
 def load_checkpoint(dir: str | os.PathLike, name: str, map_location: str | torch.device = "cpu"

@@ -68,7 +68,6 @@ Shapes:
 from __future__ import annotations
 
 import copy
-import os
 from typing import Iterable, Literal, Sequence
 
 import torch
@@ -173,11 +172,10 @@ class TextNodeEncoder(nn.Module):
                  max_length: int = 128, train_layers: int | None = None):
         super().__init__()
         from mmre_cli.features.bert import WordPieces, load_bert
+        from mmre_cli.features.encoders import minilm_folder
 
         if markers not in MARKER_STYLES:
             raise ValueError(f"markers must be one of {MARKER_STYLES}, not {markers!r}")
-        from mmre_cli.features.encoders import minilm_folder
-
         path = minilm_folder(weights)
         self.tokenizer = WordPieces(path, max_length)
         self.transformer = load_bert(path)

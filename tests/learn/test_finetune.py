@@ -9,7 +9,7 @@ import torch
 from torch_geometric.loader import DataLoader
 
 from mmre_cli.features.encoders import resolve_minilm_dir
-from mmre_cli.graphs.graph import EDGE_ATTR_DIM, EDGE_TYPES, MODALITIES, NODE_KINDS, ROLE_HEAD, ROLE_TAIL, Graph
+from mmre_cli.graphs.graph import EDGE_ATTR_DIM, MODALITIES, NODE_KINDS, ROLE_HEAD, ROLE_TAIL, Graph
 from mmre_cli.graphs.pyg import graph_to_data
 from mmre_cli.learn.checkpoint import load_checkpoint, save_checkpoint
 from mmre_cli.learn.finetune import (

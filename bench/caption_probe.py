@@ -81,13 +81,6 @@ def caption_embeddings(plain: dict) -> dict:
     return out
 
 
-def peer_metric(y: np.ndarray, p: np.ndarray, none_id: int = 0) -> tuple[float, float, float, float]:
-    correct = int(((y == p) & (y != none_id)).sum())
-    prec = correct / max(int((p != none_id).sum()), 1)
-    rec = correct / max(int((y != none_id).sum()), 1)
-    return float((y == p).mean()), prec, rec, 2 * prec * rec / max(prec + rec, 1e-9)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--views", nargs="+", default=["plain", "cap", "capemb"])
@@ -98,30 +91,32 @@ def main() -> None:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
+    from mmre_cli.learn.metrics import peer_scores
+
     torch.set_num_threads(2)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rel2id = json.loads((ROOT / "v2_text/ours_rel2id.json").read_text())
-    results = {}
+    best = {}
     for view in args.views:
         path = out / f"{view}.npz"
         if not path.exists():
             if view == "capemb":
                 base = out / "plain.npz"
-                plain = dict(np.load(base)) if base.exists() else marker_features("plain", args.cap_words, rel2id)
-                np.savez(base, **plain)
-                np.savez(path, **caption_embeddings(plain))
+                if not base.exists():
+                    np.savez(base, **marker_features("plain", args.cap_words, rel2id))
+                np.savez(path, **caption_embeddings(dict(np.load(base))))
             else:
                 np.savez(path, **marker_features(view, args.cap_words, rel2id))
         d = np.load(path)
         scaler = StandardScaler().fit(d["Xtr"])
         for c in args.C:
             clf = LogisticRegression(C=c, max_iter=2000).fit(scaler.transform(d["Xtr"]), d["ytr"])
-            acc, p, r, f = peer_metric(d["yva"], clf.predict(scaler.transform(d["Xva"])))
-            results[f"{view} C={c}"] = dict(acc=acc, p=p, r=r, f1=f)
-            print(f"{view:7s} C={c:<6} Acc {acc:.4f} P {p:.4f} R {r:.4f} F1 {f:.4f}", flush=True)
-    print(json.dumps({v: max(f1 for k, f1 in ((k, m["f1"]) for k, m in results.items()) if k.startswith(v + " "))
-                      for v in args.views}))
+            m = peer_scores(clf.predict(scaler.transform(d["Xva"])), d["yva"], rel2id["None"])
+            best[view] = max(best.get(view, 0.0), m["micro_f1"])
+            print(f"{view:7s} C={c:<6} Acc {m['acc']:.4f} P {m['micro_p']:.4f} R {m['micro_r']:.4f} "
+                  f"F1 {m['micro_f1']:.4f}", flush=True)
+    print(json.dumps(best))  # best val micro-F1 over C, per view
 
 
 if __name__ == "__main__":

@@ -30,13 +30,14 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "format": "auto",             # auto | mnre | mnre-v1 | more | jsonl
         "splits": ["train", "val"],   # any split names; test is evaluated the same way
         "captions": None,             # captions file, may hold {split}; null = none
+        "pair_captions": None,        # captions read as the fine-tuned encoder's 2nd segment; null = captions
         "image_root": None,           # image folder; null = found next to the text files
         "image_policy": "text-only",  # missing/unreadable image: error | skip | text-only
         "on_error": "raise",          # malformed record: raise | skip
         "label_map": None,            # rel2id JSON; null = found next to the text files
     },
     "extract_features": {
-        "encoder": "minilm",          # minilm | clip | clip:<open_clip model name>
+        "encoder": "minilm",          # minilm | mpnet | hf | clip | clip:<open_clip model name>
         "weights": None,              # local weights file; null = resolver (env var, cache)
         "detector": "none",           # none | dataset | <path to YOLO .pt> | yolov8n.yaml
         "max_objects": 10,
@@ -97,6 +98,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "markers": "special",
         "train_layers": None,
         "warmup": 0.1,
+        "encoder": None,              # finetune: minilm | mpnet | hf; null = the features' encoder
+        "encoder_weights": None,      # finetune: the encoder's folder; null = resolved (or the features')
+        "caption_tokens": 0,          # finetune: caption word pieces read as the 2nd segment; 0 = none
+        "precision": "32",            # finetune: 32 | bf16 (the encoder under bfloat16 autocast)
     },
     "evaluate": {
         "split": "val",

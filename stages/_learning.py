@@ -38,11 +38,34 @@ def label_info(artifact: Path) -> tuple[list[str], int]:
 def loader(graphs: list[Graph], batch_size: int, shuffle: bool, seed: int = 0, words: bool = False):
     """:func:`mmre_cli.graphs.pyg.graph_loader` over the labelled graphs (unlabelled ones dropped).
 
-    ``words``: batches carry the sentence words and spans (a model whose ``needs_words`` is true).
+    ``words``: batches carry the sentence words, spans and caption (a model whose ``needs_words``
+    is true); such a model re-encodes the text, so its batches are also bucketed by length.
     """
     from mmre_cli.graphs.pyg import graph_loader
 
-    return graph_loader([g for g in graphs if g.label >= 0], batch_size, shuffle=shuffle, seed=seed, words=words)
+    return graph_loader([g for g in graphs if g.label >= 0], batch_size, shuffle=shuffle, seed=seed, words=words,
+                        bucket=words)
+
+
+def apply_pair_captions(groups: dict[str, list[Graph]], source: str | None, on_error: str = "raise") -> int:
+    """Replace each graph's ``meta["caption"]`` by its image's caption from ``source`` (may hold ``{split}``).
+
+    This is ``data.pair_captions``: which captioner the fine-tuned encoder reads as its second
+    segment, independent of the captions the graphs were built from. Returns the number of graphs
+    whose image has a caption there (the others get none).
+    """
+    from mmre_cli.data.captions import caption_path, load_captions
+
+    if not source:
+        return 0
+    found = 0
+    for split, graphs in groups.items():
+        captions = load_captions(caption_path(source, split), on_error=on_error)
+        for g in graphs:
+            text = captions.get(str(g.meta.get("img_id") or ""))
+            g.meta["caption"] = text
+            found += text is not None
+    return found
 
 
 def needs_words(model) -> bool:
@@ -106,11 +129,12 @@ def write_csv(path: str | Path, rows: list[dict]) -> None:
 CLASSIFIERS = ("gnn", "pooled", "finetune")
 
 
-def build_classifier(kind: str, in_dim: int, num_classes: int, cfg: dict, encoder_weights: str | None = None):
+def build_classifier(kind: str, in_dim: int, num_classes: int, cfg: dict, encoder_weights: str | None = None,
+                     encoder: str = "minilm"):
     """``gnn`` → :class:`RelationGNN`; ``pooled`` → :class:`PooledMLP` (the w/o-GNN ablation);
     ``finetune`` → :class:`~mmre_cli.learn.finetune.FinetunedRelationModel` (the GNN with MiniLM
-    fine-tuned end to end, entity markers, marker readout; ``encoder_weights`` = the MiniLM the
-    features came from)."""
+    fine-tuned end to end, entity markers, marker readout; ``encoder`` / ``encoder_weights``: the
+    text encoder fine-tuned, ``caption_tokens`` of the caption read as its second segment)."""
     from mmre_cli.learn.gnn import PooledMLP, RelationGNN
 
     if kind == "gnn":
@@ -125,6 +149,8 @@ def build_classifier(kind: str, in_dim: int, num_classes: int, cfg: dict, encode
             raise MmreError(f"train_gnn.markers must be one of {', '.join(MARKER_STYLES)}, not {cfg['markers']!r}")
         return FinetunedRelationModel(in_dim, num_classes, markers=cfg["markers"], readout="gnn_markers",
                                       encoder_weights=encoder_weights, train_layers=cfg["train_layers"],
+                                      encoder=encoder, caption_tokens=cfg.get("caption_tokens", 0),
+                                      precision=str(cfg.get("precision", "32")),
                                       hidden=cfg["hidden"], layers=cfg["layers"], heads=cfg["heads"],
                                       dropout=cfg["dropout"])
     raise MmreError(f"unknown classifier '{kind}' (train_gnn.model: {' | '.join(CLASSIFIERS)})")
@@ -149,6 +175,7 @@ class TrainingSetup:
         self.reporter = reporter if self.fabric.is_global_zero else NullReporter()
         self.labels, self.none_id = label_info(artifact)
         groups = graphs_by_split(artifact, ["train", "val"])
+        self.groups = groups
         self.train, self.val = require_split(groups, "train", artifact), require_split(groups, "val", artifact)
         seed_everything(seed)
         self.in_dim = int(self.train[0].x.shape[1])

@@ -15,7 +15,8 @@ from pathlib import Path
 from mmre_cli.reporting import Reporter
 from stages._chunks import require_artifact
 from stages._common import finish, reporter_or_null, write_json
-from stages._learning import cpu_threads, graphs_by_split, loader, needs_words, require_split, write_csv
+from stages._learning import (apply_pair_captions, cpu_threads, graphs_by_split, loader, needs_words, require_split,
+                              write_csv)
 
 SECTIONS = ["evaluate"]
 
@@ -24,16 +25,23 @@ def score_split(model_dir: Path, graphs: Path, split: str) -> dict:
     """``{"metrics", "per_class", "pred", "gold", "prob", "ids", "labels"}`` for one split."""
     import numpy as np
 
+    from mmre_cli.graphs.pyg import text_length
+
     from mmre_cli.learn.checkpoint import load_checkpoint
     from mmre_cli.learn.metrics import confusion_matrix, peer_scores, per_class_report
     from mmre_cli.learn.trainer import predict
 
     model, meta = load_checkpoint(model_dir, "model")
     labels, none_id = meta["labels"], int(meta["none_id"])
-    items = [g for g in require_split(graphs_by_split(graphs, [split]), split, graphs) if g.label >= 0]
+    groups = graphs_by_split(graphs, [split])
+    items = [g for g in require_split(groups, split, graphs) if g.label >= 0]
     words = needs_words(model)
     if words:
         cpu_threads(0)  # a transformer runs: every core
+        pipeline = json.loads((Path(model_dir) / "pipeline.json").read_text(encoding="utf-8"))
+        pair = pipeline.get("params", {}).get("data", {}).get("pair_captions")
+        apply_pair_captions({split: items}, pair)  # the captioner the model was trained to read
+        items.sort(key=text_length)  # similar lengths together: less padding (ids/gold follow)
     pred, prob = predict(model, loader(items, 64 if words else 256, False, words=words))
     gold = np.asarray([g.label for g in items])
     return {"metrics": peer_scores(pred, gold, none_id), "per_class": per_class_report(pred, gold, labels),

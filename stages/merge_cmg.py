@@ -80,6 +80,9 @@ def instance_cmg(inst, label: int, feats: OwnerFeatures, scene: dict[str, Graph]
     cmg.meta["words"] = list(inst.tokens)
     cmg.meta["entity_spans"] = [v for ent in (inst.head, inst.tail)
                                 for v in ((-1, -1) if ent.is_visual else (ent.start, ent.end))]
+    # the image's caption (its text view), for classifiers that read it as a second segment
+    cmg.meta["img_id"] = inst.img_id
+    cmg.meta["caption"] = inst.caption
     return cmg
 
 

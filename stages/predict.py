@@ -329,6 +329,11 @@ class Predictor:
                             "$MMRE_CLIP_WEIGHTS) at the weights the model was trained with")
         self.nlp = self.extractor.nlp
         self.model, meta = load_checkpoint(self.model_dir, "model")
+        tuned = getattr(getattr(self.model, "encoder", None), "fingerprint", None)
+        if tuned is not None and self.pipeline.get("finetune_encoder") not in (None, tuned):
+            raise MmreError(f"fine-tuned encoder mismatch: the model was trained on {self.pipeline['finetune_encoder']!r} "
+                            f"but this machine resolves {tuned!r}; install the same encoder "
+                            "($MMRE_MINILM / $MMRE_MPNET or the model folder it was trained from)")
         self.labels = list(meta.get("labels") or self.pipeline["labels"])
         if len(self.labels) != int(self.model.config.get("num_classes", len(self.labels))):
             raise MmreError(f"{self.model_dir}: {len(self.labels)} labels for a classifier of "

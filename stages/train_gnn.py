@@ -18,25 +18,31 @@ from pathlib import Path
 
 from mmre_cli.reporting import Reporter
 from stages._common import finish, reporter_or_null, upstream_params, write_json
-from stages._learning import TrainingSetup, build_classifier, loader, needs_words, write_csv
+from stages._learning import TrainingSetup, apply_pair_captions, build_classifier, loader, needs_words, write_csv
 
 SECTIONS = ["train_gnn"]
 PIPELINE_FILE = "pipeline.json"
 
 
-def _finetune_encoder(graphs: Path) -> str | None:
-    """The MiniLM weights the features came from (``None``: resolved as extract-features did).
+def _finetune_encoder(graphs: Path, cfg: dict) -> tuple[str, str | None]:
+    """``(encoder, weights)`` fine-tuned: ``train_gnn.encoder`` (+ ``encoder_weights``), or by
+    default the text encoder the features came from (with its weights).
 
     Raises:
-        MmreError: the features were not made by MiniLM (only it can be fine-tuned here).
+        MmreError: no text encoder to fine-tune (e.g. CLIP features and no ``train_gnn.encoder``).
     """
     from mmre_cli.errors import MmreError
+    from mmre_cli.features.encoders import TEXT_ENCODERS
 
     ef = upstream_params(graphs).get("extract_features", {})
-    if ef.get("encoder") != "minilm":
-        raise MmreError(f"train_gnn.model=finetune fine-tunes MiniLM, but the features were made by "
-                        f"'{ef.get('encoder')}'; use extract_features.encoder=minilm or train_gnn.model=gnn")
-    return ef.get("weights")
+    name = cfg.get("encoder") or ef.get("encoder")
+    if str(name).lower() not in TEXT_ENCODERS:
+        raise MmreError(f"train_gnn.model=finetune fine-tunes a text encoder ({', '.join(TEXT_ENCODERS)}), but the "
+                        f"features were made by '{ef.get('encoder')}'; set train_gnn.encoder (e.g. minilm or mpnet)")
+    if cfg.get("encoder_weights"):
+        return str(name).lower(), str(cfg["encoder_weights"])
+    same = not cfg.get("encoder") or str(cfg["encoder"]).lower() == str(ef.get("encoder")).lower()
+    return str(name).lower(), ef.get("weights") if same else None
 
 
 def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None = None,
@@ -51,12 +57,16 @@ def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | N
     graphs, out = Path(graphs), Path(out)
     cfg = params["train_gnn"]
     finetune = cfg["model"] == "finetune"
-    weights = _finetune_encoder(graphs) if finetune else None
+    encoder, weights = _finetune_encoder(graphs, cfg) if finetune else ("minilm", None)
     setup = TrainingSetup(graphs, "diffuse", gpus, cfg["seed"], reporter_or_null(reporter),
                           threads=0 if finetune else 1)
     fabric, reporter, labels, none_id = setup.fabric, setup.reporter, setup.labels, setup.none_id
+    pair_captions = params["data"].get("pair_captions")
+    if finetune and pair_captions:
+        found = apply_pair_captions(setup.groups, pair_captions, params["data"].get("on_error", "raise"))
+        reporter.info(f"second-segment captions from {pair_captions}: {found} graphs have one")
     train, val = setup.train, setup.val
-    model = build_classifier(cfg["model"], setup.in_dim, len(labels), cfg, encoder_weights=weights)
+    model = build_classifier(cfg["model"], setup.in_dim, len(labels), cfg, encoder_weights=weights, encoder=encoder)
     words = needs_words(model)
     train_loader = setup.train_loader(cfg["batch_size"], cfg["seed"], words)
     val_loader = loader(val, cfg["batch_size"], False, words=words)
@@ -87,6 +97,10 @@ def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | N
     pipeline = {"mmre_version": __version__, "schema_version": SCHEMA_VERSION, "encoder": man["encoder"],
                 "encoder_name": man.get("info", {}).get("encoder"), "dim": man["dim"], "labels": labels,
                 "none_id": none_id, "params": {**upstream, **{s: params[s] for s in SECTIONS}}}
+    if finetune:  # the fine-tuned encoder's vocabulary + architecture (predict checks it)
+        pipeline["finetune_encoder"] = model.encoder.fingerprint
+    # the second segment's captioner travels with the model (evaluate reads the same one)
+    pipeline["params"]["data"] = {**pipeline["params"].get("data", {}), "pair_captions": pair_captions}
     write_json(out / PIPELINE_FILE, pipeline)
     curve = [{"epoch": h["epoch"], "loss": h["loss"], "val_loss": h["val_loss"], "val_f1": h["val_micro_f1"],
               "val_acc": h["val_acc"]} for h in history]

@@ -28,3 +28,61 @@ def shared_mnre() -> Path:
     if not SHARED_MNRE.exists():
         pytest.skip("../shared/data/mnre not present")
     return SHARED_MNRE
+
+
+def make_tiny_hf(folder: Path, kind: str = "bert", texts: list[str] | None = None) -> Path:
+    """A tiny random-initialised Hugging Face encoder folder (``bert`` or ``mpnet``), built offline.
+
+    Its WordPiece tokenizer is trained on ``texts`` (default: a few sentences) with the
+    ``tokenizers`` library and saved as a fast tokenizer with the model family's pair template
+    (``[CLS] a [SEP] b [SEP]`` for BERT, ``<s> a </s></s> b </s>`` for MPNet), so
+    ``AutoTokenizer``/``AutoModel.from_pretrained(folder)`` load it like a downloaded model.
+    """
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertModel, MPNetConfig, MPNetModel, PreTrainedTokenizerFast
+
+    torch.manual_seed(0)
+    texts = texts or ["Alice met Bob in Paris .", "a man holds a trophy on a stage", "RT @user : # news today"]
+    if kind == "bert":
+        cls, sep, pad, unk, mask = "[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]"
+        specials = [pad, unk, cls, sep, mask]
+    else:
+        cls, sep, pad, unk, mask = "<s>", "</s>", "<pad>", "[UNK]", "<mask>"
+        specials = [cls, pad, sep, unk, mask]
+    tok = Tokenizer(models.WordPiece(unk_token=unk))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(texts * 3, trainers.WordPieceTrainer(vocab_size=300, special_tokens=specials))
+    if kind == "bert":
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} $B:1 {sep}:1",
+            special_tokens=[(cls, tok.token_to_id(cls)), (sep, tok.token_to_id(sep))])
+    else:
+        tok.post_processor = processors.RobertaProcessing((sep, tok.token_to_id(sep)), (cls, tok.token_to_id(cls)))
+    vocab = tok.get_vocab_size()
+    if kind == "bert":
+        model = BertModel(BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                                     intermediate_size=64, max_position_embeddings=128, pad_token_id=tok.token_to_id(pad)))
+    else:
+        model = MPNetModel(MPNetConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                                       intermediate_size=64, max_position_embeddings=130,
+                                       pad_token_id=tok.token_to_id(pad), bos_token_id=tok.token_to_id(cls),
+                                       eos_token_id=tok.token_to_id(sep)))
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token=unk, pad_token=pad, cls_token=cls, sep_token=sep,
+                            mask_token=mask).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    pytest.importorskip("transformers")
+    return make_tiny_hf(tmp_path_factory.mktemp("tiny-bert") / "model", "bert")
+
+
+@pytest.fixture(scope="session")
+def tiny_mpnet(tmp_path_factory) -> Path:
+    pytest.importorskip("transformers")
+    return make_tiny_hf(tmp_path_factory.mktemp("tiny-mpnet") / "model", "mpnet")

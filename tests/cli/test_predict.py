@@ -88,12 +88,28 @@ def test_json_keys_and_same_result_as_the_stages(trained):
     assert abs(float(scored["prob"][k].max()) - line["probability"]) < 0.01
 
 
+def _predict_equals_evaluate(model: Path, trained: dict) -> list[str]:
+    """``mmre predict`` on val line 1 (with its caption) gives evaluate's prediction; returns the argv."""
+    from stages.evaluate import score_split
+
+    v = _val(1)
+    args = [v["image"], v["text"], "--head", v["head"], "--tail", v["tail"], "--image-caption", v["caption"],
+            "--model", str(model), "--json"]
+    out = _predict(*args)
+    assert out.exit_code == 0, out.output
+    (line,) = _json_lines(out)
+    scored = score_split(model, trained["diffused"], "val")
+    k = scored["ids"].index("val-000002")
+    assert scored["labels"][int(scored["pred"][k])] == line["relation"]
+    assert abs(float(scored["prob"][k].max()) - line["probability"]) < 0.01
+    return args
+
+
 def test_finetuned_model_trains_evaluates_and_predicts(trained, tmp_path):
     """train_gnn.model=finetune: MiniLM trained with the GNN; evaluate and predict feed it the words."""
     from mmre_cli.features.encoders import resolve_minilm_dir
     from mmre_cli.params import DEFAULTS
     from stages import train_gnn
-    from stages.evaluate import score_split
 
     if resolve_minilm_dir(None) is None:
         pytest.skip("all-MiniLM-L6-v2 weights not installed")
@@ -109,15 +125,7 @@ def test_finetuned_model_trains_evaluates_and_predicts(trained, tmp_path):
     fresh = subprocess.run([sys.executable, "-c", code, str(model)], capture_output=True, text=True)
     assert fresh.returncode == 0 and fresh.stdout.strip() == "FinetunedRelationModel", fresh.stderr[-2000:]
 
-    v = _val(1)
-    out = _predict(v["image"], v["text"], "--head", v["head"], "--tail", v["tail"], "--image-caption", v["caption"],
-                   "--model", str(model), "--json")
-    assert out.exit_code == 0, out.output
-    (line,) = _json_lines(out)
-    scored = score_split(model, trained["diffused"], "val")
-    k = scored["ids"].index("val-000002")
-    assert scored["labels"][int(scored["pred"][k])] == line["relation"]
-    assert abs(float(scored["prob"][k].max()) - line["probability"]) < 0.01
+    _predict_equals_evaluate(model, trained)
 
 
 def test_batch_of_three_lines(trained, tmp_path):
@@ -248,7 +256,6 @@ def test_hf_encoder_with_caption_pairs_trains_evaluates_and_predicts(trained, tm
     """train_gnn.encoder=hf (a tiny random BERT folder) over MiniLM features, the caption as 2nd segment."""
     from mmre_cli.params import DEFAULTS
     from stages import train_gnn
-    from stages.evaluate import score_split
 
     params = copy.deepcopy(DEFAULTS)
     params["train_gnn"].update(model="finetune", epochs=1, hidden=16, heads=2, batch_size=16, encoder="hf",
@@ -260,18 +267,10 @@ def test_hf_encoder_with_caption_pairs_trains_evaluates_and_predicts(trained, tm
     pipeline = json.loads((model / "pipeline.json").read_text())
     assert pipeline["finetune_encoder"].startswith("hf:model:")
 
-    v = _val(1)
-    args = [v["image"], v["text"], "--head", v["head"], "--tail", v["tail"], "--model", str(model), "--json"]
-    out = _predict(*args, "--image-caption", v["caption"])
-    assert out.exit_code == 0, out.output
-    (line,) = _json_lines(out)
-    scored = score_split(model, trained["diffused"], "val")
-    k = scored["ids"].index("val-000002")
-    assert scored["labels"][int(scored["pred"][k])] == line["relation"]
-    assert abs(float(scored["prob"][k].max()) - line["probability"]) < 0.01
+    args = _predict_equals_evaluate(model, trained)
 
     # another tokenizer under the same name is refused, not silently mis-read
     pipeline["finetune_encoder"] = "hf:model:0000000000000000"
     (model / "pipeline.json").write_text(json.dumps(pipeline))
-    refused = _predict(*args, "--image-caption", v["caption"])
+    refused = _predict(*args)
     assert refused.exit_code == 2 and "fine-tuned encoder mismatch" in refused.output

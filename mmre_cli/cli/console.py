@@ -23,6 +23,34 @@ class _RichTask:
         self._progress.advance(self._id, n)
 
 
+class _LineTask:
+    """Progress as plain periodic lines, for a stderr that is not a terminal (a log file, a job)."""
+
+    def __init__(self, description: str, total: int | None, every: float) -> None:
+        import time
+
+        self.description, self.total, self.every = description, total, every
+        self.done = 0
+        self._clock = time.monotonic
+        self.start = self._last = self._clock()
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        now = self._clock()
+        if now - self._last >= self.every:
+            self._last = now
+            err.print(self.line(now), highlight=False, markup=False)
+
+    def line(self, now: float) -> str:
+        elapsed = max(now - self.start, 1e-9)
+        rate = self.done / elapsed
+        of = f"/{self.total}" if self.total else ""
+        eta = ""
+        if self.total and rate > 0:
+            eta = f", ETA {int((self.total - self.done) / rate)} s"
+        return f"{self.description}: {self.done}{of} ({rate:.2f}/s, {int(elapsed)} s{eta})"
+
+
 class RichReporter:
     """The reporter the CLI hands to stages: Rich progress bars and messages on stderr."""
 
@@ -38,13 +66,33 @@ class RichReporter:
         self.warnings.append(message)
         err.print(f"[yellow]warning:[/yellow] {message}")
 
+    #: seconds between two progress lines when stderr is not a terminal
+    line_every = 30.0
+
     @contextmanager
     def progress(self, description: str, total: int | None = None) -> Iterator[_RichTask]:
+        """A progress bar (a nested one joins the live display as a second row and leaves with
+        its block); plain periodic lines when stderr is not a terminal."""
+        if not self.quiet and not err.is_terminal:
+            yield _LineTask(description, total, self.line_every)
+            return
+        live = getattr(self, "_live", None)
+        if live is not None:  # Rich allows one live display: nest as another task of it
+            task_id = live.add_task(description, total=total)
+            try:
+                yield _RichTask(live, task_id)
+            finally:
+                live.remove_task(task_id)
+            return
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn(), TimeRemainingColumn()]
         with Progress(*columns, console=err, transient=False, disable=self.quiet or not err.is_terminal) as progress:
-            task_id = progress.add_task(description, total=total)
-            yield _RichTask(progress, task_id)
+            self._live = progress
+            try:
+                task_id = progress.add_task(description, total=total)
+                yield _RichTask(progress, task_id)
+            finally:
+                self._live = None
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -192,6 +192,13 @@ def _num_classes(model: nn.Module, counts_hint: int | None) -> int:
     return counts_hint
 
 
+def _length(loader) -> int | None:
+    try:
+        return len(loader)
+    except TypeError:
+        return None
+
+
 def fit_classifier(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, epochs: int, lr: float,
                    weight_decay: float, class_weights: ClassWeightMode = "inverse_sqrt", none_id: int = 0,
                    seed: int = 0, patience: int | None = None, reporter: Reporter | None = None, fabric=None,
@@ -271,26 +278,28 @@ def fit_classifier(model: nn.Module, train_loader: Iterable, val_loader: Iterabl
             t0 = time.perf_counter()
             run_model.train()
             loss_sum, n_seen = 0.0, 0
-            for batch in train_loader:
-                batch = _to_device(batch, device, fabric)
-                y = batch.y.reshape(-1).long()
-                logits = run_model(batch).float()
-                loss = F.cross_entropy(logits, y, weight=weights)
-                optimizer.zero_grad(set_to_none=True)
-                if fabric is not None:
-                    fabric.backward(loss)
-                else:
-                    loss.backward()
-                if grad_clip:
+            with reporter.progress(f"epoch {epoch}/{epochs} steps", total=_length(train_loader)) as step_task:
+                for batch in train_loader:
+                    batch = _to_device(batch, device, fabric)
+                    y = batch.y.reshape(-1).long()
+                    logits = run_model(batch).float()
+                    loss = F.cross_entropy(logits, y, weight=weights)
+                    optimizer.zero_grad(set_to_none=True)
                     if fabric is not None:
-                        fabric.clip_gradients(run_model, optimizer, max_norm=grad_clip)
+                        fabric.backward(loss)
                     else:
-                        nn.utils.clip_grad_norm_(run_model.parameters(), grad_clip)
-                optimizer.step()
-                if scheduler is not None:
-                    scheduler.step()
-                loss_sum += float(loss.detach()) * int(y.numel())
-                n_seen += int(y.numel())
+                        loss.backward()
+                    if grad_clip:
+                        if fabric is not None:
+                            fabric.clip_gradients(run_model, optimizer, max_norm=grad_clip)
+                        else:
+                            nn.utils.clip_grad_norm_(run_model.parameters(), grad_clip)
+                    optimizer.step()
+                    if scheduler is not None:
+                        scheduler.step()
+                    loss_sum += float(loss.detach()) * int(y.numel())
+                    n_seen += int(y.numel())
+                    step_task.advance()
             train_seconds = time.perf_counter() - t0
             val = evaluate(run_model, val_loader, none_id, fabric=fabric)
             key = (val["micro_f1"], -val["loss"] if not math.isnan(val["loss"]) else -math.inf)

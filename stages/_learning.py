@@ -35,16 +35,18 @@ def label_info(artifact: Path) -> tuple[list[str], int]:
     return list(labels), labels.index(info.get("none_label", labels[0]))
 
 
-def loader(graphs: list[Graph], batch_size: int, shuffle: bool, seed: int = 0, words: bool = False):
+def loader(graphs: list[Graph], batch_size: int, shuffle: bool, seed: int = 0, words: bool = False,
+           bucket: bool | None = None):
     """:func:`mmre_cli.graphs.pyg.graph_loader` over the labelled graphs (unlabelled ones dropped).
 
     ``words``: batches carry the sentence words, spans and caption (a model whose ``needs_words``
-    is true); such a model re-encodes the text, so its batches are also bucketed by length.
+    is true); such a model re-encodes the text, so its batches are also bucketed by length
+    (``bucket``, default ``words``).
     """
     from mmre_cli.graphs.pyg import graph_loader
 
     return graph_loader([g for g in graphs if g.label >= 0], batch_size, shuffle=shuffle, seed=seed, words=words,
-                        bucket=words)
+                        bucket=words if bucket is None else bucket)
 
 
 def apply_pair_captions(groups: dict[str, list[Graph]], source: str | None, on_error: str = "raise") -> int:
@@ -181,6 +183,8 @@ class TrainingSetup:
         self.in_dim = int(self.train[0].x.shape[1])
 
     def train_loader(self, batch_size: int, seed: int, words: bool = False):
-        """Shuffled training batches; split across processes under DDP."""
-        dl = loader(self.train, batch_size, True, seed, words)
-        return self.fabric.setup_dataloaders(dl) if self.fabric.world_size > 1 else dl
+        """Shuffled training batches (length buckets for a re-encoding model on one process); split
+        across processes under DDP (a plain shuffle: the distributed sampler replaces it)."""
+        ddp = self.fabric.world_size > 1
+        dl = loader(self.train, batch_size, True, seed, words, bucket=words and not ddp)
+        return self.fabric.setup_dataloaders(dl) if ddp else dl

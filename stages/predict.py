@@ -329,7 +329,10 @@ class Predictor:
                             "$MMRE_CLIP_WEIGHTS) at the weights the model was trained with")
         self.nlp = self.extractor.nlp
         self.model, meta = load_checkpoint(self.model_dir, "model")
-        tuned = getattr(getattr(self.model, "encoder", None), "fingerprint", None)
+        tuned_encoder = getattr(self.model, "encoder", None)
+        if hasattr(tuned_encoder, "cache_lower"):
+            tuned_encoder.cache_lower = False  # each query is seen once: a cache would only grow
+        tuned = getattr(tuned_encoder, "fingerprint", None)
         if tuned is not None and self.pipeline.get("finetune_encoder") not in (None, tuned):
             raise MmreError(f"fine-tuned encoder mismatch: the model was trained on {self.pipeline['finetune_encoder']!r} "
                             f"but this machine resolves {tuned!r}; install the same encoder "

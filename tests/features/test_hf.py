@@ -90,3 +90,21 @@ def test_load_text_network_gives_one_interface(tiny_bert):
             top = net.upper(net.lower(ids, mask, None, stop=1), mask, start=1)
             assert torch.allclose(top, net(ids, mask), atol=1e-5)
         assert net.num_layers == len(net.layers) and net.embedding_modules()
+
+
+def test_extract_features_stage_with_an_hf_encoder(tiny_bert, tmp_path):
+    """extract_features.encoder: hf with weights: DIR writes a features artifact of the model's width."""
+    import copy
+    from pathlib import Path
+
+    from mmre_cli.params import DEFAULTS
+    from mmre_cli.store.shards import read_manifest
+    from stages import extract_features
+
+    sample = Path(__file__).resolve().parents[2] / "data" / "sample"
+    params = copy.deepcopy(DEFAULTS)
+    params["data"].update(root=str(sample), captions=str(sample / "captions_{split}.txt"))
+    params["extract_features"].update(encoder="hf", weights=str(tiny_bert), workers=0)
+    stats = extract_features.run(out=tmp_path / "features", params=params)
+    man = read_manifest(tmp_path / "features")
+    assert man["dim"] == 32 and man["encoder"].startswith("hf:model:") and stats["encoder"] == "hf"

@@ -37,6 +37,11 @@ def upstream_params(*artifacts: str | Path) -> dict:
     return merged
 
 
+def effective_params(params: Mapping[str, Any], sections: list[str], upstream: tuple = ()) -> dict:
+    """What a stage records as its effective params: its ``sections`` over the upstream records."""
+    return {**upstream_params(*upstream), **{s: params[s] for s in sections}}
+
+
 def finish(out: Path, params: Mapping[str, Any], sections: list[str], stats: dict, stats_path: str | Path | None,
            upstream: tuple = ()) -> dict:
     """Write ``params.effective.yaml`` and ``stats.json`` into ``out`` (and ``stats_path`` if given).
@@ -44,7 +49,7 @@ def finish(out: Path, params: Mapping[str, Any], sections: list[str], stats: dic
     The effective params hold this stage's ``sections`` plus everything recorded beside the
     ``upstream`` artifacts, so the last artifact of the chain describes the whole run.
     """
-    merged = {**upstream_params(*upstream), **{s: params[s] for s in sections}}
+    merged = effective_params(params, sections, upstream)
     write_effective(out, merged, list(merged))
     stats = {**stats, "params_hash": params_hash(params, sections)}
     write_json(Path(out) / "stats.json", stats)

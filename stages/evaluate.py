@@ -38,8 +38,9 @@ def score_split(model_dir: Path, graphs: Path, split: str) -> dict:
     words = needs_words(model)
     if words:
         cpu_threads(0)  # a transformer runs: every core
-        pipeline = json.loads((Path(model_dir) / "pipeline.json").read_text(encoding="utf-8"))
-        pair = pipeline.get("params", {}).get("data", {}).get("pair_captions")
+        from stages.predict import read_pipeline
+
+        pair = read_pipeline(model_dir).get("params", {}).get("data", {}).get("pair_captions")
         apply_pair_captions({split: items}, pair)  # the captioner the model was trained to read
         items.sort(key=text_length)  # similar lengths together: less padding (ids/gold follow)
     pred, prob = predict(model, loader(items, 64 if words else 256, False, words=words))

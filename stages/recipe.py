@@ -18,25 +18,27 @@ from pathlib import Path
 from typing import Any
 
 from mmre_cli.reporting import Reporter
-from stages._common import reporter_or_null, upstream_params, write_json
+from stages._common import effective_params, reporter_or_null, write_json
 
-#: (stage, output folder, its sections, its inputs): the order dvc.yaml chains them in
-STAGES: list[tuple[str, str, list[str], tuple[str, ...]]] = [
-    ("extract_features", "features", ["data", "extract_features"], ()),
-    ("build_graphs", "graphs", ["data", "build_graphs"], ("features",)),
-    ("merge_cmg", "cmg", ["merge_cmg"], ("features", "graphs")),
-    ("train_agent", "agent", ["train_agent", "train_gnn"], ("cmg",)),
-    ("diffuse", "diffused", ["diffuse", "train_agent"], ("cmg", "agent")),
-    ("train_gnn", "model", ["train_gnn"], ("diffused",)),
-    ("evaluate", "eval", ["evaluate"], ("diffused",)),
+#: (stage, output folder, the outputs whose recorded params it records as upstream — as each
+#: stage's ``finish(upstream=...)`` does): the order dvc.yaml chains them in. Each stage's own
+#: sections are its module's ``SECTIONS``.
+STAGES: list[tuple[str, str, tuple[str, ...]]] = [
+    ("extract_features", "features", ()),
+    ("build_graphs", "graphs", ("features",)),
+    ("merge_cmg", "cmg", ("features", "graphs")),
+    ("train_agent", "agent", ("cmg",)),
+    ("diffuse", "diffused", ("cmg", "agent")),
+    ("train_gnn", "model", ("diffused",)),
+    ("evaluate", "eval", ("model",)),
 ]
 STAGE_NAMES = [s[0] for s in STAGES]
 
 
-def _expected(out: Path, sections: list[str], inputs: tuple[str, ...], params: dict) -> dict:
+def _expected(out: Path, sections: list[str], records_from: tuple[str, ...], params: dict) -> dict:
     import yaml
 
-    merged = {**upstream_params(*(out / i for i in inputs)), **{s: params[s] for s in sections}}
+    merged = effective_params(params, sections, tuple(out / i for i in records_from))
     return yaml.safe_load(yaml.safe_dump(merged, sort_keys=True))  # as it reads back from the file
 
 
@@ -65,9 +67,12 @@ def run(*, params: dict, out: Path, gpus: int = 0, rerun_from: str | None = None
         from mmre_cli.errors import MmreError
 
         raise MmreError(f"--from {rerun_from!r}: not a stage ({', '.join(STAGE_NAMES)})")
-    d = {folder: out / folder for _, folder, _, _ in STAGES}
+    d = {folder: out / folder for _, folder, _ in STAGES}
+    modules = {"extract_features": extract_features, "build_graphs": build_graphs, "merge_cmg": merge_cmg,
+               "train_agent": train_agent, "diffuse": diffuse, "train_gnn": train_gnn, "evaluate": evaluate}
     calls = {
-        "extract_features": lambda: extract_features.run(out=d["features"], params=params, gpus=gpus, reporter=reporter),
+        "extract_features": lambda: extract_features.run(out=d["features"], params=params, gpus=gpus,
+                                                         reporter=reporter),
         "build_graphs": lambda: build_graphs.run(features=d["features"], out=d["graphs"], params=params,
                                                  reporter=reporter),
         "merge_cmg": lambda: merge_cmg.run(features=d["features"], graphs=d["graphs"], out=d["cmg"], params=params,
@@ -85,9 +90,9 @@ def run(*, params: dict, out: Path, gpus: int = 0, rerun_from: str | None = None
     seconds = json.loads(log_file.read_text(encoding="utf-8")).get("seconds", {}) if log_file.is_file() else {}
     log: dict[str, Any] = {"order": STAGE_NAMES, "stages": {}, "seconds": seconds}
     dirty = False
-    for name, folder, sections, inputs in STAGES:
+    for name, folder, records_from in STAGES:
         dirty = dirty or name == rerun_from
-        if not dirty and _done(d[folder], _expected(out, sections, inputs, params)):
+        if not dirty and _done(d[folder], _expected(out, modules[name].SECTIONS, records_from, params)):
             reporter.info(f"{name}: up to date in {d[folder]}, skipped")
             log["stages"][name] = {"seconds": seconds.get(name), "skipped": True}
             continue

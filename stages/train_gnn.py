@@ -2,8 +2,10 @@
 
 Fits :class:`~mmre_cli.learn.gnn.RelationGNN` (or :class:`~mmre_cli.learn.gnn.PooledMLP`, the
 "w/o GNN" ablation, with ``model: pooled``; or, with ``model: finetune``,
-:class:`~mmre_cli.learn.finetune.FinetunedRelationModel`: the same GNN with the MiniLM text
-encoder fine-tuned end to end, learning rate ``enc_lr`` for MiniLM and ``lr`` for the rest,
+:class:`~mmre_cli.learn.finetune.FinetunedRelationModel`: the same GNN with a text encoder
+(``encoder``: the features' one, or ``mpnet`` / ``hf``) fine-tuned end to end, learning rate
+``enc_lr`` for it and ``lr`` for the rest, the caption as its second segment with
+``caption_tokens``,
 ``warmup`` fraction of linear warm-up then linear decay) on the train split, keeping the epoch
 with the best val micro-F1 (peer metric). The output folder is a self-describing model for ``mmre predict``:
 ``model.safetensors`` + ``model.json`` (labels, none id, encoder, history), the editor

@@ -202,8 +202,8 @@ class WordPieces:
     """A ``tokenizers.Tokenizer`` (the folder's ``tokenizer.json``, or a Hugging Face fast
     tokenizer's backend) with the batching the encoders need.
 
-    Single sequences are tokenised by the library with truncation to ``max_length`` and padding
-    to the longest of the batch. Pairs (:meth:`pairs`) are built piece by piece: the second text
+    Single sequences are tokenised by the library with truncation to ``max_length``; every batch
+    is padded to its longest row (:meth:`_collate`). Pairs (:meth:`pairs`) are built piece by piece: the second text
     is cut to its first ``second_tokens`` word pieces, the first sequence to what is left of
     ``max_length``, then the model's own template adds the special tokens (``[CLS] a [SEP] b
     [SEP]`` for BERT, ``<s> a </s></s> b </s>`` for MPNet/RoBERTa) and the token types.

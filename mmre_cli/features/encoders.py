@@ -434,7 +434,8 @@ class HFEncoder(MiniLMEncoder):
         self.name = name.strip().lower()
         try:
             path = text_encoder_folder(self.name, weights)
-            self._tok, self._bert, _ = load_text_network(self.name, path, int(max_length or _max_seq_length(path) or 384))
+            limit = int(max_length or _max_seq_length(path) or 384)
+            self._tok, self._bert, _ = load_text_network(self.name, path, limit)
             self._bert.to(device)
         except MmreError:
             raise

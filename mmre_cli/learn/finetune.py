@@ -1,10 +1,11 @@
-r"""End-to-end fine-tuning of the MiniLM text encoder together with the relation GNN (issue 4).
+r"""End-to-end fine-tuning of a text encoder together with the relation GNN (issues 4 and 10).
 
-The pipeline's CMG node features are *frozen* MiniLM vectors. :class:`FinetunedRelationModel`
+The pipeline's CMG node features are *frozen* vectors. :class:`FinetunedRelationModel`
 recomputes the features of the *text-modality* nodes of every batch with a trainable
-:class:`TextNodeEncoder` (all-MiniLM-L6-v2's BERT, :class:`mmre_cli.features.bert.BertModel` — the
-network the frozen features came from), so the relation loss reaches the encoder's weights. Caption (and visual) nodes
-keep their frozen features.
+:class:`TextNodeEncoder` — MiniLM on :class:`mmre_cli.features.bert.BertModel`, or MPNet / any
+BERT-like Hugging Face encoder on :class:`mmre_cli.features.hf.HFTransformer` — so the relation
+loss reaches the encoder's weights. Caption (and visual) nodes keep their frozen features, mapped
+by a learned ``Linear`` when their width differs from the encoder's.
 
 **Encoder.** For a sentence :math:`w_1 \dots w_T` with head span :math:`[h_s, h_e)` and tail span
 :math:`[t_s, t_e)`, typed entity markers are inserted as extra *words*,
@@ -54,6 +55,16 @@ two-layer MLP.
 batches: :func:`~mmre_cli.graphs.pyg.graph_to_data` adds them with ``words=True`` (from what
 merge-cmg records in each graph's meta), and every stage asks for them when the model's
 ``needs_words`` is true.
+
+**Caption pair.** With ``caption_tokens = K > 0`` the image's caption (``data.caption``) follows
+the marked sentence as the second segment, ``[CLS] marked sentence [SEP] caption[:K] [SEP]`` in
+the model's own template (:meth:`mmre_cli.features.bert.WordPieces.pairs`); word ids, and so the
+pooling below, index the sentence only.
+
+**Cached lower layers.** With ``train_layers = k`` below the depth :math:`L`, the embeddings and
+layers :math:`[0, L-k)` are frozen and in eval mode, so their output for an input never changes:
+it is computed once (``lower``), cached per input, and only layers :math:`[L-k, L)` run every
+step (``upper``); ``precision="bf16"`` runs the transformer under bfloat16 autocast.
 
 **Training.** :func:`fit_finetuned` is :func:`~mmre_cli.learn.trainer.fit_classifier` with two
 learning rates (:func:`param_groups`: ``enc_lr`` for the transformer, no weight decay on its biases
@@ -270,7 +281,8 @@ class TextNodeEncoder(nn.Module):
             with autocast:
                 return self.transformer(ids, mask, types).float()
         lengths = mask.sum(1).tolist()
-        keys = ["\x1f".join(w) + "\x1e" + (c or "") for w, c in zip(marked, captions)] if self.cache_lower else None
+        keys = (["\x1f".join(w) + "\x1e" + ((c or "") if self.caption_tokens else "") for w, c in zip(marked, captions)]
+                if self.cache_lower else None)
         rows: list[Tensor | None] = [self._lower_cache.get(k) for k in keys] if keys else [None] * len(lengths)
         todo = [i for i, r in enumerate(rows) if r is None or r.device != dev]
         if todo:

@@ -102,6 +102,13 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "encoder_weights": None,      # finetune: the encoder's folder; null = resolved (or the features')
         "caption_tokens": 0,          # finetune: caption word pieces read as the 2nd segment; 0 = none
         "precision": "32",            # finetune: 32 | bf16 (the encoder under bfloat16 autocast)
+        "graph_encoder": "gat",       # gat (GATv2) | hop_attention (Graph4MM)
+        "hop_alpha": 0.1,             # hop_attention: alpha of sum_k alpha (1 - alpha)^k T^k
+        "hop_k": 4,                   # hop_attention: K terms (T^0 .. T^(K-1))
+        "fusion": "none",             # none | mm_qformer (Graph4MM's learnable queries)
+        "queries": 8,                 # mm_qformer: number of queries
+        "loss": "ce",                 # ce | ce+negative_learning (GraphMNL-style branches)
+        "nl_weight": 0.5,             # ce+negative_learning: lambda of the negative-learning term
     },
     "evaluate": {
         "split": "val",

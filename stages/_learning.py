@@ -131,6 +131,36 @@ def write_csv(path: str | Path, rows: list[dict]) -> None:
 CLASSIFIERS = ("gnn", "pooled", "finetune")
 
 
+#: ``train_gnn.graph_encoder`` -> :class:`~mmre_cli.learn.gnn.RelationGNN`'s ``conv``
+GRAPH_ENCODERS = {"gat": "gatv2", "hop_attention": "hop_attention"}
+#: the ``train_gnn`` keys :func:`graph_switches` reads
+SWITCH_KEYS = ("graph_encoder", "hop_alpha", "hop_k", "fusion", "queries", "loss", "nl_weight")
+
+
+def graph_switches(cfg: dict) -> dict:
+    """The classifier switches of issue 12 as :class:`~mmre_cli.learn.gnn.RelationGNN` kwargs:
+    ``graph_encoder`` (gat | hop_attention, with ``hop_alpha``/``hop_k``), ``fusion``
+    (none | mm_qformer, with ``queries``), ``loss`` (ce | ce+negative_learning, with ``nl_weight``).
+    Absent keys take the defaults (GATv2, no fusion, cross-entropy).
+
+    Raises:
+        MmreError: a value outside its choices.
+    """
+    from mmre_cli.learn.gnn import FUSIONS
+    from mmre_cli.learn.negative import LOSSES
+
+    enc = str(cfg.get("graph_encoder") or "gat")
+    fusion = str(cfg.get("fusion") or "none")
+    loss = str(cfg.get("loss") or "ce")
+    for key, value, choices in (("graph_encoder", enc, tuple(GRAPH_ENCODERS)), ("fusion", fusion, FUSIONS),
+                                ("loss", loss, LOSSES)):
+        if value not in choices:
+            raise MmreError(f"train_gnn.{key} must be one of {' | '.join(choices)}, not {value!r}")
+    return dict(conv=GRAPH_ENCODERS[enc], hop_alpha=float(cfg.get("hop_alpha", 0.1)), hop_k=int(cfg.get("hop_k", 4)),
+                fusion=fusion, queries=int(cfg.get("queries", 8)), loss=loss,
+                nl_weight=float(cfg.get("nl_weight", 0.5)))
+
+
 def build_classifier(kind: str, in_dim: int, num_classes: int, cfg: dict, encoder_weights: str | None = None,
                      encoder: str = "minilm"):
     """``gnn`` → :class:`RelationGNN`; ``pooled`` → :class:`PooledMLP` (the w/o-GNN ablation);
@@ -139,9 +169,10 @@ def build_classifier(kind: str, in_dim: int, num_classes: int, cfg: dict, encode
     text encoder fine-tuned, ``caption_tokens`` of the caption read as its second segment)."""
     from mmre_cli.learn.gnn import PooledMLP, RelationGNN
 
+    switches = graph_switches(cfg)
     if kind == "gnn":
         return RelationGNN(in_dim, num_classes, hidden=cfg["hidden"], layers=cfg["layers"], heads=cfg["heads"],
-                           dropout=cfg["dropout"])
+                           dropout=cfg["dropout"], **switches)
     if kind == "pooled":
         return PooledMLP(in_dim, num_classes, hidden=cfg["hidden"], dropout=cfg["dropout"])
     if kind == "finetune":
@@ -154,7 +185,7 @@ def build_classifier(kind: str, in_dim: int, num_classes: int, cfg: dict, encode
                                       encoder=encoder, caption_tokens=cfg.get("caption_tokens", 0),
                                       precision=str(cfg.get("precision", "32")),
                                       hidden=cfg["hidden"], layers=cfg["layers"], heads=cfg["heads"],
-                                      dropout=cfg["dropout"])
+                                      dropout=cfg["dropout"], **switches)
     raise MmreError(f"unknown classifier '{kind}' (train_gnn.model: {' | '.join(CLASSIFIERS)})")
 
 

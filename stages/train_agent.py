@@ -23,7 +23,7 @@ from pathlib import Path
 
 from mmre_cli.reporting import Reporter
 from stages._common import finish, reporter_or_null
-from stages._learning import TrainingSetup, build_classifier, loader, write_csv
+from stages._learning import SWITCH_KEYS, TrainingSetup, build_classifier, loader, write_csv
 
 SECTIONS = ["train_agent", "train_gnn"]
 
@@ -50,7 +50,9 @@ def run(*, cmg: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None
     setup = TrainingSetup(cmg, "merge-cmg", gpus, cfg["seed"], reporter_or_null(reporter))
     fabric, reporter, labels, none_id = setup.fabric, setup.reporter, setup.labels, setup.none_id
     train, val, in_dim = setup.train, setup.val, setup.in_dim
-    clf = build_classifier("gnn", in_dim, len(labels), gcfg)
+    # the reward classifier is the plain GATv2 + cross-entropy whatever train_gnn's switches say
+    # (graph_encoder / fusion / loss shape the final classifier only)
+    clf = build_classifier("gnn", in_dim, len(labels), {k: v for k, v in gcfg.items() if k not in SWITCH_KEYS})
     train_loader = setup.train_loader(cfg["batch_size"], cfg["seed"])
     reporter.info(f"reward classifier: {cfg['warmup_epochs']} epoch(s) on {len(train)} unedited train graphs")
     _, history = fit_classifier(clf, train_loader, loader(val, cfg["batch_size"], False), epochs=max(1, cfg["warmup_epochs"]),

@@ -47,6 +47,28 @@ def _finetune_encoder(graphs: Path, cfg: dict) -> tuple[str, str | None]:
     return str(name).lower(), ef.get("weights") if same else None
 
 
+AGENT_FILES = ("agent.safetensors", "agent.json")
+
+
+def _editor_to_copy(graphs: Path, agent: Path | None) -> Path | None:
+    """The train-agent folder whose editor goes into the model folder, or ``None`` when the graphs
+    were not edited (``train_agent.enabled: false``) or no folder is given.
+
+    Raises:
+        MmreError: the graphs were edited but ``agent`` lacks the editor's files.
+    """
+    from mmre_cli.errors import MmreError
+
+    if agent is None or not upstream_params(graphs).get("train_agent", {}).get("enabled"):
+        return None
+    agent = Path(agent)
+    missing = [n for n in AGENT_FILES if not (agent / n).is_file()]
+    if missing:
+        raise MmreError(f"{graphs} was edited by the RL editor, but {agent} has no {', '.join(missing)}: pass "
+                        f"--agent with train-agent's output folder (the model carries the editor for predict)")
+    return agent
+
+
 def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None = None,
         reporter: Reporter | None = None, agent: Path | None = None) -> dict:
     """Run the stage; returns (and writes) its statistics."""
@@ -58,6 +80,7 @@ def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | N
 
     graphs, out = Path(graphs), Path(out)
     cfg = params["train_gnn"]
+    agent_dir = _editor_to_copy(graphs, agent)  # checked before training, not after it
     finetune = cfg["model"] == "finetune"
     encoder, weights = _finetune_encoder(graphs, cfg) if finetune else ("minilm", None)
     setup = TrainingSetup(graphs, "diffuse", gpus, cfg["seed"], reporter_or_null(reporter),
@@ -92,9 +115,8 @@ def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | N
     save_checkpoint(out, "model", model, {"labels": labels, "none_id": none_id, "encoder": man["encoder"],
                                           "encoder_name": man.get("info", {}).get("encoder"), "history": history})
     upstream = upstream_params(graphs)
-    agent_dir = Path(agent) if agent is not None else None
-    if upstream.get("train_agent", {}).get("enabled") and agent_dir is not None:
-        for name in ("agent.safetensors", "agent.json"):
+    if agent_dir is not None:
+        for name in AGENT_FILES:
             shutil.copyfile(agent_dir / name, out / name)
     pipeline = {"mmre_version": __version__, "schema_version": SCHEMA_VERSION, "encoder": man["encoder"],
                 "encoder_name": man.get("info", {}).get("encoder"), "dim": man["dim"], "labels": labels,

@@ -436,7 +436,10 @@ class FinetunedRelationModel(nn.Module):
         train_layers (int, optional): top transformer layers to fine-tune, ``None`` all.
             (default: ``None``)
         hidden, layers, heads, edge_dim, num_edge_types, conv, dropout, gnn_readout,
-            use_node_types: passed to :class:`RelationGNN` (``gnn_readout`` as its ``readout``).
+            use_node_types, hop_alpha, hop_k, fusion, queries: passed to :class:`RelationGNN`
+            (``gnn_readout`` as its ``readout``).
+        loss, nl_weight: ``"ce+negative_learning"`` adds the branches of
+            :mod:`mmre_cli.learn.negative`, the text view being the marker states.
 
     Shapes:
         - **input:** a ``Batch`` of ``graph_to_data(g, words=True)`` graphs
@@ -452,7 +455,8 @@ class FinetunedRelationModel(nn.Module):
                  hidden: int = 256, layers: int = 2,
                  heads: int = 4, edge_dim: int = EDGE_ATTR_DIM, num_edge_types: int = len(EDGE_TYPES),
                  conv: str = "gatv2", dropout: float = 0.2, gnn_readout: str = "head_tail_pool",
-                 use_node_types: bool = True):
+                 use_node_types: bool = True, hop_alpha: float = 0.1, hop_k: int = 4, fusion: str = "none",
+                 queries: int = 8, loss: str = "ce", nl_weight: float = 0.5):
         super().__init__()
         if readout not in ("gnn", "gnn_markers"):
             raise ValueError(f"readout must be 'gnn' or 'gnn_markers', not {readout!r}")
@@ -462,7 +466,8 @@ class FinetunedRelationModel(nn.Module):
                            caption_tokens=caption_tokens, precision=precision, hidden=hidden, layers=layers,
                            heads=heads, edge_dim=edge_dim,
                            num_edge_types=num_edge_types, conv=conv, dropout=dropout, gnn_readout=gnn_readout,
-                           use_node_types=use_node_types)
+                           use_node_types=use_node_types, hop_alpha=hop_alpha, hop_k=hop_k, fusion=fusion,
+                           queries=queries, loss=loss, nl_weight=nl_weight)
         self.encoder = TextNodeEncoder(encoder_weights, markers=markers, max_length=max_length,
                                        train_layers=train_layers, encoder=encoder, caption_tokens=caption_tokens,
                                        precision=precision)
@@ -471,14 +476,22 @@ class FinetunedRelationModel(nn.Module):
         self.project = nn.Linear(in_dim, dim) if in_dim != dim else None
         self.gnn = RelationGNN(dim, num_classes, hidden=hidden, layers=layers, heads=heads, edge_dim=edge_dim,
                                num_edge_types=num_edge_types, conv=conv, dropout=dropout, readout=gnn_readout,
-                               use_node_types=use_node_types)
+                               use_node_types=use_node_types, hop_alpha=hop_alpha, hop_k=hop_k, fusion=fusion,
+                               queries=queries)
         self.readout = readout
         if readout == "gnn_markers":
-            z_dim = self.gnn.classifier[0].in_features
-            self.gnn.classifier = nn.Identity()  # gnn(data) now returns its readout z
+            z_dim = self.gnn.z_dim
+            self.gnn.classifier = nn.Identity()  # the GNN's readout z goes to self.classifier with the markers
             self.marker_norm = nn.LayerNorm(self.encoder.dim)
             self.classifier = nn.Sequential(nn.Linear(z_dim + 2 * self.encoder.dim, hidden), nn.GELU(),
                                             nn.Dropout(dropout), nn.Linear(hidden, num_classes))
+        self.branch_heads = None
+        if loss == "ce+negative_learning":  # text view: the marker states (gnn_markers) or the GNN's
+            from mmre_cli.learn.negative import BranchHeads
+
+            text_dim = 2 * dim if readout == "gnn_markers" else 4 * hidden
+            self.branch_heads = BranchHeads(text_dim, 3 * hidden, self.gnn.z_dim, num_classes, hidden, dropout,
+                                            nl_weight=nl_weight)
 
     def text_features(self, data, vectors: list[Tensor], has: list[Tensor]) -> Tensor:
         """``data.x`` with the text nodes' rows replaced by span means of the fresh word vectors.
@@ -528,11 +541,20 @@ class FinetunedRelationModel(nn.Module):
         vectors, has, ents = self.encoder.encode(words, heads, tails, captions)
         run = copy.copy(data)
         run.x = self.text_features(data, vectors, has)
+        h0, h = self.gnn.encode(run)
+        z = self.gnn.readout_vector(run, h)
         if self.readout == "gnn":
-            return self.gnn(run)
-        z = self.gnn(run)
-        m = self.marker_norm(ents).reshape(ents.size(0), -1)
-        return self.classifier(torch.cat([z, m], dim=-1))
+            logits = self.gnn.classifier(z)
+            markers = None
+        else:
+            markers = self.marker_norm(ents).reshape(ents.size(0), -1)
+            logits = self.classifier(torch.cat([z, markers], dim=-1))
+        if self.branch_heads is None or not self.training:
+            return logits
+        views, has_image = self.gnn.views(run, h0, z)
+        if markers is not None:
+            views["text"] = markers
+        return self.branch_heads(logits, views, has_image)
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,6 +23,14 @@ sees it. The readout for graph :math:`g` with head node :math:`h_g` and tail nod
         \mathbf{h}_{h_g} \odot \mathbf{h}_{t_g} \,\|\, \mathrm{mean}_{i \in g}\mathbf{h}_i],
     \qquad \hat{\mathbf{y}}_g = \mathrm{MLP}(\mathbf{z}_g)
 
+Switches (issue 12): ``conv="hop_attention"`` replaces each GATv2 layer by Graph4MM's
+:class:`~mmre_cli.learn.hop_attention.HopDiffusedAttention` (same residual and norm);
+``fusion="mm_qformer"`` appends Graph4MM's :class:`~mmre_cli.learn.qformer.MMQFormer` readout
+:math:`\mathbf{q}_g` to :math:`\mathbf{z}_g`; ``loss="ce+negative_learning"`` adds GraphMNL-style
+text / image-view / structure branches (:mod:`mmre_cli.learn.negative`): in training mode the
+forward then returns a dict with every branch's logits, and :meth:`RelationGNN.loss` turns it
+into the loss; in eval mode it returns the fusion logits as always.
+
 :class:`PooledMLP` — the "w/o GNN" ablation: the same readout on the *input* features, no edges.
 
 Both take a PyG ``Data``/``Batch`` as produced by ``mmre_cli.graphs.pyg.graph_to_data`` and
@@ -41,13 +49,34 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmre_cli.graphs.graph import EDGE_ATTR_DIM, EDGE_TYPES, MODALITIES, NODE_KINDS
 
-__all__ = ["RelationGNN", "PooledMLP", "MODEL_REGISTRY", "register_model"]
+__all__ = ["RelationGNN", "PooledMLP", "MODEL_REGISTRY", "register_model", "CONVS", "FUSIONS",
+           "classification_loss"]
 
 _NUM_ROLES = 3
+#: graph layers of :class:`RelationGNN` (``train_gnn.graph_encoder``: ``gat`` = ``gatv2``)
+CONVS = ("gatv2", "gat", "hop_attention")
+#: readout fusions (``train_gnn.fusion``)
+FUSIONS = ("none", "mm_qformer")
+_TEXT = MODALITIES.index("text")
+
+
+def classification_loss(model: nn.Module, out, y: Tensor, weight: Tensor | None) -> Tensor:
+    """The training loss for a model's forward output: class-weighted cross-entropy on logits, or
+    the branch loss of :mod:`mmre_cli.learn.negative` when the forward returned branches (a dict).
+
+    Shapes:
+        ``out [B, C]`` (or the branch dict), ``y [B]`` -> scalar
+    """
+    if isinstance(out, dict):
+        from mmre_cli.learn.negative import branch_loss
+
+        return branch_loss(out, y, weight, model.branch_heads)
+    return F.cross_entropy(out.float(), y, weight=weight)
 
 
 def _graph_context(data) -> tuple[Tensor, int, Tensor, Tensor]:
@@ -65,6 +94,25 @@ def _mean_pool(h: Tensor, batch: Tensor, size: int) -> Tensor:
     from torch_geometric.nn import global_mean_pool
 
     return global_mean_pool(h, batch, size=size)
+
+
+def _modality(data, like: Tensor) -> Tensor:
+    """``node_modality [N]`` (all text when the data carries none)."""
+    mod = getattr(data, "node_modality", None)
+    if not isinstance(mod, Tensor) or mod.numel() != like.size(0):
+        return torch.full((like.size(0),), _TEXT, dtype=torch.long, device=like.device)
+    return mod.long().to(like.device)
+
+
+def _masked_mean(h: Tensor, batch: Tensor, size: int, mask: Tensor) -> Tensor:
+    """Per-graph mean of the rows of ``h`` where ``mask``; zeros for a graph with none.
+
+    Shapes:
+        ``h [N, H]``, ``batch [N]``, ``mask [N]`` -> ``[size, H]``
+    """
+    sums = h.new_zeros(size, h.size(1)).index_add(0, batch[mask], h[mask])
+    cnt = h.new_zeros(size).index_add(0, batch[mask], torch.ones_like(batch[mask], dtype=h.dtype))
+    return sums / cnt.clamp(min=1.0).unsqueeze(-1)
 
 
 def _classifier(in_dim: int, hidden: int, num_classes: int, dropout: float) -> nn.Sequential:
@@ -101,8 +149,9 @@ class RelationGNN(nn.Module):
         edge_dim (int, optional): ``edge_attr`` width. (default: ``EDGE_ATTR_DIM`` = 7)
         num_edge_types (int, optional): size of the edge-type vocabulary.
             (default: ``len(EDGE_TYPES)``)
-        conv (str, optional): ``"gatv2"`` (:class:`~torch_geometric.nn.GATv2Conv`) or ``"gat"``
-            (:class:`~torch_geometric.nn.GATConv`). (default: ``"gatv2"``)
+        conv (str, optional): ``"gatv2"`` (:class:`~torch_geometric.nn.GATv2Conv`), ``"gat"``
+            (:class:`~torch_geometric.nn.GATConv`) or ``"hop_attention"``
+            (:class:`~mmre_cli.learn.hop_attention.HopDiffusedAttention`). (default: ``"gatv2"``)
         dropout (float, optional): dropout on features, attention and the classifier.
             (default: ``0.2``)
         readout (str, optional): ``"head_tail_pool"`` (:math:`[h_h, h_t, h_h \odot h_t,
@@ -110,6 +159,11 @@ class RelationGNN(nn.Module):
             (default: ``"head_tail_pool"``)
         use_node_types (bool, optional): add kind / modality / role embeddings to the input
             projection when the data carries them. (default: ``True``)
+        hop_alpha, hop_k (optional): :math:`\alpha` and :math:`K` of hop attention. (default: ``0.1``, ``4``)
+        fusion (str, optional): ``"none"`` or ``"mm_qformer"``. (default: ``"none"``)
+        queries (int, optional): MM-QFormer queries. (default: ``8``)
+        loss (str, optional): ``"ce"`` or ``"ce+negative_learning"``. (default: ``"ce"``)
+        nl_weight (float, optional): :math:`\lambda` of negative learning. (default: ``0.5``)
 
     Shapes:
         - **input:** a ``Data``/``Batch`` with ``x [N, F]``, ``edge_index [2, E]``,
@@ -123,21 +177,30 @@ class RelationGNN(nn.Module):
                  edge_dim: int = EDGE_ATTR_DIM, num_edge_types: int = len(EDGE_TYPES),
                  conv: Literal["gatv2", "gat"] = "gatv2", dropout: float = 0.2,
                  readout: Literal["head_tail_pool", "head_tail"] = "head_tail_pool",
-                 use_node_types: bool = True):
+                 use_node_types: bool = True, hop_alpha: float = 0.1, hop_k: int = 4,
+                 fusion: Literal["none", "mm_qformer"] = "none", queries: int = 8,
+                 loss: Literal["ce", "ce+negative_learning"] = "ce", nl_weight: float = 0.5):
         super().__init__()
         from torch_geometric.nn import GATConv, GATv2Conv
+
+        from mmre_cli.learn.negative import LOSSES
 
         if hidden % heads:
             raise ValueError(f"hidden={hidden} must be divisible by heads={heads}")
         if readout not in ("head_tail_pool", "head_tail"):
             raise ValueError(f"unknown readout {readout!r}")
-        conv_cls = {"gatv2": GATv2Conv, "gat": GATConv}.get(conv)
-        if conv_cls is None:
-            raise ValueError(f"conv must be 'gatv2' or 'gat', not {conv!r}")
+        if conv not in CONVS:
+            raise ValueError(f"conv must be one of {', '.join(CONVS)}, not {conv!r}")
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, not {fusion!r}")
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {loss!r}")
         #: constructor kwargs, written to the checkpoint sidecar
         self.config = dict(in_dim=in_dim, num_classes=num_classes, hidden=hidden, layers=layers, heads=heads,
                            edge_dim=edge_dim, num_edge_types=num_edge_types, conv=conv, dropout=dropout,
-                           readout=readout, use_node_types=use_node_types)
+                           readout=readout, use_node_types=use_node_types, hop_alpha=hop_alpha, hop_k=hop_k,
+                           fusion=fusion, queries=queries, loss=loss, nl_weight=nl_weight)
+        self.conv = conv
         self.edge_dim = edge_dim
         self.readout = readout
         self.dropout = nn.Dropout(dropout)
@@ -149,18 +212,39 @@ class RelationGNN(nn.Module):
             self.role_emb = nn.Embedding(_NUM_ROLES, hidden)
         self.edge_type_emb = nn.Embedding(num_edge_types, hidden)
         self.edge_proj = nn.Linear(edge_dim + 1, hidden)  # +1: diffusion edge weight column
-        self.convs = nn.ModuleList(
-            conv_cls(hidden, hidden // heads, heads=heads, concat=True, dropout=dropout, edge_dim=hidden,
-                     add_self_loops=True, fill_value="mean")
-            for _ in range(layers)
-        )
+        if conv == "hop_attention":
+            from mmre_cli.learn.hop_attention import HopDiffusedAttention
+
+            self.convs = nn.ModuleList(
+                HopDiffusedAttention(hidden, heads=heads, alpha=hop_alpha, hops=hop_k, edge_dim=hidden,
+                                     dropout=dropout) for _ in range(layers))
+        else:
+            conv_cls = {"gatv2": GATv2Conv, "gat": GATConv}[conv]
+            self.convs = nn.ModuleList(
+                conv_cls(hidden, hidden // heads, heads=heads, concat=True, dropout=dropout, edge_dim=hidden,
+                         add_self_loops=True, fill_value="mean")
+                for _ in range(layers)
+            )
         self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(layers))
         # N(0, 1) embeddings (PyTorch's default) are ~16x the norm of a projected unit-length
         # feature at H=256 and drown it: the GNN then learns nothing (measured: val F1 stuck at 0).
         for emb in (self.edge_type_emb, *((self.kind_emb, self.mod_emb, self.role_emb) if use_node_types else ())):
             nn.init.normal_(emb.weight, std=0.02)
-        z_dim = hidden * (4 if readout == "head_tail_pool" else 3)
-        self.classifier = _classifier(z_dim, hidden, num_classes, dropout)
+        struct_dim = hidden * (4 if readout == "head_tail_pool" else 3)
+        self.qformer = None
+        if fusion == "mm_qformer":
+            from mmre_cli.learn.qformer import MMQFormer
+
+            self.qformer = MMQFormer(hidden, num_queries=queries, heads=heads, dropout=dropout)
+        #: width of :meth:`readout`'s output z (the classifier's input)
+        self.z_dim = struct_dim + (hidden if self.qformer is not None else 0)
+        self.classifier = _classifier(self.z_dim, hidden, num_classes, dropout)
+        self.branch_heads = None
+        if loss == "ce+negative_learning":
+            from mmre_cli.learn.negative import BranchHeads
+
+            self.branch_heads = BranchHeads(4 * hidden, 3 * hidden, self.z_dim, num_classes, hidden, dropout,
+                                            nl_weight=nl_weight)
 
     def edge_features(self, data) -> Tensor:
         """Edge embeddings ``E_type[t] + W_e [edge_attr || edge_weight]``.
@@ -188,35 +272,77 @@ class RelationGNN(nn.Module):
             out = out + self.edge_type_emb(et.long().to(dev).clamp(0, self.edge_type_emb.num_embeddings - 1))
         return out
 
+    def encode(self, data) -> tuple[Tensor, Tensor]:
+        """``(h0, h)``: the projected input states and the node states after the last layer.
+
+        Shapes:
+            ``[N, H]``, ``[N, H]``
+        """
+        x = data.x.to(self.in_proj.weight.dtype)
+        h0 = self.in_proj(x)
+        if self.use_node_types:
+            h0 = h0 + _node_type_embedding(data, self.kind_emb, self.mod_emb, self.role_emb, x.size(0), h0.device)
+        h = self.dropout(h0)
+        e = self.edge_features(data)
+        batch = getattr(data, "batch", None)
+        for conv, norm in zip(self.convs, self.norms):
+            out = conv(h, data.edge_index, batch, e) if self.conv == "hop_attention" else conv(h, data.edge_index, e)
+            h = norm(h + self.dropout(nn.functional.elu(out)))
+        return h0, h
+
     def node_embeddings(self, data) -> Tensor:
         """Node states after the last attention layer.
 
         Shapes:
             ``[N, H]``
         """
-        x = data.x.to(self.in_proj.weight.dtype)
-        h = self.in_proj(x)
-        if self.use_node_types:
-            h = h + _node_type_embedding(data, self.kind_emb, self.mod_emb, self.role_emb, x.size(0), h.device)
-        h = self.dropout(h)
-        e = self.edge_features(data)
-        for conv, norm in zip(self.convs, self.norms):
-            h = norm(h + self.dropout(nn.functional.elu(conv(h, data.edge_index, e))))
-        return h
+        return self.encode(data)[1]
 
-    def forward(self, data) -> Tensor:
-        """Relation logits, one row per graph.
+    def readout_vector(self, data, h: Tensor) -> Tensor:
+        r""":math:`\mathbf{z}_g` (with the MM-QFormer's :math:`\mathbf{q}_g` appended when on).
 
         Shapes:
-            data (``N`` nodes, ``B`` graphs) -> ``[B, C]``
+            ``h [N, H]`` -> ``[B, z_dim]``
         """
-        h = self.node_embeddings(data)
         batch, b, head, tail = _graph_context(data)
         hh, ht = h[head], h[tail]
         parts = [hh, ht, hh * ht]
         if self.readout == "head_tail_pool":
             parts.append(_mean_pool(h, batch, b))
-        return self.classifier(torch.cat(parts, dim=-1))
+        if self.qformer is not None:
+            parts.append(self.qformer(h, _modality(data, h), batch, b))
+        return torch.cat(parts, dim=-1)
+
+    def views(self, data, h0: Tensor, z: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+        """The branch views of :mod:`mmre_cli.learn.negative` and ``has_image [B]``.
+
+        Shapes:
+            ``text [B, 4H]``, ``image [B, 3H]``, ``structure [B, z_dim]``
+        """
+        batch, b, head, tail = _graph_context(data)
+        text = _modality(data, h0) == _TEXT
+        uh, ut = h0[head], h0[tail]
+        t_mean = _masked_mean(h0, batch, b, text)
+        v_mean = _masked_mean(h0, batch, b, ~text)
+        has_image = torch.bincount(batch[~text], minlength=b) > 0
+        views = {"text": torch.cat([uh, ut, uh * ut, t_mean], dim=-1),
+                 "image": torch.cat([v_mean, v_mean * uh, v_mean * ut], dim=-1), "structure": z}
+        return views, has_image
+
+    def forward(self, data):
+        """Relation logits, one row per graph (with negative learning, in training mode: the
+        branch dict of :class:`~mmre_cli.learn.negative.BranchHeads`).
+
+        Shapes:
+            data (``N`` nodes, ``B`` graphs) -> ``[B, C]``
+        """
+        h0, h = self.encode(data)
+        z = self.readout_vector(data, h)
+        logits = self.classifier(z)
+        if self.branch_heads is not None and self.training:
+            views, has_image = self.views(data, h0, z)
+            return self.branch_heads(logits, views, has_image)
+        return logits
 
 
 class PooledMLP(nn.Module):

@@ -48,6 +48,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from mmre_cli.learn.gnn import classification_loss
 from mmre_cli.learn.metrics import peer_scores
 from mmre_cli.reporting import NullReporter, Reporter
 
@@ -282,8 +283,7 @@ def fit_classifier(model: nn.Module, train_loader: Iterable, val_loader: Iterabl
                 for batch in train_loader:
                     batch = _to_device(batch, device, fabric)
                     y = batch.y.reshape(-1).long()
-                    logits = run_model(batch).float()
-                    loss = F.cross_entropy(logits, y, weight=weights)
+                    loss = classification_loss(base_model, run_model(batch), y, weights)
                     optimizer.zero_grad(set_to_none=True)
                     if fabric is not None:
                         fabric.backward(loss)

@@ -274,3 +274,54 @@ def test_hf_encoder_with_caption_pairs_trains_evaluates_and_predicts(trained, tm
     (model / "pipeline.json").write_text(json.dumps(pipeline))
     refused = _predict(*args)
     assert refused.exit_code == 2 and "fine-tuned encoder mismatch" in refused.output
+
+
+@pytest.mark.parametrize("switches", [
+    ("train_gnn.graph_encoder=hop_attention",),
+    ("train_gnn.fusion=mm_qformer",),
+    ("train_gnn.loss=ce+negative_learning",),
+    ("train_gnn.graph_encoder=hop_attention", "train_gnn.fusion=mm_qformer", "train_gnn.loss=ce+negative_learning"),
+], ids=["hop_attention", "mm_qformer", "negative_learning", "all_three"])
+def test_classifier_switches_train_through_the_cli_and_predict(trained, tmp_path, switches):
+    """Issue 12: `mmre train-gnn -S train_gnn.<switch>=...` trains; predict and evaluate agree."""
+    model = tmp_path / "model"
+    sets = [a for s in switches for a in ("-S", s)]
+    result = runner.invoke(app, ["train-gnn", "--graphs", str(trained["diffused"]), "--agent", str(trained["root"] / "agent"),
+                                 "--out", str(model), "-S", "train_gnn.epochs=1", "-S", "train_gnn.hidden=32",
+                                 "-S", "train_gnn.heads=2", *sets, "-q"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((model / "model.json").read_text())["model_kwargs"]
+    for s in switches:
+        key, value = s.removeprefix("train_gnn.").split("=")
+        expect = {"graph_encoder": ("conv", {"hop_attention": "hop_attention"})}.get(key)
+        if expect:
+            assert config[expect[0]] == expect[1][value]
+        else:
+            assert config[key] == value
+    recorded = json.loads((model / "pipeline.json").read_text())["params"]["train_gnn"]
+    assert all(str(recorded[s.split("=")[0].removeprefix("train_gnn.")]) == s.split("=")[1] for s in switches)
+    _predict_equals_evaluate(model, trained)
+
+
+def test_finetuned_model_with_all_switches_predicts(trained, tmp_path):
+    from mmre_cli.features.encoders import resolve_minilm_dir
+    from mmre_cli.params import DEFAULTS
+    from stages import train_gnn
+
+    if resolve_minilm_dir(None) is None:
+        pytest.skip("all-MiniLM-L6-v2 weights not installed")
+    params = copy.deepcopy(DEFAULTS)
+    params["train_gnn"].update(model="finetune", epochs=1, hidden=32, heads=2, train_layers=1, batch_size=16,
+                               graph_encoder="hop_attention", fusion="mm_qformer", loss="ce+negative_learning")
+    model = tmp_path / "ft_switches"
+    train_gnn.run(graphs=trained["diffused"], out=model, params=params, agent=trained["root"] / "agent")
+    config = json.loads((model / "model.json").read_text())["model_kwargs"]
+    assert (config["conv"], config["fusion"], config["loss"]) == ("hop_attention", "mm_qformer", "ce+negative_learning")
+    _predict_equals_evaluate(model, trained)
+
+
+def test_unknown_switch_value_is_one_clear_error(trained, tmp_path):
+    result = runner.invoke(app, ["train-gnn", "--graphs", str(trained["diffused"]), "--out", str(tmp_path / "m"),
+                                 "-S", "train_gnn.fusion=transformer", "-q"])
+    assert result.exit_code != 0
+    assert "train_gnn.fusion must be one of none | mm_qformer" in result.output

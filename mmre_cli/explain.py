@@ -374,6 +374,5 @@ def draw_explanation(path: str | Path, *, cmg: Graph, refined: Graph | None, ima
     if hidden:
         handles.append(Line2D([], [], linestyle="", label=f"{hidden} token node(s) away from HEAD/TAIL not drawn"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8.5, frameon=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, format=path.suffix.lower().lstrip(".") or "png")
     return path

@@ -67,6 +67,10 @@ class Query:
     tail: str | None = None
     caption: str | None = None
     where: str = ""
+    #: token spans ``(start, end)`` over the spaCy tokens of ``text`` (``--batch`` lines may give
+    #: ``"head": [s, e]``); when set they are used as they are, ``head``/``tail`` keep their words
+    head_span: tuple[int, int] | None = None
+    tail_span: tuple[int, int] | None = None
     checked: bool = field(default=False, repr=False)
 
 
@@ -206,11 +210,26 @@ def read_batch(path: Path) -> list[Query]:
         if unknown:
             raise InputError(f"unknown field(s) {', '.join(unknown)} (allowed: image, text, head, tail, caption)",
                              path=str(path), line=number)
+        spans = {}
+        for key in ("head", "tail"):  # a token span [start, end) instead of the entity's words
+            value = record.get(key)
+            if isinstance(value, list):
+                if len(value) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in value) \
+                        or not 0 <= value[0] < value[1]:
+                    raise InputError(f"field {key!r} as a token span must be [start, end] with 0 <= start < end",
+                                     path=str(path), line=number)
+                spans[key] = (value[0], value[1])
+                record[key] = None
         for key in ("image", "text", "head", "tail", "caption"):
             if record.get(key) is not None and not isinstance(record[key], str):
-                raise InputError(f"field {key!r} must be a string", path=str(path), line=number)
+                raise InputError(f"field {key!r} must be a string" + (" or a token span [start, end]"
+                                 if key in ("head", "tail") else ""), path=str(path), line=number)
         if "text" not in record or record["text"] is None:
             raise InputError("field 'text' is missing", path=str(path), line=number)
+        if (record.get("head") is not None or "head" in spans) != (record.get("tail") is not None or "tail" in spans):
+            raise InputError("give both head and tail, or neither", path=str(path), line=number)
+        if ("head" in spans) != ("tail" in spans):
+            raise InputError("give head and tail both as words or both as token spans", path=str(path), line=number)
         image = record.get("image")
         image_path = None
         if image:
@@ -218,7 +237,8 @@ def read_batch(path: Path) -> list[Query]:
             if not image_path.is_absolute():
                 image_path = path.parent / image_path
         queries.append(Query(text=record["text"], image=image_path, head=record.get("head"), tail=record.get("tail"),
-                             caption=record.get("caption"), where=f"{path}:{number}"))
+                             caption=record.get("caption"), where=f"{path}:{number}", head_span=spans.get("head"),
+                             tail_span=spans.get("tail")))
     return queries
 
 
@@ -241,9 +261,14 @@ def check_query(query: Query, max_pixels: int | None) -> None:
         raise InputError(f"{where}the text is empty")
     if (query.head is None) != (query.tail is None):
         raise InputError(f"{where}give both --head and --tail, or neither (then spaCy's entities are paired)")
+    folded = " ".join(query.text.split()).casefold()
     for flag, name in (("--head", query.head), ("--tail", query.tail)):
         if name is not None and not name.strip():
             raise InputError(f"{where}{flag} is empty")
+        # not even a substring: it cannot be a token span either (the token check needs spaCy,
+        # which loads with the model; this one answers before anything loads)
+        if name is not None and " ".join(name.split()).casefold() not in folded:
+            raise InputError(f"{where}{flag} {name!r} is not in the text")
     if query.image is not None:
         path = Path(query.image).expanduser()
         try:
@@ -257,21 +282,23 @@ def check_query(query: Query, max_pixels: int | None) -> None:
 def _find_span(tokens: list[str], words: list[str], avoid: tuple[int, int] | None = None) -> tuple[int, int] | None:
     """First ``[start, end)`` where ``words`` occur in ``tokens``: exact case first, then any case.
 
-    A span overlapping ``avoid`` is taken only when no other occurrence exists.
+    An occurrence overlapping ``avoid`` (the head's span, when looking for the tail) is returned
+    only when there is no other, in either case; the caller then refuses the overlap.
     """
     n = len(words)
     if n == 0:
         return None
+    hits: list[int] = []
     for fold in (lambda s: s, str.casefold):
         want = [fold(w) for w in words]
-        hits = [i for i in range(len(tokens) - n + 1) if [fold(t) for t in tokens[i:i + n]] == want]
-        if hits:
-            if avoid is not None:
-                free = [i for i in hits if i + n <= avoid[0] or i >= avoid[1]]
-                if free:
-                    return free[0], free[0] + n
-            return hits[0], hits[0] + n
-    return None
+        hits += [i for i in range(len(tokens) - n + 1) if [fold(t) for t in tokens[i:i + n]] == want and i not in hits]
+    if not hits:
+        return None
+    if avoid is not None:
+        free = [i for i in hits if i + n <= avoid[0] or i >= avoid[1]]
+        if free:
+            return free[0], free[0] + n
+    return hits[0], hits[0] + n
 
 
 # ---------------------------------------------------------------------------------------------
@@ -364,7 +391,17 @@ class Predictor:
         check_query(query, self.max_pixels)
         text = " ".join(query.text.split())
         image = None if query.image is None else str(query.image)
-        if query.head is not None:
+        if query.head_span is not None:
+            tokens = [t.text for t in self.nlp.make_doc(text)]
+            for flag, (start, end) in (("head", query.head_span), ("tail", query.tail_span)):
+                if end > len(tokens):
+                    raise InputError(f"{where}{flag} span [{start}, {end}] is past the text's {len(tokens)} tokens "
+                                     f"({' '.join(f'{i}:{t}' for i, t in enumerate(tokens))})")
+            spans = [query.head_span, query.tail_span]
+            if spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1]:
+                raise InputError(f"{where}the head span {list(spans[0])} and tail span {list(spans[1])} overlap")
+            pairs, source = [tuple(spans)], "given"
+        elif query.head is not None:
             doc = self.nlp.make_doc(text)
             tokens = [t.text for t in doc]
             spans = []
@@ -374,8 +411,10 @@ class Predictor:
                 if span is None:
                     raise InputError(f"{where}{flag} {name!r} is not in the text (tokens: {' '.join(tokens)})")
                 spans.append(span)
-            if spans[0] == spans[1]:
-                raise InputError(f"{where}--head and --tail name the same words ({query.head!r})")
+            if spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1]:
+                raise InputError(f"{where}--tail {query.tail!r} occurs only inside --head {query.head!r}; in --batch "
+                                 "give token spans (\"head\": [start, end])" if spans[0] != spans[1] else
+                                 f"{where}--head and --tail name the same words ({query.head!r})")
             pairs, source = [tuple(spans)], "given"
         else:
             doc = self.ner(text)

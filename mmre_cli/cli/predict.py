@@ -20,8 +20,8 @@ def predict(
     tail: Annotated[Optional[str], typer.Option(help="Tail entity text (must occur in TEXT).", show_default=False)] = None,
     model: Annotated[Path, typer.Option("--model", help="Model folder written by train-gnn.")] = Path("out/model"),
     image_caption: Annotated[Optional[str], typer.Option(help="The image's caption, for models trained with captions as the image's view (no captioning model can be had offline, so give it yourself).", show_default=False)] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="JSON lines on stdout instead of a table.")] = False,
-    batch: Annotated[Optional[Path], typer.Option("--batch", help="JSONL of instances {\"image\"?, \"text\", \"head\"?, \"tail\"?, \"caption\"?} (image paths relative to the file's folder; no image = text only), predicted with models loaded once.", show_default=False)] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="JSON lines on stdout instead of a table, one per (head, tail) pair: head, tail (the entities' words), relation, probability, top3 (the three most probable [label, probability], the prediction first), text (the sentence as tokenised), image (its path, or null).")] = False,
+    batch: Annotated[Optional[Path], typer.Option("--batch", help="JSONL of instances {\"image\"?, \"text\", \"head\"?, \"tail\"?, \"caption\"?} (image paths relative to the file's folder; no image = text only; head/tail as words, or as token spans [start, end) over spaCy's tokens, e.g. \"tail\": [0, 1] when the tail's words also occur inside the head), predicted with models loaded once.", show_default=False)] = None,
     explain: Annotated[Optional[Path], typer.Option("--explain", help="Write a picture (.png/.svg) of one prediction (the most probable non-None one, else the first): the image with its boxes beside the cross-modal graph as the editor and diffusion left it.", show_default=False)] = None,
     max_pairs: Annotated[int, typer.Option("--max-pairs", min=1, help="Most entity pairs per input when no --head/--tail is given.")] = 20,
     encoder_weights: Annotated[Optional[Path], typer.Option("--encoder-weights", help="Encoder weights to use instead of those recorded in the model (must be the same weights: checked by fingerprint).", show_default=False)] = None,
@@ -41,6 +41,8 @@ def predict(
 
     if explain is not None and explain.suffix.lower() not in (".png", ".svg"):
         raise MmreError(f"--explain {explain}: the picture must be .png or .svg")
+    if explain is not None and not explain.expanduser().resolve().parent.is_dir():
+        raise MmreError(f"--explain {explain}: the folder {explain.parent} does not exist (it is not created for you)")
     if batch is not None:
         if image is not None or text is not None or head is not None or tail is not None or image_caption is not None:
             raise MmreError("--batch takes its inputs from the file: give no IMAGE/TEXT/--head/--tail/--image-caption with it")

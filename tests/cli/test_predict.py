@@ -201,7 +201,8 @@ def _bomb(tmp_path) -> Path:
 
 @pytest.mark.parametrize("case", ["missing_image", "not_an_image", "too_many_pixels", "empty_text", "head_not_in_text",
                                   "only_head", "incompatible_version", "incompatible_schema", "missing_weights",
-                                  "missing_pipeline", "no_model_folder", "encoder_mismatch", "bad_batch_line"])
+                                  "missing_pipeline", "no_model_folder", "encoder_mismatch", "bad_batch_line",
+                                  "explain_folder_missing", "tail_only_inside_head", "bad_span"])
 def test_bad_input_is_one_line_and_exit_2(trained, tmp_path, case):
     v = _val(0)
     image, text, extra = v["image"], v["text"], ["--head", v["head"], "--tail", v["tail"]]
@@ -234,11 +235,20 @@ def test_bad_input_is_one_line_and_exit_2(trained, tmp_path, case):
     elif case == "encoder_mismatch":
         model = _bad_model(trained, tmp_path, edit={"encoder": "minilm:all-MiniLM-L6-v2:sha256=0000000000000000:size=1"})
         expect = "sha256=0000000000000000"
+    elif case == "explain_folder_missing":
+        extra, expect = extra + ["--explain", str(tmp_path / "no" / "such" / "x.png")], "does not exist"
+    elif case == "tail_only_inside_head":
+        text, extra, expect = "Camila Cabello sings", ["--head", "Camila Cabello", "--tail", "Camila"], "only inside"
     if case == "bad_batch_line":
         batch = tmp_path / "b.jsonl"
         batch.write_text(json.dumps({"text": text, "head": v["head"], "tail": v["tail"]}) + "\n{not json\n")
         result = _predict("--batch", str(batch), "--model", str(model))
         expect = "b.jsonl:2"
+    elif case == "bad_span":
+        batch = tmp_path / "b.jsonl"
+        batch.write_text(json.dumps({"text": "Camila Cabello sings", "head": [0, 2], "tail": [1, 9]}) + "\n")
+        result = _predict("--batch", str(batch), "--model", str(model))
+        expect = "past the text's 3 tokens"
     else:
         result = _predict(image, text, *extra, "--model", str(model), "--json")
     assert result.exit_code == 2, (case, result.output)
@@ -325,3 +335,35 @@ def test_unknown_switch_value_is_one_clear_error(trained, tmp_path):
                                  "-S", "train_gnn.fusion=transformer", "-q"])
     assert result.exit_code != 0
     assert "train_gnn.fusion must be one of none | mm_qformer" in result.output
+
+
+def test_token_spans_in_batch_lines_put_the_tail_where_it_is_said(trained, tmp_path):
+    """ "Camila" inside "Camila Cabello": by words the tail cannot be placed; by span it can."""
+    batch = tmp_path / "spans.jsonl"
+    batch.write_text(json.dumps({"text": "Camila Cabello met Camila in Miami", "head": [0, 2], "tail": [3, 4]}) + "\n"
+                     + json.dumps({"text": "Camila Cabello met Camila in Miami", "head": "Camila Cabello",
+                                   "tail": "Camila"}) + "\n")
+    result = _predict("--batch", str(batch), "--model", str(trained["model"]), "--json")
+    assert result.exit_code == 0, result.output
+    by_span, by_words = _json_lines(result)
+    assert (by_span["head"], by_span["tail"]) == ("Camila Cabello", "Camila")
+    # by words the tail's free occurrence (token 3) is taken, not the one inside the head
+    assert (by_words["head"], by_words["tail"]) == ("Camila Cabello", "Camila")
+    assert by_span["probability"] == by_words["probability"]
+
+
+def test_argument_errors_come_before_any_model_loads(trained):
+    """A --head not in the text is refused in a small fraction of the time a model load takes."""
+    import time
+
+    from stages.predict import Predictor
+
+    v = _val(0)
+    t0 = time.perf_counter()
+    Predictor(trained["model"])
+    load = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    bad = _predict(v["image"], v["text"], "--head", "Somebody Else", "--tail", v["tail"], "--model", str(trained["model"]))
+    refuse = time.perf_counter() - t0
+    assert bad.exit_code == 2 and "is not in the text" in bad.stderr
+    assert refuse < 0.25 * load, (refuse, load)

@@ -90,6 +90,17 @@ def test_dvc_repro_runs_the_whole_chain(project):
     reran = [line.split("'")[1] for line in exp.stdout.splitlines() if line.startswith("Running stage")]
     assert reran == ["train_gnn", "evaluate"], exp.stdout
 
+    # issue 12: the classifier switches are experiment params like any other
+    switches = ["train_gnn.graph_encoder=hop_attention", "train_gnn.fusion=mm_qformer",
+                "train_gnn.loss=ce+negative_learning"]
+    exp = subprocess.run([_bin("dvc"), "exp", "run", *(a for s in switches for a in ("-S", s))], cwd=project, env=env,
+                         capture_output=True, text=True)
+    assert exp.returncode == 0, exp.stdout[-2000:] + exp.stderr[-2000:]
+    reran = [line.split("'")[1] for line in exp.stdout.splitlines() if line.startswith("Running stage")]
+    assert reran == ["train_gnn", "evaluate"], exp.stdout
+    kwargs = json.loads((model / "model.json").read_text())["model_kwargs"]
+    assert (kwargs["conv"], kwargs["fusion"], kwargs["loss"]) == ("hop_attention", "mm_qformer", "ce+negative_learning")
+
 
 @pytest.mark.slow
 def test_train_agent_ddp_two_cpu_processes(project, tmp_path):

@@ -16,6 +16,9 @@ Checks, for a directory:
       kind/modality/type ids inside their vocabularies;
     * ``samples``: unique ``sample_id``, ``label >= -1``.
 
+A folder without a manifest is checked as what it holds (:mod:`mmre_cli.store.folders`): a model
+folder (train-gnn), an editor folder (train-agent) or an evaluation (evaluate).
+
 For a single ``.parquet`` file: readable, metadata present, schema as expected, in-table checks;
 if the file sits in an artifact whose manifest lists it, size/sha256/rows are compared too.
 """
@@ -52,6 +55,9 @@ class ValidationReport:
     path: str
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: what was checked: ``"<stage> artifact"`` (Parquet + manifest), ``"Parquet shard"``,
+    #: ``"model"``, ``"editor"``, ``"evaluation"`` (see :mod:`mmre_cli.store.folders`), or ``None``
+    kind: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -240,7 +246,15 @@ def _check_dir(d: Path, report: ValidationReport) -> None:
         report.warnings.append(f"{tmp}: stray temp file (left by a killed writer; ignored)")
     mpath = d / MANIFEST
     if not mpath.is_file():
-        report.problems.append(f"{d}: no {MANIFEST} (not an artifact, or its stage did not finish)")
+        from mmre_cli.store.folders import check_folder, folder_kind
+
+        kind = folder_kind(d)
+        if kind is None:
+            report.problems.append(f"{d}: no {MANIFEST}, and not a model, editor or evaluation folder (not an "
+                                   "artifact, or its stage did not finish)")
+            return
+        report.kind = kind
+        report.problems.extend(check_folder(d, kind))
         return
     try:
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
@@ -250,6 +264,7 @@ def _check_dir(d: Path, report: ValidationReport) -> None:
     if not isinstance(manifest, dict) or not isinstance(manifest.get("tables"), dict):
         report.problems.append(f"{mpath}: manifest has no 'tables' object")
         return
+    report.kind = f"{manifest.get('stage') or 'Parquet'} artifact"
     if manifest.get("format") != FORMAT:
         report.problems.append(f"{mpath}: format is {manifest.get('format')!r}, expected {FORMAT!r}")
     if manifest.get("schema_version") != SCHEMA_VERSION:
@@ -340,6 +355,7 @@ def _check_file(p: Path, report: ValidationReport) -> None:
     if p.name == MANIFEST:
         _check_dir(p.parent, report)
         return
+    report.kind = "Parquet shard"
     schema, rows = _read_shard(p, report)
     if schema is None:
         return

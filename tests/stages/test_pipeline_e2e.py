@@ -73,6 +73,15 @@ def test_dvc_repro_runs_the_whole_chain(project):
     assert {"extract_features", "merge_cmg", "diffuse", "train_gnn"} <= set(pipeline["params"])
     assert (model / "model.safetensors").exists() and (model / "agent.safetensors").exists()
 
+    # every stage output validates, and validate names what it checked
+    kinds = {"features": "extract_features artifact", "graphs": "build_graphs artifact", "cmg": "merge_cmg artifact",
+             "agent": "editor folder (train-agent)", "diffused": "diffuse artifact", "model": "model folder (train-gnn)",
+             "eval": "evaluation (evaluate)"}
+    for name, kind in kinds.items():
+        checked = subprocess.run([_bin("mmre"), "validate", f"out/{name}"], cwd=project, env=env, capture_output=True,
+                                 text=True)
+        assert checked.returncode == 0 and f"valid {kind}" in checked.stderr, (name, checked.stderr)
+
     shown = subprocess.run([_bin("dvc"), "metrics", "show", "--json"], cwd=project, env=env, capture_output=True, text=True)
     assert shown.returncode == 0 and "micro_f1" in shown.stdout
 

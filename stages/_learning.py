@@ -114,6 +114,24 @@ def cpu_threads(default: int = 1) -> None:
     torch.set_num_threads(max(1, n if n > 0 else (os.cpu_count() or 1)))
 
 
+def write_plots(folders: list[Path | None], name: str, rows: list[dict], draw) -> None:
+    """``name.csv`` (``rows``) and ``name.png`` (``draw(rows, path)``) into each folder given.
+
+    The PNG is drawn once and copied, so every folder holds the same picture.
+    """
+    import shutil
+
+    folders = [Path(f) for f in folders if f is not None]
+    if not folders:
+        return
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_csv(folder / f"{name}.csv", rows)
+    first = draw(rows, folders[0] / f"{name}.png")
+    for folder in folders[1:]:
+        shutil.copyfile(first, folder / f"{name}.png")
+
+
 def write_csv(path: str | Path, rows: list[dict]) -> None:
     """Write rows (same keys) as CSV atomically; DVC reads it as plots."""
     path = Path(path)

@@ -2,9 +2,10 @@
 
 Accuracy over all instances; micro P/R/F1 over the non-``None`` classes exactly as
 HVPNeT/MKGformer/MORE compute it (:func:`~mmre_cli.learn.metrics.peer_scores`). Writes
-``metrics.json``, ``per_class.json``, ``predictions.jsonl`` and ``confusion.csv`` (one row per
-instance, DVC's confusion template) to ``--out``; ``--stats`` gets the metrics and a
-``confusion.csv`` beside it for ``dvc plots show``.
+``stats.json`` (the metrics), ``per_class.json``, ``predictions.jsonl``, ``confusion.csv`` (one row
+per instance, DVC's confusion template) and ``confusion.png`` to ``--out``; ``--plots`` gets the
+CSV and PNG too, ``--metrics`` the few numbers to compare across experiments
+(:func:`summary_metrics`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from mmre_cli.reporting import Reporter
 from stages._chunks import require_artifact
 from stages._common import finish, reporter_or_null, write_json
 from stages._learning import (apply_pair_captions, cpu_threads, graphs_by_split, loader, needs_words, require_split,
-                              write_csv)
+                              write_plots)
 
 SECTIONS = ["evaluate"]
 
@@ -48,11 +49,12 @@ def score_split(model_dir: Path, graphs: Path, split: str) -> dict:
     return {"metrics": peer_scores(pred, gold, none_id), "per_class": per_class_report(pred, gold, labels),
             "confusion": confusion_matrix(pred, gold, len(labels)).tolist(), "pred": pred, "gold": gold,
             "prob": prob, "ids": [g.meta.get("sample_id", g.graph_id) for g in items], "labels": labels,
-            "none_id": none_id}
+            "none_id": none_id, "sizes": {"nodes_mean": round(float(np.mean([g.x.shape[0] for g in items])), 1),
+                                          "edges_mean": round(float(np.mean([g.edge_index.shape[1] for g in items])), 1)}}
 
 
 def run(*, model: Path, graphs: Path, out: Path, params: dict, stats: Path | None = None,
-        reporter: Reporter | None = None) -> dict:
+        reporter: Reporter | None = None, plots: Path | None = None, metrics: Path | None = None) -> dict:
     """Run the stage; returns (and writes) its metrics, with ``per_class`` added for display."""
     reporter = reporter_or_null(reporter)
     model, graphs, out = Path(model), Path(graphs), Path(out)
@@ -69,9 +71,32 @@ def run(*, model: Path, graphs: Path, out: Path, params: dict, stats: Path | Non
             fh.write(json.dumps({"sample_id": sid, "gold": labels[int(g)], "pred": labels[int(p)],
                                  "prob": round(float(pr[int(p)]), 6)}) + "\n")
     rows = [{"actual": labels[int(g)], "predicted": labels[int(p)]} for p, g in zip(scored["pred"], scored["gold"])]
-    write_csv(out / "confusion.csv", rows)
-    if stats is not None:
-        write_csv(Path(stats).with_name("confusion.csv"), rows)
+
+    def draw(_rows, path: Path) -> Path:
+        from mmre_cli.plots import confusion_png
+
+        return confusion_png(labels, scored["confusion"], path,
+                             f"{split}: gold x predicted (F1 {m['micro_f1']:.3f}, n={m['n']})")
+
+    write_plots([out, plots], "confusion", rows, draw)
     result = {"split": split, "acc": m["acc"], "micro_p": m["micro_p"], "micro_r": m["micro_r"],
               "micro_f1": m["micro_f1"], "n": m["n"]}
-    return {**finish(out, params, SECTIONS, result, stats, upstream=(model,)), "per_class": scored["per_class"]}
+    stats_out = finish(out, params, SECTIONS, result, stats, upstream=(model,))
+    if metrics is not None:
+        write_json(metrics, summary_metrics(result, model, scored["sizes"]))
+    return {**stats_out, "per_class": scored["per_class"]}
+
+
+def summary_metrics(result: dict, model: Path, sizes: dict) -> dict:
+    """The few numbers a user compares across experiments (``--metrics``, DVC's one metrics file),
+    flat and short so ``dvc metrics show`` stays one narrow row: the split's ``acc``, ``micro_p``,
+    ``micro_r``, ``micro_f1`` and ``n``, the classifier's ``train_s`` (seconds) and ``best_epoch``
+    (from the model's stats), and the scored graphs' mean ``nodes`` and ``edges``."""
+    import json
+
+    trained = {}
+    if (Path(model) / "stats.json").is_file():
+        trained = json.loads((Path(model) / "stats.json").read_text(encoding="utf-8"))
+    return {**{k: round(float(result[k]), 4) for k in ("acc", "micro_p", "micro_r", "micro_f1")}, "n": result["n"],
+            "train_s": trained.get("train_seconds"), "best_epoch": trained.get("best_epoch"),
+            "nodes": sizes["nodes_mean"], "edges": sizes["edges_mean"]}

@@ -13,7 +13,8 @@
 Freezing the classifier while the agent learns is a simplification of the paper's Algorithm 1
 loop (which alternates the two); train-gnn then fits the final classifier on the edited and
 diffused graphs. Per step the node-filter ratio, edge-adjust ratio, reward and F1 are logged to
-``steps.csv`` (and ``agent_steps.csv`` beside ``--stats``: DVC plots, the paper's Figs. 3–4).
+``steps.csv``, and ``agent_steps.csv`` + ``agent_steps.png`` (into ``--out`` and ``--plots``: DVC plots,
+the paper's Figs. 3–4).
 With ``enabled: false`` (the "w/o RL" ablation) only the classifier is fitted.
 """
 
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from mmre_cli.reporting import Reporter
 from stages._common import finish, reporter_or_null
-from stages._learning import SWITCH_KEYS, TrainingSetup, build_classifier, loader, write_csv
+from stages._learning import SWITCH_KEYS, TrainingSetup, build_classifier, loader, write_csv, write_plots
 
 SECTIONS = ["train_agent", "train_gnn"]
 
@@ -36,8 +37,20 @@ def agent_config(cfg: dict, none_id: int):
                        reward_mode=cfg["reward_mode"], none_id=none_id)
 
 
+#: the per-step columns plotted (``agent_steps.csv`` / ``.png``)
+AGENT_CURVE = ("step", "node_filter_ratio", "edge_adjust_ratio", "reward", "acc", "complexity")
+
+
+def _draw_agent_curve(rows: list[dict], path: Path) -> Path:
+    from mmre_cli.plots import curves_png
+
+    return curves_png(rows, "step", [["node_filter_ratio", "edge_adjust_ratio"], ["reward", "acc", "complexity"]], path,
+                      "train-agent: what the editor does per step (the paper's Figs. 3-4)",
+                      ["share of the graph", "reward terms"], smooth=max(1, len(rows) // 50))
+
+
 def run(*, cmg: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None = None,
-        reporter: Reporter | None = None) -> dict:
+        reporter: Reporter | None = None, plots: Path | None = None) -> dict:
     """Run the stage; returns (and writes) its statistics."""
     import torch
 
@@ -99,7 +112,8 @@ def run(*, cmg: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None
         if cfg["enabled"]:
             save_checkpoint(out, "agent", agent, {"config": cfg, "none_id": none_id, "in_dim": in_dim})
         write_csv(out / "steps.csv", steps_log or [{"step": 0, "node_filter_ratio": 0.0, "edge_adjust_ratio": 0.0, "f1": 0.0}])
-        if stats is not None:
-            write_csv(Path(stats).with_name("agent_steps.csv"), steps_log or [{"step": 0, "node_filter_ratio": 0.0, "edge_adjust_ratio": 0.0, "f1": 0.0}])
+        curve = [{k: r[k] for k in AGENT_CURVE if k in r} for r in steps_log] or \
+            [{"step": 0, **{k: 0.0 for k in AGENT_CURVE[1:]}}]
+        write_plots([out, plots], "agent_steps", curve, _draw_agent_curve)
         return finish(out, params, SECTIONS, result, stats, upstream=(cmg,))
     return result

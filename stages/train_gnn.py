@@ -20,7 +20,7 @@ from pathlib import Path
 
 from mmre_cli.reporting import Reporter
 from stages._common import finish, reporter_or_null, upstream_params, write_json
-from stages._learning import TrainingSetup, apply_pair_captions, build_classifier, loader, needs_words, write_csv
+from stages._learning import TrainingSetup, apply_pair_captions, build_classifier, loader, needs_words, write_plots
 
 SECTIONS = ["train_gnn"]
 PIPELINE_FILE = "pipeline.json"
@@ -69,8 +69,15 @@ def _editor_to_copy(graphs: Path, agent: Path | None) -> Path | None:
     return agent
 
 
+def _draw_train_curve(rows: list[dict], path: Path) -> Path:
+    from mmre_cli.plots import curves_png
+
+    return curves_png(rows, "epoch", [["loss", "val_loss"], ["val_f1", "val_acc"]], path,
+                      "train-gnn: loss and val scores per epoch (best epoch kept)", ["loss", "val score"])
+
+
 def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None = None,
-        reporter: Reporter | None = None, agent: Path | None = None) -> dict:
+        reporter: Reporter | None = None, agent: Path | None = None, plots: Path | None = None) -> dict:
     """Run the stage; returns (and writes) its statistics."""
     from mmre_cli import SCHEMA_VERSION, __version__
     from mmre_cli.learn.checkpoint import save_checkpoint
@@ -107,7 +114,8 @@ def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | N
     best = max(history, key=lambda h: (h["val_micro_f1"], -h["val_loss"]))
     result = {"best_epoch": best["epoch"], "val_acc": best["val_acc"], "val_micro_p": best["val_micro_p"],
               "val_micro_r": best["val_micro_r"], "val_micro_f1": best["val_micro_f1"], "epochs_run": len(history),
-              "train_graphs": len(train), "val_graphs": len(val), "model": cfg["model"]}
+              "train_graphs": len(train), "val_graphs": len(val), "model": cfg["model"],
+              "train_seconds": round(sum(h["seconds"] for h in history), 1)}
     if not fabric.is_global_zero:
         return result
     man = read_manifest(graphs)
@@ -128,7 +136,5 @@ def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | N
     write_json(out / PIPELINE_FILE, pipeline)
     curve = [{"epoch": h["epoch"], "loss": h["loss"], "val_loss": h["val_loss"], "val_f1": h["val_micro_f1"],
               "val_acc": h["val_acc"]} for h in history]
-    write_csv(out / "train_curve.csv", curve)
-    if stats is not None:
-        write_csv(Path(stats).with_name("train_curve.csv"), curve)
+    write_plots([out, plots], "train_curve", curve, _draw_train_curve)
     return finish(out, params, SECTIONS, result, stats, upstream=(graphs,))

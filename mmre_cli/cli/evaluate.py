@@ -8,17 +8,19 @@ from typing import Optional
 import typer
 from typing_extensions import Annotated
 
-from mmre_cli.cli.common import ParamsOpt, QuietOpt, SetOpt, StatsOpt, handle_errors, resolve_params
+from mmre_cli.cli.common import ParamsOpt, QuietOpt, SetOpt, PlotsOpt, StatsOpt, handle_errors, resolve_params
 
 
 @handle_errors
 def evaluate(
     model: Annotated[Path, typer.Option("--model", help="Output of train-gnn.")] = Path("out/model"),
     graphs: Annotated[Path, typer.Option("--graphs", help="Refined graphs to score.")] = Path("out/diffused"),
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for metrics.json, the report and plots.")] = Path("out/eval"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for stats.json (the metrics), per_class.json, predictions.jsonl and the confusion matrix (CSV + PNG).")] = Path("out/eval"),
     split: Annotated[Optional[str], typer.Option(help="Split to score (any name: val, test, ...).", show_default=False)] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print metrics as JSON on stdout.")] = False,
     stats: StatsOpt = None,
+    plots: PlotsOpt = None,
+    metrics: Annotated[Optional[Path], typer.Option("--metrics", help="Write the few numbers to compare across runs here (acc, micro_p, micro_r, micro_f1, n, train_s, best_epoch, nodes, edges): dvc.yaml's one metrics file.", show_default=False)] = None,
     params_file: ParamsOpt = None,
     set_: SetOpt = None,
     quiet: QuietOpt = False,
@@ -28,7 +30,7 @@ def evaluate(
     from stages import evaluate as stage
 
     params = resolve_params(params_file, {"evaluate.split": split}, set_)
-    result = stage.run(model=model, graphs=graphs, out=out, params=params, stats=stats, reporter=RichReporter(quiet))
+    result = stage.run(model=model, graphs=graphs, out=out, params=params, stats=stats, plots=plots, reporter=RichReporter(quiet), metrics=metrics)
     show_scores(result, json_out)
 
 

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from typing_extensions import Annotated
 
-from mmre_cli.cli.common import GpusOpt, ParamsOpt, QuietOpt, SetOpt, StatsOpt, handle_errors, resolve_params
+from mmre_cli.cli.common import GpusOpt, ParamsOpt, QuietOpt, SetOpt, PlotsOpt, StatsOpt, handle_errors, resolve_params
 
 
 @handle_errors
@@ -20,6 +20,7 @@ def train_gnn(
     lr: Annotated[Optional[float], typer.Option(help="Learning rate.", show_default=False)] = None,
     gpus: GpusOpt = 0,
     stats: StatsOpt = None,
+    plots: PlotsOpt = None,
     params_file: ParamsOpt = None,
     set_: SetOpt = None,
     quiet: QuietOpt = False,
@@ -29,4 +30,4 @@ def train_gnn(
     from stages import train_gnn as stage
 
     params = resolve_params(params_file, {"train_gnn.epochs": epochs, "train_gnn.lr": lr}, set_)
-    stage.run(graphs=graphs, agent=agent, out=out, params=params, gpus=gpus, stats=stats, reporter=RichReporter(quiet))
+    stage.run(graphs=graphs, agent=agent, out=out, params=params, gpus=gpus, stats=stats, plots=plots, reporter=RichReporter(quiet))

@@ -332,7 +332,7 @@ def test_finetuned_model_with_all_switches_predicts(trained, tmp_path):
 
 def test_unknown_switch_value_is_one_clear_error(trained, tmp_path):
     result = runner.invoke(app, ["train-gnn", "--graphs", str(trained["diffused"]), "--out", str(tmp_path / "m"),
-                                 "-S", "train_gnn.fusion=transformer", "-q"])
+                                 "--agent", str(trained["root"] / "agent"), "-S", "train_gnn.fusion=transformer", "-q"])
     assert result.exit_code != 0
     assert "train_gnn.fusion must be one of none | mm_qformer" in result.output
 

@@ -36,7 +36,7 @@ def artifact(tmp_path):
 def test_accepts_a_good_artifact(artifact):
     result = runner.invoke(app, ["validate", str(artifact), "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == {"path": str(artifact), "ok": True, "problems": []}
+    assert json.loads(result.output) == {"path": str(artifact), "kind": "merge_cmg artifact", "ok": True, "problems": []}
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "delete"])

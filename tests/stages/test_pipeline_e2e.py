@@ -60,14 +60,18 @@ def test_dvc_repro_runs_the_whole_chain(project):
 
     run = subprocess.run([_bin("dvc"), "repro"], cwd=project, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    metrics = json.loads((project / "metrics" / "eval.json").read_text())
-    assert EVAL_KEYS <= set(metrics)
-    assert metrics["split"] == "val" and metrics["n"] == 24
-    assert 0.0 <= metrics["micro_f1"] <= 1.0 and 0.0 <= metrics["acc"] <= 1.0
+    stats = json.loads((project / "stats" / "evaluate.json").read_text())
+    assert EVAL_KEYS <= set(stats)
+    assert stats["split"] == "val" and stats["n"] == 24
+    assert 0.0 <= stats["micro_f1"] <= 1.0 and 0.0 <= stats["acc"] <= 1.0
+    metrics = json.loads((project / "metrics" / "eval.json").read_text())  # the one metrics file
+    assert set(metrics) == {"acc", "micro_p", "micro_r", "micro_f1", "n", "train_s", "best_epoch", "nodes", "edges"}
+    assert metrics["micro_f1"] == round(stats["micro_f1"], 4) and metrics["n"] == 24 and metrics["best_epoch"] == 1
     for name in ("extract_features", "build_graphs", "merge_cmg", "train_agent", "diffuse", "train_gnn"):
-        assert (project / "metrics" / f"{name}.json").exists(), name
-    for plot in ("agent_steps.csv", "train_curve.csv", "confusion.csv"):
-        assert (project / "metrics" / plot).read_text().count("\n") >= 2, plot
+        assert (project / "stats" / f"{name}.json").exists(), name
+    for plot in ("agent_steps", "train_curve", "confusion"):
+        assert (project / "plots" / f"{plot}.csv").read_text().count("\n") >= 2, plot
+        assert (project / "plots" / f"{plot}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", plot
     model = project / "out" / "model"
     pipeline = json.loads((model / "pipeline.json").read_text())
     assert {"extract_features", "merge_cmg", "diffuse", "train_gnn"} <= set(pipeline["params"])
@@ -84,6 +88,25 @@ def test_dvc_repro_runs_the_whole_chain(project):
 
     shown = subprocess.run([_bin("dvc"), "metrics", "show", "--json"], cwd=project, env=env, capture_output=True, text=True)
     assert shown.returncode == 0 and "micro_f1" in shown.stdout
+    table = subprocess.run([_bin("dvc"), "metrics", "show"], cwd=project, env=env, capture_output=True, text=True)
+    assert table.returncode == 0 and "micro_f1" in table.stdout
+    width = max(len(line) for line in table.stdout.splitlines())
+    assert width <= 120, table.stdout  # one narrow row, not one column per stage statistic
+
+    # the plots page: each plot once, and the PNG pictures load with the network blocked
+    page = subprocess.run([_bin("dvc"), "plots", "show"], cwd=project, env=env, capture_output=True, text=True)
+    assert page.returncode == 0, page.stderr
+    index = project / "dvc_plots" / "index.html"
+    html = index.read_text()
+    for name in ("agent_steps", "train_curve", "confusion"):
+        assert html.count(f"plots/{name}.png") >= 1 and html.count(f"plots/{name}.csv") <= 1, name
+    from tests.browser import browser, images_loaded
+
+    with browser(offline=True) as driver:
+        driver.get(index.as_uri())
+        images = images_loaded(driver)
+    assert len(images) == 3, images
+    assert all(i["complete"] and i["width"] > 100 and i["height"] > 100 for i in images), images
 
     # nothing changed: nothing reruns
     again = subprocess.run([_bin("dvc"), "status"], cwd=project, env=env, capture_output=True, text=True)

@@ -537,6 +537,20 @@ class Predictor:
         return list(self.predict_instances(items, keep_graphs=keep_graphs))
 
 
+def explain(predictor: Predictor, results: list[Prediction], path: str | Path) -> Prediction:
+    """Draw the explanation of one of ``results`` (predicted with ``keep_graphs=True``) to ``path``:
+    the most probable non-``None`` prediction, else the first. Returns the one drawn."""
+    from mmre_cli.explain import draw_explanation
+
+    none = predictor.pipeline["labels"][int(predictor.pipeline["none_id"])]
+    pick = next((r for r in sorted(results, key=lambda r: -r.probability) if r.relation != none), results[0])
+    note = None if (predictor.uses_pixels or predictor.uses_objects) else \
+        f"not used by this model ({predictor.extractor.encoder.name} text encoder, no detector)"
+    draw_explanation(path, cmg=pick.cmg, refined=pick.refined, image=pick.image, relation=pick.relation,
+                     probability=pick.probability, top3=pick.top3, head=pick.head, tail=pick.tail, image_note=note)
+    return pick
+
+
 class NoPairs(InputError):
     """A query without head/tail whose text gives spaCy fewer than two entities."""
 

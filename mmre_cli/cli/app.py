@@ -14,6 +14,7 @@ from mmre_cli.cli.inspect_data import inspect_data
 from mmre_cli.cli.merge_cmg import merge_cmg
 from mmre_cli.cli.predict import predict
 from mmre_cli.cli.run import run
+from mmre_cli.cli.serve import serve
 from mmre_cli.cli.train_agent import train_agent
 from mmre_cli.cli.train_gnn import train_gnn
 from mmre_cli.cli.validate import validate
@@ -41,6 +42,7 @@ for name, fn, panel in (
     ("evaluate", evaluate, "Pipeline"),
     ("run", run, "Pipeline"),
     ("predict", predict, "Use a model"),
+    ("serve", serve, "Use a model"),
     ("inspect", inspect_data, "Tools"),
     ("validate", validate, "Tools"),
     ("info", info, "Tools"),

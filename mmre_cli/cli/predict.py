@@ -72,13 +72,7 @@ def predict(
     results = predictor.predict(queries, keep_graphs=explain is not None, skip_no_pairs=batch is not None)
     _print(results, json_out, several=len(queries) > 1)
     if explain is not None and results:
-        from mmre_cli.explain import draw_explanation
-
-        pick = next((r for r in sorted(results, key=lambda r: -r.probability) if r.relation != pipeline["labels"][int(pipeline["none_id"])]), results[0])
-        note = None if (predictor.uses_pixels or predictor.uses_objects) else \
-            f"not used by this model ({predictor.extractor.encoder.name} text encoder, no detector)"
-        draw_explanation(explain, cmg=pick.cmg, refined=pick.refined, image=pick.image, relation=pick.relation,
-                         probability=pick.probability, top3=pick.top3, head=pick.head, tail=pick.tail, image_note=note)
+        pick = stage.explain(predictor, results, explain)
         reporter.info(f"explanation of {pick.head} → {pick.tail} written to {explain}")
     elif explain is not None:
         reporter.warn(f"nothing was predicted, so no picture was written to {explain}")

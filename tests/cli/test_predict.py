@@ -1,6 +1,6 @@
 """``mmre predict``: the trained pipeline on new input, its output forms, and bad input (exit 2).
 
-One tiny model is trained once for the module with the stages' own ``run()`` functions on the
+One tiny model is trained once per session (`tests/cli/conftest.py`) with the stages' own ``run()`` functions on the
 shipped sample (epochs 1, small GNN): MiniLM + spaCy sm, captions as the image's view.
 """
 
@@ -30,27 +30,6 @@ def _val(i: int) -> dict:
     caps = {d["img_id"]: d["text"] for d in map(ast.literal_eval, (SAMPLE / "captions_val.txt").read_text().splitlines())}
     return {"image": str(SAMPLE / "img_org" / "val" / rec["img_id"]), "text": " ".join(rec["token"]),
             "head": rec["h"]["name"], "tail": rec["t"]["name"], "caption": caps[rec["img_id"]]}
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> dict:
-    """``{"model", "diffused"}``: the sample pipeline run once through the stage functions."""
-    from mmre_cli.params import DEFAULTS
-    from stages import build_graphs, diffuse, extract_features, merge_cmg, train_agent, train_gnn
-
-    root = tmp_path_factory.mktemp("predict")
-    params = copy.deepcopy(DEFAULTS)
-    params["data"].update(root=str(SAMPLE), captions=str(SAMPLE / "captions_{split}.txt"))
-    params["extract_features"].update(workers=0)
-    params["train_agent"].update(episodes=1, warmup_epochs=1)
-    params["train_gnn"].update(epochs=2, hidden=32, heads=2)
-    extract_features.run(out=root / "features", params=params)
-    build_graphs.run(features=root / "features", out=root / "graphs", params=params)
-    merge_cmg.run(features=root / "features", graphs=root / "graphs", out=root / "cmg", params=params)
-    train_agent.run(cmg=root / "cmg", out=root / "agent", params=params)
-    diffuse.run(cmg=root / "cmg", agent=root / "agent", out=root / "diffused", params=params)
-    train_gnn.run(graphs=root / "diffused", out=root / "model", params=params, agent=root / "agent")
-    return {"model": root / "model", "diffused": root / "diffused", "root": root}
 
 
 def _predict(*argv: str):

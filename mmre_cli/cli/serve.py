@@ -1,0 +1,40 @@
+"""``mmre serve``: a local web demo and JSON API over one trained model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from typing_extensions import Annotated
+
+from mmre_cli.cli.common import handle_errors
+
+
+@handle_errors
+def serve(
+    model: Annotated[Path, typer.Option("--model", help="Model folder written by train-gnn.")] = Path("out/model"),
+    host: Annotated[str, typer.Option(help="Address to bind. The default serves this machine only; 0.0.0.0 exposes the demo to your network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    samples: Annotated[Optional[Path], typer.Option("--samples", help="Folder of images the page offers as samples (default: the shipped sample's images, if present).", show_default=False)] = None,
+) -> None:
+    """Serve a demo page and a JSON API on http://HOST:PORT with the model loaded once.
+
+    Page (GET /): upload an image or pick a sample, type the sentence (and optionally head, tail and caption) and see the relation table and the explanation picture. API: POST /predict takes one JSON object or a list — the fields of `mmre predict --batch` lines (text, head, tail, caption; image = a sample's name, or image_b64 = the file in base64) — and answers {"predictions": [...], "explanation": null}; add ?explain=1 for the picture (a PNG data URL). GET /samples lists the samples, GET /health says the server is up. Requests are bounded (image 8 MB, text 2,000 characters, 32 inputs, the model's pixel limit) and a bad one gets a 4xx answer with {"error": ...}. Needs the `serve` extra: pip install 'mmre[serve]'.
+    """
+    from mmre_cli.errors import MmreError
+
+    try:
+        import uvicorn
+
+        from mmre_cli.serve import create_app
+    except ImportError as err:
+        raise MmreError(f"mmre serve needs FastAPI and uvicorn ({err.name} is missing): pip install 'mmre[serve]'") from None
+    from mmre_cli.cli.console import err as stderr
+
+    if samples is None:
+        shipped = Path(__file__).resolve().parents[2] / "data" / "sample" / "img_org"
+        samples = shipped if shipped.is_dir() else None
+    app = create_app(model, samples=samples)
+    stderr.print(f"mmre serve: {model} on http://{host}:{port}/ (Ctrl+C stops)", highlight=False, soft_wrap=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,0 +1,312 @@
+"""``mmre serve``: a local demo page and JSON API over one loaded model (FastAPI + uvicorn).
+
+Routes:
+
+* ``GET /`` — the page: upload an image (or pick a sample), type the sentence, optionally the
+  head, tail and caption; the relation table and the explanation picture appear below. Plain
+  HTML and JavaScript served from here: nothing loads from the internet.
+* ``POST /predict`` — JSON: one object or a list of them, the fields of ``mmre predict --batch``
+  lines (``text``, ``head``, ``tail`` as words or token spans ``[start, end]``, ``caption``,
+  ``image`` = a sample's name from ``GET /samples``, or ``image_b64`` = the file's bytes in
+  base64), ``?explain=1`` adds the picture of the first input's most probable non-None pair as a
+  PNG data URL. Answers ``{"predictions": [...], "explanation": ...}`` with the ``--json`` fields.
+* ``POST /predict/form`` — the page's multipart form (``image`` file, ``sample``, ``text``,
+  ``head``, ``tail``, ``caption``), always with the explanation.
+* ``GET /samples`` — the sample images the page offers; ``GET /samples/{name}`` one of them.
+* ``GET /health`` — ``{"ok": true, "model": ...}``.
+
+The models load once, at start; requests are predicted one at a time (a lock: torch already
+uses the cores). Requests are bounded — :data:`LIMITS`: body bytes, image bytes, text and
+caption characters, inputs per request, and the model's own pixel limit — and a bad request is a
+4xx answer with ``{"error": "..."}``, never the end of the server: every error inside a request
+is caught and answered (500 with its one-line reason for a bug).
+"""
+
+# no `from __future__ import annotations`: FastAPI reads the route signatures (Request) at runtime
+
+import base64
+import binascii
+import html
+import tempfile
+import threading
+from pathlib import Path
+
+__all__ = ["LIMITS", "create_app"]
+
+#: request bounds (bytes / characters / inputs)
+LIMITS = {"body_bytes": 12 * 1024 * 1024, "image_bytes": 8 * 1024 * 1024, "text_chars": 2000,
+          "caption_chars": 2000, "entity_chars": 200, "batch": 32}
+_FIELDS = {"text", "head", "tail", "caption", "image", "image_b64"}
+
+
+class BadRequest(Exception):
+    """A request that cannot be served as sent: answered with ``status`` and the message."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+def _sample_images(root: Path | None) -> dict[str, Path]:
+    if root is None or not Path(root).is_dir():
+        return {}
+    exts = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp"}
+    files = sorted(p for p in Path(root).rglob("*") if p.is_file() and p.suffix.lower() in exts)
+    return {p.name: p for p in files[:200]}
+
+
+class Service:
+    """The loaded predictor and what a request may ask of it."""
+
+    def __init__(self, predictor, samples: dict[str, Path], workdir: Path):
+        self.predictor = predictor
+        self.samples = samples
+        self.workdir = workdir
+        self.lock = threading.Lock()
+
+    def _image(self, record: dict, index: int) -> Path | None:
+        if record.get("image_b64"):
+            try:
+                data = base64.b64decode(str(record["image_b64"]), validate=True)
+            except (binascii.Error, ValueError):
+                raise BadRequest(f"input {index}: image_b64 is not base64") from None
+            return self._save_upload(data, index)
+        name = record.get("image")
+        if name:
+            if name not in self.samples:
+                raise BadRequest(f"input {index}: unknown sample image {name!r} (see GET /samples)")
+            return self.samples[name]
+        return None
+
+    def _save_upload(self, data: bytes, index: int) -> Path:
+        if len(data) > LIMITS["image_bytes"]:
+            raise BadRequest(f"input {index}: the image is {len(data)} bytes, more than the "
+                             f"{LIMITS['image_bytes']} allowed", 413)
+        if not data:
+            raise BadRequest(f"input {index}: the image is empty")
+        f = tempfile.NamedTemporaryFile(dir=self.workdir, suffix=".upload", delete=False)
+        with f:
+            f.write(data)
+        return Path(f.name)
+
+    def queries(self, records: list[dict]):
+        """Check the records (types, bounds) and turn them into predict queries."""
+        from stages.predict import Query
+
+        if not records:
+            raise BadRequest("no input")
+        if len(records) > LIMITS["batch"]:
+            raise BadRequest(f"{len(records)} inputs, at most {LIMITS['batch']} per request", 413)
+        out = []
+        for i, rec in enumerate(records):
+            if not isinstance(rec, dict):
+                raise BadRequest(f"input {i}: expected a JSON object with {', '.join(sorted(_FIELDS))}")
+            unknown = sorted(set(rec) - _FIELDS)
+            if unknown:
+                raise BadRequest(f"input {i}: unknown field(s) {', '.join(unknown)}")
+            text = rec.get("text")
+            if not isinstance(text, str) or not text.strip():
+                raise BadRequest(f"input {i}: 'text' is missing or empty")
+            if len(text) > LIMITS["text_chars"]:
+                raise BadRequest(f"input {i}: the text has {len(text)} characters, at most {LIMITS['text_chars']}", 413)
+            caption = rec.get("caption") or None
+            if caption is not None and (not isinstance(caption, str) or len(caption) > LIMITS["caption_chars"]):
+                raise BadRequest(f"input {i}: 'caption' must be a string of at most {LIMITS['caption_chars']} characters")
+            ents, spans = {}, {}
+            for key in ("head", "tail"):
+                value = rec.get(key)
+                if value in (None, ""):
+                    ents[key] = None
+                elif isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value) \
+                        and 0 <= value[0] < value[1]:
+                    spans[key], ents[key] = (value[0], value[1]), None
+                elif isinstance(value, str) and len(value) <= LIMITS["entity_chars"]:
+                    ents[key] = value
+                else:
+                    raise BadRequest(f"input {i}: '{key}' must be the entity's words (at most "
+                                     f"{LIMITS['entity_chars']} characters) or a token span [start, end]")
+            if len(spans) == 1:
+                raise BadRequest(f"input {i}: give head and tail both as words or both as token spans")
+            out.append(Query(text=text, image=self._image(rec, i), head=ents["head"], tail=ents["tail"],
+                             caption=caption, where=f"input {i}" if len(records) > 1 else "",
+                             head_span=spans.get("head"), tail_span=spans.get("tail")))
+        return out
+
+    def predict(self, records: list[dict], explain: bool) -> dict:
+        from mmre_cli.errors import MmreError
+        from stages.predict import check_query, explain as draw
+
+        queries = self.queries(records)
+        try:
+            for q in queries:
+                check_query(q, self.predictor.max_pixels)
+            with self.lock:
+                results = self.predictor.predict(queries, keep_graphs=explain)
+                picture = None
+                if explain and results:
+                    first = [r for r in results if r.where == queries[0].where] or results
+                    png = Path(tempfile.mkstemp(dir=self.workdir, suffix=".png")[1])
+                    try:
+                        pick = draw(self.predictor, first, png)
+                        picture = {"head": pick.head, "tail": pick.tail, "relation": pick.relation,
+                                   "png": "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode()}
+                    finally:
+                        png.unlink(missing_ok=True)
+        except MmreError as err:  # bad input found by the predictor: the user's to fix
+            raise BadRequest(str(err).replace(str(self.workdir) + "/", "")) from None
+        finally:
+            for q in queries:
+                if q.image is not None and Path(q.image).suffix == ".upload":
+                    Path(q.image).unlink(missing_ok=True)
+        return {"predictions": [r.to_json() for r in results], "explanation": picture}
+
+
+def create_app(model: Path, *, samples: Path | None = None, predictor=None):
+    """The FastAPI app serving ``model`` (loaded here unless ``predictor`` is given)."""
+    from fastapi import FastAPI, Request
+    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+
+    from stages.predict import Predictor
+
+    predictor = predictor or Predictor(Path(model))
+    workdir = Path(tempfile.mkdtemp(prefix="mmre-serve-"))
+    service = Service(predictor, _sample_images(samples), workdir)
+    app = FastAPI(title="mmre", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.middleware("http")
+    async def bounded(request: Request, call_next):
+        size = request.headers.get("content-length")
+        if size is not None and size.isdigit() and int(size) > LIMITS["body_bytes"]:
+            return JSONResponse({"error": f"request body of {size} bytes, at most {LIMITS['body_bytes']}"}, 413)
+        try:
+            return await call_next(request)
+        except BadRequest as err:
+            return JSONResponse({"error": str(err)}, err.status)
+        except Exception as err:  # noqa: BLE001 - a bug must not take the server down
+            return JSONResponse({"error": f"internal error: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"}, 500)
+
+    def answer(records: list[dict], explain: bool) -> JSONResponse:
+        try:
+            return JSONResponse(service.predict(records, explain))
+        except BadRequest as err:
+            return JSONResponse({"error": str(err)}, err.status)
+
+    @app.get("/", response_class=HTMLResponse)
+    def page() -> str:
+        return _page(sorted(service.samples), Path(model).name, predictor.captions)
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"ok": True, "model": str(model), "labels": len(predictor.pipeline["labels"])}
+
+    @app.get("/samples")
+    def samples_list() -> dict:
+        return {"samples": sorted(service.samples)}
+
+    @app.get("/samples/{name}")
+    def sample(name: str):
+        if name not in service.samples:
+            return JSONResponse({"error": f"unknown sample {name!r}"}, 404)
+        return FileResponse(service.samples[name])
+
+    @app.post("/predict")
+    async def predict_json(request: Request, explain: bool = False) -> JSONResponse:
+        body = await request.body()
+        if len(body) > LIMITS["body_bytes"]:
+            return JSONResponse({"error": f"request body of {len(body)} bytes, at most {LIMITS['body_bytes']}"}, 413)
+        import json
+
+        try:
+            data = json.loads(body or b"null")
+        except (ValueError, UnicodeDecodeError):
+            return JSONResponse({"error": "the body is not JSON (send one object or a list of objects)"}, 400)
+        records = data if isinstance(data, list) else [data] if isinstance(data, dict) else None
+        if records is None:
+            return JSONResponse({"error": "send one JSON object or a list of them"}, 400)
+        return answer(records, explain)
+
+    @app.post("/predict/form")
+    async def predict_form(request: Request) -> JSONResponse:
+        try:
+            form = await request.form(max_files=1, max_fields=10)
+        except Exception:  # noqa: BLE001 - a malformed multipart body
+            return JSONResponse({"error": "could not read the form"}, 400)
+        record: dict = {k: str(form.get(k) or "") for k in ("text", "head", "tail", "caption")}
+        upload = form.get("image")
+        if upload is not None and hasattr(upload, "read") and getattr(upload, "filename", ""):
+            data = await upload.read(LIMITS["image_bytes"] + 1)
+            record["image_b64"] = base64.b64encode(data).decode()
+        elif form.get("sample"):
+            record["image"] = str(form.get("sample"))
+        return answer([{k: v for k, v in record.items() if v != ""}], True)
+
+    return app
+
+
+def _page(samples: list[str], model_name: str, captions: bool) -> str:
+    options = "".join(f'<option value="{html.escape(s)}">{html.escape(s)}</option>' for s in samples)
+    caption_hint = ("this model reads the image through its caption: type one (no captioning model is loaded)"
+                    if captions else "this model does not read captions")
+    return _PAGE.replace("{{options}}", options).replace("{{model}}", html.escape(model_name)) \
+        .replace("{{caption_hint}}", html.escape(caption_hint))
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>mmre — multimodal relation extraction</title>
+<style>
+ body{font-family:system-ui,sans-serif;max-width:1100px;margin:24px auto;padding:0 16px;color:#222}
+ h1{font-size:1.4em;margin-bottom:0} .sub{color:#666;margin-top:4px}
+ form{display:grid;grid-template-columns:160px 1fr;gap:8px 12px;align-items:center;margin:18px 0}
+ input[type=text],textarea,select{width:100%;padding:6px;box-sizing:border-box;font:inherit}
+ textarea{height:60px} button{padding:8px 18px;font:inherit;cursor:pointer}
+ .hint{color:#777;font-size:.85em} #error{color:#b00020;font-weight:600;margin:10px 0}
+ table{border-collapse:collapse;margin:12px 0} td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}
+ th{background:#f3f3f3} img#explanation{max-width:100%;border:1px solid #ddd;margin-top:10px}
+ #status{color:#555}
+</style></head><body>
+<h1>mmre</h1><p class="sub">Relation between two entities of a sentence, with its image. Model: <code>{{model}}</code></p>
+<form id="form">
+ <label for="image">image</label><div><input type="file" id="image" name="image" accept="image/*">
+   or a sample <select id="sample" name="sample"><option value="">(none)</option>{{options}}</select></div>
+ <label for="text">sentence</label><textarea id="text" name="text" required></textarea>
+ <label for="head">head entity</label><div><input type="text" id="head" name="head">
+   <span class="hint">its words as in the sentence; leave head and tail empty to pair the entities spaCy finds</span></div>
+ <label for="tail">tail entity</label><input type="text" id="tail" name="tail">
+ <label for="caption">caption</label><div><input type="text" id="caption" name="caption">
+   <span class="hint">{{caption_hint}}</span></div>
+ <span></span><div><button type="submit" id="go">Predict</button> <span id="status"></span></div>
+</form>
+<div id="error" role="alert"></div>
+<div id="result"></div>
+<script>
+const form = document.getElementById('form');
+form.addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const err = document.getElementById('error'), res = document.getElementById('result');
+  const status = document.getElementById('status');
+  err.textContent = ''; res.innerHTML = ''; status.textContent = 'predicting…';
+  try {
+    const r = await fetch('predict/form', {method: 'POST', body: new FormData(form)});
+    const data = await r.json();
+    status.textContent = '';
+    if (!r.ok) { err.textContent = data.error || ('error ' + r.status); return; }
+    const table = document.createElement('table'); table.id = 'relations';
+    table.innerHTML = '<tr><th>head</th><th>relation</th><th>tail</th><th>probability</th><th>runners-up</th></tr>';
+    for (const p of data.predictions) {
+      const tr = document.createElement('tr');
+      const alts = p.top3.slice(1).map(t => t[0] + ' ' + t[1].toFixed(3)).join(', ');
+      for (const v of [p.head, p.relation, p.tail, p.probability.toFixed(3), alts]) {
+        const td = document.createElement('td'); td.textContent = v; tr.appendChild(td);
+      }
+      tr.children[1].className = 'relation'; table.appendChild(tr);
+    }
+    res.appendChild(table);
+    if (data.explanation) {
+      const img = document.createElement('img'); img.id = 'explanation';
+      img.alt = 'explanation of ' + data.explanation.head + ' → ' + data.explanation.tail;
+      img.src = data.explanation.png; res.appendChild(img);
+    }
+  } catch (e) { status.textContent = ''; err.textContent = 'request failed: ' + e; }
+});
+</script></body></html>
+"""

@@ -1,0 +1,147 @@
+"""``mmre serve``: the JSON API (FastAPI's test client) and the page in a real headless browser."""
+
+from __future__ import annotations
+
+import base64
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.cli.test_predict import SAMPLE, _val
+
+pytest.importorskip("fastapi", reason="mmre serve needs the serve extra: pip install 'mmre[serve]'")
+
+
+@pytest.fixture(scope="module")
+def app(trained):
+    from mmre_cli.serve import create_app
+
+    return create_app(trained["model"], samples=SAMPLE / "img_org")
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    from fastapi.testclient import TestClient
+
+    return TestClient(app)
+
+
+def _line(i: int) -> dict:
+    v = _val(i)
+    return {"text": v["text"], "head": v["head"], "tail": v["tail"], "caption": v["caption"],
+            "image": Path(v["image"]).name}
+
+
+def test_predict_answers_the_batch_fields_and_agrees_with_the_cli(client, trained):
+    from stages.predict import Query, Predictor
+
+    v = _val(1)
+    r = client.post("/predict", json=_line(1))
+    assert r.status_code == 200, r.text
+    (p,) = r.json()["predictions"]
+    assert {"head", "tail", "relation", "probability", "top3", "text", "image"} <= set(p)
+    expected = Predictor(trained["model"]).predict([Query(text=v["text"], image=Path(v["image"]), head=v["head"],
+                                                          tail=v["tail"], caption=v["caption"])])[0]
+    assert p["relation"] == expected.relation and abs(p["probability"] - expected.probability) < 1e-5
+    assert r.json()["explanation"] is None
+
+
+def test_a_list_an_upload_and_the_explanation(client):
+    data = base64.b64encode((SAMPLE / "img_org" / "val" / "sample_val_002.png").read_bytes()).decode()
+    lines = [_line(2), {**_line(3), "image": None, "image_b64": data}]
+    r = client.post("/predict?explain=1", json=lines)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert len(body["predictions"]) == 2
+    png = base64.b64decode(body["explanation"]["png"].split(",", 1)[1])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("payload, status, message", [
+    ({"text": ""}, 400, "'text' is missing or empty"),
+    ({"text": "x" * 3000}, 413, "at most 2000"),
+    ([{"text": "a b"}] * 40, 413, "at most 32 per request"),
+    ({"text": "Ann met Bob", "head": "Ann", "tail": "Zed"}, 400, "is not in the text"),
+    ({"text": "Ann met Bob", "image": "../../etc/passwd"}, 400, "unknown sample image"),
+    ({"text": "Ann met Bob", "head": "Ann", "tail": "Bob", "image_b64": base64.b64encode(b"not an image").decode()},
+     400, "not an image"),
+    ({"text": "Ann met Bob", "image_b64": "%%%"}, 400, "not base64"),
+    ({"text": "Ann met Bob", "colour": "red"}, 400, "unknown field(s) colour"),
+    ("just a string", 400, "one JSON object or a list"),
+])
+def test_bad_requests_get_a_clear_4xx_and_the_server_lives_on(client, payload, status, message):
+    r = client.post("/predict", json=payload)
+    assert r.status_code == status, r.text
+    assert message in r.json()["error"]
+    assert client.get("/health").json()["ok"] is True
+
+
+def test_not_json_and_an_oversized_body(client):
+    r = client.post("/predict", content=b"{nope", headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "not JSON" in r.json()["error"]
+    from mmre_cli.serve import LIMITS
+
+    r = client.post("/predict", content=b"x" * (LIMITS["body_bytes"] + 1))
+    assert r.status_code == 413
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(app):
+    import uvicorn
+
+    port = _free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not srv.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert srv.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}/"
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_the_page_in_a_browser_predicts_and_shows_a_bad_upload(server, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    from tests.browser import browser
+
+    v = _val(0)
+    with browser(offline=True) as d:
+        d.get(server)
+        assert "mmre" in d.title
+        Select(d.find_element(By.ID, "sample")).select_by_value(Path(v["image"]).name)
+        for field, value in (("text", v["text"]), ("head", v["head"]), ("tail", v["tail"]), ("caption", v["caption"])):
+            d.find_element(By.ID, field).send_keys(value)
+        d.find_element(By.ID, "go").click()
+        WebDriverWait(d, 60).until(ec.presence_of_element_located((By.ID, "relations")))
+        relation = d.find_element(By.CSS_SELECTOR, "#relations td.relation").text
+        assert relation
+        WebDriverWait(d, 30).until(lambda drv: drv.execute_script(
+            "const i = document.getElementById('explanation'); return i && i.complete && i.naturalWidth > 100;"))
+        d.save_screenshot(str(tmp_path / "after_prediction.png"))
+
+        fake = tmp_path / "photo.jpg"
+        fake.write_text("this is text, not a JPEG")
+        Select(d.find_element(By.ID, "sample")).select_by_value("")
+        d.find_element(By.ID, "image").send_keys(str(fake))
+        d.find_element(By.ID, "go").click()
+        WebDriverWait(d, 30).until(lambda drv: drv.find_element(By.ID, "error").text.strip() != "")
+        assert "not an image" in d.find_element(By.ID, "error").text
+        assert d.find_elements(By.ID, "relations") == []
+        # and the server still answers
+        d.get(server + "health")
+        assert '"ok":true' in d.page_source.replace(" ", "")

@@ -105,6 +105,63 @@ class _Explained:
         return out
 
 
+def _attribution_in_cmg(ex: _Explained, attribution) -> tuple[np.ndarray | None, dict | None]:
+    """Node importances in CMG numbering (NaN for deleted nodes) and ``|edge importance|`` per
+    undirected CMG edge, scaled to ``[0, 1]`` by the largest (both directions summed)."""
+    if attribution is None:
+        return None, None
+    node = np.full(ex.cmg.num_nodes, np.nan)
+    values = np.asarray(attribution.node, float)
+    if values.size != ex.back.size:
+        raise ValueError(f"attribution has {values.size} nodes, the refined graph {ex.back.size}")
+    node[ex.back] = values
+    if attribution.edge is None:
+        return node, None
+    edges: dict[tuple[int, int], float] = {}
+    ref = ex.refined
+    for e, v in enumerate(attribution.edge):
+        a, b = int(ex.back[ref.edge_index[0, e]]), int(ex.back[ref.edge_index[1, e]])
+        if a != b:
+            key = (min(a, b), max(a, b))
+            edges[key] = edges.get(key, 0.0) + abs(float(v))
+    top = max(edges.values(), default=0.0)
+    return node, {k: v / top for k, v in edges.items()} if top > 0 else edges
+
+
+def _importance_colour(value: float, scale: float):
+    """Red for evidence for the prediction, blue against, white for none (``RdBu_r`` at ``value/scale``)."""
+    from matplotlib import colormaps
+
+    t = 0.0 if scale <= 0 or not np.isfinite(value) else float(np.clip(value / scale, -1.0, 1.0))
+    return colormaps["RdBu_r"](0.5 + 0.42 * t)
+
+
+def _draw_pieces(fig, pieces: list[tuple[str, float]], width: float = 0.96) -> None:
+    """The sentence's word pieces along the bottom of ``fig``, each on a background coloured by its
+    importance (the same red/blue scale), wrapped to ``width`` of the figure."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    engine = fig.get_layout_engine()
+    if engine is not None and hasattr(engine, "set"):
+        engine.set(rect=(0.0, 0.1, 1.0, 0.9))  # room for the pieces below the panels
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    scale = max((abs(v) for _, v in pieces), default=0.0)
+    x0, x, y = 0.02, 0.02, 0.035
+    fig.text(x0, y + 0.035, "word pieces (IG of the encoder's input embeddings for the prediction):", fontsize=8,
+             color="#555555")
+    fw = fig.bbox.width
+    for piece, value in pieces:
+        label = piece[2:] if piece.startswith("##") else piece.replace("\u2581", "").replace("\u0120", "") or piece
+        t = fig.text(x, y, label, fontsize=9, family="monospace",
+                     bbox={"facecolor": _importance_colour(value, scale), "edgecolor": "none", "pad": 1.2})
+        w = t.get_window_extent(renderer).width / fw
+        if x + w > width and x > x0:  # wrap
+            y -= 0.03
+            x = x0
+            t.set_position((x, y))
+        x += w + (0.0 if piece.startswith("##") else 0.004)
+
+
 def _select(ex: _Explained, max_tokens: int) -> tuple[list[int], int]:
     """Nodes to draw and how many token nodes were left out."""
     g = ex.cmg
@@ -187,7 +244,7 @@ def _spread_row(pos: dict, wanted: list[tuple[float, int]], y: float, width: flo
 def draw_explanation(path: str | Path, *, cmg: Graph, refined: Graph | None, image: str | Path | None,
                      relation: str, probability: float, top3: Sequence[tuple[str, float]] = (),
                      head: str | None = None, tail: str | None = None, image_note: str | None = None,
-                     max_tokens: int = 14, max_label: int = 18, dpi: int = 130) -> Path:
+                     max_tokens: int = 14, max_label: int = 18, dpi: int = 130, attribution=None) -> Path:
     """Draw the explanation of one prediction to ``path`` (``.png`` or ``.svg``).
 
     Args:
@@ -203,6 +260,11 @@ def draw_explanation(path: str | Path, *, cmg: Graph, refined: Graph | None, ima
         max_tokens: most token nodes drawn before the sentence is cut to the head/tail context.
         max_label: node labels are truncated to this many characters.
         dpi: resolution of a PNG.
+        attribution: an :class:`~mmre_cli.attribution.Attribution` of the refined graph for the
+            predicted class; then node fill = its sign and size (red for, blue against the
+            prediction), kept/added edge width = its magnitude, the top-5 evidence nodes are
+            listed under the title, and word-piece importances (fine-tuned encoder) are drawn as a
+            highlighted line of text at the bottom.
 
     Returns:
         ``Path(path)``.
@@ -215,6 +277,7 @@ def draw_explanation(path: str | Path, *, cmg: Graph, refined: Graph | None, ima
     path = Path(path)
     ex = _Explained(cmg, refined)
     g = cmg
+    node_imp, edge_imp = _attribution_in_cmg(ex, attribution)
     nodes, hidden = _select(ex, max_tokens)
     pos = _layout(g, nodes)
     mod = [MODALITIES[int(m)] for m in g.node_modality]
@@ -273,7 +336,10 @@ def draw_explanation(path: str | Path, *, cmg: Graph, refined: Graph | None, ima
         G.add_edge(a, b)
         groups[info["status"]].append((a, b))
         if info["status"] in widths:
-            widths[info["status"]].append(0.6 + 4.0 * float(np.clip(info["weight"], 0.0, 1.0)))
+            if edge_imp is not None:
+                widths[info["status"]].append(0.6 + 5.0 * edge_imp.get((a, b), 0.0))
+            else:
+                widths[info["status"]].append(0.6 + 4.0 * float(np.clip(info["weight"], 0.0, 1.0)))
     xs = [p[0] for p in pos.values()] or [0.0]
     ax.set_xlim(min(xs) - 1.0, max(xs) + 1.0)
     ax.set_ylim(-0.75, 3.55)
@@ -305,6 +371,8 @@ def draw_explanation(path: str | Path, *, cmg: Graph, refined: Graph | None, ima
 
     rel = ex.relevance
     finite = rel[np.isfinite(rel)]
+    node_scale = max((abs(node_imp[i]) for i in nodes if np.isfinite(node_imp[i])), default=0.0) \
+        if node_imp is not None else 0.0
     for i in nodes:
         kind = int(g.node_kind[i])
         base = 380 if kind == _TOKEN else 1500
@@ -313,8 +381,11 @@ def draw_explanation(path: str | Path, *, cmg: Graph, refined: Graph | None, ima
         gone = i in ex.deleted
         role = int(g.node_role[i])
         edge = HEAD_COLOUR if role == ROLE_HEAD else TAIL_COLOUR if role == ROLE_TAIL else "#666666"
+        fill = MODALITY_COLOURS[mod[i]]
+        if node_imp is not None and not gone:
+            fill = _importance_colour(node_imp[i], node_scale)
         nx.draw_networkx_nodes(G, pos, ax=ax, nodelist=[i], node_size=size,
-                               node_color="#eeeeee" if gone else MODALITY_COLOURS[mod[i]],
+                               node_color=["#eeeeee" if gone else fill],
                                edgecolors=edge if not gone else "#bbbbbb", linewidths=4.0 if role else 0.8,
                                alpha=0.45 if gone else 1.0, node_shape="o" if kind == _TOKEN else "s" if mod[i] == "visual" else "o")
         if gone:
@@ -351,8 +422,13 @@ def draw_explanation(path: str | Path, *, cmg: Graph, refined: Graph | None, ima
     runners = ", ".join(f"{lab} {p:.2f}" for lab, p in list(top3)[1:3])
     fig.suptitle(f"{relation}{' (no relation)' if relation.lower() == 'none' else ''}  (p = {probability:.2f})",
                  fontsize=15, fontweight="bold")
-    ax.set_title(f"HEAD {_short(head, 30)}  →  TAIL {_short(tail, 30)}" + (f"\nrunners-up: {runners}" if runners else ""),
-                 fontsize=10)
+    evidence = ""
+    if node_imp is not None:
+        ranked = sorted((i for i in range(g.num_nodes) if np.isfinite(node_imp[i])), key=lambda i: -node_imp[i])[:5]
+        evidence = "\nevidence (IG for the prediction): " + ", ".join(
+            f"{_short(g.node_text[i] or NODE_KINDS[int(g.node_kind[i])], 16)} {node_imp[i]:+.3f}" for i in ranked)
+    ax.set_title(f"HEAD {_short(head, 30)}  →  TAIL {_short(tail, 30)}" + (f"\nrunners-up: {runners}" if runners else "")
+                 + evidence, fontsize=10)
     n_del = len(ex.deleted)
     handles = [Patch(facecolor=MODALITY_COLOURS[m], edgecolor="#666666", label=f"{m} node") for m in MODALITIES
                if any(mod[i] == m for i in nodes)]
@@ -363,7 +439,8 @@ def draw_explanation(path: str | Path, *, cmg: Graph, refined: Graph | None, ima
                markeredgewidth=3, label="TAIL"),
         Line2D([], [], marker="x", linestyle="", markersize=10, color="#b03030", markeredgewidth=2,
                label=f"deleted by the RL editor ({n_del})"),
-        Line2D([], [], color=KEPT_COLOUR, linewidth=3, label="kept edge (width = final weight)"),
+        Line2D([], [], color=KEPT_COLOUR, linewidth=3,
+               label="kept edge (width = |IG importance|)" if edge_imp is not None else "kept edge (width = final weight)"),
         Line2D([], [], color=ADDED_COLOUR, linewidth=3, label=f"added by the editor ({len(groups['added'])})"),
         Line2D([], [], color=PRUNED_COLOUR, linestyle="--", linewidth=1.5,
                label=f"pruned by diffusion ({len(groups['pruned'])})"),
@@ -373,6 +450,12 @@ def draw_explanation(path: str | Path, *, cmg: Graph, refined: Graph | None, ima
     ]
     if hidden:
         handles.append(Line2D([], [], linestyle="", label=f"{hidden} token node(s) away from HEAD/TAIL not drawn"))
+    if node_imp is not None:
+        handles[:0] = [Patch(facecolor=_importance_colour(1.0, 1.0), edgecolor="#666666", label="node for the prediction (IG)"),
+                       Patch(facecolor=_importance_colour(-1.0, 1.0), edgecolor="#666666", label="node against it")]
+        handles = [h for h in handles if not str(h.get_label()).endswith(" node")]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8.5, frameon=False)
+    if attribution is not None and getattr(attribution, "pieces", None):
+        _draw_pieces(fig, attribution.pieces)
     fig.savefig(path, dpi=dpi, format=path.suffix.lower().lstrip(".") or "png")
     return path

@@ -539,15 +539,20 @@ class Predictor:
 
 def explain(predictor: Predictor, results: list[Prediction], path: str | Path) -> Prediction:
     """Draw the explanation of one of ``results`` (predicted with ``keep_graphs=True``) to ``path``:
-    the most probable non-``None`` prediction, else the first. Returns the one drawn."""
+    the most probable non-``None`` prediction, else the first, with the Integrated-Gradients
+    attribution of its class (:mod:`mmre_cli.attribution`). Returns the one drawn."""
     from mmre_cli.explain import draw_explanation
 
     none = predictor.pipeline["labels"][int(predictor.pipeline["none_id"])]
     pick = next((r for r in sorted(results, key=lambda r: -r.probability) if r.relation != none), results[0])
     note = None if (predictor.uses_pixels or predictor.uses_objects) else \
         f"not used by this model ({predictor.extractor.encoder.name} text encoder, no detector)"
+    from mmre_cli.attribution import attribute
+
+    attribution = attribute(predictor.model, pick.refined, target=predictor.labels.index(pick.relation))
     draw_explanation(path, cmg=pick.cmg, refined=pick.refined, image=pick.image, relation=pick.relation,
-                     probability=pick.probability, top3=pick.top3, head=pick.head, tail=pick.tail, image_note=note)
+                     probability=pick.probability, top3=pick.top3, head=pick.head, tail=pick.tail, image_note=note,
+                     attribution=attribution)
     return pick
 
 

@@ -35,6 +35,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "image_policy": "text-only",  # missing/unreadable image: error | skip | text-only
         "on_error": "raise",          # malformed record: raise | skip
         "label_map": None,            # rel2id JSON; null = found next to the text files
+        "captioner": None,            # predict/serve: image-to-text model folder or cached hub id, used when
+                                      # the model reads captions and none is given; null = none
     },
     "extract_features": {
         "encoder": "minilm",          # minilm | mpnet | hf | clip | clip:<open_clip model name>

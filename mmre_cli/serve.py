@@ -161,14 +161,15 @@ class Service:
         return {"predictions": [r.to_json() for r in results], "explanation": picture}
 
 
-def create_app(model: Path, *, samples: Path | None = None, predictor=None):
-    """The FastAPI app serving ``model`` (loaded here unless ``predictor`` is given)."""
+def create_app(model: Path, *, samples: Path | None = None, predictor=None, captioner: str | None = None):
+    """The FastAPI app serving ``model`` (loaded here unless ``predictor`` is given; ``captioner``
+    as for :class:`~stages.predict.Predictor`)."""
     from fastapi import FastAPI, Request
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
     from stages.predict import Predictor
 
-    predictor = predictor or Predictor(Path(model))
+    predictor = predictor or Predictor(Path(model), captioner=captioner)
     workdir = Path(tempfile.mkdtemp(prefix="mmre-serve-"))
     service = Service(predictor, _sample_images(samples), workdir)
     app = FastAPI(title="mmre", docs_url=None, redoc_url=None, openapi_url=None)
@@ -245,8 +246,8 @@ def create_app(model: Path, *, samples: Path | None = None, predictor=None):
 
 def _page(samples: list[str], model_name: str, captions: bool) -> str:
     options = "".join(f'<option value="{html.escape(s)}">{html.escape(s)}</option>' for s in samples)
-    caption_hint = ("this model reads the image through its caption: type one (no captioning model is loaded)"
-                    if captions else "this model does not read captions")
+    caption_hint = ("this model reads the image through its caption: type one, or leave it empty and the "
+                    "server's captioner (if one was given) writes it" if captions else "this model does not read captions")
     return _PAGE.replace("{{options}}", options).replace("{{model}}", html.escape(model_name)) \
         .replace("{{caption_hint}}", html.escape(caption_hint))
 

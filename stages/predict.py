@@ -316,11 +316,14 @@ class Predictor:
         max_pairs: most NER pairs per query when no head/tail is given (default 20).
         chunk_size: instances per pass through the pipeline (default 64).
         reporter: progress and warnings (default: none).
+        captioner: image-to-text model that captions an image given without a caption, for a
+            model that reads captions (default: ``$MMRE_CAPTIONER``, else ``data.captioner``;
+            :mod:`mmre_cli.features.captioner`).
     """
 
     def __init__(self, model: Path, *, encoder: str | None = None, encoder_weights: str | Path | None = None,
                  max_pairs: int = DEFAULT_MAX_PAIRS, chunk_size: int = DEFAULT_CHUNK,
-                 reporter: Reporter | None = None) -> None:
+                 reporter: Reporter | None = None, captioner: str | Path | None = None) -> None:
         from stages._learning import cpu_threads
 
         self.reporter = reporter_or_null(reporter)
@@ -336,6 +339,10 @@ class Predictor:
         self.chunk_size = max(1, int(chunk_size))
         self.max_pixels = max_pixels(self.params)
         self.captions = trained_with_captions(self.params)
+        from mmre_cli.features.captioner import captioner_source
+
+        self.captioner_source = captioner_source(captioner, self.params) if self.captions else None
+        self._captioner = None
         cpu_threads()
         self._load()
         self._ner = None
@@ -439,9 +446,13 @@ class Predictor:
         if caption and not self.captions:
             self._note("uncaptioned_model", f"{where}this model was trained without captions; the caption is ignored")
             caption = None
+        if self.captions and not caption and image is not None and self.captioner_source:
+            caption = self.caption_image(image)
+            self.reporter.info(f"{where}caption by {self.captioner_source}: {caption!r}")
         if self.captions and not caption:
             self._note("no_caption", f"{where}this model was trained with captions as the image's view but none was "
-                       "given (--image-caption / \"caption\"); predicting without one")
+                       "given (--image-caption / \"caption\") and no captioner is set (--captioner MODEL, "
+                       "$MMRE_CAPTIONER); predicting from the text alone")
         img_id = None
         if image is not None:
             # one owner per (image, caption): two captions of one image are two different views
@@ -454,6 +465,14 @@ class Predictor:
                             image_status="ok" if image else "none", caption=caption, source=query.where)
             out.append((inst, source))
         return out
+
+    def caption_image(self, image: str | Path) -> str:
+        """The caption of ``image`` by the captioner (loaded on first use)."""
+        if self._captioner is None:
+            from mmre_cli.features.captioner import Captioner
+
+            self._captioner = Captioner(self.captioner_source)
+        return self._captioner(image)
 
     def _note(self, key: str, message: str) -> None:
         """A warning given once per :meth:`predict` call (a batch does not repeat it per line)."""

@@ -86,3 +86,26 @@ def tiny_bert(tmp_path_factory) -> Path:
 def tiny_mpnet(tmp_path_factory) -> Path:
     pytest.importorskip("transformers")
     return make_tiny_hf(tmp_path_factory.mktemp("tiny-mpnet") / "model", "mpnet")
+
+
+def make_tiny_blip(folder: Path) -> Path:
+    """A tiny random-initialised BLIP captioner folder (model + processor), built offline."""
+    import torch
+    from transformers import AutoTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
+
+    tok = AutoTokenizer.from_pretrained(make_tiny_hf(folder.parent / f"{folder.name}_tokenizer", "bert"))
+    text = dict(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                max_position_embeddings=64, bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id,
+                pad_token_id=tok.pad_token_id, sep_token_id=tok.sep_token_id)
+    vision = dict(hidden_size=32, image_size=32, patch_size=8, num_hidden_layers=1, num_attention_heads=2,
+                  intermediate_size=64)
+    torch.manual_seed(0)
+    model = BlipForConditionalGeneration(BlipConfig(text_config=text, vision_config=vision, projection_dim=32))
+    model.save_pretrained(folder)
+    BlipProcessor(image_processor=BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer=tok).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_blip(tmp_path_factory) -> Path:
+    return make_tiny_blip(tmp_path_factory.mktemp("hf") / "tiny_blip")

@@ -59,3 +59,21 @@ def test_word_pieces_of_a_finetuned_encoder(tiny_bert):
 def test_piece_attribution_is_none_without_an_encoder():
     model = RelationGNN(16, 3, hidden=16, heads=2).eval()
     assert piece_attribution(model, graph_to_data(_graph()), 0) is None
+
+
+def test_the_picture_shows_the_evidence_and_the_pieces(tmp_path, tiny_bert):
+    import matplotlib
+
+    from mmre_cli.explain import draw_explanation
+
+    model = _hf_model(tiny_bert, in_dim=16, train_layers=1).eval()
+    graph = _graph(3)
+    a = attribute(model, graph, target=1, steps=4)
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # text stays text in the SVG
+        out = draw_explanation(tmp_path / "x.svg", cmg=graph, refined=graph, image=None, relation="rel",
+                               probability=0.5, top3=[("rel", 0.5)], attribution=a)
+    svg = out.read_text()
+    assert "evidence (IG for the prediction)" in svg and "node for the prediction (IG)" in svg
+    assert "word pieces (IG" in svg and "&lt;h&gt;" in svg
+    top = max(range(graph.num_nodes), key=lambda i: a.node[i])
+    assert graph.node_text[top] in svg.split("evidence (IG for the prediction):", 1)[1][:400]

@@ -19,7 +19,8 @@ def predict(
     head: Annotated[Optional[str], typer.Option(help="Head entity text (must occur in TEXT). Without --head/--tail, every pair of spaCy entities.", show_default=False)] = None,
     tail: Annotated[Optional[str], typer.Option(help="Tail entity text (must occur in TEXT).", show_default=False)] = None,
     model: Annotated[Path, typer.Option("--model", help="Model folder written by train-gnn.")] = Path("out/model"),
-    image_caption: Annotated[Optional[str], typer.Option(help="The image's caption, for models trained with captions as the image's view (no captioning model can be had offline, so give it yourself).", show_default=False)] = None,
+    image_caption: Annotated[Optional[str], typer.Option(help="The image's caption, for models trained with captions as the image's view. Without it, --captioner writes one.", show_default=False)] = None,
+    captioner: Annotated[Optional[str], typer.Option("--captioner", help="Image-to-text model (a local folder such as a saved BLIP or GIT, or a hub id already in the Hugging Face cache) that captions the image when the model reads captions and none is given. Default: $MMRE_CAPTIONER, else the model's data.captioner.", show_default=False)] = None,
     json_out: Annotated[bool, typer.Option("--json", help="JSON lines on stdout instead of a table, one per (head, tail) pair: head, tail (the entities' words), relation, probability, top3 (the three most probable [label, probability], the prediction first), text (the sentence as tokenised), image (its path, or null).")] = False,
     batch: Annotated[Optional[Path], typer.Option("--batch", help="JSONL of instances {\"image\"?, \"text\", \"head\"?, \"tail\"?, \"caption\"?} (image paths relative to the file's folder; no image = text only; head/tail as words, or as token spans [start, end) over spaCy's tokens, e.g. \"tail\": [0, 1] when the tail's words also occur inside the head), predicted with models loaded once.", show_default=False)] = None,
     explain: Annotated[Optional[Path], typer.Option("--explain", help="Write a picture (.png/.svg) of one prediction (the most probable non-None one, else the first): the image with its boxes beside the cross-modal graph as the editor and diffusion left it.", show_default=False)] = None,
@@ -32,7 +33,7 @@ def predict(
 
     The model folder's pipeline.json gives every stage's params (./params.yaml is not read). TEXT is tokenised with spaCy; --head/--tail are found as token spans (exact case first, then any case). Without them spaCy's NER proposes entities (dates, numbers and amounts left out) and every ordered pair of distinct entities is classified, at most --max-pairs per input; if fewer than two entities are found the command says so and exits 2 (in --batch: a warning, the line is skipped, exit 0).
 
-    The image is always checked (missing, not an image, too many pixels: exit 2). Its pixels are used only by a model whose encoder embeds images (CLIP), its objects only through the model's detector. No captioning model can be had offline: a model trained with captions as the image's view takes --image-caption; without it, a warning and a text-only prediction.
+    The image is always checked (missing, not an image, too many pixels: exit 2). Its pixels are used only by a model whose encoder embeds images (CLIP), its objects only through the model's detector. A model trained with captions as the image's view reads --image-caption, else the caption --captioner writes (a transformers image-to-text model, e.g. BLIP or GIT); with neither, a note on stderr and a text-only prediction.
 
     Results on stdout (a table, or --json lines: head, tail, relation, probability, top3 — the three most probable labels, the prediction first — text, image); messages on stderr. Bad input is one line on stderr and exit code 2.
     """
@@ -65,7 +66,7 @@ def predict(
         stage.check_query(query, limit)
 
     predictor = stage.Predictor(model, encoder=encoder, encoder_weights=encoder_weights, max_pairs=max_pairs,
-                                reporter=reporter)
+                                reporter=reporter, captioner=captioner)
     if any(q.image is not None for q in queries) and not (predictor.uses_pixels or predictor.uses_objects):
         reporter.info(f"note: this model ({predictor.extractor.encoder.name}, no detector) uses no pixels; "
                       "the image was checked but not used")

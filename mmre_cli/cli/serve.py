@@ -16,6 +16,7 @@ def serve(
     model: Annotated[Path, typer.Option("--model", help="Model folder written by train-gnn.")] = Path("out/model"),
     host: Annotated[str, typer.Option(help="Address to bind. The default serves this machine only; 0.0.0.0 exposes the demo to your network.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    captioner: Annotated[Optional[str], typer.Option("--captioner", help="Image-to-text model that captions an image sent without a caption (as in `mmre predict --captioner`).", show_default=False)] = None,
     samples: Annotated[Optional[Path], typer.Option("--samples", help="Folder of images the page offers as samples (default: the shipped sample's images, if present).", show_default=False)] = None,
 ) -> None:
     """Serve a demo page and a JSON API on http://HOST:PORT with the model loaded once.
@@ -35,6 +36,6 @@ def serve(
     if samples is None:
         shipped = Path(__file__).resolve().parents[2] / "data" / "sample" / "img_org"
         samples = shipped if shipped.is_dir() else None
-    app = create_app(model, samples=samples)
+    app = create_app(model, samples=samples, captioner=captioner)
     stderr.print(f"mmre serve: {model} on http://{host}:{port}/ (Ctrl+C stops)", highlight=False, soft_wrap=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

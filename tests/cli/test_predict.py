@@ -346,3 +346,33 @@ def test_argument_errors_come_before_any_model_loads(trained):
     refuse = time.perf_counter() - t0
     assert bad.exit_code == 2 and "is not in the text" in bad.stderr
     assert refuse < 0.25 * load, (refuse, load)
+
+
+def test_captioner_captions_a_raw_image_for_a_caption_model(trained, tiny_blip, monkeypatch):
+    """`mmre predict img.jpg "text"` on a model that reads captions: --captioner writes the caption
+    (a tiny random BLIP through the real loading code), and the prediction is the one with that caption."""
+    v = _val(0)
+    base = [v["image"], v["text"], "--head", v["head"], "--tail", v["tail"], "--model", str(trained["model"]), "--json"]
+    result = _predict(*base, "--captioner", str(tiny_blip))
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("caption by") == 1
+    from mmre_cli.features.captioner import Captioner
+
+    caption = Captioner(tiny_blip)(v["image"])
+    assert caption
+    (line,) = _json_lines(result)
+    (given,) = _json_lines(_predict(*base, "--image-caption", caption))
+    assert (line["relation"], line["probability"]) == (given["relation"], given["probability"])
+    # the environment variable does the same; neither given: a note says how to get one
+    monkeypatch.setenv("MMRE_CAPTIONER", str(tiny_blip))
+    assert "caption by" in _predict(*base).stderr
+    monkeypatch.delenv("MMRE_CAPTIONER")
+    plain = _predict(*base)
+    assert plain.exit_code == 0 and "--captioner MODEL" in plain.stderr
+
+
+def test_a_captioner_that_is_not_one_is_a_clear_error(trained, tmp_path):
+    v = _val(0)
+    result = _predict(v["image"], v["text"], "--head", v["head"], "--tail", v["tail"], "--model", str(trained["model"]),
+                      "--captioner", str(tmp_path / "nothing-here"))
+    assert result.exit_code == 2 and "cannot load an image-to-text model" in result.stderr

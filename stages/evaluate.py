@@ -22,7 +22,7 @@ from stages._learning import (apply_pair_captions, cpu_threads, graphs_by_split,
 SECTIONS = ["evaluate"]
 
 
-def score_split(model_dir: Path, graphs: Path, split: str) -> dict:
+def score_split(model_dir: Path, graphs: Path, split: str, reporter: Reporter | None = None) -> dict:
     """``{"metrics", "per_class", "pred", "gold", "prob", "ids", "labels"}`` for one split."""
     import numpy as np
 
@@ -44,7 +44,8 @@ def score_split(model_dir: Path, graphs: Path, split: str) -> dict:
         pair = read_pipeline(model_dir).get("params", {}).get("data", {}).get("pair_captions")
         apply_pair_captions({split: items}, pair)  # the captioner the model was trained to read
         items.sort(key=text_length)  # similar lengths together: less padding (ids/gold follow)
-    pred, prob = predict(model, loader(items, 64 if words else 256, False, words=words))
+    with reporter_or_null(reporter).progress(f"evaluate {split}", total=len(items)) as task:
+        pred, prob = predict(model, loader(items, 64 if words else 256, False, words=words), task=task)
     gold = np.asarray([g.label for g in items])
     return {"metrics": peer_scores(pred, gold, none_id), "per_class": per_class_report(pred, gold, labels),
             "confusion": confusion_matrix(pred, gold, len(labels)).tolist(), "pred": pred, "gold": gold,
@@ -61,7 +62,7 @@ def run(*, model: Path, graphs: Path, out: Path, params: dict, stats: Path | Non
     require_artifact(graphs, "diffuse")
     cpu_threads()
     split = params["evaluate"]["split"]
-    scored = score_split(model, graphs, split)
+    scored = score_split(model, graphs, split, reporter)
     m, labels = scored["metrics"], scored["labels"]
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "per_class.json", {"split": split, "classes": scored["per_class"]})

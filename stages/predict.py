@@ -553,7 +553,14 @@ class Predictor:
                 if not skip_no_pairs:
                     raise
                 self.reporter.warn(f"{err}; nothing predicted for it")
-        return list(self.predict_instances(items, keep_graphs=keep_graphs))
+        if len(items) <= self.chunk_size:
+            return list(self.predict_instances(items, keep_graphs=keep_graphs))
+        out: list[Prediction] = []
+        with self.reporter.progress("predict", total=len(items)) as task:  # a --batch file: show progress
+            for prediction in self.predict_instances(items, keep_graphs=keep_graphs):
+                out.append(prediction)
+                task.advance(1)
+        return out
 
 
 def explain(predictor: Predictor, results: list[Prediction], path: str | Path) -> Prediction:

@@ -48,7 +48,7 @@ class _LineTask:
         eta = ""
         if self.total and rate > 0:
             eta = f", ETA {int((self.total - self.done) / rate)} s"
-        return f"{self.description}: {self.done}{of} ({rate:.2f}/s, {int(elapsed)} s{eta})"
+        return f"{self.description}: {int(self.done)}{of} ({rate:.2f}/s, {int(elapsed)} s{eta})"
 
 
 class RichReporter:

@@ -229,6 +229,8 @@ class Encoder:
     """
 
     name: str = "encoder"
+    #: called with the number of sentences after each batch :meth:`encode_words` finishes (progress)
+    on_batch = None
     dim: int = 0
     supports_images: bool = False
     batch_size: int = 64
@@ -400,6 +402,8 @@ class MiniLMEncoder(Encoder):
                 vec = (means / np.maximum(norms, 1e-12)).astype(np.float32)
                 result[i] = vec
                 fallback.extend((i, j) for j in np.flatnonzero(~has))
+            if self.on_batch is not None:
+                self.on_batch(len(chunk))
         if fallback:
             alone = self._alone([sentences[i][j] for i, j in fallback])
             for i, j in fallback:

@@ -126,8 +126,10 @@ def _to_device(batch, device, fabric):
 
 
 @torch.no_grad()
-def _run_eval(model: nn.Module, loader: Iterable, fabric=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """``(pred [N], prob [N, C], gold [N] or empty, mean CE loss or nan)``."""
+def _run_eval(model: nn.Module, loader: Iterable, fabric=None, task=None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """``(pred [N], prob [N, C], gold [N] or empty, mean CE loss or nan)``; ``task`` (a progress
+    task) advances by each batch's graphs."""
     was_training = model.training
     model.eval()
     device = _model_device(model)
@@ -137,6 +139,8 @@ def _run_eval(model: nn.Module, loader: Iterable, fabric=None) -> tuple[np.ndarr
         batch = _to_device(batch, device, fabric)
         logits = model(batch).float()
         probs.append(torch.softmax(logits, dim=-1).cpu())
+        if task is not None:
+            task.advance(int(logits.size(0)))
         y = getattr(batch, "y", None)
         if y is not None and bool((y >= 0).all()):  # unlabelled graphs (y = -1) get no loss
             y = y.reshape(-1).long()
@@ -152,7 +156,7 @@ def _run_eval(model: nn.Module, loader: Iterable, fabric=None) -> tuple[np.ndarr
     return pred, prob, gold, (loss_sum / count if count else math.nan)
 
 
-def predict(model: nn.Module, loader: Iterable, *, fabric=None) -> tuple[np.ndarray, np.ndarray]:
+def predict(model: nn.Module, loader: Iterable, *, fabric=None, task=None) -> tuple[np.ndarray, np.ndarray]:
     """Predicted labels and class probabilities for every graph ``loader`` yields, in order.
 
     The model is put in ``eval()`` mode for the pass and restored afterwards.
@@ -161,6 +165,7 @@ def predict(model: nn.Module, loader: Iterable, *, fabric=None) -> tuple[np.ndar
         model: a classifier returning logits ``[B, C]``.
         loader: yields PyG batches (``y`` not needed).
         fabric: optional Lightning ``Fabric`` whose device the batches go to.
+        task: optional progress task, advanced by the graphs of each batch.
 
     Returns:
         ``(pred, prob)``: int64 argmax labels and float32 softmax probabilities.
@@ -168,7 +173,7 @@ def predict(model: nn.Module, loader: Iterable, *, fabric=None) -> tuple[np.ndar
     Shapes:
         -> pred ``[N]``, prob ``[N, C]``
     """
-    pred, prob, _, _ = _run_eval(model, loader, fabric)
+    pred, prob, _, _ = _run_eval(model, loader, fabric, task)
     return pred, prob
 
 

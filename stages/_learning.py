@@ -12,15 +12,19 @@ from mmre_cli.graphs.graph import Graph
 
 
 def graphs_by_split(artifact: Path, splits: Iterable[str] | None = None) -> dict[str, list[Graph]]:
-    """All graphs of a CMG/refined artifact grouped by ``meta["split"]`` (stored order kept)."""
+    """All graphs of a CMG/refined artifact grouped by ``meta["split"]`` (stored order kept).
+
+    With ``splits``, only those splits' graphs are kept; every other split seen still gets a key
+    (an empty list), so a message can name the splits the artifact has."""
     from mmre_cli.store.shards import iter_graphs
 
     wanted = None if splits is None else set(splits)
     out: dict[str, list[Graph]] = {}
     for g in iter_graphs(artifact):
         split = g.meta.get("split", "")
+        kept = out.setdefault(split, [])
         if wanted is None or split in wanted:
-            out.setdefault(split, []).append(g)
+            kept.append(g)
     return out
 
 
@@ -77,7 +81,7 @@ def needs_words(model) -> bool:
 
 def require_split(groups: dict, split: str, artifact: Path) -> list[Graph]:
     if split not in groups or not groups[split]:
-        have = ", ".join(sorted(groups)) or "none"
+        have = ", ".join(sorted(k for k in groups if k != split)) or "none"
         raise MmreError(f"{artifact}: no graphs of split '{split}' (have: {have}); add it to data.splits and rerun")
     return groups[split]
 

@@ -76,6 +76,49 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
+def _flags_without_a_type() -> None:
+    """Typer 0.29 shows ``<bool>`` beside every on/off flag in ``--help``; a flag takes no value,
+    so show none (the other options keep their ``<path>``, ``<int>``... types)."""
+    from typer.core import TyperOption
+
+    original = TyperOption.display_type_rich
+    if getattr(original, "_mmre", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag else original(self, ctx)
+
+    display_type_rich._mmre = True
+    TyperOption.display_type_rich = display_type_rich
+
+
+_flags_without_a_type()
+
+
 def main() -> None:
+    """The ``mmre`` entry point: a usage error (unknown option, missing or bad argument) is one
+    line on stderr, ``error: ...`` and where to look, with exit code 2 — not a box."""
+    import sys
+
+    try:
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError  # Typer 0.29's own click
+    except ImportError:  # pragma: no cover - a Typer on the real click
+        from click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+
     quiet_libraries()
-    app()
+    try:
+        code = app(standalone_mode=False)  # SystemExit (our own errors, --help, --version) passes through
+    except (typer.Abort, KeyboardInterrupt):
+        sys.stderr.write("aborted\n")
+        sys.exit(130)
+    except NoArgsIsHelpError as err:  # plain `mmre`: the help
+        typer.echo(err.ctx.get_help() if err.ctx is not None else err.format_message())
+        sys.exit(0)
+    except UsageError as err:
+        command = err.ctx.command_path if err.ctx is not None else "mmre"
+        sys.stderr.write(f"error: {err.format_message()} (see `{command} --help`)\n")
+        sys.exit(err.exit_code)
+    except ClickException as err:
+        sys.stderr.write(f"error: {err.format_message()}\n")
+        sys.exit(err.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -376,3 +376,10 @@ def test_a_captioner_that_is_not_one_is_a_clear_error(trained, tmp_path):
     result = _predict(v["image"], v["text"], "--head", v["head"], "--tail", v["tail"], "--model", str(trained["model"]),
                       "--captioner", str(tmp_path / "nothing-here"))
     assert result.exit_code == 2 and "cannot load an image-to-text model" in result.stderr
+
+
+def test_evaluate_on_a_split_the_graphs_lack_names_the_ones_they_have(trained, tmp_path):
+    result = runner.invoke(app, ["evaluate", "--model", str(trained["model"]), "--graphs", str(trained["diffused"]),
+                                 "--out", str(tmp_path / "eval"), "--split", "test"])
+    assert result.exit_code == 2
+    assert "no graphs of split 'test' (have: train, val)" in result.stderr

@@ -56,3 +56,34 @@ def test_rejects_a_damaged_artifact(artifact, tmp_path, damage):
     assert result.exit_code == 1
     assert shard.name in result.output
     assert "Traceback" not in result.output
+
+
+def test_usage_errors_are_one_line_and_flags_show_no_type():
+    """The installed `mmre` (its main()): a usage error is one `error:` line, exit 2, no box."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    mmre = Path(sys.executable).with_name("mmre")
+    bad = subprocess.run([str(mmre), "predict", "--bogus"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "error: No such option: --bogus (see `mmre predict --help`)"]
+    missing = subprocess.run([str(mmre), "validate"], capture_output=True, text=True)
+    assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
+    helped = subprocess.run([str(mmre), "evaluate", "--help"], capture_output=True, text=True,
+                            env={**__import__("os").environ, "COLUMNS": "120"})
+    assert helped.returncode == 0 and "--json" in helped.stdout and "<bool>" not in helped.stdout
+    plain = subprocess.run([str(mmre)], capture_output=True, text=True)
+    assert plain.returncode == 0 and "Usage: mmre" in plain.stdout
+
+
+def test_info_says_where_models_are_looked_for():
+    import json
+
+    from typer.testing import CliRunner
+
+    from mmre_cli.cli.app import app
+
+    rows = json.loads(CliRunner().invoke(app, ["info", "--json"]).stdout)
+    for key in ("mmre cache", "MiniLM looked for", "MPNet looked for", "CLIP looked for", "YOLO looked for", "captioner"):
+        assert rows[key], key

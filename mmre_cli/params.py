@@ -75,6 +75,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "warmup_epochs": 2,           # classifier fitted on unedited graphs first
         "batch_size": 64,
         "seed": 13,
+        "evidence_penalty": 0.0,      # kappa: a deletion pays kappa * the gold likelihood it cost (0 = off)
+        "rounds": 1,                  # Alg. 1: rounds of (editor episodes -> classifier on edited graphs)
+        "round_epochs": 1,            # rounds > 1: classifier epochs on the edited train graphs per round
     },
     "diffuse": {
         "enabled": True,              # false = the "w/o diffusion" ablation

@@ -34,7 +34,8 @@ def agent_config(cfg: dict, none_id: int):
 
     return AgentConfig(max_steps=cfg["max_steps"], lam=cfg["lam"], mu=cfg["mu"], gamma=cfg["gamma"], lr=cfg["lr"],
                        entropy=cfg["entropy"], add_k=cfg["add_k"], add_threshold=cfg["add_threshold"],
-                       reward_mode=cfg["reward_mode"], none_id=none_id)
+                       reward_mode=cfg["reward_mode"], none_id=none_id,
+                       evidence_penalty=float(cfg.get("evidence_penalty", 0.0)))
 
 
 #: the per-step columns plotted (``agent_steps.csv`` / ``.png``)
@@ -47,6 +48,79 @@ def _draw_agent_curve(rows: list[dict], path: Path) -> Path:
     return curves_png(rows, "step", [["node_filter_ratio", "edge_adjust_ratio"], ["reward", "acc", "complexity"]], path,
                       "train-agent: what the editor does per step (the paper's Figs. 3-4)",
                       ["share of the graph", "reward terms"], smooth=max(1, len(rows) // 50))
+
+
+def _draw_rounds(rows: list[dict], path: Path) -> Path:
+    from mmre_cli.plots import curves_png
+
+    return curves_png(rows, "round", [["node_filter_ratio", "edge_adjust_ratio", "add_rate"],
+                                      ["val_f1_edited", "val_f1_unedited"]], path,
+                      "train-agent rounds (Alg. 1): edits on val, and the classifier on edited vs unedited val",
+                      ["share (val)", "val micro-F1"])
+
+
+def edit_only(graphs: list, agent, acfg, chunk: int = 256) -> list:
+    """``graphs`` as the editor leaves them (greedy edits, no diffusion), in chunks."""
+    from stages.diffuse import refine
+
+    out = []
+    for k in range(0, len(graphs), chunk):
+        out.extend(refine(graphs[k:k + chunk], agent, acfg, {"enabled": False}))
+    return out
+
+
+def edit_diagnostics(before: list, after: list) -> dict:
+    """What the editor did to a list of graphs: node-filter ratio (deleted nodes / nodes),
+    edge-adjust ratio ((deleted + added directed edges) / edges), add rate (graphs with an added
+    edge / graphs), added edges per graph, and the deleted nodes by kind."""
+    from mmre_cli.graphs.graph import NODE_KINDS
+
+    nodes = sum(g.num_nodes for g in before)
+    edges = sum(g.num_edges for g in before)
+    deleted, added, with_add, gone_edges = 0, 0, 0, 0
+    kinds = {k: 0 for k in NODE_KINDS}
+    for g0, g1 in zip(before, after):
+        edits = g1.meta.get("edits", {}) or {}
+        dead = edits.get("deleted_nodes", [])
+        deleted += len(dead)
+        for i in dead:
+            kinds[NODE_KINDS[int(g0.node_kind[int(i)])]] += 1
+        add = 2 * len(edits.get("added_edges", []))
+        added += add
+        with_add += add > 0
+        gone_edges += g0.num_edges - (g1.num_edges - add)
+    return {"node_filter_ratio": deleted / max(1, nodes), "edge_adjust_ratio": (gone_edges + added) / max(1, edges),
+            "add_rate": with_add / max(1, len(before)), "added_edges_per_graph": added / max(1, len(before)),
+            "deleted_kinds": kinds}
+
+
+def _classifier_round(clf, agent, acfg, train, val, cfg, gcfg, none_id, num_classes, fabric, reporter, rnd):
+    """One classifier half-round of Alg. 1: the editor edits the train and val graphs, the
+    reward classifier trains ``round_epochs`` more epochs on the edited train graphs (its state
+    carried over), and the round's diagnostics are measured on val."""
+    import hashlib
+
+    from mmre_cli.learn.trainer import evaluate, fit_classifier
+
+    device = fabric.device
+    agent.cpu()
+    edited_train, edited_val = edit_only(train, agent, acfg), edit_only(val, agent, acfg)
+    agent.to(device)
+    fit_classifier(clf, loader(edited_train, cfg["batch_size"], True, seed=cfg["seed"] + 100 + rnd),
+                   loader(edited_val, cfg["batch_size"], False), epochs=max(1, int(cfg.get("round_epochs", 1))),
+                   lr=gcfg["lr"], weight_decay=gcfg["weight_decay"], class_weights=gcfg["class_weights"],
+                   none_id=none_id, seed=cfg["seed"] + 100 + rnd, fabric=fabric, num_classes=num_classes)
+    clf = getattr(clf, "module", clf)
+    clf.eval()
+    clf.to(device)
+    f1_edited = evaluate(clf, loader(edited_val, cfg["batch_size"], False), none_id)["micro_f1"]
+    f1_plain = evaluate(clf, loader(val, cfg["batch_size"], False), none_id)["micro_f1"]
+    digest = hashlib.sha256(b"".join(v.detach().cpu().numpy().tobytes() for v in clf.state_dict().values()))
+    edits = edit_diagnostics(val, edited_val)
+    row = {"round": rnd + 1, **{k: v for k, v in edits.items() if k != "deleted_kinds"},
+           "val_f1_edited": f1_edited, "val_f1_unedited": f1_plain, "classifier_sha256": digest.hexdigest()[:16]}
+    row.update({f"deleted_{k}": v for k, v in edits["deleted_kinds"].items()})
+    return clf, row
 
 
 def run(*, cmg: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None = None,
@@ -76,6 +150,7 @@ def run(*, cmg: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None
     clf.eval()
     meta = {"labels": labels, "none_id": none_id, "history": history}
     steps_log: list[dict] = []
+    rounds_log: list[dict] = []
     if cfg["enabled"]:
         acfg = agent_config(cfg, none_id)
         agent = GraphEditAgent(in_dim).to(fabric.device)
@@ -90,14 +165,25 @@ def run(*, cmg: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None
         hook = average_gradients if fabric.world_size > 1 else None
         step = 0
         batches = len(train_loader)
-        with reporter.progress("train-agent", total=cfg["episodes"] * batches) as task:
-            for episode in range(cfg["episodes"]):
-                for batch in setup.train_loader(cfg["batch_size"], cfg["seed"] + 1 + episode):
-                    batch = fabric.to_device(batch)
-                    log = agent_step(agent, clf, batch, optimizer, acfg, grad_hook=hook)
-                    steps_log.append({"step": step, "episode": episode, **{k: float(v) for k, v in log.items()}})
-                    step += 1
-                    task.advance(1)
+        rounds = max(1, int(cfg.get("rounds", 1)))
+        with reporter.progress("train-agent", total=rounds * cfg["episodes"] * batches) as task:
+            for rnd in range(rounds):
+                for episode in range(cfg["episodes"]):
+                    seed = cfg["seed"] + 1 + rnd * cfg["episodes"] + episode
+                    for batch in setup.train_loader(cfg["batch_size"], seed):
+                        batch = fabric.to_device(batch)
+                        log = agent_step(agent, clf, batch, optimizer, acfg, grad_hook=hook)
+                        steps_log.append({"step": step, "round": rnd, "episode": episode,
+                                          **{k: float(v) for k, v in log.items()}})
+                        step += 1
+                        task.advance(1)
+                if rounds > 1:  # Alg. 1: the classifier learns the edited graphs; the next round's reward is its
+                    clf, row = _classifier_round(clf, agent, acfg, train, val, cfg, gcfg, none_id, len(labels),
+                                                 fabric, reporter, rnd)
+                    rounds_log.append(row)
+                    reporter.info(f"round {rnd + 1}/{rounds}: val F1 {row['val_f1_edited']:.4f} on edited graphs, "
+                                  f"{row['val_f1_unedited']:.4f} unedited; node filter {row['node_filter_ratio']:.3f}, "
+                                  f"edge adjust {row['edge_adjust_ratio']:.3f}, add rate {row['add_rate']:.3f}")
         agent.cpu()
     result = {"classifier_val_f1": max(h["val_micro_f1"] for h in history), "agent_enabled": bool(cfg["enabled"]),
               "agent_steps": len(steps_log)}
@@ -115,5 +201,8 @@ def run(*, cmg: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None
         curve = [{k: r[k] for k in AGENT_CURVE if k in r} for r in steps_log] or \
             [{"step": 0, **{k: 0.0 for k in AGENT_CURVE[1:]}}]
         write_plots([out, plots], "agent_steps", curve, _draw_agent_curve)
+        if rounds_log:
+            write_plots([out, plots], "agent_rounds", rounds_log, _draw_rounds)
+            result["rounds"] = rounds_log
         return finish(out, params, SECTIONS, result, stats, upstream=(cmg,))
     return result

@@ -26,6 +26,12 @@ classifier. With ``shaping="delta"`` (default) the step reward is the potential 
 :math:`R(G_T) - R(G_0)`: dense credit for each edit, same optimum as the final reward.
 ``shaping="final"`` pays :math:`R(G_T)` at the last step only.
 
+Evidence shaping (``evidence_penalty`` :math:`\kappa > 0`, :func:`step_reward`): a step that
+*deletes* a node or an edge also pays :math:`-\kappa \max(0, \mathrm{Acc}_t - \mathrm{Acc}_{t+1})`,
+the gold-label likelihood it cost, so the editor cannot buy complexity by deleting what the
+classifier relies on (the words that carry the relation); additions and stops are not charged.
+This term does not telescope: it only ever lowers the return of deletions that hurt.
+
 Critic: TD(0), the function-approximation form of the paper's
 :math:`V(s) \leftarrow V(s) + \alpha[r + \gamma V(s') - V(s)]` (:func:`td_update`):
 
@@ -71,6 +77,7 @@ from mmre_cli.learn.reward import graph_accuracy, reward
 from mmre_cli.learn.gnn import register_model
 
 __all__ = [
+    "step_reward",
     "Classifier",
     "AgentConfig",
     "GraphEditAgent",
@@ -114,6 +121,8 @@ class AgentConfig:
         max_grad_norm: gradient clipping norm, ``None`` for none (default 1.0).
         complexity_node_weight: :math:`w_n` of the complexity (default 0.5).
         none_weight: accuracy factor for gold-``None`` graphs (default 1.0).
+        evidence_penalty: :math:`\kappa` of :func:`step_reward`: the extra cost of a deletion
+            that lowers the classifier's gold-label likelihood (default 0.0: off).
     """
 
     max_steps: int = 4
@@ -131,6 +140,7 @@ class AgentConfig:
     max_grad_norm: float | None = 1.0
     complexity_node_weight: float = 0.5
     none_weight: float = 1.0
+    evidence_penalty: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -390,13 +400,38 @@ def batch_reward(
         return reward(acc, comp, cfg.lam, cfg.mu), acc, comp, edited, logits
 
 
+def step_reward(r_prev: Tensor, r_now: Tensor, acc_prev: Tensor, acc_now: Tensor, deleted: Tensor,
+                stopped: Tensor, done: Tensor, cfg: AgentConfig) -> Tensor:
+    r"""The reward of one step per graph (module docstring):
+
+    .. math::
+        r_t = \underbrace{R(G_{t+1}) - R(G_t)}_{\text{delta shaping}}
+            - \kappa\,\mathbb{1}[a_t \text{ deletes}]\,\max(0, \mathrm{Acc}_t - \mathrm{Acc}_{t+1})
+
+    (0 for ``stop``); with ``shaping="final"`` the first term is :math:`R(G_T)` at the last step.
+
+    Shapes:
+        every argument ``[B]`` -> ``[B]``
+    """
+    if cfg.shaping == "delta":
+        r = torch.where(stopped, torch.zeros_like(r_now), r_now - r_prev)
+    elif cfg.shaping == "final":
+        r = torch.where(done, r_now, torch.zeros_like(r_now))
+    else:
+        raise ValueError(f"unknown shaping {cfg.shaping!r}")
+    if cfg.evidence_penalty:
+        lost = (acc_prev - acc_now).clamp(min=0.0)
+        r = r - cfg.evidence_penalty * lost * (deleted & ~stopped).float()
+    return r
+
+
 def _rollout(agent: GraphEditAgent, batch: Batch, cfg: AgentConfig, greedy: bool, classifier=None):
     """Run one batched episode; per step collects log-probs, entropies, values, rewards."""
     state = init_state(batch, cfg)
     steps = []
-    r_prev = None
+    r_prev = acc_prev = None
     if classifier is not None:
-        r_prev, *_ = batch_reward(classifier, batch, state, cfg)
+        r_prev, acc_prev, *_ = batch_reward(classifier, batch, state, cfg)
     r0 = r_prev
     last = None
     for t in range(cfg.max_steps):
@@ -410,13 +445,11 @@ def _rollout(agent: GraphEditAgent, batch: Batch, cfg: AgentConfig, greedy: bool
         rec = {"logp": logp, "entropy": ent, "value": out.value, "active": active, "done": done_after}
         if classifier is not None:
             r_now, acc, comp, edited, logits = batch_reward(classifier, batch, state, cfg)
-            if cfg.shaping == "delta":
-                r = torch.where(stopped, torch.zeros_like(r_now), r_now - r_prev)
-            elif cfg.shaping == "final":
-                r = torch.where(done_after, r_now, torch.zeros_like(r_now))
-            else:
-                raise ValueError(f"unknown shaping {cfg.shaping!r}")
+            b, n, e = batch.num_graphs, batch.num_nodes, batch.edge_index.size(1)
+            deleted = (action >= b) & (action < b + n + e)  # a node or an edge was deleted
+            r = step_reward(r_prev, r_now, acc_prev, acc, deleted, stopped, done_after, cfg)
             r_prev = torch.where(stopped, r_prev, r_now)
+            acc_prev = torch.where(stopped, acc_prev, acc)
             rec["reward"] = r * active.float()
             last = (r_prev, acc, comp, edited, logits)
         state.done |= done_after

@@ -350,3 +350,62 @@ def test_learning_signal_increases_reward():
     assert last > first + 1.0, (first, last)
     assert removed_before < 0.5 and removed_after >= 0.9, (removed_before, removed_after)
     assert time.perf_counter() - start < 20.0
+
+
+# ----------------------------------------------------------------------------- evidence shaping (issue 11)
+
+
+def test_deleting_a_node_the_gold_relies_on_has_a_negative_shaped_reward():
+    """Hand-built: one ring graph; the classifier's gold probability is 0.60 with node k and 0.55
+    without it. Deleting k (1 of 8 nodes, 4 of 16 directed edges: dC = 0.5/8 + 0.5 * 4/16 =
+    0.1875) saves mu * dC = +0.375, more than lambda * dAcc costs (-0.15), so the plain delta
+    reward is +0.225; the evidence penalty (kappa = 6: -0.30) makes it negative."""
+    import math as m
+
+    from mmre_cli.learn.agent import batch_reward, step_reward
+
+    batch = ring_batch(1, seed=3, n_range=(8, 9))
+    batch.y = torch.tensor([1])
+    head, tail = int(batch.head_index), int(batch.tail_index)
+    k = next(i for i in range(batch.num_nodes) if i not in (head, tail))
+    marked = batch.x.clone()
+    marked[:, 0] = 0.0
+    marked[k, 0] = 1.0
+    batch.x = marked
+
+    def classifier(b):
+        present = float(b.x[:, 0].max() > 0.5)
+        gold = m.log(0.60 / 0.40) if present else m.log(0.55 / 0.45)
+        return torch.tensor([[0.0, gold]])
+
+    cfg = AgentConfig(lam=3.0, mu=2.0, evidence_penalty=6.0)
+    state = init_state(batch, cfg)
+    r0, acc0, *_ = batch_reward(classifier, batch, state, cfg)
+    state.node_alive[k] = False
+    src, dst = batch.edge_index
+    state.edge_alive &= state.node_alive[src] & state.node_alive[dst]
+    r1, acc1, *_ = batch_reward(classifier, batch, state, cfg)
+    assert float(acc0) == pytest.approx(0.60) and float(acc1) == pytest.approx(0.55)
+    deleted, no = torch.tensor([True]), torch.tensor([False])
+    plain = step_reward(r0, r1, acc0, acc1, deleted, no, no, AgentConfig(lam=3.0, mu=2.0))
+    shaped = step_reward(r0, r1, acc0, acc1, deleted, no, no, cfg)
+    assert float(plain) == pytest.approx(-3.0 * 0.05 + 2.0 * 0.1875, abs=1e-6)  # +0.225: deleting pays without it
+    assert float(shaped) == pytest.approx(0.225 - 6.0 * 0.05, abs=1e-6) and float(shaped) < 0
+    # an edit that raises the gold likelihood, an addition, and a stop are not charged
+    assert float(step_reward(r1, r0, acc1, acc0, deleted, no, no, cfg)) == pytest.approx(float(r0 - r1))
+    assert float(step_reward(r0, r1, acc0, acc1, no, no, no, cfg)) == pytest.approx(float(plain))
+    assert float(step_reward(r0, r1, acc0, acc1, deleted, torch.tensor([True]), no, cfg)) == 0.0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_head_and_tail_survive_many_sampled_episodes(seed):
+    from mmre_cli.learn.agent import _rollout
+
+    torch.manual_seed(seed)
+    agent = GraphEditAgent(D)
+    batch = ring_batch(16, seed=seed, n_range=(4, 7))  # small graphs: deletions reach head/tail often
+    cfg = AgentConfig(max_steps=6)
+    for _ in range(40):
+        state, *_ = _rollout(agent, batch, cfg, greedy=False)
+        assert bool(state.node_alive[batch.head_index].all()) and bool(state.node_alive[batch.tail_index].all())
+        assert int((~state.node_alive).sum()) > 0  # the editor did delete other nodes

@@ -1,0 +1,50 @@
+"""train-agent's Algorithm 1: rounds of editor episodes and classifier training on the edited graphs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.stages.test_first_stages import minilm_available, offline, run_stages, sample_params  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def cmg(tmp_path_factory, offline, minilm_available):  # noqa: F811
+    return run_stages(tmp_path_factory.mktemp("rounds"), sample_params())["cmg"]
+
+
+def test_two_rounds_retrain_the_classifier_and_report_each_round(cmg, tmp_path):
+    from mmre_cli.learn.checkpoint import load_checkpoint
+    from stages import train_agent
+
+    params = sample_params(**{"train_agent.episodes": 1, "train_agent.warmup_epochs": 1, "train_agent.rounds": 2,
+                              "train_agent.round_epochs": 1, "train_agent.evidence_penalty": 1.0,
+                              "train_gnn.hidden": 32, "train_gnn.heads": 2})
+    out = tmp_path / "agent"
+    stats = train_agent.run(cmg=cmg, out=out, params=params, plots=tmp_path / "plots")
+    rounds = stats["rounds"]
+    assert [r["round"] for r in rounds] == [1, 2]
+    # the classifier's weights change between rounds (Alg. 1 carries and retrains it)
+    assert rounds[0]["classifier_sha256"] != rounds[1]["classifier_sha256"]
+    for r in rounds:
+        for key in ("node_filter_ratio", "edge_adjust_ratio", "add_rate", "val_f1_edited", "val_f1_unedited"):
+            assert 0.0 <= r[key] <= 1.0 + 1e-9, key
+        assert sum(v for k, v in r.items() if k.startswith("deleted_")) >= 0
+    # the saved classifier is the last round's
+    import hashlib
+
+    clf, _ = load_checkpoint(out, "classifier")
+    digest = hashlib.sha256(b"".join(v.numpy().tobytes() for v in clf.state_dict().values())).hexdigest()[:16]
+    assert digest == rounds[-1]["classifier_sha256"]
+    assert (tmp_path / "plots" / "agent_rounds.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((out / "stats.json").read_text())["rounds"][1]["round"] == 2
+
+
+def test_one_round_is_the_warm_up_classifier_as_before(cmg, tmp_path):
+    from stages import train_agent
+
+    params = sample_params(**{"train_agent.episodes": 1, "train_agent.warmup_epochs": 1,
+                              "train_gnn.hidden": 32, "train_gnn.heads": 2})
+    stats = train_agent.run(cmg=cmg, out=tmp_path / "agent", params=params)
+    assert "rounds" not in stats and not (tmp_path / "agent" / "agent_rounds.csv").exists()

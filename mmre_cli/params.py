@@ -112,7 +112,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "hop_k": 4,                   # hop_attention: K terms (T^0 .. T^(K-1))
         "fusion": "none",             # none | mm_qformer (Graph4MM's learnable queries)
         "queries": 8,                 # mm_qformer: number of queries
-        "loss": "ce",                 # ce | ce+negative_learning (GraphMNL-style branches)
+        "loss": "ce+negative_learning",  # ce | ce+negative_learning (GraphMNL-style branches; won on MNRE-2 val)
         "nl_weight": 0.5,             # ce+negative_learning: lambda of the negative-learning term
     },
     "evaluate": {

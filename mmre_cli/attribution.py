@@ -66,8 +66,7 @@ class _GraphForward(nn.Module):
                 words, heads, tails, captions = _batch_words(data)
                 vectors, has, ents = model.encoder.encode(words, heads, tails, captions)
                 self.x = model.text_features(data, vectors, has).detach()
-                self.markers = (model.marker_norm(ents).reshape(ents.size(0), -1).detach()
-                                if model.readout == "gnn_markers" else None)
+                self.markers = model.marker_states(ents)
         else:
             self.x = data.x.float()
 
@@ -76,12 +75,7 @@ class _GraphForward(nn.Module):
         run.x, run.edge_index = x, edge_index
         if not self.finetuned:
             return self.model(run)
-        gnn = self.model.gnn
-        _, h = gnn.encode(run)
-        z = gnn.readout_vector(run, h)
-        if self.markers is None:
-            return gnn.classifier(z)
-        return self.model.classifier(torch.cat([z, self.markers.expand(z.size(0), -1)], dim=-1))
+        return self.model.classify(run, self.markers)[0]
 
 
 def _message_passing(model: nn.Module) -> bool:

@@ -36,7 +36,7 @@ __all__ = ["LIMITS", "create_app"]
 #: request bounds (bytes / characters / inputs)
 LIMITS = {"body_bytes": 12 * 1024 * 1024, "image_bytes": 8 * 1024 * 1024, "text_chars": 2000,
           "caption_chars": 2000, "entity_chars": 200, "batch": 32}
-_FIELDS = {"text", "head", "tail", "caption", "image", "image_b64"}
+_FIELDS = {"text", "head", "tail", "caption", "image", "image_b64"}  # a --batch line's + image_b64
 
 
 class BadRequest(Exception):
@@ -91,7 +91,8 @@ class Service:
 
     def queries(self, records: list[dict]):
         """Check the records (types, bounds) and turn them into predict queries."""
-        from stages.predict import Query
+        from mmre_cli.errors import InputError
+        from stages.predict import query_from_record
 
         if not records:
             raise BadRequest("no input")
@@ -112,24 +113,16 @@ class Service:
             caption = rec.get("caption") or None
             if caption is not None and (not isinstance(caption, str) or len(caption) > LIMITS["caption_chars"]):
                 raise BadRequest(f"input {i}: 'caption' must be a string of at most {LIMITS['caption_chars']} characters")
-            ents, spans = {}, {}
             for key in ("head", "tail"):
-                value = rec.get(key)
-                if value in (None, ""):
-                    ents[key] = None
-                elif isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value) \
-                        and 0 <= value[0] < value[1]:
-                    spans[key], ents[key] = (value[0], value[1]), None
-                elif isinstance(value, str) and len(value) <= LIMITS["entity_chars"]:
-                    ents[key] = value
-                else:
-                    raise BadRequest(f"input {i}: '{key}' must be the entity's words (at most "
-                                     f"{LIMITS['entity_chars']} characters) or a token span [start, end]")
-            if len(spans) == 1:
-                raise BadRequest(f"input {i}: give head and tail both as words or both as token spans")
-            out.append(Query(text=text, image=self._image(rec, i), head=ents["head"], tail=ents["tail"],
-                             caption=caption, where=f"input {i}" if len(records) > 1 else "",
-                             head_span=spans.get("head"), tail_span=spans.get("tail")))
+                if isinstance(rec.get(key), str) and len(rec[key]) > LIMITS["entity_chars"]:
+                    raise BadRequest(f"input {i}: '{key}' has more than {LIMITS['entity_chars']} characters", 413)
+            words = {k: v for k, v in rec.items() if k not in ("image", "image_b64") and v not in (None, "")}
+            try:  # the --batch line's checks and spans (stages.predict), the image resolved here
+                query = query_from_record(words, where=f"input {i}" if len(records) > 1 else "")
+            except InputError as err:
+                raise BadRequest(f"input {i}: {err.reason}") from None
+            query.image = self._image(rec, i)
+            out.append(query)
         return out
 
     def predict(self, records: list[dict], explain: bool) -> dict:
@@ -181,8 +174,6 @@ def create_app(model: Path, *, samples: Path | None = None, predictor=None, capt
             return JSONResponse({"error": f"request body of {size} bytes, at most {LIMITS['body_bytes']}"}, 413)
         try:
             return await call_next(request)
-        except BadRequest as err:
-            return JSONResponse({"error": str(err)}, err.status)
         except Exception as err:  # noqa: BLE001 - a bug must not take the server down
             return JSONResponse({"error": f"internal error: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"}, 500)
 

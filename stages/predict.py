@@ -180,6 +180,50 @@ def trained_with_captions(params: dict) -> bool:
 # queries
 
 
+#: the fields of a ``--batch`` line (and of a ``mmre serve`` input, which adds ``image_b64``)
+QUERY_FIELDS = ("image", "text", "head", "tail", "caption")
+
+
+def query_from_record(record: dict, where: str = "", image_base: Path | None = None) -> Query:
+    """One :class:`Query` from a ``--batch`` record ``{"image"?, "text", "head"?, "tail"?, "caption"?}``;
+    ``head``/``tail`` are the entities' words or token spans ``[start, end)``, a relative
+    ``image`` is taken from ``image_base``.
+
+    Raises:
+        InputError: an unknown field, a wrong type, no text, only one of head/tail (the reason
+            only: the caller says where).
+    """
+    unknown = sorted(set(record) - set(QUERY_FIELDS))
+    if unknown:
+        raise InputError(f"unknown field(s) {', '.join(unknown)} (allowed: {', '.join(QUERY_FIELDS)})")
+    record, spans = dict(record), {}
+    for key in ("head", "tail"):  # a token span [start, end) instead of the entity's words
+        value = record.get(key)
+        if isinstance(value, list):
+            if len(value) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in value) \
+                    or not 0 <= value[0] < value[1]:
+                raise InputError(f"field {key!r} as a token span must be [start, end] with 0 <= start < end")
+            spans[key] = (value[0], value[1])
+            record[key] = None
+    for key in QUERY_FIELDS:
+        if record.get(key) is not None and not isinstance(record[key], str):
+            raise InputError(f"field {key!r} must be a string" + (" or a token span [start, end]"
+                             if key in ("head", "tail") else ""))
+    if "text" not in record or record["text"] is None:
+        raise InputError("field 'text' is missing")
+    if (record.get("head") is not None or "head" in spans) != (record.get("tail") is not None or "tail" in spans):
+        raise InputError("give both head and tail, or neither")
+    if ("head" in spans) != ("tail" in spans):
+        raise InputError("give head and tail both as words or both as token spans")
+    image_path = None
+    if record.get("image"):
+        image_path = Path(record["image"]).expanduser()
+        if not image_path.is_absolute() and image_base is not None:
+            image_path = Path(image_base) / image_path
+    return Query(text=record["text"], image=image_path, head=record.get("head"), tail=record.get("tail"),
+                 caption=record.get("caption"), where=where, head_span=spans.get("head"), tail_span=spans.get("tail"))
+
+
 def read_batch(path: Path) -> list[Query]:
     """Queries from a JSONL file: ``{"image"?, "text", "head"?, "tail"?, "caption"?}`` per line.
 
@@ -206,39 +250,10 @@ def read_batch(path: Path) -> list[Query]:
         if not isinstance(record, dict):
             raise InputError("expected a JSON object {\"image\", \"text\", \"head\", \"tail\", \"caption\"}",
                              path=str(path), line=number)
-        unknown = sorted(set(record) - {"image", "text", "head", "tail", "caption"})
-        if unknown:
-            raise InputError(f"unknown field(s) {', '.join(unknown)} (allowed: image, text, head, tail, caption)",
-                             path=str(path), line=number)
-        spans = {}
-        for key in ("head", "tail"):  # a token span [start, end) instead of the entity's words
-            value = record.get(key)
-            if isinstance(value, list):
-                if len(value) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in value) \
-                        or not 0 <= value[0] < value[1]:
-                    raise InputError(f"field {key!r} as a token span must be [start, end] with 0 <= start < end",
-                                     path=str(path), line=number)
-                spans[key] = (value[0], value[1])
-                record[key] = None
-        for key in ("image", "text", "head", "tail", "caption"):
-            if record.get(key) is not None and not isinstance(record[key], str):
-                raise InputError(f"field {key!r} must be a string" + (" or a token span [start, end]"
-                                 if key in ("head", "tail") else ""), path=str(path), line=number)
-        if "text" not in record or record["text"] is None:
-            raise InputError("field 'text' is missing", path=str(path), line=number)
-        if (record.get("head") is not None or "head" in spans) != (record.get("tail") is not None or "tail" in spans):
-            raise InputError("give both head and tail, or neither", path=str(path), line=number)
-        if ("head" in spans) != ("tail" in spans):
-            raise InputError("give head and tail both as words or both as token spans", path=str(path), line=number)
-        image = record.get("image")
-        image_path = None
-        if image:
-            image_path = Path(image).expanduser()
-            if not image_path.is_absolute():
-                image_path = path.parent / image_path
-        queries.append(Query(text=record["text"], image=image_path, head=record.get("head"), tail=record.get("tail"),
-                             caption=record.get("caption"), where=f"{path}:{number}", head_span=spans.get("head"),
-                             tail_span=spans.get("tail")))
+        try:
+            queries.append(query_from_record(record, f"{path}:{number}", path.parent))
+        except InputError as err:
+            raise InputError(err.reason, path=str(path), line=number) from None
     return queries
 
 

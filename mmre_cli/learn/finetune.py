@@ -531,6 +531,20 @@ class FinetunedRelationModel(nn.Module):
         out[nodes[ok]] = fresh[ok]
         return out
 
+    def marker_states(self, ents: Tensor) -> Tensor | None:
+        """The layer-normalised ``<h>``/``<t>`` states ``[B, 2D]`` the ``gnn_markers`` readout reads
+        (``None`` for the ``gnn`` readout)."""
+        return None if self.readout == "gnn" else self.marker_norm(ents).reshape(ents.size(0), -1)
+
+    def classify(self, run, markers: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """``(logits [B, C], h0 [N, H], z [B, z_dim])`` of a batch whose text rows are already
+        re-encoded (``run.x``), given the marker states."""
+        h0, h = self.gnn.encode(run)
+        z = self.gnn.readout_vector(run, h)
+        if markers is None:
+            return self.gnn.classifier(z), h0, z
+        return self.classifier(torch.cat([z, markers.expand(z.size(0), -1)], dim=-1)), h0, z
+
     def forward(self, data) -> Tensor:
         """Relation logits, one row per graph.
 
@@ -541,14 +555,8 @@ class FinetunedRelationModel(nn.Module):
         vectors, has, ents = self.encoder.encode(words, heads, tails, captions)
         run = copy.copy(data)
         run.x = self.text_features(data, vectors, has)
-        h0, h = self.gnn.encode(run)
-        z = self.gnn.readout_vector(run, h)
-        if self.readout == "gnn":
-            logits = self.gnn.classifier(z)
-            markers = None
-        else:
-            markers = self.marker_norm(ents).reshape(ents.size(0), -1)
-            logits = self.classifier(torch.cat([z, markers], dim=-1))
+        markers = self.marker_states(ents)
+        logits, h0, z = self.classify(run, markers)
         if self.branch_heads is None or not self.training:
             return logits
         views, has_image = self.gnn.views(run, h0, z)

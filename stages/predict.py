@@ -224,37 +224,62 @@ def query_from_record(record: dict, where: str = "", image_base: Path | None = N
                  caption=record.get("caption"), where=where, head_span=spans.get("head"), tail_span=spans.get("tail"))
 
 
-def read_batch(path: Path) -> list[Query]:
+@dataclass
+class Skipped:
+    """A ``--batch`` line left out under ``on_error: skip``: where it is and why."""
+
+    where: str
+    reason: str
+
+    def to_json(self) -> dict:
+        return {"where": self.where, "reason": self.reason}
+
+
+def read_batch(path: Path, on_error: str = "fail") -> tuple[list[Query], list[Skipped]]:
     """Queries from a JSONL file: ``{"image"?, "text", "head"?, "tail"?, "caption"?}`` per line.
 
     Image paths are relative to the file's folder; blank lines are skipped.
 
+    Args:
+        path: the JSONL file.
+        on_error: ``"fail"`` raises at the first bad line; ``"skip"`` leaves it out and returns it
+            among the skipped lines (not JSON, not an object, a field of the wrong type).
+
+    Returns:
+        ``(queries, skipped)``.
+
     Raises:
-        InputError: the file is missing, a line is not a JSON object, or a field has a wrong type.
+        InputError: the file is missing or unreadable; with ``"fail"``, the first bad line.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError("batch file not found", path=str(path))
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as err:
         raise InputError(f"cannot read the batch file ({err})", path=str(path)) from None
     queries: list[Query] = []
+    skipped: list[Skipped] = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InputError(f"not valid JSON ({err.msg})", path=str(path), line=number) from None
-        if not isinstance(record, dict):
-            raise InputError("expected a JSON object {\"image\", \"text\", \"head\", \"tail\", \"caption\"}",
-                             path=str(path), line=number)
-        try:
-            queries.append(query_from_record(record, f"{path}:{number}", path.parent))
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise InputError(f"not valid JSON ({err.msg})", path=str(path), line=number) from None
+            if not isinstance(record, dict):
+                raise InputError("expected a JSON object {\"image\", \"text\", \"head\", \"tail\", \"caption\"}",
+                                 path=str(path), line=number)
+            try:
+                queries.append(query_from_record(record, f"{path}:{number}", path.parent))
+            except InputError as err:
+                raise InputError(err.reason, path=str(path), line=number) from None
         except InputError as err:
-            raise InputError(err.reason, path=str(path), line=number) from None
-    return queries
+            if on_error != "skip":
+                raise
+            skipped.append(Skipped(f"{path}:{number}", err.reason))
+    return queries, skipped
 
 
 def check_query(query: Query, max_pixels: int | None) -> None:
@@ -549,8 +574,8 @@ class Predictor:
                                  pairs_from=source, where=inst.source,
                                  cmg=cmg if keep_graphs else None, refined=ref if keep_graphs else None)
 
-    def predict(self, queries: Iterable[Query], *, keep_graphs: bool = False, skip_no_pairs: bool = False
-                ) -> list[Prediction]:
+    def predict(self, queries: Iterable[Query], *, keep_graphs: bool = False, skip_no_pairs: bool = False,
+                skipped: list[Skipped] | None = None) -> list[Prediction]:
         """Check every query first (so bad input fails before any work), then predict them all.
 
         Args:
@@ -558,6 +583,9 @@ class Predictor:
             keep_graphs: keep each prediction's CMG and refined graph (for ``--explain``).
             skip_no_pairs: a query without head/tail whose text has fewer than two entities is
                 skipped with a warning (batch use) instead of raising :class:`NoPairs`.
+            skipped: given, a bad query (:class:`InputError`: a span past the text, a head that
+                is not a token span, a bad image) is appended to it and left out instead of
+                raising; the others are predicted.
         """
         self._noted = set()
         items: list[tuple[Instance, str]] = []
@@ -568,6 +596,11 @@ class Predictor:
                 if not skip_no_pairs:
                     raise
                 self.reporter.warn(f"{err}; nothing predicted for it")
+            except InputError as err:
+                if skipped is None:
+                    raise
+                where = f"{query.where}: " if query.where else ""
+                skipped.append(Skipped(query.where or f"input {index}", str(err.reason).removeprefix(where)))
         if len(items) <= self.chunk_size:
             return list(self.predict_instances(items, keep_graphs=keep_graphs))
         out: list[Prediction] = []

@@ -59,6 +59,9 @@ def _version(value: bool) -> None:
 @app.callback()
 def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit.")) -> None:
     """Multimodal relation extraction toolkit."""
+    from mmre_cli.features.resolver import forbid_downloads
+
+    forbid_downloads()  # no library reaches the network unless MMRE_ALLOW_DOWNLOAD=1
 
 
 def quiet_libraries() -> None:

@@ -24,6 +24,8 @@ def predict(
     json_out: Annotated[bool, typer.Option("--json", help="JSON lines on stdout instead of a table, one per (head, tail) pair: head, tail (the entities' words), relation, probability, top3 (the three most probable [label, probability], the prediction first), text (the sentence as tokenised), image (its path, or null).")] = False,
     batch: Annotated[Optional[Path], typer.Option("--batch", help="JSONL of instances {\"image\"?, \"text\", \"head\"?, \"tail\"?, \"caption\"?} (image paths relative to the file's folder; no image = text only; head/tail as words, or as token spans [start, end) over spaCy's tokens, e.g. \"tail\": [0, 1] when the tail's words also occur inside the head), predicted with models loaded once.", show_default=False)] = None,
     explain: Annotated[Optional[Path], typer.Option("--explain", help="Write a picture (.png/.svg) of one prediction (the most probable non-None one, else the first): the image with its boxes beside the cross-modal graph as the editor and diffusion left it.", show_default=False)] = None,
+    on_error: Annotated[str, typer.Option("--on-error", help="--batch only: 'skip' reports a bad line (not JSON, a wrong field, a span past the text, a bad image) on stderr, predicts the others and exits 2 at the end; 'fail' stops at the first, before any prediction.")] = "skip",
+    skipped_out: Annotated[Optional[Path], typer.Option("--skipped", help="--batch only: write the skipped lines as JSONL ({\"where\": \"FILE:LINE\", \"reason\"}) to this file.", show_default=False)] = None,
     max_pairs: Annotated[int, typer.Option("--max-pairs", min=1, help="Most entity pairs per input when no --head/--tail is given.")] = 20,
     encoder_weights: Annotated[Optional[Path], typer.Option("--encoder-weights", help="Encoder weights to use instead of those recorded in the model (must be the same weights: checked by fingerprint).", show_default=False)] = None,
     encoder: Annotated[Optional[str], typer.Option("--encoder", help="Encoder name instead of the recorded one (must match the model: checked by fingerprint).", show_default=False)] = None,
@@ -32,6 +34,8 @@ def predict(
     """Run the whole trained pipeline (features, scene graphs, CMG, RL edits, diffusion, GNN) on new input.
 
     The model folder's pipeline.json gives every stage's params (./params.yaml is not read). TEXT is tokenised with spaCy; --head/--tail are found as token spans (exact case first, then any case). Without them spaCy's NER proposes entities (dates, numbers and amounts left out) and every ordered pair of distinct entities is classified, at most --max-pairs per input; if fewer than two entities are found the command says so and exits 2 (in --batch: a warning, the line is skipped, exit 0).
+
+    In --batch, a bad line is reported on stderr (FILE:LINE: reason) and skipped (--on-error skip, the default): the other lines are predicted and printed, then the command exits 2 with the count (--skipped FILE writes them as JSONL). --on-error fail stops at the first bad line before anything is predicted.
 
     The image is always checked (missing, not an image, too many pixels: exit 2). Its pixels are used only by a model whose encoder embeds images (CLIP), its objects only through the model's detector. A model trained with captions as the image's view reads --image-caption, else the caption --captioner writes (a transformers image-to-text model, e.g. BLIP or GIT); with neither, a note on stderr and a text-only prediction.
 
@@ -44,6 +48,12 @@ def predict(
         raise MmreError(f"--explain {explain}: the picture must be .png or .svg")
     if explain is not None and not explain.expanduser().resolve().parent.is_dir():
         raise MmreError(f"--explain {explain}: the folder {explain.parent} does not exist (it is not created for you)")
+    if on_error not in ("skip", "fail"):
+        raise MmreError(f"--on-error must be 'skip' or 'fail', not {on_error!r}")
+    if batch is None and skipped_out is not None:
+        raise MmreError("--skipped is for --batch")
+    if skipped_out is not None and not skipped_out.expanduser().resolve().parent.is_dir():
+        raise MmreError(f"--skipped {skipped_out}: the folder {skipped_out.parent} does not exist")
     if batch is not None:
         if image is not None or text is not None or head is not None or tail is not None or image_caption is not None:
             raise MmreError("--batch takes its inputs from the file: give no IMAGE/TEXT/--head/--tail/--image-caption with it")
@@ -55,28 +65,71 @@ def predict(
     reporter = RichReporter(quiet)
     pipeline = stage.read_pipeline(model)  # cheap checks first: the model folder ...
     params = stage.model_params(pipeline)
+    skipped: list | None = None
     if batch is not None:
-        queries = stage.read_batch(batch)
-        if not queries:
+        queries, skipped = stage.read_batch(batch, on_error)
+        total = len(queries) + len(skipped)
+        if not queries and not skipped:
             raise MmreError(f"{batch}: no instances in the batch file")
     else:
         queries = [stage.Query(text=text, image=image, head=head, tail=tail, caption=image_caption)]
     limit = stage.max_pixels(params)
+    good = []
     for query in queries:  # ... and the input, before any model loads
-        stage.check_query(query, limit)
+        try:
+            stage.check_query(query, limit)
+            good.append(query)
+        except stage.InputError as err:
+            if skipped is None or on_error == "fail":
+                raise
+            skipped.append(stage.Skipped(query.where, str(err.reason).removeprefix(f"{query.where}: ")))
+    queries = good
+    if batch is not None and not queries:
+        _all_skipped(batch, skipped, skipped_out, reporter)
 
     predictor = stage.Predictor(model, encoder=encoder, encoder_weights=encoder_weights, max_pairs=max_pairs,
                                 reporter=reporter, captioner=captioner)
     if any(q.image is not None for q in queries) and not (predictor.uses_pixels or predictor.uses_objects):
         reporter.info(f"note: this model ({predictor.extractor.encoder.name}, no detector) uses no pixels; "
                       "the image was checked but not used")
-    results = predictor.predict(queries, keep_graphs=explain is not None, skip_no_pairs=batch is not None)
+    results = predictor.predict(queries, keep_graphs=explain is not None, skip_no_pairs=batch is not None,
+                                skipped=skipped if on_error == "skip" else None)
+    if batch is not None and not results and skipped and len(skipped) == total:
+        _all_skipped(batch, skipped, skipped_out, reporter)
     _print(results, json_out, several=len(queries) > 1)
     if explain is not None and results:
         pick = stage.explain(predictor, results, explain)
         reporter.info(f"explanation of {pick.head} → {pick.tail} written to {explain}")
     elif explain is not None:
         reporter.warn(f"nothing was predicted, so no picture was written to {explain}")
+    if skipped:
+        _report_skipped(skipped, skipped_out, reporter)
+        raise MmreError(f"{len(skipped)} of {total} batch lines skipped as bad input (listed above); "
+                        "the others were predicted")
+
+
+def _all_skipped(batch: Path, skipped: list, path: Path | None, reporter) -> None:
+    from mmre_cli.errors import MmreError
+
+    _report_skipped(skipped, path, reporter)
+    raise MmreError(f"{batch}: every line was skipped ({len(skipped)}); first: {skipped[0].where}: {skipped[0].reason}")
+
+
+def _report_skipped(skipped: list, path: Path | None, reporter) -> None:
+    """One stderr line per skipped batch line; the JSONL report when asked."""
+    import json
+
+    from rich.markup import escape
+
+    def line_of(s) -> int:
+        tail = s.where.rsplit(":", 1)[-1]
+        return int(tail) if tail.isdigit() else 0
+
+    skipped.sort(key=line_of)  # in file order, whichever check found them
+    for s in skipped:
+        reporter.warn(escape(f"skipped {s.where}: {s.reason}"))
+    if path is not None:
+        path.write_text("".join(json.dumps(s.to_json(), ensure_ascii=False) + "\n" for s in skipped), encoding="utf-8")
 
 
 def _print(results: list, json_out: bool, several: bool) -> None:

@@ -237,7 +237,7 @@ def build_detector(spec: str | None, **kwargs: Any) -> YoloDetector | None:
             return YoloDetector(cand, **kwargs)
     if is_offline():
         raise MmreError(
-            f"YOLO weights {s!r} not found locally and downloads are off (MMRE_OFFLINE/HF_HUB_OFFLINE): "
+            f"YOLO weights {s!r} not found locally and downloads are off (allow them with MMRE_ALLOW_DOWNLOAD=1): "
             f"pass a path to the .pt file, set MMRE_YOLO_WEIGHTS, or put {s} in {root}"
         )
     return YoloDetector(s, allow_download=True, **kwargs)

@@ -551,8 +551,8 @@ class ClipEncoder(Encoder):
 
             if is_offline():
                 raise MmreError(
-                    f"CLIP pretrained tag {pretrained!r} needs a download, but MMRE_OFFLINE/HF_HUB_OFFLINE "
-                    f"is set: pass a local weights file instead (or set MMRE_CLIP_WEIGHTS)"
+                    f"CLIP pretrained tag {pretrained!r} needs a download, and downloads are off "
+                    f"(allow them with MMRE_ALLOW_DOWNLOAD=1): pass a local weights file instead (or set MMRE_CLIP_WEIGHTS)"
                 )
             self._tag = str(pretrained)
             return model_name, str(pretrained)

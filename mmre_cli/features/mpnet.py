@@ -119,7 +119,7 @@ def mpnet_folder(weights: str | Path | None = None) -> Path:
         return assemble_parts(parts, cache_dir() / MPNET_DIR_NAME)
     if is_offline():
         raise MmreError(f"all-mpnet-base-v2 is needed but not available offline: {_INSTALL_HINT}, "
-                        "or set MMRE_MPNET to a model folder")
+                        "or set MMRE_MPNET to a model folder (or allow the hub download with MMRE_ALLOW_DOWNLOAD=1)")
     from huggingface_hub import snapshot_download
 
     return Path(snapshot_download(MPNET_HUB_ID))

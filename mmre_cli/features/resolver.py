@@ -12,9 +12,16 @@ Every model loader in :mod:`mmre_cli.features` calls :func:`resolve_weights`. Th
    ``<kind>/`` sub-directory (lower-cased ``kind``), e.g. ``~/.cache/mmre/clip/ViT-B-32.safetensors``.
 4. **Fallback locations** — optional extra local places the caller knows about (e.g. the model
    directory a pip-installed weights package ships); the first that exists wins.
-5. **Download** — :func:`resolve_weights` returns ``None``, meaning "let the library download its
-   default weights". When offline (``offline=True``, or ``MMRE_OFFLINE=1`` / ``HF_HUB_OFFLINE=1`` in
-   the environment) it raises MmreError instead, saying exactly how to supply the weights.
+5. **Download** — only when downloads are allowed (``MMRE_ALLOW_DOWNLOAD=1``, or ``offline=False``
+   from the caller) :func:`resolve_weights` returns ``None``, meaning "let the library download its
+   default weights". Otherwise — the default, and always under ``MMRE_OFFLINE=1`` /
+   ``HF_HUB_OFFLINE=1`` — it raises MmreError, saying exactly how to supply the weights.
+
+**Network policy.** Nothing reaches the network unless ``MMRE_ALLOW_DOWNLOAD=1``:
+:func:`forbid_downloads` (run by every ``mmre`` command) also sets the libraries' own offline
+switches (``HF_HUB_OFFLINE``, ``TRANSFORMERS_OFFLINE``, ``HF_DATASETS_OFFLINE``, ``YOLO_OFFLINE``)
+where the user has not set them, so transformers, huggingface_hub and ultralytics load from local
+files only and never call home.
 """
 
 from __future__ import annotations
@@ -36,11 +43,34 @@ def cache_dir() -> Path:
     return Path("~/.cache/mmre").expanduser()
 
 
+#: the variable that allows downloads (model weights); unset, nothing is downloaded
+ALLOW_DOWNLOAD_VAR = "MMRE_ALLOW_DOWNLOAD"
+#: the libraries' own offline switches that :func:`forbid_downloads` turns on
+LIBRARY_OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "YOLO_OFFLINE")
+
+
+def _true(var: str) -> bool:
+    return os.environ.get(var, "").strip().lower() in _TRUE
+
+
+def downloads_allowed() -> bool:
+    """True only when ``MMRE_ALLOW_DOWNLOAD`` is true and neither ``MMRE_OFFLINE`` nor
+    ``HF_HUB_OFFLINE`` forces offline."""
+    return _true(ALLOW_DOWNLOAD_VAR) and not any(_true(v) for v in ("MMRE_OFFLINE", "HF_HUB_OFFLINE"))
+
+
 def is_offline() -> bool:
-    """True when ``MMRE_OFFLINE`` or ``HF_HUB_OFFLINE`` is set to a true value."""
-    return any(
-        os.environ.get(var, "").strip().lower() in _TRUE for var in ("MMRE_OFFLINE", "HF_HUB_OFFLINE")
-    )
+    """True unless downloads are allowed (:func:`downloads_allowed`): offline is the default."""
+    return not downloads_allowed()
+
+
+def forbid_downloads() -> None:
+    """Unless downloads are allowed, set the libraries' offline switches (:data:`LIBRARY_OFFLINE_VARS`)
+    that the user has not set, so no library reaches the network on its own."""
+    if downloads_allowed():
+        return
+    for var in LIBRARY_OFFLINE_VARS:
+        os.environ.setdefault(var, "1")
 
 
 def resolve_weights(
@@ -61,8 +91,8 @@ def resolve_weights(
         explicit: a user-given path; must exist.
         env_var: the environment variable consulted second.
         cache_names: file or directory names looked up in the cache directory.
-        offline: force offline (True) / online (False); ``None`` reads ``MMRE_OFFLINE`` /
-            ``HF_HUB_OFFLINE``.
+        offline: force offline (True) / online (False); ``None``: :func:`is_offline` (offline
+            unless ``MMRE_ALLOW_DOWNLOAD=1``).
         fallbacks: extra local paths tried after the cache (the first existing one wins).
         option_hint: how the user passes an explicit path (e.g. ``"--clip-weights PATH"``),
             used in the offline error message.
@@ -104,6 +134,7 @@ def resolve_weights(
         raise MmreError(
             f"{kind} weights are needed but none are available offline: pass {how}, "
             f"or set {env_var}=/path/to/weights, or put {names} in {root} "
-            f"(or {root / kind.lower()}; override the directory with MMRE_CACHE)"
+            f"(or {root / kind.lower()}; override the directory with MMRE_CACHE), "
+            f"or allow downloads with {ALLOW_DOWNLOAD_VAR}=1"
         )
     return None

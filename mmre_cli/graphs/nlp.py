@@ -112,3 +112,28 @@ def parse_texts(
 def doc_words(doc: "Doc") -> list[str]:
     """The token texts of a parsed doc (``[t.text for t in doc]``)."""
     return [t.text for t in doc]
+
+
+#: spaCy NER labels -> the coarse entity types of the typed markers (MNRE's relation names use
+#: per / org / loc / misc); a mention no entity overlaps is ``"unknown"`` (a type too).
+COARSE_TYPES = {
+    "PERSON": "person",
+    "ORG": "organization",
+    "GPE": "location", "LOC": "location", "FAC": "location",
+    "NORP": "group",
+    "EVENT": "event", "WORK_OF_ART": "work", "PRODUCT": "product", "LAW": "work", "LANGUAGE": "group",
+    "DATE": "time", "TIME": "time",
+    "MONEY": "number", "QUANTITY": "number", "PERCENT": "number", "CARDINAL": "number", "ORDINAL": "number",
+}
+UNKNOWN_TYPE = "unknown"
+
+
+def span_entity_type(doc: "Doc", start: int, end: int) -> str:
+    """The coarse type (:data:`COARSE_TYPES`) of the NER entity overlapping tokens ``[start, end)``
+    the most (ties: the earlier entity); :data:`UNKNOWN_TYPE` when none overlaps."""
+    best, best_overlap = UNKNOWN_TYPE, 0
+    for ent in doc.ents:
+        overlap = min(end, ent.end) - max(start, ent.start)
+        if overlap > best_overlap:
+            best, best_overlap = COARSE_TYPES.get(ent.label_, UNKNOWN_TYPE), overlap
+    return best

@@ -103,7 +103,7 @@ class Classifier(Protocol):
 
 @dataclass
 class AgentConfig:
-    """Hyper-parameters of the editor (``params.yaml`` section ``rl``).
+    r"""Hyper-parameters of the editor (``params.yaml`` section ``rl``).
 
     Args:
         max_steps: actions per graph per episode, ``T`` (default 4).

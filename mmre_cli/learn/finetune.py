@@ -25,6 +25,12 @@ the output, so row :math:`i` of the result is still dataset token :math:`i`. Mar
   their input embeddings are initialised from the embeddings of ``@`` (head) and ``#`` (tail), so
   at step 0 they behave like the ``"punct"`` markers, but they are separate, trainable and never
   confused with the ``@user`` / ``#hashtag`` pieces that fill MNRE tweets.
+* ``"typed"``: the ``"special"`` markers, each opening marker followed by the entity's coarse
+  type as a word, ``<h> person David Bowie </h> … <t> location Earls Court </t>`` (Zhou & Chen
+  2021's typed entity markers). The type is spaCy NER's label of the entity overlapping the
+  mention the most, mapped by :data:`~mmre_cli.graphs.nlp.COARSE_TYPES` (``unknown`` when none
+  overlaps); the sentences are parsed once and their types cached (not state). Type words, like
+  markers, are dropped from the output rows.
 * ``"punct"``: the existing words ``@ … @`` around the head and ``# … #`` around the tail
   (Zhou & Chen 2021's typed punctuation markers, without the type word).
 * ``"none"``: no markers (ablation).
@@ -98,10 +104,11 @@ __all__ = [
     "fit_finetuned",
 ]
 
-MARKER_STYLES = ("special", "punct", "none")
+MARKER_STYLES = ("special", "typed", "punct", "none")
 PRECISIONS = ("32", "bf16")
 #: marker words per style: (head open, head close, tail open, tail close)
-_MARKER_WORDS = {"special": ("<h>", "</h>", "<t>", "</t>"), "punct": ("@", "@", "#", "#")}
+_MARKER_WORDS = {"special": ("<h>", "</h>", "<t>", "</t>"), "typed": ("<h>", "</h>", "<t>", "</t>"),
+                 "punct": ("@", "@", "#", "#")}
 #: existing tokens whose input embeddings initialise the special markers
 _SPECIAL_INIT = ("@", "@", "#", "#")
 _TEXT = MODALITIES.index("text")
@@ -118,8 +125,8 @@ def _valid_span(span: Span, n: int) -> tuple[int, int] | None:
     return s, min(e, n)
 
 
-def insert_markers(tokens: Sequence[str], head: Span, tail: Span,
-                   marker_words: Sequence[str]) -> tuple[list[str], list[int]]:
+def insert_markers(tokens: Sequence[str], head: Span, tail: Span, marker_words: Sequence[str],
+                   types: Sequence[str] | None = None) -> tuple[list[str], list[int]]:
     """Insert ``marker_words`` (head open, head close, tail open, tail close) around the spans.
 
     Args:
@@ -127,11 +134,14 @@ def insert_markers(tokens: Sequence[str], head: Span, tail: Span,
         head, tail: ``[start, end)`` word spans; ``None`` or a negative start (visual entity) puts
             no marker.
         marker_words: four words.
+        types: optional ``(head type, tail type)`` words, each inserted right after its entity's
+            opening marker.
 
     Returns:
         ``(words, source)``: the marked words, and per marked word its token index in ``tokens``
-        or ``-1 - k`` for marker ``k`` (0 head open, 1 head close, 2 tail open, 3 tail close).
-        Closing markers come before opening ones at the same position; nested spans nest.
+        or ``-1 - k`` for marker ``k`` (0 head open, 1 head close, 2 tail open, 3 tail close),
+        ``-5`` / ``-6`` for the head / tail type word. Closing markers come before opening ones
+        at the same position; nested spans nest.
     """
     n = len(tokens)
     events: list[tuple[int, int, int, int, int]] = []  # (pos, open?, order, -, marker id)
@@ -151,6 +161,9 @@ def insert_markers(tokens: Sequence[str], head: Span, tail: Span,
             m = events[j][4]
             words.append(marker_words[m])
             source.append(-1 - m)
+            if types is not None and m % 2 == 0:
+                words.append(str(types[m // 2]))
+                source.append(-5 - m // 2)
             j += 1
         if i < n:
             words.append(str(tokens[i]))
@@ -180,7 +193,8 @@ class TextNodeEncoder(nn.Module):
     Args:
         weights (str, optional): the encoder's model folder; ``None`` resolves it like the
             frozen-feature encoder of the same name. (default: ``None``)
-        markers (str, optional): ``"special"``, ``"punct"`` or ``"none"``. (default: ``"special"``)
+        markers (str, optional): ``"special"``, ``"typed"``, ``"punct"`` or ``"none"``.
+            (default: ``"special"``)
         max_length (int, optional): word-piece limit, special tokens included. (default: ``128``)
         train_layers (int, optional): fine-tune only the top ``train_layers`` transformer layers;
             the input embeddings (marker embeddings included) and the layers below are frozen and
@@ -204,7 +218,7 @@ class TextNodeEncoder(nn.Module):
         - **output:** B tensors ``[T_b, D]``
     """
 
-    def __init__(self, weights: str | None = None, markers: Literal["special", "punct", "none"] = "special",
+    def __init__(self, weights: str | None = None, markers: Literal["special", "typed", "punct", "none"] = "special",
                  max_length: int = 128, train_layers: int | None = None, encoder: str = "minilm",
                  caption_tokens: int = 0, cache_lower: bool = True, precision: str = "32"):
         super().__init__()
@@ -222,7 +236,8 @@ class TextNodeEncoder(nn.Module):
         self.max_length = int(max_length)
         self.caption_tokens = max(0, int(caption_tokens or 0))
         self.marker_words = _MARKER_WORDS.get(markers)
-        if markers == "special":
+        self._types_cache: dict[tuple, tuple[str, str]] = {}  # not state: recomputable, never saved
+        if markers in ("special", "typed"):
             old = len(self.tokenizer)
             self.tokenizer.add_special_tokens(list(self.marker_words))
             self.transformer.resize_token_embeddings(len(self.tokenizer))
@@ -302,6 +317,22 @@ class TextNodeEncoder(nn.Module):
         with autocast:
             return self.transformer.upper(hidden, mask, start=m).float()
 
+    def entity_types(self, token_lists: Sequence[Sequence[str]], head_spans: Sequence[Span],
+                     tail_spans: Sequence[Span]) -> list[tuple[str, str]]:
+        """``(head type, tail type)`` per sentence from spaCy's NER (module docstring, ``"typed"``);
+        sentences not seen before are parsed as one batch, then cached."""
+        from mmre_cli.graphs.nlp import UNKNOWN_TYPE, load_spacy, parse_pretokenized, span_entity_type
+
+        keys = [(tuple(str(t) for t in toks), _valid_span(h, len(toks)), _valid_span(t, len(toks)))
+                for toks, h, t in zip(token_lists, head_spans, tail_spans)]
+        todo = list(dict.fromkeys(k for k in keys if k not in self._types_cache))
+        if todo:
+            docs = parse_pretokenized(load_spacy(ner=True), [k[0] for k in todo])
+            for key, doc in zip(todo, docs):
+                self._types_cache[key] = tuple(UNKNOWN_TYPE if sp is None else span_entity_type(doc, *sp)
+                                               for sp in key[1:])
+        return [self._types_cache[k] for k in keys]
+
     def encode(self, token_lists: Sequence[Sequence[str]], head_spans: Sequence[Span],
                tail_spans: Sequence[Span], captions: Sequence[str | None] | None = None
                ) -> tuple[list[Tensor], list[Tensor], Tensor]:
@@ -318,11 +349,13 @@ class TextNodeEncoder(nn.Module):
         if not (len(head_spans) == len(tail_spans) == b):
             raise ValueError("token_lists, head_spans and tail_spans must have the same length")
         marked, sources = [], []
-        for toks, hs, ts in zip(token_lists, head_spans, tail_spans):
+        types = (self.entity_types(token_lists, head_spans, tail_spans) if self.markers == "typed"
+                 else [None] * b)
+        for toks, hs, ts, ty in zip(token_lists, head_spans, tail_spans, types):
             if self.marker_words is None:
                 words, src = [str(t) for t in toks], list(range(len(toks)))
             else:
-                words, src = insert_markers(toks, hs, ts, self.marker_words)
+                words, src = insert_markers(toks, hs, ts, self.marker_words, ty)
             marked.append(words)
             sources.append(src)
         dev = self.device

@@ -124,6 +124,41 @@ def test_batch_of_three_lines(trained, tmp_path):
     assert [o["head"] for o in out] == [a["head"], b["head"], b["head"]]
 
 
+def test_batch_skips_exactly_the_bad_lines_and_exits_2_at_the_end(trained, tmp_path):
+    a, b = _val(2), _val(3)
+    fake = tmp_path / "fake.jpg"
+    fake.write_text("this is text, not a JPEG")
+    good = [{"text": a["text"], "head": a["head"], "tail": a["tail"]}, {"text": b["text"], "head": b["head"], "tail": b["tail"]}]
+    lines = [json.dumps(good[0]), "{not json", json.dumps(good[1]),
+             json.dumps({"text": "Camila Cabello sings", "head": [0, 2], "tail": [1, 9]}),
+             json.dumps({**good[0], "image": "fake.jpg"}), json.dumps({**good[1], "colour": "red"}), ""]
+    batch = tmp_path / "mixed.jsonl"
+    batch.write_text("\ufeff" + "\n".join(lines) + "\n", encoding="utf-8")  # a BOM in front, a blank line
+    report = tmp_path / "skipped.jsonl"
+    result = _predict("--batch", str(batch), "--model", str(trained["model"]), "--json", "--skipped", str(report))
+    assert result.exit_code == 2, result.output
+    out = _json_lines(result)
+    assert [o["head"] for o in out] == [a["head"], b["head"]]
+    alone = _predict("--batch", str(_write(tmp_path / "good.jsonl", good)), "--model", str(trained["model"]), "--json")
+    drop = lambda rows: [{k: v for k, v in r.items() if k != "source"} for r in rows]  # noqa: E731
+    assert alone.exit_code == 0 and drop(_json_lines(alone)) == drop(out)  # the good lines as if alone
+    skipped = [json.loads(x) for x in report.read_text().splitlines()]
+    assert [s["where"] for s in skipped] == [f"{batch}:{n}" for n in (2, 4, 5, 6)]
+    reasons = [s["reason"] for s in skipped]
+    assert "not valid JSON" in reasons[0] and "past the text's 3 tokens" in reasons[1]
+    assert "not an image" in reasons[2] and "colour" in reasons[3]
+    assert sum(line.startswith("warning: skipped") for line in result.stderr.splitlines()) == 4
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: 4 of 6 batch lines skipped as bad input (listed above); the others were predicted"]
+    strict = _predict("--batch", str(batch), "--model", str(trained["model"]), "--json", "--on-error", "fail")
+    assert strict.exit_code == 2 and strict.stdout == "" and f"{batch}:2" in strict.stderr
+
+
+def _write(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
 def test_ner_pairs_without_head_and_tail(trained):
     result = _predict(_val(0)["image"], "Barack Obama met Angela Merkel in Berlin on Tuesday.", "--image-caption",
                       "Two people shake hands.", "--model", str(trained["model"]), "--json", "--max-pairs", "4")
@@ -180,7 +215,7 @@ def _bomb(tmp_path) -> Path:
 
 @pytest.mark.parametrize("case", ["missing_image", "not_an_image", "too_many_pixels", "empty_text", "head_not_in_text",
                                   "only_head", "incompatible_version", "incompatible_schema", "missing_weights",
-                                  "missing_pipeline", "no_model_folder", "encoder_mismatch", "bad_batch_line",
+                                  "missing_pipeline", "no_model_folder", "encoder_mismatch",
                                   "explain_folder_missing", "tail_only_inside_head", "bad_span"])
 def test_bad_input_is_one_line_and_exit_2(trained, tmp_path, case):
     v = _val(0)
@@ -218,16 +253,11 @@ def test_bad_input_is_one_line_and_exit_2(trained, tmp_path, case):
         extra, expect = extra + ["--explain", str(tmp_path / "no" / "such" / "x.png")], "does not exist"
     elif case == "tail_only_inside_head":
         text, extra, expect = "Camila Cabello sings", ["--head", "Camila Cabello", "--tail", "Camila"], "only inside"
-    if case == "bad_batch_line":
-        batch = tmp_path / "b.jsonl"
-        batch.write_text(json.dumps({"text": text, "head": v["head"], "tail": v["tail"]}) + "\n{not json\n")
-        result = _predict("--batch", str(batch), "--model", str(model))
-        expect = "b.jsonl:2"
-    elif case == "bad_span":
+    if case == "bad_span":
         batch = tmp_path / "b.jsonl"
         batch.write_text(json.dumps({"text": "Camila Cabello sings", "head": [0, 2], "tail": [1, 9]}) + "\n")
         result = _predict("--batch", str(batch), "--model", str(model))
-        expect = "past the text's 3 tokens"
+        expect = "past the text's 3 tokens"  # the only line: every line skipped, the first reason named
     else:
         result = _predict(image, text, *extra, "--model", str(model), "--json")
     assert result.exit_code == 2, (case, result.output)

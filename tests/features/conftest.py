@@ -10,6 +10,7 @@ import pytest
 _ENV_VARS = (
     "MMRE_CACHE",
     "MMRE_OFFLINE",
+    "MMRE_ALLOW_DOWNLOAD",
     "HF_HUB_OFFLINE",
     "MMRE_CLIP_WEIGHTS",
     "MMRE_YOLO_WEIGHTS",

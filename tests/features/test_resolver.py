@@ -63,9 +63,34 @@ def test_fallbacks_after_cache(env, tmp_path):
     assert resolve_weights("Test", None, fallbacks=[tmp_path / "missing", fb], **KW) == fb.resolve()
 
 
-def test_none_means_download_when_online(env):
+def test_none_means_download_only_when_allowed(env, monkeypatch):
+    for var in ("MMRE_ALLOW_DOWNLOAD", "MMRE_OFFLINE", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    assert is_offline()  # the default: nothing is downloaded
+    with pytest.raises(MmreError, match="MMRE_ALLOW_DOWNLOAD=1"):
+        resolve_weights("Test", None, **KW)
+    monkeypatch.setenv("MMRE_ALLOW_DOWNLOAD", "1")
     assert not is_offline()
     assert resolve_weights("Test", None, **KW) is None
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a forced offline wins
+    assert is_offline()
+
+
+def test_forbid_downloads_sets_the_library_switches_it_may(monkeypatch):
+    from mmre_cli.features.resolver import LIBRARY_OFFLINE_VARS, forbid_downloads
+
+    for var in ("MMRE_ALLOW_DOWNLOAD", "MMRE_OFFLINE", *LIBRARY_OFFLINE_VARS):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("YOLO_OFFLINE", "0")  # the user's own setting is kept
+    forbid_downloads()
+    import os
+
+    assert [os.environ[v] for v in LIBRARY_OFFLINE_VARS] == ["1", "1", "1", "0"]
+    for var in LIBRARY_OFFLINE_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("MMRE_ALLOW_DOWNLOAD", "1")
+    forbid_downloads()
+    assert not any(v in os.environ for v in LIBRARY_OFFLINE_VARS)
 
 
 @pytest.mark.parametrize("var", ["MMRE_OFFLINE", "HF_HUB_OFFLINE"])

@@ -122,6 +122,44 @@ def test_insert_markers_keeps_token_order():
     assert words == ["H", "a", "h", "b", "c", "d", "e"] and src.count(-3) == 0
 
 
+def test_insert_markers_with_types_puts_the_type_after_each_opening_marker():
+    toks = ["a", "b", "c", "d", "e"]
+    words, src = insert_markers(toks, (1, 3), (4, 5), ("<h>", "</h>", "<t>", "</t>"), ("person", "location"))
+    assert words == ["a", "<h>", "person", "b", "c", "</h>", "d", "<t>", "location", "e", "</t>"]
+    assert src == [0, -1, -5, 1, 2, -2, 3, -3, -6, 4, -4]
+    # tail first: each type still follows its own marker; a visual tail gets neither
+    words, src = insert_markers(toks, (3, 4), (0, 1), list("HhTt"), ("person", "unknown"))
+    assert words == ["T", "unknown", "a", "t", "b", "c", "H", "person", "d", "h", "e"]
+    words, src = insert_markers(toks, (0, 1), None, list("HhTt"), ("person", "unknown"))
+    assert words == ["H", "person", "a", "h", "b", "c", "d", "e"] and -6 not in src
+
+
+def test_span_entity_type_maps_spacy_ner_to_coarse_types():
+    from mmre_cli.graphs.nlp import load_spacy, parse_pretokenized, span_entity_type
+
+    toks = "Barack Obama visited Paris yesterday with Google".split()
+    doc = next(parse_pretokenized(load_spacy(ner=True), [toks]))
+    assert [span_entity_type(doc, s, e) for s, e in [(0, 2), (1, 2), (3, 4), (6, 7), (2, 3)]] == [
+        "person", "person", "location", "organization", "unknown"]
+
+
+def test_typed_markers_read_the_types_and_keep_word_rows(tiny_bert):
+    torch.manual_seed(0)
+    enc = TextNodeEncoder(str(tiny_bert), markers="typed", encoder="hf").eval()
+    special = TextNodeEncoder(str(tiny_bert), markers="special", encoder="hf").eval()
+    special.load_state_dict(enc.state_dict())
+    toks = ["Barack", "Obama", "visited", "Paris", "yesterday"]
+    with torch.no_grad():
+        typed_vecs, has, ents = enc.encode([toks], [(0, 2)], [(3, 4)])
+        plain_vecs, _, plain_ents = special.encode([toks], [(0, 2)], [(3, 4)])
+    assert typed_vecs[0].shape == plain_vecs[0].shape == (5, enc.dim) and bool(has[0].all())
+    assert list(enc._types_cache.values()) == [("person", "location")]
+    assert not torch.allclose(typed_vecs[0], plain_vecs[0])  # the type words change the context
+    with torch.no_grad():
+        enc.encode([toks, toks], [(0, 2), (0, 2)], [(3, 4), (3, 4)])
+    assert len(enc._types_cache) == 1  # parsed once
+
+
 @needs_minilm
 def test_shapes_and_marker_vectors(encoder):
     toks = [["Obama", "met", "Putin", "in", "Paris"], ["RT", "@user", ":", "#Brexit", "now"], ["solo"]]

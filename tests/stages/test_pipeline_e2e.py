@@ -1,5 +1,9 @@
 """The whole chain as users run it: `dvc repro` on the shipped sample, epochs cut to 1.
 
+Every Python process here (dvc, each stage, predict) runs with the network blocked by
+``tests/netguard/sitecustomize.py`` and without any offline variable set: the default itself must
+reach nothing, and the guard's log must stay empty.
+
 Also the DDP path of train-agent: 2 CPU processes over gloo (MMRE_CPU_DDP=2), a few steps.
 """
 
@@ -10,12 +14,14 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
+NET_LOG = Path(tempfile.gettempdir()) / f"mmre-netguard-{os.getpid()}.log"
 EVAL_KEYS = {"split", "acc", "micro_p", "micro_r", "micro_f1", "n", "params_hash"}
 
 
@@ -25,8 +31,10 @@ def _bin(name: str) -> str:
 
 
 def _env() -> dict:
-    env = dict(os.environ)
-    env.update(PYTHONWARNINGS="ignore", MMRE_OFFLINE="1", HF_HUB_OFFLINE="1", DVC_NO_ANALYTICS="1")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MMRE_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "MMRE_ALLOW_DOWNLOAD")}
+    env.update(PYTHONWARNINGS="ignore", DVC_NO_ANALYTICS="1", MMRE_NET_GUARD_LOG=str(NET_LOG))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "tests" / "netguard"), env.get("PYTHONPATH")]))
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     return env
 
@@ -53,6 +61,11 @@ def project(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_dvc_repro_runs_the_whole_chain(project):
     env = _env()
+    # the guard is live in child processes: a lookup fails and is logged (then the log is reset)
+    probe = subprocess.run([sys.executable, "-c", "import socket; socket.getaddrinfo('pypi.org', 443)"], env=env,
+                           capture_output=True, text=True)
+    assert probe.returncode != 0 and "pypi.org" in NET_LOG.read_text(), probe.stderr
+    NET_LOG.unlink()
     dry = subprocess.run([_bin("dvc"), "repro", "--dry", "--force"], cwd=project, env=env, capture_output=True, text=True)
     assert dry.returncode == 0, dry.stderr
     order = [line.split("'")[1] for line in dry.stdout.splitlines() if line.startswith("Running stage")]
@@ -107,6 +120,19 @@ def test_dvc_repro_runs_the_whole_chain(project):
         images = images_loaded(driver)
     assert len(images) == 3, images
     assert all(i["complete"] and i["width"] > 100 and i["height"] > 100 for i in images), images
+
+    # predict with the trained model, the network still blocked
+    import ast
+
+    sample = ast.literal_eval((project / "data" / "sample" / "ours_val.txt").read_text().splitlines()[0])
+    words = sample["token"]
+    head = " ".join(words[sample["h"]["pos"][0]:sample["h"]["pos"][1]])
+    tail = " ".join(words[sample["t"]["pos"][0]:sample["t"]["pos"][1]])
+    image = next((project / "data" / "sample" / "img_org").rglob(sample["img_id"]))
+    pred = subprocess.run([_bin("mmre"), "predict", str(image), " ".join(words), "--head", head, "--tail", tail,
+                           "--model", "out/model", "--json"], cwd=project, env=env, capture_output=True, text=True)
+    assert pred.returncode == 0 and json.loads(pred.stdout.splitlines()[0])["head"] == head, pred.stderr[-2000:]
+    assert not NET_LOG.exists(), NET_LOG.read_text()  # nothing tried to reach the network
 
     # nothing changed: nothing reruns
     again = subprocess.run([_bin("dvc"), "status"], cwd=project, env=env, capture_output=True, text=True)

@@ -298,12 +298,11 @@ def draw_explanation(path: str | Path, *, cmg: Graph, refined: Graph | None, ima
 
     # -- left: the image and its boxes ---------------------------------------------------------
     if ax_img is not None:
-        from PIL import Image
+        from mmre_cli.features.imageio import open_image
 
-        with Image.open(image) as im:
-            im = im.convert("RGB")
-            w, h = im.size
-            ax_img.imshow(np.asarray(im))
+        im = open_image(image)  # the pixel limit holds here too
+        w, h = im.size
+        ax_img.imshow(np.asarray(im))
         for i in objects:
             if g.node_kind[i] != _OBJECT or not np.isfinite(g.box[i]).all():
                 continue

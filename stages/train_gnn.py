@@ -77,8 +77,14 @@ def _draw_train_curve(rows: list[dict], path: Path) -> Path:
 
 
 def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None = None,
-        reporter: Reporter | None = None, agent: Path | None = None, plots: Path | None = None) -> dict:
-    """Run the stage; returns (and writes) its statistics."""
+        reporter: Reporter | None = None, agent: Path | None = None, plots: Path | None = None,
+        resume: bool = False) -> dict:
+    """Run the stage; returns (and writes) its statistics.
+
+    The training state is saved after every epoch under ``out/checkpoint``
+    (:mod:`mmre_cli.learn.resume`); ``resume=True`` continues from it (a state written with other
+    params or other graphs is refused). It is removed once the model folder is written.
+    """
     from mmre_cli import SCHEMA_VERSION, __version__
     from mmre_cli.learn.checkpoint import save_checkpoint
     from mmre_cli.learn.finetune import fit_finetuned
@@ -102,9 +108,16 @@ def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | N
     words = needs_words(model)
     train_loader = setup.train_loader(cfg["batch_size"], cfg["seed"], words)
     val_loader = loader(val, cfg["batch_size"], False, words=words)
+    from mmre_cli.learn.resume import STATE_DIR
+    from mmre_cli.params import params_hash
+
+    state_dir = out / STATE_DIR
+    from mmre_cli.hashing import sha256_file
+
+    fingerprint = f"{params_hash(params, ['data', *SECTIONS])}:{sha256_file(graphs / 'manifest.json')[:16]}"
     common = dict(epochs=cfg["epochs"], weight_decay=cfg["weight_decay"], class_weights=cfg["class_weights"],
                   none_id=none_id, seed=cfg["seed"], patience=cfg["patience"], reporter=reporter, fabric=fabric,
-                  num_classes=len(labels))
+                  num_classes=len(labels), state_dir=state_dir, resume=resume, fingerprint=fingerprint)
     if finetune:  # two learning rates, warm-up then linear decay
         _, history = fit_finetuned(model, train_loader, val_loader, enc_lr=cfg["enc_lr"], head_lr=cfg["lr"],
                                    warmup=cfg["warmup"], **common)
@@ -137,4 +150,5 @@ def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | N
     curve = [{"epoch": h["epoch"], "loss": h["loss"], "val_loss": h["val_loss"], "val_f1": h["val_micro_f1"],
               "val_acc": h["val_acc"]} for h in history]
     write_plots([out, plots], "train_curve", curve, _draw_train_curve)
+    shutil.rmtree(state_dir, ignore_errors=True)  # the model folder is whole: nothing left to resume
     return finish(out, params, SECTIONS, result, stats, upstream=(graphs,))

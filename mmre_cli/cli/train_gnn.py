@@ -23,11 +23,15 @@ def train_gnn(
     plots: PlotsOpt = None,
     params_file: ParamsOpt = None,
     set_: SetOpt = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue a killed run from the training state saved after its last whole epoch (OUT/checkpoint: weights, optimizer, schedule, random states); on CPU the result equals an uninterrupted run's. Refused if the state was written with other params or graphs.")] = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Train the classifier; the checkpoint kept is the best on val micro-F1 (peer metric)."""
+    """Train the classifier; the checkpoint kept is the best on val micro-F1 (peer metric).
+
+    After every epoch the whole training state is saved under OUT/checkpoint (removed when the model folder is written), so a killed run continues with --resume."""
     from mmre_cli.cli.console import RichReporter
     from stages import train_gnn as stage
 
     params = resolve_params(params_file, {"train_gnn.epochs": epochs, "train_gnn.lr": lr}, set_)
-    stage.run(graphs=graphs, agent=agent, out=out, params=params, gpus=gpus, stats=stats, plots=plots, reporter=RichReporter(quiet))
+    stage.run(graphs=graphs, agent=agent, out=out, params=params, gpus=gpus, stats=stats, plots=plots, reporter=RichReporter(quiet),
+              resume=resume)

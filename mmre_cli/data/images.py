@@ -5,8 +5,11 @@ image folder), the file exists, is a regular file and is readable. With ``verify
 image header is also opened with PIL (``Image.open`` reads the header only; no pixel decode).
 Results are cached per id: MNRE repeats an image once per entity pair.
 
-The containment check is lexical: symlinks inside the image folder (DVC caches use them) are
-followed, not rejected.
+Containment holds through links too: an id relative to the image folder whose real path (every
+symlink followed) lies outside that folder is refused as ``unsafe img_id`` — unless the target is
+inside a DVC cache (a ``.dvc/cache`` folder; ``dvc checkout`` with ``cache.type: symlink`` links
+every image there). User paths of a JSONL file (absolute ones) are the user's choice and are not
+confined.
 """
 
 from __future__ import annotations
@@ -42,6 +45,22 @@ def check_safe_relative(img_id: str) -> None:
         raise RecordError("unsafe img_id", f"image id {img_id!r} escapes the image folder ('..')")
     if "\x00" in img_id:
         raise RecordError("unsafe img_id", f"image id {img_id!r} holds a NUL byte")
+
+
+def _check_link_target(img_id: str, path: Path, root: Path) -> None:
+    """Raise ``RecordError('unsafe img_id')`` if ``path`` (under ``root``) resolves outside ``root``
+    and outside every DVC cache."""
+    try:
+        real = path.resolve()
+        base = root.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        raise RecordError("unsafe img_id", f"image id {img_id!r}: its links cannot be resolved") from None
+    if real == base or base in real.parents:
+        return
+    parts = real.parts
+    if any(parts[i] == ".dvc" and parts[i + 1] == "cache" for i in range(len(parts) - 1)):
+        return
+    raise RecordError("unsafe img_id", f"image id {img_id!r} links to {real}, outside the image folder {base}")
 
 
 def verify_image(path: str | Path) -> str | None:
@@ -129,6 +148,7 @@ class ImageResolver:
                 self._cache[key] = out
                 return out
             path = root / img_id
+            _check_link_target(img_id, path, root)
         out = self._check_file(img_id, path)
         self._cache[key] = out
         return out

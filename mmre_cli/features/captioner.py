@@ -61,11 +61,11 @@ class Captioner:
         self._no_grad = torch.no_grad
 
     def __call__(self, image: str | Path) -> str:
-        """The caption of one image file (whitespace-normalised)."""
-        from PIL import Image
+        """The caption of one image file (whitespace-normalised); decoded by
+        :func:`~mmre_cli.features.imageio.open_image` (pixel limit on, bad files an InputError)."""
+        from mmre_cli.features.imageio import open_image
 
-        with Image.open(image) as im:
-            rgb = im.convert("RGB")
+        rgb = open_image(image)
         with self._no_grad():
             inputs = self.processor(images=rgb, return_tensors="pt")
             out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)

@@ -103,8 +103,11 @@ def save_checkpoint(dir: str | os.PathLike, name: str, model: nn.Module, meta: d
 
     tmp = _atomic_target(weights)
     try:
-        save_model(model, str(tmp), metadata={"mmre_version": mmre_cli.__version__,
-                                              "model_class": type(model).__name__})
+        # one metadata key: safetensors writes a multi-key metadata map in hash order, which would
+        # make two saves of the same weights differ in bytes
+        save_model(model, str(tmp), metadata={"mmre": json.dumps({"mmre_version": mmre_cli.__version__,
+                                                                  "model_class": type(model).__name__},
+                                                                 sort_keys=True)})
         digest = sha256_file(tmp)
         os.replace(tmp, weights)
     finally:

@@ -630,7 +630,7 @@ def fit_finetuned(model: nn.Module, train_loader: Iterable, val_loader: Iterable
                   enc_lr: float = 3e-5, head_lr: float = 1e-3, weight_decay: float = 0.01,
                   class_weights: str = "inverse_sqrt", none_id: int = 0, seed: int = 0, patience: int | None = None,
                   reporter=None, grad_clip: float | None = 1.0, warmup: float = 0.1,
-                  num_classes: int | None = None, fabric=None) -> tuple[dict[str, Tensor], list[dict]]:
+                  num_classes: int | None = None, fabric=None, **resume) -> tuple[dict[str, Tensor], list[dict]]:
     """Train a :class:`FinetunedRelationModel` with two learning rates; keep the best val micro-F1 epoch.
 
     Like :func:`~mmre_cli.learn.trainer.fit_classifier` (same class weights, same selection —
@@ -638,6 +638,9 @@ def fit_finetuned(model: nn.Module, train_loader: Iterable, val_loader: Iterable
     :func:`param_groups` and a schedule: linear warm-up over the first ``warmup`` fraction of all
     steps, then linear decay to 0 at the end of ``epochs`` (both groups). Runs on the device of
     the model's parameters, or on ``fabric``'s devices (Lightning Fabric, as ``fit_classifier``).
+
+    ``resume`` passes ``state_dir`` / ``resume`` / ``fingerprint`` through (per-epoch training
+    state, :mod:`mmre_cli.learn.resume`).
 
     Returns:
         ``(best_state, history)`` as :func:`fit_classifier`.
@@ -648,4 +651,4 @@ def fit_finetuned(model: nn.Module, train_loader: Iterable, val_loader: Iterable
     return fit_classifier(model, train_loader, val_loader, epochs=epochs, lr=head_lr, weight_decay=weight_decay,
                           class_weights=class_weights, none_id=none_id, seed=seed, patience=patience,
                           reporter=reporter, grad_clip=grad_clip, num_classes=num_classes, param_groups=groups,
-                          warmup=warmup, fabric=fabric)
+                          warmup=warmup, fabric=fabric, **resume)

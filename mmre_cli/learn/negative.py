@@ -118,6 +118,14 @@ class StabilityGate(nn.Module):
         self.window, self.tolerance = int(window), float(tolerance)
         self.history = [deque(maxlen=self.window) for _ in range(branches)]
 
+    def resume_state(self) -> list[list[float]]:
+        """The recorded means (not in ``state_dict``: the model file is the same with or without
+        them); saved with the per-epoch training state (:mod:`mmre_cli.learn.resume`)."""
+        return [list(h) for h in self.history]
+
+    def restore_state(self, value: list[list[float]]) -> None:
+        self.history = [deque(v, maxlen=self.window) for v in value]
+
     def update(self, gold_probs: Tensor) -> None:
         """Record one step: ``gold_probs [B, n_branches]`` (detached)."""
         means = gold_probs.detach().float().mean(dim=0).tolist()

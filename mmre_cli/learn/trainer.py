@@ -41,6 +41,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from pathlib import Path
 from typing import Iterable, Literal
 
 import numpy as np
@@ -209,7 +210,8 @@ def fit_classifier(model: nn.Module, train_loader: Iterable, val_loader: Iterabl
                    weight_decay: float, class_weights: ClassWeightMode = "inverse_sqrt", none_id: int = 0,
                    seed: int = 0, patience: int | None = None, reporter: Reporter | None = None, fabric=None,
                    grad_clip: float | None = 5.0, num_classes: int | None = None,
-                   param_groups: list[dict] | None = None, warmup: float | None = None
+                   param_groups: list[dict] | None = None, warmup: float | None = None,
+                   state_dir: str | Path | None = None, resume: bool = False, fingerprint: str = ""
                    ) -> tuple[dict[str, Tensor], list[dict]]:
     """Train ``model`` and keep the epoch with the best validation micro-F1.
 
@@ -233,6 +235,11 @@ def fit_classifier(model: nn.Module, train_loader: Iterable, val_loader: Iterabl
             decay to 0 at the last step (every group's lr scaled alike); default: constant lr.
         grad_clip: max global gradient norm, ``None`` for no clipping.
         num_classes: C, when ``model.config`` does not say.
+        state_dir: if set, the training state is saved there after every epoch
+            (:mod:`mmre_cli.learn.resume`: weights, optimizer, scheduler, random states, history).
+        resume: continue from the state in ``state_dir`` (if any) instead of epoch 1; on CPU the
+            result equals an uninterrupted run's.
+        fingerprint: what the state must have been written with (e.g. the params hash).
 
     Returns:
         ``(best_state, history)``: ``best_state`` is a CPU copy of the best epoch's
@@ -279,8 +286,21 @@ def fit_classifier(model: nn.Module, train_loader: Iterable, val_loader: Iterabl
     best_key: tuple[float, float] | None = None
     best_state: dict[str, Tensor] = {k: v.detach().cpu().clone() for k, v in base_model.state_dict().items()}
     since_best = 0
+    first = 1
+    if resume and state_dir is not None:
+        from mmre_cli.learn.resume import load_training_state
+
+        restored = load_training_state(state_dir, model=base_model, optimizer=optimizer, scheduler=scheduler,
+                                       fingerprint=fingerprint, loader=train_loader)
+        if restored is not None:
+            history, best_key, since_best = restored["history"], restored["best_key"], restored["since_best"]
+            best_state, first = restored["best_state"], restored["epoch"] + 1
+            reporter.info(f"resuming after epoch {restored['epoch']} (training state in {state_dir})")
+            if patience and since_best >= patience:
+                first = epochs + 1  # it had stopped early already
     with reporter.progress("training", total=epochs) as task:
-        for epoch in range(1, epochs + 1):
+        task.advance(first - 1)
+        for epoch in range(first, epochs + 1):
             t0 = time.perf_counter()
             run_model.train()
             loss_sum, n_seen = 0.0, 0
@@ -332,6 +352,12 @@ def fit_classifier(model: nn.Module, train_loader: Iterable, val_loader: Iterabl
                 f"epoch {epoch}: loss {row['loss']:.4f} val_f1 {row['val_micro_f1']:.4f} "
                 f"val_acc {row['val_acc']:.4f}{' *' if improved else ''}"
             )
+            if state_dir is not None and (fabric is None or fabric.is_global_zero):
+                from mmre_cli.learn.resume import save_training_state
+
+                save_training_state(state_dir, epoch=epoch, model=base_model, best_state=best_state,
+                                    optimizer=optimizer, scheduler=scheduler, history=history, best_key=best_key,
+                                    since_best=since_best, fingerprint=fingerprint, loader=train_loader)
             task.advance()
             if patience and since_best >= patience:
                 reporter.info(f"early stop after epoch {epoch}: no val micro-F1 gain in {patience} epochs")

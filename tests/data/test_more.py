@@ -76,3 +76,28 @@ def test_object_dict_bad_box(tmp_path):
     p = _torch_zip(tmp_path / "ent_train_dict.pth", {"m1.jpg": {"bike": [0.5, 0.6, 1.3, 0.2]}})
     with pytest.raises(InputError, match=r"image 'm1.jpg'.*outside \[0, 1\]"):
         load_object_dict(p)
+
+
+class _Payload:
+    """Unpickling this runs code: ``__reduce__`` asks for ``os.system(...)`` to be called."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pth_with_a_malicious_reduce_is_refused_and_runs_nothing(tmp_path):
+    import torch
+
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "ent_train_dict.pth"
+    torch.save({"m1.jpg": _Payload(marker)}, evil)  # a real torch zip, as a third party would ship it
+    with pytest.raises(InputError, match="refusing to load"):
+        load_object_dict(evil)
+    assert not marker.exists()
+    # the same file through torch's own safe loader is refused too (what the checkpoints use)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(evil, weights_only=True)
+    assert not marker.exists()

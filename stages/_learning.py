@@ -86,8 +86,14 @@ def require_split(groups: dict, split: str, artifact: Path) -> list[Graph]:
     return groups[split]
 
 
-def make_fabric(gpus: int):
+def make_fabric(gpus: int, nodes: int = 1):
     """Lightning Fabric for ``--gpus N``: 0 → CPU; 1 → one CUDA device; N > 1 → DDP on N devices.
+
+    ``nodes = M > 1`` (``--nodes M``): DDP over M machines with N devices each (one CPU process
+    each with ``--gpus 0``), Fabric's ``num_nodes``. The processes are started by the launcher —
+    ``torchrun --nnodes M --nproc-per-node N --node-rank R --master-addr HOST --master-port PORT
+    -m mmre_cli train-gnn --nodes M --gpus N ...`` on every machine, or ``srun`` under SLURM —
+    and Fabric reads the rank and rendezvous from their environment (gloo on CPU, NCCL on GPUs).
 
     ``MMRE_CPU_DDP=K`` (K > 1) with ``--gpus 0`` runs K CPU processes with DDP over gloo — the
     way the DDP path is tested on machines without a GPU.
@@ -96,6 +102,13 @@ def make_fabric(gpus: int):
     from lightning.fabric import Fabric
 
     cpu_ddp = int(os.environ.get("MMRE_CPU_DDP", "0") or 0)
+    if nodes < 1:
+        raise MmreError(f"--nodes must be at least 1, not {nodes}")
+    if nodes > 1:
+        if gpus and (not torch.cuda.is_available() or torch.cuda.device_count() < gpus):
+            raise MmreError(f"--gpus {gpus} asked for on each node, but this machine has "
+                            f"{torch.cuda.device_count() if torch.cuda.is_available() else 0} CUDA device(s)")
+        return Fabric(accelerator="cuda" if gpus else "cpu", devices=gpus or 1, num_nodes=nodes, strategy="ddp")
     if gpus == 0:
         if cpu_ddp > 1:
             return Fabric(accelerator="cpu", devices=cpu_ddp, strategy="ddp")
@@ -218,14 +231,15 @@ class TrainingSetup:
     ``none_id``, ``train`` and ``val`` graphs, ``in_dim`` (node feature width).
     """
 
-    def __init__(self, artifact: Path, producer: str, gpus: int, seed: int, reporter, threads: int = 1) -> None:
+    def __init__(self, artifact: Path, producer: str, gpus: int, seed: int, reporter, threads: int = 1,
+                 nodes: int = 1) -> None:
         from mmre_cli.learn.trainer import seed_everything
         from mmre_cli.reporting import NullReporter
         from stages._chunks import require_artifact
 
         require_artifact(artifact, producer)
         cpu_threads(threads)
-        self.fabric = make_fabric(gpus)
+        self.fabric = make_fabric(gpus, nodes)
         self.fabric.launch()
         self.reporter = reporter if self.fabric.is_global_zero else NullReporter()
         self.labels, self.none_id = label_info(artifact)

@@ -124,7 +124,7 @@ def _classifier_round(clf, agent, acfg, train, val, cfg, gcfg, none_id, num_clas
 
 
 def run(*, cmg: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None = None,
-        reporter: Reporter | None = None, plots: Path | None = None) -> dict:
+        reporter: Reporter | None = None, plots: Path | None = None, nodes: int = 1) -> dict:
     """Run the stage; returns (and writes) its statistics."""
     import torch
 
@@ -134,7 +134,7 @@ def run(*, cmg: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None
 
     cmg, out = Path(cmg), Path(out)
     cfg, gcfg = params["train_agent"], params["train_gnn"]
-    setup = TrainingSetup(cmg, "merge-cmg", gpus, cfg["seed"], reporter_or_null(reporter))
+    setup = TrainingSetup(cmg, "merge-cmg", gpus, cfg["seed"], reporter_or_null(reporter), nodes=nodes)
     fabric, reporter, labels, none_id = setup.fabric, setup.reporter, setup.labels, setup.none_id
     train, val, in_dim = setup.train, setup.val, setup.in_dim
     # the reward classifier is the plain GATv2 + cross-entropy whatever train_gnn's switches say

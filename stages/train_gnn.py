@@ -78,7 +78,7 @@ def _draw_train_curve(rows: list[dict], path: Path) -> Path:
 
 def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None = None,
         reporter: Reporter | None = None, agent: Path | None = None, plots: Path | None = None,
-        resume: bool = False) -> dict:
+        resume: bool = False, nodes: int = 1) -> dict:
     """Run the stage; returns (and writes) its statistics.
 
     The training state is saved after every epoch under ``out/checkpoint``
@@ -97,7 +97,7 @@ def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | N
     finetune = cfg["model"] == "finetune"
     encoder, weights = _finetune_encoder(graphs, cfg) if finetune else ("minilm", None)
     setup = TrainingSetup(graphs, "diffuse", gpus, cfg["seed"], reporter_or_null(reporter),
-                          threads=0 if finetune else 1)
+                          threads=0 if finetune else 1, nodes=nodes)
     fabric, reporter, labels, none_id = setup.fabric, setup.reporter, setup.labels, setup.none_id
     pair_captions = params["data"].get("pair_captions")
     if finetune and pair_captions:

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from typing_extensions import Annotated
 
-from mmre_cli.cli.common import GpusOpt, ParamsOpt, QuietOpt, SetOpt, PlotsOpt, StatsOpt, handle_errors, resolve_params
+from mmre_cli.cli.common import GpusOpt, NodesOpt, ParamsOpt, QuietOpt, SetOpt, PlotsOpt, StatsOpt, handle_errors, resolve_params
 
 
 @handle_errors
@@ -17,6 +17,7 @@ def train_agent(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (agent + its reward classifier).")] = Path("out/agent"),
     episodes: Annotated[Optional[int], typer.Option(min=0, help="Passes over the training graphs.", show_default=False)] = None,
     gpus: GpusOpt = 0,
+    nodes: NodesOpt = 1,
     stats: StatsOpt = None,
     plots: PlotsOpt = None,
     params_file: ParamsOpt = None,
@@ -31,4 +32,4 @@ def train_agent(
     from stages import train_agent as stage
 
     params = resolve_params(params_file, {"train_agent.episodes": episodes}, set_)
-    stage.run(cmg=cmg, out=out, params=params, gpus=gpus, stats=stats, plots=plots, reporter=RichReporter(quiet))
+    stage.run(cmg=cmg, out=out, params=params, gpus=gpus, nodes=nodes, stats=stats, plots=plots, reporter=RichReporter(quiet))

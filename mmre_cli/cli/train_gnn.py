@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from typing_extensions import Annotated
 
-from mmre_cli.cli.common import GpusOpt, ParamsOpt, QuietOpt, SetOpt, PlotsOpt, StatsOpt, handle_errors, resolve_params
+from mmre_cli.cli.common import GpusOpt, NodesOpt, ParamsOpt, QuietOpt, SetOpt, PlotsOpt, StatsOpt, handle_errors, resolve_params
 
 
 @handle_errors
@@ -19,6 +19,7 @@ def train_gnn(
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Training epochs.", show_default=False)] = None,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate.", show_default=False)] = None,
     gpus: GpusOpt = 0,
+    nodes: NodesOpt = 1,
     stats: StatsOpt = None,
     plots: PlotsOpt = None,
     params_file: ParamsOpt = None,
@@ -33,5 +34,5 @@ def train_gnn(
     from stages import train_gnn as stage
 
     params = resolve_params(params_file, {"train_gnn.epochs": epochs, "train_gnn.lr": lr}, set_)
-    stage.run(graphs=graphs, agent=agent, out=out, params=params, gpus=gpus, stats=stats, plots=plots, reporter=RichReporter(quiet),
+    stage.run(graphs=graphs, agent=agent, out=out, params=params, gpus=gpus, nodes=nodes, stats=stats, plots=plots, reporter=RichReporter(quiet),
               resume=resume)

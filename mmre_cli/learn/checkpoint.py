@@ -33,7 +33,7 @@ import mmre_cli
 from mmre_cli.errors import MmreError
 from mmre_cli.hashing import sha256_file
 
-__all__ = ["save_checkpoint", "load_checkpoint", "read_sidecar", "CHECKPOINT_FORMAT"]
+__all__ = ["save_checkpoint", "load_checkpoint", "read_sidecar", "shared_aliases", "CHECKPOINT_FORMAT"]
 
 #: Version of the sidecar layout. Bump when a key changes meaning.
 CHECKPOINT_FORMAT = 1
@@ -73,6 +73,21 @@ def _atomic_target(final: Path) -> Path:
     return Path(tmp)
 
 
+def shared_aliases(state: dict[str, torch.Tensor]) -> dict[str, str]:
+    """``{name: earlier name}`` for every state entry that is the same tensor (storage, offset,
+    shape, strides) as an earlier one — e.g. a wrapper's second path to the same layers.
+    safetensors refuses shared memory, so each is written once, under its first name."""
+    first: dict[tuple, str] = {}
+    out: dict[str, str] = {}
+    for name, t in state.items():
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
+        if key in first:
+            out[name] = first[key]
+        else:
+            first[key] = name
+    return out
+
+
 def save_checkpoint(dir: str | os.PathLike, name: str, model: nn.Module, meta: dict) -> tuple[Path, Path]:
     """Write ``dir/name.safetensors`` and its ``dir/name.json`` sidecar.
 
@@ -99,15 +114,17 @@ def save_checkpoint(dir: str | os.PathLike, name: str, model: nn.Module, meta: d
     weights = out / f"{name}.safetensors"
     sidecar = out / f"{name}.json"
 
-    from safetensors.torch import save_model
+    from safetensors.torch import save_file
 
     tmp = _atomic_target(weights)
     try:
-        # one metadata key: safetensors writes a multi-key metadata map in hash order, which would
-        # make two saves of the same weights differ in bytes
-        save_model(model, str(tmp), metadata={"mmre": json.dumps({"mmre_version": mmre_cli.__version__,
-                                                                  "model_class": type(model).__name__},
-                                                                 sort_keys=True)})
+        # shared tensors once, and one metadata key: safetensors writes a multi-key metadata map in
+        # hash order, which would make two saves of the same weights differ in bytes
+        state = model.state_dict()
+        aliases = shared_aliases(state)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in state.items() if k not in aliases}
+        info = {"mmre_version": mmre_cli.__version__, "model_class": type(model).__name__, "aliases": aliases}
+        save_file(tensors, str(tmp), metadata={"mmre": json.dumps(info, sort_keys=True)})
         digest = sha256_file(tmp)
         os.replace(tmp, weights)
     finally:

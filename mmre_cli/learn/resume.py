@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from mmre_cli.errors import MmreError
+from mmre_cli.learn.checkpoint import shared_aliases
 
 __all__ = ["save_training_state", "load_training_state", "STATE_DIR"]
 
@@ -108,11 +109,15 @@ def save_training_state(folder: str | os.PathLike, *, epoch: int, model: torch.n
     from safetensors.torch import save_file
 
     folder = Path(folder)
+    state = model.state_dict()
+    aliases = shared_aliases(state)  # a name -> the name whose tensor it shares (saved once)
     tensors: dict[str, torch.Tensor] = {}
-    for k, v in model.state_dict().items():
-        tensors[f"model.{k}"] = v.detach().cpu().contiguous()
+    for k, v in state.items():
+        if k not in aliases:
+            tensors[f"model.{k}"] = v.detach().cpu().contiguous()
     for k, v in best_state.items():
-        tensors[f"best.{k}"] = v.detach().cpu().contiguous()
+        if k not in aliases:
+            tensors[f"best.{k}"] = v.detach().cpu().contiguous()
     opt = optimizer.state_dict()
     plain_state: dict[str, dict] = {}
     for pid, entries in opt["state"].items():
@@ -127,7 +132,7 @@ def save_training_state(folder: str | os.PathLike, *, epoch: int, model: torch.n
     loader_tensors, loader_plain = _loader_state(loader)
     tensors.update(loader_tensors)
     rng.update(loader_plain)
-    meta = {"epoch": int(epoch), "history": history, "best_key": list(best_key) if best_key is not None else None,
+    meta = {"epoch": int(epoch), "aliases": aliases, "history": history, "best_key": list(best_key) if best_key is not None else None,
             "since_best": int(since_best), "fingerprint": fingerprint, "rng": rng,
             "optim_groups": _plain(opt["param_groups"]), "optim_plain": plain_state,
             "modules": {name: m.resume_state() for name, m in model.named_modules() if hasattr(m, "resume_state")},
@@ -178,11 +183,15 @@ def load_training_state(folder: str | os.PathLike, *, model: torch.nn.Module, op
         raise MmreError(f"cannot read the training state in {folder}: {err}; delete it to start over") from None
     if meta.get("fingerprint") != fingerprint:
         raise MmreError(f"{folder} was written by a run with other params; delete it (or drop --resume) to start over")
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    aliases = meta.get("aliases", {})
+    weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    best_state = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+    for alias, name in aliases.items():
+        weights[alias], best_state[alias] = weights[name], best_state[name]
+    model.load_state_dict(weights)
     modules = dict(model.named_modules())
     for name, value in meta.get("modules", {}).items():
         modules[name].restore_state(value)
-    best_state = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
     state: dict[int, dict] = {}
     for pid, plain in meta["optim_plain"].items():
         state[int(pid)] = dict(plain)

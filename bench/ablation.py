@@ -8,6 +8,8 @@ this reruns only what each variant changes, with the same params file:
 * w/o diffusion   — diffuse with diffuse.enabled=false (editor only), RelationGNN
 * w/o RL, w/o diffusion — the merged CMGs as they are, RelationGNN
 * w/o GNN         — the full variant's graphs, PooledMLP (train_gnn.model=pooled)
+* full, learned relevance — diffuse with diffuse.relevance=editor (the editor's deletion scores as
+  the prior instead of the cosine to the entity pair), RelationGNN (not in the default set)
 
 Each variant trains the classifier with seeds S, S+1, …, S+n-1 (``--seeds``; the editor is the
 one in ``--agent``, trained once) and is scored on ``--split`` (default val) with
@@ -36,9 +38,11 @@ VARIANTS = {  # name: (label, graphs, classifier)
     "no_diffusion": ("w/o diffusion", "no_diffusion", "gnn"),
     "no_both": ("w/o RL, w/o diffusion", "cmg", "gnn"),
     "no_gnn": ("w/o GNN (pooled MLP)", "full", "pooled"),
+    "editor_relevance": ("full, learned relevance", "editor_relevance", "gnn"),
 }
 #: the diffuse switch that makes each derived graph set from the merged CMGs
-DIFFUSE_FLAGS = {"full": [], "no_rl": ["-S", "train_agent.enabled=false"], "no_diffusion": ["-S", "diffuse.enabled=false"]}
+DIFFUSE_FLAGS = {"full": [], "no_rl": ["-S", "train_agent.enabled=false"], "no_diffusion": ["-S", "diffuse.enabled=false"],
+                 "editor_relevance": ["-S", "diffuse.relevance=editor"]}
 
 
 def mmre(*args: str) -> None:
@@ -51,7 +55,8 @@ def main() -> None:
     ap.add_argument("--run", type=Path, required=True, help="folder holding cmg/ and agent/")
     ap.add_argument("--agent", type=Path, default=None, help="editor folder (default RUN/agent)")
     ap.add_argument("--tag", default="", help="suffix of this editor's folders under RUN (default: none)")
-    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--variants", nargs="+", default=[v for v in VARIANTS if v != "editor_relevance"],
+                    choices=list(VARIANTS))
     ap.add_argument("--split", default="val")
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--patience", type=int, default=4)

@@ -84,7 +84,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "alpha": 0.85,
         "max_iter": 10,
         "tau": 0.05,
-        "relevance": "clipped",       # v0: clipped = max(0, cos) | shifted = (1 + cos) / 2
+        "relevance": "clipped",       # v0: clipped = max(0, cos) | shifted = (1 + cos) / 2 | editor (learned)
     },
     "train_gnn": {
         "model": "gnn",               # gnn | pooled (the "w/o GNN" ablation)

@@ -6,7 +6,9 @@ For every CMG (all splits, streamed in stored order):
    and :func:`~mmre_cli.graphs.refine.apply_edit_record` applies them to the stored graph;
 2. if diffusion is enabled, the relevance prior ``v0`` of each node is
    ``max(0, cos(x_i, (x_head + x_tail)/2))`` (``relevance: clipped``, default) or
-   ``(1 + cos)/2`` (``shifted``) — in [0, 1] either way, so ``τ`` means something — and
+   ``(1 + cos)/2`` (``shifted``), or learned (``editor``: one minus how much the trained editor
+   wants to delete the node, :func:`~mmre_cli.learn.agent.editor_relevance`) — in [0, 1] each
+   way, so ``τ`` means something — and
    ``v ← α·Â·v + (1−α)·v0`` runs ``max_iter`` steps with PyG's ``APPNP`` (row-normalised Â,
    edges made undirected); each edge gets ``w_ij = (v_i + v_j)/2`` in its weight column, and
    edges with ``w_ij < τ`` are pruned unless they touch the head or the tail.
@@ -59,10 +61,19 @@ def refine(graphs: list[Graph], agent, agent_cfg, dcfg: dict) -> list[Graph]:
         graphs = [apply_edit_record(g, r) for g, r in zip(graphs, records)]
     if not dcfg["enabled"]:
         return graphs
+    learned = None
+    if dcfg["relevance"] == "editor" and graphs:
+        from mmre_cli.learn.agent import editor_relevance
+
+        if agent is None:
+            raise MmreError("diffuse.relevance=editor needs the RL editor (train_agent.enabled: true)")
+        batch = Batch.from_data_list([graph_to_data(g) for g in graphs])
+        learned = editor_relevance(agent, batch, agent_cfg).split(torch.bincount(batch.batch).tolist())
     out = []
-    for g in graphs:
+    for k, g in enumerate(graphs):
         data = graph_to_data(g)
-        v0 = node_relevance(data.x, data.head_index, data.tail_index, mode=dcfg["relevance"])
+        v0 = learned[k] if learned is not None else \
+            node_relevance(data.x, data.head_index, data.tail_index, mode=dcfg["relevance"])
         protect = endpoint_edge_mask(data.edge_index, torch.cat([data.head_index, data.tail_index]))
         v, w, keep = diffuse(data.edge_index, g.num_nodes, v0, alpha=dcfg["alpha"], max_iter=dcfg["max_iter"],
                              tau=dcfg["tau"], keep_mask=protect)

@@ -71,6 +71,7 @@ from mmre_cli.learn.editing import (
     complexity,
     current_edges,
     pair_cosine,
+    protected_nodes,
 )
 from mmre_cli.learn.metrics import peer_scores
 from mmre_cli.learn.reward import graph_accuracy, reward
@@ -593,3 +594,35 @@ def edit_graphs(
             }
         )
     return edited, records
+
+
+def editor_relevance(agent: GraphEditAgent, batch: Batch, cfg: AgentConfig) -> Tensor:
+    r"""A learned relevance prior for diffusion (``diffuse.relevance: editor``): how little the
+    editor wants to delete each node of the (already edited) graphs.
+
+    With :math:`s_i` the editor's node-deletion score at the start state of graph :math:`g`
+    and :math:`p_i = \mathrm{softmax}_{j \in g}(s_j)` over the graph's nodes,
+
+    .. math::
+        v^{(0)}_i = 1 - \frac{p_i}{\max_{j \in g} p_j}
+
+    so the node the editor would delete first gets 0, one it would never delete ~1; head and tail
+    get 1. Computed in eval mode under ``no_grad``.
+
+    Shapes:
+        batch: ``B`` graphs, ``N`` nodes -> ``[N]`` in ``[0, 1]``
+    """
+    from torch_geometric.utils import softmax
+
+    was_training = agent.training
+    agent.eval()
+    try:
+        with torch.no_grad():
+            out = agent(batch, init_state(batch, cfg), 0.0)
+    finally:
+        agent.train(was_training)
+    p = softmax(out.node.float(), batch.batch)
+    top = scatter(p, batch.batch, dim=0, dim_size=batch.num_graphs, reduce="max")
+    v0 = 1.0 - p / top[batch.batch].clamp(min=1e-12)
+    v0[protected_nodes(batch)] = 1.0
+    return v0.clamp(0.0, 1.0)

@@ -409,3 +409,25 @@ def test_head_and_tail_survive_many_sampled_episodes(seed):
         state, *_ = _rollout(agent, batch, cfg, greedy=False)
         assert bool(state.node_alive[batch.head_index].all()) and bool(state.node_alive[batch.tail_index].all())
         assert int((~state.node_alive).sum()) > 0  # the editor did delete other nodes
+
+
+def test_editor_relevance_ranks_nodes_by_the_editors_deletion_scores():
+    from mmre_cli.learn.agent import editor_relevance, init_state
+
+    torch.manual_seed(0)
+    agent = GraphEditAgent(D)
+    batch = ring_batch(3, seed=4, n_range=(5, 8))
+    cfg = AgentConfig()
+    v0 = editor_relevance(agent, batch, cfg)
+    assert v0.shape == (batch.num_nodes,) and float(v0.min()) >= 0.0 and float(v0.max()) <= 1.0
+    assert bool((v0[batch.head_index] == 1).all()) and bool((v0[batch.tail_index] == 1).all())
+    with torch.no_grad():
+        scores = agent.eval()(batch, init_state(batch, cfg), 0.0).node
+    for g in range(batch.num_graphs):
+        nodes = (batch.batch == g).nonzero().view(-1)
+        top = nodes[scores[nodes].argmax()]
+        if top not in (batch.head_index[g], batch.tail_index[g]):
+            assert float(v0[top]) == 0.0  # the node it would delete first
+        free = [int(n) for n in nodes if n not in (batch.head_index[g], batch.tail_index[g])]
+        order = sorted(free, key=lambda n: float(scores[n]))
+        assert [float(v0[n]) for n in order] == sorted((float(v0[n]) for n in order), reverse=True)

@@ -66,7 +66,7 @@ def iter_dataset(params: dict, reporter: Reporter) -> Iterator[tuple[list[Instan
         instances, report = load_split(
             root, split, fmt=fmt, captions=data["captions"], image_root=data["image_root"],
             image_policy=data["image_policy"], on_error=data["on_error"], label_map=data["label_map"],
-            reporter=reporter,
+            reporter=reporter, verify_images=data["image_policy"] == "skip",  # skip: the broken ones too
         )
         yield instances, report
 
@@ -293,6 +293,17 @@ class _ChunkProgress:
             self.task.advance(self.size - self.moved)
         self.moved = self.size
 
+#: every record left out under ``data.on_error: skip`` / ``image_policy: skip``, one JSON line each
+SKIPPED_FILE = "skipped.jsonl"
+
+
+def write_skipped(path: Path, records: list[dict]) -> None:
+    """``skipped.jsonl``: ``{"where", "reason", "message"}`` per skipped record (empty file: none)."""
+    import json
+
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+
+
 def run(*, out: Path, params: dict, gpus: int = 0, stats: Path | None = None, reporter: Reporter | None = None) -> dict:
     """Run the stage; returns (and writes) its statistics."""
     from mmre_cli.params import params_hash
@@ -341,8 +352,11 @@ def run(*, out: Path, params: dict, gpus: int = 0, stats: Path | None = None, re
                 features.roll(allow_empty=True)
                 for kind in rows.kind:
                     unit_counts[kind] = unit_counts.get(kind, 0) + 1
+    skipped = [r for report in reports for r in report.skipped_records]
+    write_skipped(out / SKIPPED_FILE, skipped)
     result = {
         "instances": len(instances),
+        "skipped": len(skipped),
         "encoder": extractor.encoder.name,
         "dim": extractor.encoder.dim,
         "splits": {r.split: {"read": r.read, "kept": r.kept, "skipped": r.skipped, "text_only": r.text_only,

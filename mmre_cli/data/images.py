@@ -64,17 +64,22 @@ def _check_link_target(img_id: str, path: Path, root: Path) -> None:
 
 
 def verify_image(path: str | Path) -> str | None:
-    """Open the image header with PIL. Returns ``None`` if fine, else the reason."""
+    """Open the image header with PIL and check the file's integrity without decoding pixels
+    (``Image.verify``: a truncated or corrupt PNG/GIF, a zero-byte or non-image file, too many
+    pixels). Returns ``None`` if fine, else the reason."""
     try:
         from PIL import Image, UnidentifiedImageError
     except ImportError:  # pragma: no cover - pillow is a dependency
         return "pillow is not installed; cannot verify images"
     try:
         with Image.open(path) as im:
-            im.size  # noqa: B018 - header fields only
+            im.size  # noqa: B018 - header fields
+            im.verify()
     except UnidentifiedImageError:
         return "not a recognised image file"
-    except (OSError, ValueError) as err:
+    except Image.DecompressionBombError as err:  # not an OSError: it would escape the handler below
+        return f"too many pixels (decompression bomb guard): {err}"
+    except (OSError, ValueError, SyntaxError) as err:  # PIL raises SyntaxError for broken chunks
         return f"cannot open image: {err}"
     return None
 

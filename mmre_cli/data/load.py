@@ -62,6 +62,8 @@ class LoadReport:
         label_counts: relation label -> count over kept instances (unlabelled ones not counted).
         first_problems: up to 10 ``'path:line: reason'`` strings (skipped records and images
             missing under ``'text-only'``).
+        skipped_records: every skipped record, ``{"where": "path:line", "reason", "message"}``
+            (extract-features writes them to ``skipped.jsonl``).
     """
 
     path: str
@@ -74,6 +76,7 @@ class LoadReport:
     captioned: int = 0
     label_counts: dict[str, int] = field(default_factory=dict)
     first_problems: list[str] = field(default_factory=list)
+    skipped_records: list[dict] = field(default_factory=list)
 
     @property
     def n_skipped(self) -> int:
@@ -366,6 +369,8 @@ class SplitReader:
 
     def _skip(self, lineno: int | None, reason: str, message: str) -> None:
         self.report.skipped[reason] = self.report.skipped.get(reason, 0) + 1
+        where = self.report.path if lineno is None else f"{self.report.path}:{lineno}"
+        self.report.skipped_records.append({"where": where, "reason": reason, "message": message})
         self._problem(lineno, message)
 
     def _bad(self, lineno: int, err: RecordError) -> None:

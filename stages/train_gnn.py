@@ -120,7 +120,7 @@ def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | N
                   num_classes=len(labels), state_dir=state_dir, resume=resume, fingerprint=fingerprint)
     if finetune:  # two learning rates, warm-up then linear decay
         _, history = fit_finetuned(model, train_loader, val_loader, enc_lr=cfg["enc_lr"], head_lr=cfg["lr"],
-                                   warmup=cfg["warmup"], **common)
+                                   warmup=cfg["warmup"], layer_decay=float(cfg.get("layer_decay", 1.0)), **common)
     else:
         _, history = fit_classifier(model, train_loader, val_loader, lr=cfg["lr"], **common)
     model = getattr(model, "module", model)

@@ -370,3 +370,22 @@ def test_bf16_precision_runs_and_stays_close(tiny):
         full = _hf_model(tiny, train_layers=1).eval()(batch)
         half = _hf_model(tiny, train_layers=1, precision="bf16").eval()(batch)
     assert half.dtype == torch.float32 and torch.allclose(full, half, atol=0.1)
+
+
+def test_layer_wise_lr_decay_groups(tiny):
+    model = _hf_model(tiny)
+    n = len(model.encoder.transformer.layers)
+    flat = param_groups(model, 1e-4, 1e-3, 0.01)
+    llrd = param_groups(model, 1e-4, 1e-3, 0.01, layer_decay=0.5)
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    for groups in (flat, llrd):  # every trainable parameter exactly once
+        ids = [id(p) for g in groups for p in g["params"]]
+        assert len(ids) == len(set(ids)) and set(ids) == trainable
+    lr_of = {id(p): g["lr"] for g in llrd for p in g["params"]}
+    for depth, layer in enumerate(model.encoder.transformer.layers):
+        lrs = [lr_of[id(p)] for p in layer.parameters() if p.requires_grad]
+        assert lrs and all(lr == pytest.approx(1e-4 * 0.5 ** (n - 1 - depth)) for lr in lrs)
+    emb = model.encoder.transformer.get_input_embeddings().weight
+    assert lr_of[id(emb)] == pytest.approx(1e-4 * 0.5 ** n)
+    assert {g["lr"] for g in llrd if g["name"] == "head"} == {1e-3}
+    assert {g["lr"] for g in flat if g["name"] != "head"} == {1e-4}

@@ -124,8 +124,14 @@ def _classifier_round(clf, agent, acfg, train, val, cfg, gcfg, none_id, num_clas
 
 
 def run(*, cmg: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None = None,
-        reporter: Reporter | None = None, plots: Path | None = None, nodes: int = 1) -> dict:
-    """Run the stage; returns (and writes) its statistics."""
+        reporter: Reporter | None = None, plots: Path | None = None, nodes: int = 1, resume: bool = False) -> dict:
+    """Run the stage; returns (and writes) its statistics.
+
+    The training state is saved under ``out/checkpoint`` after every warm-up epoch
+    (``warmup/``), every episode and every round's classifier (``agent/``: the editor, the reward
+    classifier, Adam, the random states, the step and round logs); ``resume=True`` continues from
+    it (refused if written with other params or another CMG). Removed once the outputs are written.
+    """
     import torch
 
     from mmre_cli.learn.agent import GraphEditAgent, agent_step
@@ -141,11 +147,18 @@ def run(*, cmg: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None
     # (graph_encoder / fusion / loss shape the final classifier only)
     clf = build_classifier("gnn", in_dim, len(labels), {k: v for k, v in gcfg.items() if k not in SWITCH_KEYS})
     train_loader = setup.train_loader(cfg["batch_size"], cfg["seed"])
+    from mmre_cli.hashing import sha256_file
+    from mmre_cli.learn.resume import STATE_DIR, load_state, save_state
+    from mmre_cli.params import params_hash
+
+    state_dir = out / STATE_DIR
+    fingerprint = f"{params_hash(params, SECTIONS)}:{sha256_file(cmg / 'manifest.json')[:16]}"
     reporter.info(f"reward classifier: {cfg['warmup_epochs']} epoch(s) on {len(train)} unedited train graphs")
     _, history = fit_classifier(clf, train_loader, loader(val, cfg["batch_size"], False), epochs=max(1, cfg["warmup_epochs"]),
                                 lr=gcfg["lr"], weight_decay=gcfg["weight_decay"], class_weights=gcfg["class_weights"],
                                 none_id=none_id, seed=cfg["seed"], reporter=reporter, fabric=fabric,
-                                num_classes=len(labels))
+                                num_classes=len(labels), state_dir=state_dir / "warmup", resume=resume,
+                                fingerprint=fingerprint)
     clf = getattr(clf, "module", clf)
     clf.eval()
     meta = {"labels": labels, "none_id": none_id, "history": history}
@@ -166,9 +179,26 @@ def run(*, cmg: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None
         step = 0
         batches = len(train_loader)
         rounds = max(1, int(cfg.get("rounds", 1)))
+        done = 0  # episodes finished, over all rounds (a round's classifier counts with its last episode)
+        restored = load_state(state_dir / "agent", fingerprint=fingerprint, modules={"agent": agent, "clf": clf},
+                              optimizers={"adam": optimizer}) if resume else None
+        if restored is not None:
+            saved = restored[0]
+            done, step, steps_log, rounds_log = saved["done"], saved["step"], saved["steps_log"], saved["rounds_log"]
+            reporter.info(f"resuming after {done} of {rounds * cfg['episodes']} episode(s) (state in {state_dir})")
+
+        def checkpoint() -> None:
+            if fabric.is_global_zero:
+                save_state(state_dir / "agent", fingerprint=fingerprint, modules={"agent": agent, "clf": clf},
+                           optimizers={"adam": optimizer},
+                           meta={"done": done, "step": step, "steps_log": steps_log, "rounds_log": rounds_log})
+
         with reporter.progress("train-agent", total=rounds * cfg["episodes"] * batches) as task:
+            task.advance(done * batches)
             for rnd in range(rounds):
                 for episode in range(cfg["episodes"]):
+                    if rnd * cfg["episodes"] + episode < done:
+                        continue
                     seed = cfg["seed"] + 1 + rnd * cfg["episodes"] + episode
                     for batch in setup.train_loader(cfg["batch_size"], seed):
                         batch = fabric.to_device(batch)
@@ -177,13 +207,18 @@ def run(*, cmg: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None
                                           **{k: float(v) for k, v in log.items()}})
                         step += 1
                         task.advance(1)
-                if rounds > 1:  # Alg. 1: the classifier learns the edited graphs; the next round's reward is its
-                    clf, row = _classifier_round(clf, agent, acfg, train, val, cfg, gcfg, none_id, len(labels),
-                                                 fabric, reporter, rnd)
-                    rounds_log.append(row)
-                    reporter.info(f"round {rnd + 1}/{rounds}: val F1 {row['val_f1_edited']:.4f} on edited graphs, "
-                                  f"{row['val_f1_unedited']:.4f} unedited; node filter {row['node_filter_ratio']:.3f}, "
-                                  f"edge adjust {row['edge_adjust_ratio']:.3f}, add rate {row['add_rate']:.3f}")
+                    last = episode == cfg["episodes"] - 1
+                    if last and rounds > 1:
+                        # Alg. 1: the classifier learns the edited graphs; the next round's reward is its
+                        clf, row = _classifier_round(clf, agent, acfg, train, val, cfg, gcfg, none_id, len(labels),
+                                                     fabric, reporter, rnd)
+                        rounds_log.append(row)
+                        reporter.info(f"round {rnd + 1}/{rounds}: val F1 {row['val_f1_edited']:.4f} on edited graphs, "
+                                      f"{row['val_f1_unedited']:.4f} unedited; node filter "
+                                      f"{row['node_filter_ratio']:.3f}, edge adjust {row['edge_adjust_ratio']:.3f}, "
+                                      f"add rate {row['add_rate']:.3f}")
+                    done += 1
+                    checkpoint()
         agent.cpu()
     result = {"classifier_val_f1": max(h["val_micro_f1"] for h in history), "agent_enabled": bool(cfg["enabled"]),
               "agent_steps": len(steps_log)}
@@ -204,5 +239,8 @@ def run(*, cmg: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None
         if rounds_log:
             write_plots([out, plots], "agent_rounds", rounds_log, _draw_rounds)
             result["rounds"] = rounds_log
+        import shutil
+
+        shutil.rmtree(state_dir, ignore_errors=True)  # the outputs are whole: nothing left to resume
         return finish(out, params, SECTIONS, result, stats, upstream=(cmg,))
     return result

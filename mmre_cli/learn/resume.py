@@ -1,28 +1,26 @@
-r"""Per-epoch training state, so a killed training run continues where it stopped (``--resume``).
+r"""Training state saved as it goes, so a killed training run continues where it stopped (``--resume``).
 
-:func:`save_training_state` writes, after every epoch, one folder holding everything the next
-epoch depends on:
+:func:`save_state` writes one folder holding everything the rest of a run depends on:
 
-* ``state.safetensors`` — tensors only: the model's current weights (``model.*``), the best
-  epoch's weights so far (``best.*``), the optimizer's per-parameter state
-  (``optim.<param id>.<key>``: AdamW's ``step``, ``exp_avg``, ``exp_avg_sq``) and torch's CPU
-  (and, on a GPU, CUDA) random generator states (``rng.torch``, ``rng.cuda.<i>``), and the train
-  loader's own shuffle generator (``rng.loader``);
-* ``state.json`` — everything else: the ``resume_state()`` of every sub-module that keeps state
-  outside its ``state_dict`` (e.g. the negative-learning gate's recent means; restored with its
-  ``restore_state``), the epoch, the history rows, the selection key and patience
-  counter, the optimizer's param groups, the LR scheduler's state, Python's and numpy's random
-  states, and the caller's ``fingerprint`` (the effective params: a resume with other params is
-  refused).
+* ``state.safetensors`` — tensors only: each named module's weights (``<module>.<key>``; tensors
+  a module shares between two names are written once, see
+  :func:`~mmre_cli.learn.checkpoint.shared_aliases`), extra tensor dicts such as the best epoch's
+  weights (``<name>.<key>``), each optimizer's per-parameter state (``<optim>.<param id>.<key>``:
+  AdamW's ``step``, ``exp_avg``, ``exp_avg_sq``), torch's CPU (and CUDA) random generator states
+  (``rng.torch``, ``rng.cuda.<i>``) and the train loader's own generator (``rng.loader``);
+* ``state.json`` — everything else: the caller's ``meta`` (epoch, history, counters…), the
+  optimizers' param groups, the LR schedulers' states, Python's and numpy's random states, the
+  length buckets' epoch counter, the ``resume_state()`` of every sub-module that keeps state
+  outside its ``state_dict`` (e.g. the negative-learning gate's recent means), the aliases, and
+  the ``fingerprint`` (the effective params and inputs: a resume with others is refused).
 
 Both files go to a temporary folder that replaces the previous one with a rename, so a kill at any
-moment leaves either the previous epoch's state or this one's, never half of each. Nothing is
+moment leaves either the previous state or the new one, never half of each. Nothing is
 unpickled: safetensors and JSON only.
 
-Restoring every random state makes the rest of the run the same as an uninterrupted one on CPU:
-dropout draws from torch's global generator, the train loader's shuffle from its own seeded
-generator (or, for length buckets, from its seed and epoch counter, saved as ``loader_epoch``), so
-the resumed epoch ``k + 1`` sees the same batches and masks as it would have. Under DDP the
+Restoring every random state makes the rest of a run the same as an uninterrupted one on CPU:
+dropout and sampling draw from torch's global generator, the train loader's shuffle from its own
+seeded generator (or, for length buckets, from its seed and epoch counter). Under DDP the
 distributed sampler reshuffles from its seed and epoch; resuming there is not guaranteed to be
 bit-identical.
 """
@@ -43,7 +41,7 @@ import torch
 from mmre_cli.errors import MmreError
 from mmre_cli.learn.checkpoint import shared_aliases
 
-__all__ = ["save_training_state", "load_training_state", "STATE_DIR"]
+__all__ = ["save_state", "load_state", "STATE_DIR"]
 
 #: the folder name under a stage's output
 STATE_DIR = "checkpoint"
@@ -101,47 +99,60 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def save_training_state(folder: str | os.PathLike, *, epoch: int, model: torch.nn.Module,
-                        best_state: dict[str, torch.Tensor], optimizer, scheduler, history: list[dict],
-                        best_key, since_best: int, fingerprint: str, loader=None) -> Path:
-    """Write the state after ``epoch`` (1-based) to ``folder``, replacing the previous one atomically;
-    ``loader``: the train loader whose shuffle state is saved too."""
+def save_state(folder: str | os.PathLike, *, fingerprint: str, modules: dict[str, torch.nn.Module] | None = None,
+               tensors: dict[str, dict[str, torch.Tensor]] | None = None, optimizers: dict | None = None,
+               schedulers: dict | None = None, loader=None, meta: dict | None = None) -> Path:
+    """Write the state to ``folder``, replacing the previous one atomically.
+
+    Args:
+        fingerprint: what a resume must match (e.g. params hash + inputs).
+        modules: modules whose ``state_dict`` (and ``resume_state()`` hooks) are saved.
+        tensors: extra tensor dicts (e.g. ``{"best": best_state}``).
+        optimizers, schedulers: by name; a ``None`` value is skipped.
+        loader: the train loader whose shuffle state is saved too.
+        meta: JSON-ready counters and logs, returned by :func:`load_state`.
+    """
     from safetensors.torch import save_file
 
     folder = Path(folder)
-    state = model.state_dict()
-    aliases = shared_aliases(state)  # a name -> the name whose tensor it shares (saved once)
-    tensors: dict[str, torch.Tensor] = {}
-    for k, v in state.items():
-        if k not in aliases:
-            tensors[f"model.{k}"] = v.detach().cpu().contiguous()
-    for k, v in best_state.items():
-        if k not in aliases:
-            tensors[f"best.{k}"] = v.detach().cpu().contiguous()
-    opt = optimizer.state_dict()
-    plain_state: dict[str, dict] = {}
-    for pid, entries in opt["state"].items():
-        plain_state[str(pid)] = {}
-        for key, value in entries.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"optim.{pid}.{key}"] = value.detach().cpu().contiguous()
-            else:
-                plain_state[str(pid)][key] = value
+    out: dict[str, torch.Tensor] = {}
+    doc: dict[str, Any] = {"fingerprint": fingerprint, "meta": meta or {}, "aliases": {}, "hooks": {},
+                           "optimizers": {}, "schedulers": {}}
+    for name, module in (modules or {}).items():
+        state = module.state_dict()
+        aliases = shared_aliases(state)
+        doc["aliases"][name] = aliases
+        out.update({f"{name}.{k}": v.detach().cpu().contiguous() for k, v in state.items() if k not in aliases})
+        doc["hooks"][name] = {sub: m.resume_state() for sub, m in module.named_modules() if hasattr(m, "resume_state")}
+    for name, values in (tensors or {}).items():
+        out.update({f"{name}.{k}": v.detach().cpu().contiguous() for k, v in values.items()})
+    for name, opt in (optimizers or {}).items():
+        if opt is None:
+            continue
+        sd = opt.state_dict()
+        plain: dict[str, dict] = {}
+        for pid, entries in sd["state"].items():
+            plain[str(pid)] = {}
+            for key, value in entries.items():
+                if isinstance(value, torch.Tensor):
+                    out[f"{name}.{pid}.{key}"] = value.detach().cpu().contiguous()
+                else:
+                    plain[str(pid)][key] = value
+        doc["optimizers"][name] = {"groups": _plain(sd["param_groups"]), "plain": plain}
+    for name, sched in (schedulers or {}).items():
+        if sched is not None:
+            doc["schedulers"][name] = _plain(sched.state_dict())
     rng_tensors, rng = _rng_state()
-    tensors.update(rng_tensors)
     loader_tensors, loader_plain = _loader_state(loader)
-    tensors.update(loader_tensors)
-    rng.update(loader_plain)
-    meta = {"epoch": int(epoch), "aliases": aliases, "history": history, "best_key": list(best_key) if best_key is not None else None,
-            "since_best": int(since_best), "fingerprint": fingerprint, "rng": rng,
-            "optim_groups": _plain(opt["param_groups"]), "optim_plain": plain_state,
-            "modules": {name: m.resume_state() for name, m in model.named_modules() if hasattr(m, "resume_state")},
-            "scheduler": None if scheduler is None else _plain(scheduler.state_dict())}
+    out.update(rng_tensors)
+    out.update(loader_tensors)
+    doc["rng"] = {**rng, **loader_plain}
+
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        save_file(tensors, str(tmp / "state.safetensors"))
-        (tmp / "state.json").write_text(json.dumps(meta))
+        save_file(out, str(tmp / "state.safetensors"))
+        (tmp / "state.json").write_text(json.dumps(doc))
         old = folder.with_name(folder.name + ".old")
         if folder.exists():
             if old.exists():
@@ -156,16 +167,18 @@ def save_training_state(folder: str | os.PathLike, *, epoch: int, model: torch.n
     return folder
 
 
-def load_training_state(folder: str | os.PathLike, *, model: torch.nn.Module, optimizer, scheduler,
-                        fingerprint: str, loader=None) -> dict | None:
-    """Restore the state ``folder`` holds into ``model``, ``optimizer``, ``scheduler`` and the random
-    generators; ``None`` when there is none (a fresh start).
+def load_state(folder: str | os.PathLike, *, fingerprint: str, modules: dict[str, torch.nn.Module] | None = None,
+               tensors: tuple[str, ...] = (), optimizers: dict | None = None, schedulers: dict | None = None,
+               loader=None) -> tuple[dict, dict[str, dict[str, torch.Tensor]]] | None:
+    """Restore what :func:`save_state` wrote into the given modules, optimizers, schedulers, loader
+    and the random generators.
 
     Returns:
-        ``{"epoch", "history", "best_key", "since_best", "best_state"}``.
+        ``(meta, {name: tensor dict})`` for the requested extra ``tensors``; ``None`` when
+        ``folder`` holds no state (a fresh start).
 
     Raises:
-        MmreError: the state was written with other params (``fingerprint``) or is unreadable.
+        MmreError: the state was written with another ``fingerprint`` or is unreadable.
     """
     from safetensors.torch import load_file
 
@@ -177,33 +190,35 @@ def load_training_state(folder: str | os.PathLike, *, model: torch.nn.Module, op
     if not (folder / "state.json").is_file():
         return None
     try:
-        meta = json.loads((folder / "state.json").read_text())
-        tensors = load_file(str(folder / "state.safetensors"))
+        doc = json.loads((folder / "state.json").read_text())
+        saved = load_file(str(folder / "state.safetensors"))
     except (OSError, ValueError) as err:
         raise MmreError(f"cannot read the training state in {folder}: {err}; delete it to start over") from None
-    if meta.get("fingerprint") != fingerprint:
+    if doc.get("fingerprint") != fingerprint:
         raise MmreError(f"{folder} was written by a run with other params; delete it (or drop --resume) to start over")
-    aliases = meta.get("aliases", {})
-    weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
-    best_state = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
-    for alias, name in aliases.items():
-        weights[alias], best_state[alias] = weights[name], best_state[name]
-    model.load_state_dict(weights)
-    modules = dict(model.named_modules())
-    for name, value in meta.get("modules", {}).items():
-        modules[name].restore_state(value)
-    state: dict[int, dict] = {}
-    for pid, plain in meta["optim_plain"].items():
-        state[int(pid)] = dict(plain)
-    for k, v in tensors.items():
-        if k.startswith("optim."):
-            _, pid, key = k.split(".", 2)
-            state.setdefault(int(pid), {})[key] = v
-    optimizer.load_state_dict({"state": state, "param_groups": meta["optim_groups"]})
-    if scheduler is not None and meta["scheduler"] is not None:
-        scheduler.load_state_dict(meta["scheduler"])
-    _set_rng_state(tensors, meta["rng"])
-    _set_loader_state(loader, tensors, meta["rng"])
-    best_key = tuple(meta["best_key"]) if meta["best_key"] is not None else None
-    return {"epoch": meta["epoch"], "history": meta["history"], "best_key": best_key,
-            "since_best": meta["since_best"], "best_state": best_state}
+
+    def prefixed(name: str) -> dict[str, torch.Tensor]:
+        return {k[len(name) + 1:]: v for k, v in saved.items() if k.startswith(name + ".")}
+
+    for name, module in (modules or {}).items():
+        weights = prefixed(name)
+        for alias, first in doc["aliases"].get(name, {}).items():
+            weights[alias] = weights[first]
+        module.load_state_dict(weights)
+        subs = dict(module.named_modules())
+        for sub, value in doc["hooks"].get(name, {}).items():
+            subs[sub].restore_state(value)
+    for name, opt in (optimizers or {}).items():
+        if opt is None or name not in doc["optimizers"]:
+            continue
+        state: dict[int, dict] = {int(pid): dict(v) for pid, v in doc["optimizers"][name]["plain"].items()}
+        for key, value in prefixed(name).items():
+            pid, entry = key.split(".", 1)
+            state.setdefault(int(pid), {})[entry] = value
+        opt.load_state_dict({"state": state, "param_groups": doc["optimizers"][name]["groups"]})
+    for name, sched in (schedulers or {}).items():
+        if sched is not None and name in doc["schedulers"]:
+            sched.load_state_dict(doc["schedulers"][name])
+    _set_rng_state(saved, doc["rng"])
+    _set_loader_state(loader, saved, doc["rng"])
+    return doc["meta"], {name: prefixed(name) for name in tensors}

@@ -288,14 +288,15 @@ def fit_classifier(model: nn.Module, train_loader: Iterable, val_loader: Iterabl
     since_best = 0
     first = 1
     if resume and state_dir is not None:
-        from mmre_cli.learn.resume import load_training_state
+        from mmre_cli.learn.resume import load_state
 
-        restored = load_training_state(state_dir, model=base_model, optimizer=optimizer, scheduler=scheduler,
-                                       fingerprint=fingerprint, loader=train_loader)
+        restored = load_state(state_dir, fingerprint=fingerprint, modules={"model": base_model}, tensors=("best",),
+                              optimizers={"optim": optimizer}, schedulers={"sched": scheduler}, loader=train_loader)
         if restored is not None:
-            history, best_key, since_best = restored["history"], restored["best_key"], restored["since_best"]
-            best_state, first = restored["best_state"], restored["epoch"] + 1
-            reporter.info(f"resuming after epoch {restored['epoch']} (training state in {state_dir})")
+            meta, extra = restored
+            history, since_best, best_state, first = meta["history"], meta["since_best"], extra["best"], meta["epoch"] + 1
+            best_key = tuple(meta["best_key"]) if meta["best_key"] is not None else None
+            reporter.info(f"resuming after epoch {meta['epoch']} (training state in {state_dir})")
             if patience and since_best >= patience:
                 first = epochs + 1  # it had stopped early already
     with reporter.progress("training", total=epochs) as task:
@@ -353,11 +354,12 @@ def fit_classifier(model: nn.Module, train_loader: Iterable, val_loader: Iterabl
                 f"val_acc {row['val_acc']:.4f}{' *' if improved else ''}"
             )
             if state_dir is not None and (fabric is None or fabric.is_global_zero):
-                from mmre_cli.learn.resume import save_training_state
+                from mmre_cli.learn.resume import save_state
 
-                save_training_state(state_dir, epoch=epoch, model=base_model, best_state=best_state,
-                                    optimizer=optimizer, scheduler=scheduler, history=history, best_key=best_key,
-                                    since_best=since_best, fingerprint=fingerprint, loader=train_loader)
+                save_state(state_dir, fingerprint=fingerprint, modules={"model": base_model}, tensors={"best": best_state},
+                           optimizers={"optim": optimizer}, schedulers={"sched": scheduler}, loader=train_loader,
+                           meta={"epoch": epoch, "history": history, "since_best": since_best,
+                                 "best_key": list(best_key) if best_key is not None else None})
             task.advance()
             if patience and since_best >= patience:
                 reporter.info(f"early stop after epoch {epoch}: no val micro-F1 gain in {patience} epochs")

@@ -46,7 +46,7 @@ def test_sigkill_then_resume_equals_the_uninterrupted_run(trained, tmp_path):
     epoch = 0
     while time.time() < deadline and proc.poll() is None:
         try:
-            epoch = json.loads(state.read_text())["epoch"]
+            epoch = json.loads(state.read_text())["meta"]["epoch"]
         except (OSError, ValueError, KeyError):
             epoch = 0
         if epoch >= 3:

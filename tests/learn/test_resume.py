@@ -56,7 +56,7 @@ def test_resume_after_a_kill_gives_the_uninterrupted_run(tmp_path, kill_at):
     with pytest.raises(Killed):
         _fit(_model(0), tmp_path / "b", reporter=KillAfter(kill_at))
     saved = json.loads((tmp_path / "b" / "state.json").read_text())
-    assert saved["epoch"] == kill_at - 1 and len(saved["history"]) == kill_at - 1
+    assert saved["meta"]["epoch"] == kill_at - 1 and len(saved["meta"]["history"]) == kill_at - 1
     resumed = _model(99)  # another init: everything comes from the state
     best_resumed, history_resumed = _fit(resumed, tmp_path / "b", resume=True)
     assert _same(history_whole, history_resumed)

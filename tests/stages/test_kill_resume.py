@@ -1,8 +1,8 @@
 """Kill harness: each of the seven stages is SIGKILLed at a random moment and rerun.
 
 After every kill the stage's output is either absent (no manifest / sidecar: not an artifact) or
-whole (``mmre validate`` passes); the rerun — ``--resume`` for train-gnn, extract-features resumes
-on its own, the others start over — gives byte-identical outputs to an uninterrupted run (Parquet
+whole (``mmre validate`` passes); the rerun — ``--resume`` for train-agent and train-gnn,
+extract-features resumes on its own, the others start over — gives byte-identical outputs to an uninterrupted run (Parquet
 shards, safetensors, predictions, metrics). 21 trials, 3 per stage; the moments are drawn from
 ``random.Random(MMRE_KILL_SEED)`` (default below) so a failure replays with the same seed.
 """
@@ -122,7 +122,7 @@ def test_kill_then_rerun_leaves_whole_artifacts_and_the_same_outputs(reference, 
         checked = subprocess.run([_mmre(), "validate", str(out)], env=_env(), capture_output=True, text=True)
         assert checked.returncode == 0, (stage, delay, killed, checked.stderr[-2000:])
 
-    extra = ["--resume"] if stage == "train-gnn" else []
+    extra = ["--resume"] if stage in ("train-gnn", "train-agent") else []
     rerun = subprocess.run(_command(stage, reference["root"], out, reference["params"], *extra), env=_env(),
                            capture_output=True, text=True)
     assert rerun.returncode == 0, (stage, delay, killed, rerun.stderr[-2000:])

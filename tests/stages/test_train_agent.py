@@ -48,3 +48,44 @@ def test_one_round_is_the_warm_up_classifier_as_before(cmg, tmp_path):
                               "train_gnn.hidden": 32, "train_gnn.heads": 2})
     stats = train_agent.run(cmg=cmg, out=tmp_path / "agent", params=params)
     assert "rounds" not in stats and not (tmp_path / "agent" / "agent_rounds.csv").exists()
+
+
+class _Killed(Exception):
+    pass
+
+
+class _KillAt:
+    """A reporter that raises at the first message starting with ``prefix`` (a simulated kill)."""
+
+    def __init__(self, prefix: str):
+        from mmre_cli.reporting import NullReporter
+
+        self.inner, self.prefix = NullReporter(), prefix
+
+    def info(self, message: str) -> None:
+        if message.startswith(self.prefix):
+            raise _Killed(message)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("kill_at", ["epoch 2:", "round 1/2", "round 2/2"])
+def test_resume_after_a_kill_gives_the_uninterrupted_editor(cmg, tmp_path, kill_at):
+    """Killed in the warm-up, after round 1's classifier, in round 2: --resume ends with the same
+    editor, classifier and step log as a run that was never stopped."""
+    from mmre_cli.hashing import sha256_file
+    from stages import train_agent
+
+    params = sample_params(**{"train_agent.episodes": 2, "train_agent.warmup_epochs": 2, "train_agent.rounds": 2,
+                              "train_agent.round_epochs": 1, "train_gnn.hidden": 32, "train_gnn.heads": 2})
+    whole = tmp_path / "whole"
+    train_agent.run(cmg=cmg, out=whole, params=params)
+    out = tmp_path / "killed"
+    with pytest.raises(_Killed):
+        train_agent.run(cmg=cmg, out=out, params=params, reporter=_KillAt(kill_at))
+    assert (out / "checkpoint").is_dir() and not (out / "agent.safetensors").exists()
+    train_agent.run(cmg=cmg, out=out, params=params, resume=True)
+    for name in ("agent.safetensors", "classifier.safetensors", "steps.csv"):
+        assert sha256_file(out / name) == sha256_file(whole / name), name
+    assert not (out / "checkpoint").exists()

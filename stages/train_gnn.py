@@ -136,6 +136,11 @@ def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | N
     save_checkpoint(out, "model", model, {"labels": labels, "none_id": none_id, "encoder": man["encoder"],
                                           "encoder_name": man.get("info", {}).get("encoder"), "history": history})
     upstream = upstream_params(graphs)
+    from mmre_cli.params import DEFAULTS
+
+    for section in ("train_agent", "diffuse"):  # trained on merge-cmg's output: no editor, no diffusion
+        if not isinstance(upstream.get(section), dict):
+            upstream[section] = {**DEFAULTS[section], "enabled": False}
     if agent_dir is not None:
         for name in AGENT_FILES:
             shutil.copyfile(agent_dir / name, out / name)

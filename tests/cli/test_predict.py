@@ -413,3 +413,31 @@ def test_evaluate_on_a_split_the_graphs_lack_names_the_ones_they_have(trained, t
                                  "--out", str(tmp_path / "eval"), "--split", "test"])
     assert result.exit_code == 2
     assert "no graphs of split 'test' (have: train, val)" in result.stderr
+
+
+def test_a_finetuned_model_trained_on_the_merged_cmgs_evaluates_and_predicts(trained, tmp_path, tiny_bert):
+    """The w/o-editor-and-diffusion setup (train-gnn straight on merge-cmg's output, as configs/mnre_cpu
+    does through diffuse with both off): the model records both as disabled, so evaluate and predict
+    rebuild the same graphs."""
+    from mmre_cli.params import DEFAULTS
+    from stages import train_gnn
+    from stages.evaluate import score_split
+
+    params = copy.deepcopy(DEFAULTS)
+    params["train_gnn"].update(model="finetune", epochs=1, hidden=16, heads=2, batch_size=16, encoder="hf",
+                               encoder_weights=str(tiny_bert), train_layers=1)
+    model = tmp_path / "cmg_model"
+    cmg = trained["root"] / "cmg"
+    train_gnn.run(graphs=cmg, out=model, params=params, agent=trained["root"] / "agent")
+    pipeline = json.loads((model / "pipeline.json").read_text())["params"]
+    assert pipeline["train_agent"]["enabled"] is False and pipeline["diffuse"]["enabled"] is False
+    assert not (model / "agent.safetensors").exists()
+    v = _val(1)
+    out = _predict(v["image"], v["text"], "--head", v["head"], "--tail", v["tail"], "--image-caption", v["caption"],
+                   "--model", str(model), "--json")
+    assert out.exit_code == 0, out.output
+    (line,) = _json_lines(out)
+    scored = score_split(model, cmg, "val")
+    k = scored["ids"].index("val-000002")
+    assert scored["labels"][int(scored["pred"][k])] == line["relation"]
+    assert abs(float(scored["prob"][k].max()) - line["probability"]) < 0.01

@@ -170,7 +170,8 @@ def test_stats_json(runs):
         assert (runs["a"][name] / "params.effective.yaml").is_file()
         assert len(stats["params_hash"]) == 16
 
-    assert set(feats) == {"instances", "encoder", "dim", "splits", "units_this_run", "params_hash"}
+    assert set(feats) == {"instances", "skipped", "encoder", "dim", "splits", "units_this_run", "params_hash"}
+    assert feats["skipped"] == 0  # the sample is clean: nothing in skipped.jsonl
     assert (feats["instances"], feats["encoder"], feats["dim"]) == (SAMPLE_N, "minilm", 384)
     assert feats["splits"] == {
         "train": {"read": 64, "kept": 64, "skipped": {}, "text_only": 0, "captioned": 64},

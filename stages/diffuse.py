@@ -61,17 +61,17 @@ def refine(graphs: list[Graph], agent, agent_cfg, dcfg: dict) -> list[Graph]:
         graphs = [apply_edit_record(g, r) for g, r in zip(graphs, records)]
     if not dcfg["enabled"]:
         return graphs
+    datas = [graph_to_data(g) for g in graphs]
     learned = None
     if dcfg["relevance"] == "editor" and graphs:
         from mmre_cli.learn.agent import editor_relevance
 
         if agent is None:
             raise MmreError("diffuse.relevance=editor needs the RL editor (train_agent.enabled: true)")
-        batch = Batch.from_data_list([graph_to_data(g) for g in graphs])
+        batch = Batch.from_data_list(datas)
         learned = editor_relevance(agent, batch, agent_cfg).split(torch.bincount(batch.batch).tolist())
     out = []
-    for k, g in enumerate(graphs):
-        data = graph_to_data(g)
+    for k, (g, data) in enumerate(zip(graphs, datas)):
         v0 = learned[k] if learned is not None else \
             node_relevance(data.x, data.head_index, data.tail_index, mode=dcfg["relevance"])
         protect = endpoint_edge_mask(data.edge_index, torch.cat([data.head_index, data.tail_index]))

@@ -67,8 +67,9 @@ def test_json_keys_and_same_result_as_the_stages(trained):
     assert abs(float(scored["prob"][k].max()) - line["probability"]) < 0.01
 
 
-def _predict_equals_evaluate(model: Path, trained: dict) -> list[str]:
-    """``mmre predict`` on val line 1 (with its caption) gives evaluate's prediction; returns the argv."""
+def _predict_equals_evaluate(model: Path, trained: dict, graphs: Path | None = None) -> list[str]:
+    """``mmre predict`` on val line 1 (with its caption) gives evaluate's prediction on ``graphs``
+    (default: the diffused graphs); returns the argv."""
     from stages.evaluate import score_split
 
     v = _val(1)
@@ -77,7 +78,7 @@ def _predict_equals_evaluate(model: Path, trained: dict) -> list[str]:
     out = _predict(*args)
     assert out.exit_code == 0, out.output
     (line,) = _json_lines(out)
-    scored = score_split(model, trained["diffused"], "val")
+    scored = score_split(model, graphs or trained["diffused"], "val")
     k = scored["ids"].index("val-000002")
     assert scored["labels"][int(scored["pred"][k])] == line["relation"]
     assert abs(float(scored["prob"][k].max()) - line["probability"]) < 0.01
@@ -421,7 +422,6 @@ def test_a_finetuned_model_trained_on_the_merged_cmgs_evaluates_and_predicts(tra
     rebuild the same graphs."""
     from mmre_cli.params import DEFAULTS
     from stages import train_gnn
-    from stages.evaluate import score_split
 
     params = copy.deepcopy(DEFAULTS)
     params["train_gnn"].update(model="finetune", epochs=1, hidden=16, heads=2, batch_size=16, encoder="hf",
@@ -432,12 +432,4 @@ def test_a_finetuned_model_trained_on_the_merged_cmgs_evaluates_and_predicts(tra
     pipeline = json.loads((model / "pipeline.json").read_text())["params"]
     assert pipeline["train_agent"]["enabled"] is False and pipeline["diffuse"]["enabled"] is False
     assert not (model / "agent.safetensors").exists()
-    v = _val(1)
-    out = _predict(v["image"], v["text"], "--head", v["head"], "--tail", v["tail"], "--image-caption", v["caption"],
-                   "--model", str(model), "--json")
-    assert out.exit_code == 0, out.output
-    (line,) = _json_lines(out)
-    scored = score_split(model, cmg, "val")
-    k = scored["ids"].index("val-000002")
-    assert scored["labels"][int(scored["pred"][k])] == line["relation"]
-    assert abs(float(scored["prob"][k].max()) - line["probability"]) < 0.01
+    _predict_equals_evaluate(model, trained, graphs=cmg)

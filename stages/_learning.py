@@ -251,7 +251,12 @@ class TrainingSetup:
 
     def train_loader(self, batch_size: int, seed: int, words: bool = False):
         """Shuffled training batches (length buckets for a re-encoding model on one process); split
-        across processes under DDP (a plain shuffle: the distributed sampler replaces it)."""
-        ddp = self.fabric.world_size > 1
-        dl = loader(self.train, batch_size, True, seed, words, bucket=words and not ddp)
+        across processes under DDP (a plain shuffle: the distributed sampler replaces it).
+
+        ``batch_size`` is the global batch: each of W processes takes ``max(1, batch_size // W)``
+        graphs per step, so an optimiser step sees about as many graphs, and an epoch has about as
+        many steps, on W processes as on one (the same learning-rate schedule)."""
+        world = self.fabric.world_size
+        ddp = world > 1
+        dl = loader(self.train, max(1, batch_size // world), True, seed, words, bucket=words and not ddp)
         return self.fabric.setup_dataloaders(dl) if ddp else dl

@@ -128,6 +128,7 @@ def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | N
     result = {"best_epoch": best["epoch"], "val_acc": best["val_acc"], "val_micro_p": best["val_micro_p"],
               "val_micro_r": best["val_micro_r"], "val_micro_f1": best["val_micro_f1"], "epochs_run": len(history),
               "train_graphs": len(train), "val_graphs": len(val), "model": cfg["model"],
+              "processes": fabric.world_size, "steps_per_epoch": len(train_loader),
               "train_seconds": round(sum(h["seconds"] for h in history), 1)}
     if not fabric.is_global_zero:
         return result

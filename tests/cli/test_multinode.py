@@ -27,7 +27,8 @@ def test_train_gnn_on_two_nodes_over_gloo(trained, tmp_path):
     out = tmp_path / "model2"
     args = ["-m", "mmre_cli", "train-gnn", "--nodes", "2", "--graphs", str(trained["diffused"]),
             "--agent", str(trained["root"] / "agent"), "--out", str(out), "--stats", str(tmp_path / "stats.json"),
-            "-S", "train_gnn.epochs=2", "-S", "train_gnn.hidden=32", "-S", "train_gnn.heads=2"]
+            "-S", "train_gnn.epochs=2", "-S", "train_gnn.hidden=32", "-S", "train_gnn.heads=2",
+            "-S", "train_gnn.batch_size=16"]
     procs = [subprocess.Popen([str(torchrun), "--nnodes", "2", "--nproc-per-node", "1", "--node-rank", str(rank),
                                "--master-addr", "127.0.0.1", "--master-port", str(port), *args],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -36,7 +37,10 @@ def test_train_gnn_on_two_nodes_over_gloo(trained, tmp_path):
     assert [p.returncode for p in procs] == [0, 0], "\n----\n".join(log[-3000:] for log in logs)
     assert any("MEMBER: 1/2" in log for log in logs) and any("MEMBER: 2/2" in log for log in logs), logs[0][-2000:]
     stats = json.loads((tmp_path / "stats.json").read_text())
-    assert stats["train_graphs"] == 64 and stats["epochs_run"] == 2
+    assert stats["train_graphs"] == 64 and stats["epochs_run"] == 2 and stats["processes"] == 2
+    # batch_size is the global batch: 8 graphs per process per step, 32 per process -> the 4 steps
+    # an epoch of 64 graphs in batches of 16 takes on one process
+    assert stats["steps_per_epoch"] == 4
     mmre = Path(sys.executable).with_name("mmre")
     checked = subprocess.run([str(mmre), "validate", str(out)], env=env, capture_output=True, text=True)
     assert checked.returncode == 0 and "valid model folder" in checked.stderr, checked.stderr

@@ -107,7 +107,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "encoder": None,              # finetune: minilm | mpnet | hf; null = the features' encoder
         "encoder_weights": None,      # finetune: the encoder's folder; null = resolved (or the features')
         "caption_tokens": 0,          # finetune: caption word pieces read as the 2nd segment; 0 = none
-        "precision": "32",            # finetune: 32 | bf16 (the encoder under bfloat16 autocast)
+        "precision": "32",            # finetune: 32 | bf16 | auto (bf16 where native, else 32)
         "graph_encoder": "gat",       # gat (GATv2) | hop_attention (Graph4MM)
         "hop_alpha": 0.1,             # hop_attention: alpha of sum_k alpha (1 - alpha)^k T^k
         "hop_k": 4,                   # hop_attention: K terms (T^0 .. T^(K-1))

@@ -69,6 +69,36 @@ def _editor_to_copy(graphs: Path, agent: Path | None) -> Path | None:
     return agent
 
 
+def _precision(asked: str, device, reporter) -> str:
+    """``train_gnn.precision`` for this device (``auto``: bf16 where it is native, else 32), said
+    aloud; an explicit ``bf16`` where it is emulated trains, with a warning of the cost."""
+    from mmre_cli.errors import MmreError
+    from mmre_cli.learn.finetune import bf16_is_native, resolve_precision
+
+    try:
+        chosen = resolve_precision(asked, device)
+    except ValueError as e:
+        raise MmreError(f"train_gnn.{e}") from None
+    native = bf16_is_native(device)
+    if chosen == "bf16" and not native:
+        reporter.warn(f"train_gnn.precision=bf16 on a {device.type} without native bfloat16 (CPU: "
+                      f"{_cpu_capability()}): autocast is emulated, ~15x slower than float32 here; "
+                      "use precision: auto or 32")
+    elif asked == "auto":
+        reporter.info(f"train_gnn.precision=auto: {'bfloat16 autocast' if chosen == 'bf16' else 'float32'} "
+                      f"({'native' if native else 'no native'} bfloat16 on this {device.type})")
+    return chosen
+
+
+def _cpu_capability() -> str:
+    import torch
+
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except AttributeError:
+        return "unknown"
+
+
 def _draw_train_curve(rows: list[dict], path: Path) -> Path:
     from mmre_cli.plots import curves_png
 
@@ -104,6 +134,8 @@ def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | N
         found = apply_pair_captions(setup.groups, pair_captions, params["data"].get("on_error", "raise"))
         reporter.info(f"second-segment captions from {pair_captions}: {found} graphs have one")
     train, val = setup.train, setup.val
+    if finetune:
+        cfg = {**cfg, "precision": _precision(cfg["precision"], fabric.device, reporter)}
     model = build_classifier(cfg["model"], setup.in_dim, len(labels), cfg, encoder_weights=weights, encoder=encoder)
     words = needs_words(model)
     train_loader = setup.train_loader(cfg["batch_size"], cfg["seed"], words)

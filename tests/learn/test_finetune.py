@@ -389,3 +389,51 @@ def test_layer_wise_lr_decay_groups(tiny):
     assert lr_of[id(emb)] == pytest.approx(1e-4 * 0.5 ** n)
     assert {g["lr"] for g in llrd if g["name"] == "head"} == {1e-3}
     assert {g["lr"] for g in flat if g["name"] != "head"} == {1e-4}
+
+
+def test_auto_precision_is_bf16_only_where_it_is_native(monkeypatch):
+    from mmre_cli.learn import finetune
+
+    for native, expect in ((True, "bf16"), (False, "32")):
+        monkeypatch.setattr(finetune, "bf16_is_native", lambda device="cpu", n=native: n)
+        assert finetune.resolve_precision("auto", "cpu") == expect
+        assert finetune.resolve_precision("32") == "32" and finetune.resolve_precision("bf16") == "bf16"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        finetune.resolve_precision("fp16")
+
+
+def test_train_gnn_says_which_precision_auto_chose_and_warns_on_emulated_bf16(monkeypatch):
+    from mmre_cli.errors import MmreError
+    from mmre_cli.learn import finetune
+    from mmre_cli.reporting import NullReporter
+    from stages.train_gnn import _precision
+
+    class Said(NullReporter):
+        def __init__(self):
+            super().__init__()
+            self.info_lines, self.warnings = [], []
+
+        def info(self, message):
+            self.info_lines.append(message)
+
+        def warn(self, message):
+            self.warnings.append(message)
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(finetune, "bf16_is_native", lambda device="cpu": False)
+    said = Said()
+    assert _precision("auto", cpu, said) == "32" and "float32" in said.info_lines[0] and not said.warnings
+    assert _precision("bf16", cpu, said) == "bf16" and "emulated" in said.warnings[0]
+    monkeypatch.setattr(finetune, "bf16_is_native", lambda device="cpu": True)
+    said = Said()
+    assert _precision("auto", cpu, said) == "bf16" and "bfloat16 autocast" in said.info_lines[0]
+    assert _precision("bf16", cpu, said) == "bf16" and not said.warnings
+    with pytest.raises(MmreError, match="train_gnn.precision must be one of"):
+        _precision("half", cpu, said)
+
+
+def test_bf16_is_native_answers_for_this_machine():
+    from mmre_cli.learn.finetune import bf16_is_native
+
+    assert isinstance(bf16_is_native("cpu"), bool)
+    assert bf16_is_native("meta") is False

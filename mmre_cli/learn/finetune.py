@@ -681,7 +681,8 @@ def fit_finetuned(model: nn.Module, train_loader: Iterable, val_loader: Iterable
 def bf16_is_native(device: torch.device | str = "cpu") -> bool:
     """Whether bfloat16 matmuls run natively on ``device``: a CUDA device that supports them, or a
     CPU on which oneDNN runs bf16 kernels (AVX512 / AMX). On an AVX2-only CPU bfloat16 autocast is
-    emulated — measured 15–18x *slower* than float32 for MiniLM's forward+backward (AMD EPYC, AVX2)."""
+    emulated — 14x *slower* than float32 for MiniLM's forward+backward on an AMD EPYC (AVX2;
+    ``bench/precision_probe.py``)."""
     device = torch.device(device)
     if device.type == "cuda":
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())

@@ -40,17 +40,17 @@ def label_info(artifact: Path) -> tuple[list[str], int]:
 
 
 def loader(graphs: list[Graph], batch_size: int, shuffle: bool, seed: int = 0, words: bool = False,
-           bucket: bool | None = None):
+           bucket: bool | None = None, world: int = 1, rank: int = 0):
     """:func:`mmre_cli.graphs.pyg.graph_loader` over the labelled graphs (unlabelled ones dropped).
 
     ``words``: batches carry the sentence words, spans and caption (a model whose ``needs_words``
     is true); such a model re-encodes the text, so its batches are also bucketed by length
-    (``bucket``, default ``words``).
+    (``bucket``, default ``words``). ``world``/``rank``: this process's share under DDP.
     """
     from mmre_cli.graphs.pyg import graph_loader
 
     return graph_loader([g for g in graphs if g.label >= 0], batch_size, shuffle=shuffle, seed=seed, words=words,
-                        bucket=words if bucket is None else bucket)
+                        bucket=words if bucket is None else bucket, world=world, rank=rank)
 
 
 def apply_pair_captions(groups: dict[str, list[Graph]], source: str | None, on_error: str = "raise") -> int:
@@ -250,13 +250,16 @@ class TrainingSetup:
         self.in_dim = int(self.train[0].x.shape[1])
 
     def train_loader(self, batch_size: int, seed: int, words: bool = False):
-        """Shuffled training batches (length buckets for a re-encoding model on one process); split
-        across processes under DDP (a plain shuffle: the distributed sampler replaces it).
+        """Shuffled training batches, seeded by ``seed`` (length buckets for a re-encoding model on
+        one process); under DDP each process takes its share of one seeded permutation per epoch
+        (:class:`~mmre_cli.graphs.pyg.RankShards`, a plain shuffle).
 
         ``batch_size`` is the global batch: each of W processes takes ``max(1, batch_size // W)``
         graphs per step, so an optimiser step sees about as many graphs, and an epoch has about as
         many steps, on W processes as on one (the same learning-rate schedule)."""
         world = self.fabric.world_size
-        ddp = world > 1
-        dl = loader(self.train, max(1, batch_size // world), True, seed, words, bucket=words and not ddp)
-        return self.fabric.setup_dataloaders(dl) if ddp else dl
+        if world == 1:
+            return loader(self.train, batch_size, True, seed, words)
+        dl = loader(self.train, max(1, batch_size // world), True, seed, words, world=world,
+                    rank=self.fabric.global_rank)
+        return self.fabric.setup_dataloaders(dl, use_distributed_sampler=False)

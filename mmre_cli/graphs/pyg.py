@@ -174,23 +174,55 @@ class LengthBuckets(torch.utils.data.Sampler):
             yield batches[k]
 
 
+class RankShards(torch.utils.data.Sampler):
+    r"""Process ``rank``'s share of ``n`` items under DDP: each epoch one permutation seeded by
+    ``(seed, epoch)``, padded by wrapping around to a multiple of :math:`W`, of which rank
+    :math:`r` of :math:`W` takes positions :math:`r, r+W, \dots` (the split of torch's
+    ``DistributedSampler``).
+
+    The epoch counts this sampler's own passes, as :class:`LengthBuckets` does (there is no
+    ``set_epoch`` for Lightning Fabric to call): the run's ``seed`` picks the order (Fabric's own
+    sampler would take ``PL_GLOBAL_SEED`` or 0), a loader made anew per episode gets the
+    episode's seed, and a resumed run restores ``epoch``.
+    """
+
+    def __init__(self, n: int, world: int, rank: int, *, shuffle: bool, seed: int = 0):
+        self.n, self.world, self.rank = int(n), int(world), int(rank)
+        self.shuffle = shuffle
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return -(-self.n // self.world)
+
+    def __iter__(self):
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n) if self.shuffle else np.arange(self.n)
+        self.epoch += 1
+        order = np.resize(order, len(self) * self.world)
+        return iter(order[self.rank::self.world].tolist())
+
+
 def text_length(g: Graph) -> int:
     """A graph's sentence + caption length in words (what a re-encoding model's cost grows with)."""
     return len(g.meta.get("words") or ()) + len(str(g.meta.get("caption") or "").split())
 
 
 def graph_loader(graphs: Iterable[Graph], batch_size: int, *, shuffle: bool = False, seed: int = 0,
-                 words: bool = False, bucket: bool = False):
+                 words: bool = False, bucket: bool = False, world: int = 1, rank: int = 0):
     """A PyG ``DataLoader`` over graphs: the one way the learning stages batch their graphs.
 
-    Reshuffles every epoch (seeded by ``seed``) when ``shuffle``; Lightning Fabric can wrap it
-    with a distributed sampler. ``bucket``: batches of similar sentence (+ caption) length
-    (:class:`LengthBuckets`; a re-encoding model pads less) instead of a plain shuffle.
+    Reshuffles every epoch (seeded by ``seed``) when ``shuffle``. ``bucket``: batches of similar
+    sentence (+ caption) length (:class:`LengthBuckets`; a re-encoding model pads less) instead of
+    a plain shuffle. ``world > 1``: only process ``rank``'s share (:class:`RankShards`; no
+    buckets), ``batch_size`` graphs per step on each process.
     """
     from torch_geometric.loader import DataLoader
 
     graphs = list(graphs)
     data = [graph_to_data(g, words) for g in graphs]
+    if world > 1:
+        return DataLoader(data, batch_size=batch_size, sampler=RankShards(len(data), world, rank, shuffle=shuffle,
+                                                                          seed=seed))
     if bucket:
         sampler = LengthBuckets([text_length(g) for g in graphs], batch_size, shuffle=shuffle, seed=seed)
         return DataLoader(data, batch_sampler=sampler)

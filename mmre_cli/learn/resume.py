@@ -20,9 +20,9 @@ unpickled: safetensors and JSON only.
 
 Restoring every random state makes the rest of a run the same as an uninterrupted one on CPU:
 dropout and sampling draw from torch's global generator, the train loader's shuffle from its own
-seeded generator (or, for length buckets, from its seed and epoch counter). Under DDP the
-distributed sampler reshuffles from its seed and epoch; resuming there is not guaranteed to be
-bit-identical.
+seeded generator (or, for length buckets and DDP's per-process shares, from its seed and epoch
+counter, which is saved and restored). Under DDP the rest also depends on the collective
+operations' summation order, so resuming there is not guaranteed to be bit-identical.
 """
 
 from __future__ import annotations
@@ -74,18 +74,27 @@ def _loader_state(loader) -> tuple[dict[str, torch.Tensor], dict]:
     gen = getattr(loader, "generator", None)
     if isinstance(gen, torch.Generator):
         tensors["rng.loader"] = gen.get_state()
-    sampler = getattr(loader, "batch_sampler", None)
-    if hasattr(sampler, "epoch") and hasattr(sampler, "seed"):  # LengthBuckets
+    sampler = _epoch_sampler(loader)
+    if sampler is not None:
         plain["loader_epoch"] = int(sampler.epoch)
     return tensors, plain
+
+
+def _epoch_sampler(loader):
+    """The loader's sampler that counts its own epochs (LengthBuckets, RankShards), if any."""
+    for name in ("batch_sampler", "sampler"):
+        sampler = getattr(loader, name, None)
+        if hasattr(sampler, "epoch") and hasattr(sampler, "seed"):
+            return sampler
+    return None
 
 
 def _set_loader_state(loader, tensors: dict[str, torch.Tensor], plain: dict) -> None:
     gen = getattr(loader, "generator", None)
     if isinstance(gen, torch.Generator) and "rng.loader" in tensors:
         gen.set_state(tensors["rng.loader"])
-    sampler = getattr(loader, "batch_sampler", None)
-    if "loader_epoch" in plain and hasattr(sampler, "epoch"):
+    sampler = _epoch_sampler(loader)
+    if "loader_epoch" in plain and sampler is not None:
         sampler.epoch = int(plain["loader_epoch"])
 
 

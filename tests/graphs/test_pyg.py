@@ -117,3 +117,24 @@ def test_words_spans_and_batching():
     assert batch.node_span.shape == (7, 2)
     with pytest.raises(ValueError, match="rerun merge-cmg"):
         graph_to_data(GRAPHS[2], words=True)
+
+
+def test_rank_shards_split_one_seeded_permutation_per_epoch():
+    from mmre_cli.graphs.pyg import RankShards
+    from mmre_cli.learn.resume import _loader_state, _set_loader_state
+
+    ranks = [RankShards(11, 2, r, shuffle=True, seed=13) for r in (0, 1)]
+    first = [list(s) for s in ranks]
+    assert [len(f) for f in first] == [6, 6]  # padded to a multiple of the world size by wrapping
+    assert set(first[0]) | set(first[1]) == set(range(11)) and len(set(first[0]) & set(first[1])) == 1
+    second = [list(s) for s in ranks]
+    assert second != first  # a new order each epoch (Fabric's own sampler needs set_epoch for that)
+    assert list(RankShards(11, 2, 0, shuffle=True, seed=14)) != first[0]  # the seed picks the order
+    assert list(RankShards(5, 2, 1, shuffle=False)) == [1, 3, 0]
+    # resume: the epoch travels with the training state, as LengthBuckets' does
+    loader = DataLoader(list(range(11)), batch_size=3, sampler=RankShards(11, 2, 0, shuffle=True, seed=13))
+    next(iter(loader))
+    _, plain = _loader_state(loader)
+    fresh = DataLoader(list(range(11)), batch_size=3, sampler=RankShards(11, 2, 0, shuffle=True, seed=13))
+    _set_loader_state(fresh, {}, plain)
+    assert plain == {"loader_epoch": 1} and list(fresh.sampler) == second[0]

@@ -96,43 +96,47 @@ def _write_corpus(root: Path, faulty: bool) -> dict[str, list[str]]:
     return expected
 
 
-def _chain(root: Path, out: Path, params: dict) -> dict:
-    """The seven stages through the CLI, each in a fresh process (as a user runs them)."""
+def _chain(work: Path, params: dict) -> dict:
+    """The seven stages through the CLI in ``work`` (corpus in ``work/corpus``, outputs in
+    ``work/out``), each in a fresh process (as a user runs them). ``data.root`` is the relative
+    ``corpus``, so two chains in two folders run with the same params."""
     import subprocess
     import sys
 
     import yaml
 
     p = copy.deepcopy(params)
-    p["data"].update(root=str(root))
-    path = out.parent / f"{out.name}.params.yaml"
-    path.write_text(yaml.safe_dump(p, sort_keys=False))
+    p["data"].update(root="corpus")
+    (work / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     mmre = str(Path(sys.executable).with_name("mmre"))
-    steps = [["extract-features", str(root), "--out", str(out / "features")],
-             ["build-graphs", str(root), "--features", str(out / "features"), "--out", str(out / "graphs")],
-             ["merge-cmg", "--features", str(out / "features"), "--graphs", str(out / "graphs"), "--out", str(out / "cmg")],
-             ["train-agent", "--cmg", str(out / "cmg"), "--out", str(out / "agent")],
-             ["diffuse", "--cmg", str(out / "cmg"), "--agent", str(out / "agent"), "--out", str(out / "diffused")],
-             ["train-gnn", "--graphs", str(out / "diffused"), "--agent", str(out / "agent"), "--out", str(out / "model")],
-             ["evaluate", "--model", str(out / "model"), "--graphs", str(out / "diffused"), "--out", str(out / "eval")]]
+    steps = [["extract-features", "corpus", "--out", "out/features"],
+             ["build-graphs", "corpus", "--features", "out/features", "--out", "out/graphs"],
+             ["merge-cmg", "--features", "out/features", "--graphs", "out/graphs", "--out", "out/cmg"],
+             ["train-agent", "--cmg", "out/cmg", "--out", "out/agent"],
+             ["diffuse", "--cmg", "out/cmg", "--agent", "out/agent", "--out", "out/diffused"],
+             ["train-gnn", "--graphs", "out/diffused", "--agent", "out/agent", "--out", "out/model"],
+             ["evaluate", "--model", "out/model", "--graphs", "out/diffused", "--out", "out/eval"]]
     env = {**__import__("os").environ, "MMRE_TORCH_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     for step in steps:
-        run = subprocess.run([mmre, *step, "--params", str(path), "-q"], env=env, capture_output=True, text=True)
+        run = subprocess.run([mmre, *step, "--params", "params.yaml", "-q"], cwd=work, env=env, capture_output=True,
+                             text=True)
         assert run.returncode == 0, (step[0], run.stderr[-3000:])
+    out = work / "out"
     return {"extract_features": json.loads((out / "features" / "stats.json").read_text()),
             "evaluate": json.loads((out / "eval" / "stats.json").read_text())}
 
 
 def _contents(out: Path) -> dict[str, object]:
-    """What must not depend on the faults: every table (but the rows' ``source`` line), the weights,
-    the predictions (but their ``source``)."""
+    """What must not depend on the faults: every table (but the rows' ``source`` line; image paths
+    below the chain's folder), the weights, the predictions (but their ``source``)."""
     import pyarrow.parquet as pq
 
     got: dict[str, object] = {}
     for f in sorted(out.rglob("*.parquet")):
         table = pq.read_table(f)
         rows = table.drop_columns([c for c in ("source",) if c in table.column_names]).to_pylist()
-        got[str(f.relative_to(out))] = json.dumps(rows, sort_keys=True, default=str)  # NaN boxes compare equal
+        # NaN boxes compare equal; image paths are compared below the chain's own folder
+        got[str(f.relative_to(out))] = json.dumps(rows, sort_keys=True, default=str).replace(str(out.parent), "WORK")
     for f in sorted(out.rglob("*.safetensors")):
         got[str(f.relative_to(out))] = sha256_file(f)
     rows = [json.loads(x) for x in (out / "eval" / "predictions.jsonl").read_text().splitlines()]
@@ -150,22 +154,22 @@ def test_a_faulty_corpus_skips_exactly_the_bad_instances(tmp_path):
     params["train_agent"].update(episodes=1, warmup_epochs=1)
     params["train_gnn"].update(epochs=1, hidden=32, heads=2)
 
-    corpus = tmp_path / "corpus"  # the same path for both, so the params (data.root) are the same
-    expected = _write_corpus(corpus, faulty=True)
-    faulty = _chain(corpus, tmp_path / "out_faulty", params)
-    shutil.rmtree(corpus)
-    _write_corpus(corpus, faulty=False)
-    clean = _chain(corpus, tmp_path / "out_clean", params)
+    from concurrent.futures import ThreadPoolExecutor
+
+    expected = _write_corpus(tmp_path / "faulty" / "corpus", faulty=True)
+    _write_corpus(tmp_path / "clean" / "corpus", faulty=False)
+    with ThreadPoolExecutor(2) as pool:  # the two chains side by side, one torch thread each
+        faulty, clean = pool.map(lambda work: _chain(work, params), (tmp_path / "faulty", tmp_path / "clean"))
 
     ef = faulty["extract_features"]
     assert ef["instances"] == sum(N_GOOD.values()) == clean["extract_features"]["instances"]
-    report = [json.loads(x) for x in (tmp_path / "out_faulty" / "features" / "skipped.jsonl").read_text().splitlines()]
+    report = [json.loads(x) for x in (tmp_path / "faulty" / "out" / "features" / "skipped.jsonl").read_text().splitlines()]
     assert ef["skipped"] == len(report) == sum(len(v) for v in expected.values()) == 2 * 3 * 12
     for split, reasons in expected.items():
         got = [r["reason"] for r in report if f"{split}.jsonl:" in r["where"]]
         assert sorted(got) == sorted(reasons), split
         assert sum(ef["splits"][split]["skipped"].values()) == len(reasons)
     assert all(r["message"] for r in report)
-    assert (tmp_path / "out_clean" / "features" / "skipped.jsonl").read_text() == ""
-    assert _contents(tmp_path / "out_faulty") == _contents(tmp_path / "out_clean")
+    assert (tmp_path / "clean" / "out" / "features" / "skipped.jsonl").read_text() == ""
+    assert _contents(tmp_path / "faulty" / "out") == _contents(tmp_path / "clean" / "out")
     assert faulty["evaluate"]["micro_f1"] == clean["evaluate"]["micro_f1"]

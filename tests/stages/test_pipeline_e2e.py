@@ -158,38 +158,6 @@ def test_dvc_repro_runs_the_whole_chain(project):
     assert edited(project / "mmre_cli" / "data" / "sample.py", comment) == []  # a library module no stage uses
     assert edited(project / "mmre_cli" / "learn" / "trainer.py", comment) == ["train_agent", "diffuse", "train_gnn",
                                                                              "evaluate"]
-    # a file of the dataset: a real run reruns every stage (a dry run lists only the first two, whose
-    # deps changed directly). Undone, the chain runs again — and, the seed being the same, gives
-    # byte-identical Parquet artifacts, model and metrics (determinism on CPU)
-    def digests() -> dict[str, str]:
-        from mmre_cli.hashing import sha256_file
-
-        files = [f for d in ("features", "graphs", "cmg", "diffused") for f in (project / "out" / d).rglob("*.parquet")]
-        files += [project / "out" / "model" / "model.safetensors", project / "out" / "agent" / "agent.safetensors",
-                  project / "out" / "eval" / "predictions.jsonl"]
-        found = {str(f.relative_to(project)): sha256_file(f) for f in files if f.exists()}
-        # the metrics but train_s, the training's wall seconds (they differ between any two runs)
-        metrics = json.loads((project / "metrics" / "eval.json").read_text())
-        found["metrics/eval.json"] = json.dumps({k: v for k, v in metrics.items() if k != "train_s"}, sort_keys=True)
-        return found
-
-    before = digests()
-    assert len(before) > 8
-    data_file = project / "data" / "sample" / "ours_train.txt"
-    original = data_file.read_bytes()
-    data_file.write_bytes(original.replace(b"scores", b"scored", 1))
-    try:
-        rerun = subprocess.run([_bin("dvc"), "repro"], cwd=project, env=env, capture_output=True, text=True)
-    finally:
-        data_file.write_bytes(original)
-    assert rerun.returncode == 0, rerun.stderr[-2000:]
-    ran = [line.split("'")[1] for line in rerun.stdout.splitlines() if line.startswith("Running stage")]
-    assert ran == order, rerun.stdout
-    assert digests() != before
-    back = subprocess.run([_bin("dvc"), "repro"], cwd=project, env=env, capture_output=True, text=True)
-    assert back.returncode == 0, back.stderr[-2000:]
-    after = digests()
-    assert after == before, sorted(k for k in before if after.get(k) != before[k])
     def gnn_lr(b: bytes) -> bytes:
         p = yaml.safe_load(b)
         p["train_gnn"]["lr"] = p["train_gnn"]["lr"] * 2
@@ -197,6 +165,29 @@ def test_dvc_repro_runs_the_whole_chain(project):
 
     assert edited(project / "params.yaml", gnn_lr) == ["train_gnn"]  # a train_gnn param (evaluate follows: below)
     assert would_run() == []  # every edit undone
+
+    # a file of the dataset: a real run reruns every stage (a dry run lists only the first two, whose
+    # deps changed directly) and changes every artifact. (That the same inputs and seed give the
+    # same bytes, stage by stage, is the kill harness's check: tests/stages/test_kill_resume.py.)
+    def digests() -> dict[str, str]:
+        from mmre_cli.hashing import sha256_file
+
+        files = [f for d in ("features", "graphs", "cmg", "diffused") for f in (project / "out" / d).rglob("*.parquet")]
+        files += [project / "out" / "model" / "model.safetensors", project / "out" / "agent" / "agent.safetensors",
+                  project / "out" / "eval" / "predictions.jsonl"]
+        return {str(f.relative_to(project)): sha256_file(f) for f in files if f.exists()}
+
+    before = digests()
+    assert len(before) > 8
+    data_file = project / "data" / "sample" / "ours_train.txt"
+    data_file.write_bytes(data_file.read_bytes().replace(b"scores", b"scored", 1))  # kept for the experiments below
+    rerun = subprocess.run([_bin("dvc"), "repro"], cwd=project, env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    ran = [line.split("'")[1] for line in rerun.stdout.splitlines() if line.startswith("Running stage")]
+    assert ran == order, rerun.stdout
+    after = digests()
+    assert after != before and after["out/model/model.safetensors"] != before["out/model/model.safetensors"]
+    assert would_run() == []
 
     # an experiment with one param changed reruns only what depends on it
     git = ["git", "-c", "user.email=ci@mmre", "-c", "user.name=ci"]

@@ -11,6 +11,7 @@ import copy
 import json
 import random
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -153,8 +154,6 @@ def test_a_faulty_corpus_skips_exactly_the_bad_instances(tmp_path):
     params["extract_features"].update(workers=0)
     params["train_agent"].update(episodes=1, warmup_epochs=1)
     params["train_gnn"].update(epochs=1, hidden=32, heads=2)
-
-    from concurrent.futures import ThreadPoolExecutor
 
     expected = _write_corpus(tmp_path / "faulty" / "corpus", faulty=True)
     _write_corpus(tmp_path / "clean" / "corpus", faulty=False)

@@ -167,7 +167,8 @@ def test_dvc_repro_runs_the_whole_chain(project):
     assert would_run() == []  # every edit undone
 
     # a file of the dataset: a real run reruns every stage (a dry run lists only the first two, whose
-    # deps changed directly) and changes every artifact. (That the same inputs and seed give the
+    # deps changed directly) and changes what reads the train split, the model above all (the val
+    # features, for one, do not depend on the train file). (That the same inputs and seed give the
     # same bytes, stage by stage, is the kill harness's check: tests/stages/test_kill_resume.py.)
     def digests() -> dict[str, str]:
         from mmre_cli.hashing import sha256_file

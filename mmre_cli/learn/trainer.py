@@ -26,6 +26,19 @@ Weights are scaled so that the mean weight over training *instances* is 1
 (:math:`\sum_c n_c w_c = N`), keeping the loss on the same scale as the unweighted one. A class
 absent from the training set is counted as 1 (its weight never applies).
 
+**R-Drop** (``rdrop`` :math:`\alpha > 0`; Liang et al. 2021). Each batch runs through the model
+twice in training mode, so the two passes see different dropout masks, giving logits
+:math:`\mathbf{z}^{(1)}, \mathbf{z}^{(2)}` (the fusion logits when the model returns branches),
+and the loss is the paper's halved, so that its cross-entropy part stays on one pass's scale:
+
+.. math::
+    \mathcal{L} = \tfrac12\bigl(\mathcal{L}^{(1)} + \mathcal{L}^{(2)}\bigr)
+      + \tfrac{\alpha}{4}\bigl(\mathrm{KL}(P^{(1)} \Vert P^{(2)}) + \mathrm{KL}(P^{(2)} \Vert P^{(1)})\bigr)
+
+with :math:`\mathcal{L}^{(k)}` the loss above (or the branch loss) of pass :math:`k` and the KL
+terms batch means. It costs a second forward and backward per step; :math:`\alpha = 0` (default)
+is the plain one-pass loss.
+
 **Devices.** With a Lightning ``Fabric`` the model and optimiser go through ``fabric.setup``,
 batches through ``fabric.to_device`` and the loss through ``fabric.backward`` (precision and
 device as configured on the Fabric). Without one, training runs on the device of the model's
@@ -206,13 +219,36 @@ def _length(loader) -> int | None:
         return None
 
 
+def _logits(out) -> Tensor:
+    return (out["logits"] if isinstance(out, dict) else out).float()
+
+
+def training_loss(model: nn.Module, run_model, batch, y: Tensor, weight: Tensor | None, rdrop: float = 0.0) -> Tensor:
+    """One batch's training loss: :func:`~mmre_cli.learn.gnn.classification_loss` of one forward
+    pass, or with ``rdrop`` :math:`\alpha > 0` the R-Drop loss of two (module docstring).
+
+    Shapes:
+        ``y [B]`` -> scalar
+    """
+    out = run_model(batch)
+    loss = classification_loss(model, out, y, weight)
+    if not rdrop:
+        return loss
+    out2 = run_model(batch)
+    loss = 0.5 * (loss + classification_loss(model, out2, y, weight))
+    logp, logq = F.log_softmax(_logits(out), dim=-1), F.log_softmax(_logits(out2), dim=-1)
+    kl = F.kl_div(logq, logp, log_target=True, reduction="batchmean") \
+        + F.kl_div(logp, logq, log_target=True, reduction="batchmean")  # KL(P||Q) + KL(Q||P)
+    return loss + 0.25 * rdrop * kl
+
+
 def fit_classifier(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, epochs: int, lr: float,
                    weight_decay: float, class_weights: ClassWeightMode = "inverse_sqrt", none_id: int = 0,
                    seed: int = 0, patience: int | None = None, reporter: Reporter | None = None, fabric=None,
                    grad_clip: float | None = 5.0, num_classes: int | None = None,
                    param_groups: list[dict] | None = None, warmup: float | None = None,
-                   state_dir: str | Path | None = None, resume: bool = False, fingerprint: str = ""
-                   ) -> tuple[dict[str, Tensor], list[dict]]:
+                   state_dir: str | Path | None = None, resume: bool = False, fingerprint: str = "",
+                   rdrop: float = 0.0) -> tuple[dict[str, Tensor], list[dict]]:
     """Train ``model`` and keep the epoch with the best validation micro-F1.
 
     Args:
@@ -240,6 +276,7 @@ def fit_classifier(model: nn.Module, train_loader: Iterable, val_loader: Iterabl
         resume: continue from the state in ``state_dir`` (if any) instead of epoch 1; on CPU the
             result equals an uninterrupted run's.
         fingerprint: what the state must have been written with (e.g. the params hash).
+        rdrop: R-Drop's :math:`\alpha` (module docstring); 0 = one pass per batch.
 
     Returns:
         ``(best_state, history)``: ``best_state`` is a CPU copy of the best epoch's
@@ -309,7 +346,7 @@ def fit_classifier(model: nn.Module, train_loader: Iterable, val_loader: Iterabl
                 for batch in train_loader:
                     batch = _to_device(batch, device, fabric)
                     y = batch.y.reshape(-1).long()
-                    loss = classification_loss(base_model, run_model(batch), y, weights)
+                    loss = training_loss(base_model, run_model, batch, y, weights, rdrop)
                     optimizer.zero_grad(set_to_none=True)
                     if fabric is not None:
                         fabric.backward(loss)

@@ -155,3 +155,41 @@ def test_early_stopping(loaders):
     model = PooledMLP(F_IN, NUM_CLASSES, hidden=16)
     _, history = _fit(model, loaders, epochs=50, lr=0.0, patience=2)  # lr=0: nothing improves
     assert len(history) == 3 and history[0]["best"] and not history[1]["best"]
+
+
+def test_rdrop_loss_is_two_passes_plus_symmetric_kl(loaders):
+    from mmre_cli.learn.gnn import classification_loss
+    from mmre_cli.learn.trainer import training_loss
+
+    torch.manual_seed(0)
+    model = PooledMLP(F_IN, NUM_CLASSES, hidden=16, dropout=0.5).train()
+    batch = next(iter(loaders[0]))
+    y = batch.y.reshape(-1).long()
+    # alpha 0: exactly one pass
+    torch.manual_seed(1)
+    one = training_loss(model, model, batch, y, None, 0.0)
+    torch.manual_seed(1)
+    assert torch.equal(one, classification_loss(model, model(batch), y, None))
+    # alpha > 0: the same two dropout passes, written out by hand
+    torch.manual_seed(2)
+    got = training_loss(model, model, batch, y, None, 4.0)
+    torch.manual_seed(2)
+    z1, z2 = model(batch), model(batch)
+    p, q = z1.softmax(-1), z2.softmax(-1)
+    kl_pq = (p * (p.log() - q.log())).sum(-1).mean()
+    kl_qp = (q * (q.log() - p.log())).sum(-1).mean()
+    assert kl_pq > 0 and kl_qp > 0  # dropout made the passes differ
+    want = 0.5 * (torch.nn.functional.cross_entropy(z1, y) + torch.nn.functional.cross_entropy(z2, y)) \
+        + 4.0 / 4 * (kl_pq + kl_qp)
+    assert got.item() == pytest.approx(want.item(), rel=1e-5)
+    # without dropout the passes agree and R-Drop is the plain loss
+    model.eval()
+    assert training_loss(model, model, batch, y, None, 4.0).item() == pytest.approx(
+        classification_loss(model, model(batch), y, None).item(), rel=1e-6)
+
+
+def test_rdrop_trains(loaders):
+    torch.manual_seed(0)
+    model = PooledMLP(F_IN, NUM_CLASSES, hidden=64, dropout=0.1)
+    _, history = _fit(model, loaders, rdrop=1.0)
+    assert max(h["val_micro_f1"] for h in history) > 0.9

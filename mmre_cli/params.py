@@ -30,7 +30,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "format": "auto",             # auto | mnre | mnre-v1 | more | jsonl
         "splits": ["train", "val"],   # any split names; test is evaluated the same way
         "captions": None,             # captions file, may hold {split}; null = none
-        "pair_captions": None,        # captions read as the fine-tuned encoder's 2nd segment; null = captions
+        "pair_captions": None,        # captions read as the fine-tuned encoder's 2nd segment (a list: joined); null = captions
         "image_root": None,           # image folder; null = found next to the text files
         "image_policy": "text-only",  # missing/unreadable image: error | skip | text-only
         "on_error": "raise",          # malformed record: raise | skip

@@ -53,25 +53,33 @@ def loader(graphs: list[Graph], batch_size: int, shuffle: bool, seed: int = 0, w
                         bucket=words if bucket is None else bucket, world=world, rank=rank)
 
 
-def apply_pair_captions(groups: dict[str, list[Graph]], source: str | None, on_error: str = "raise") -> int:
+def apply_pair_captions(groups: dict[str, list[Graph]], source: str | list[str] | None, on_error: str = "raise") -> int:
     """Replace each graph's ``meta["caption"]`` by its image's caption from ``source`` (may hold ``{split}``).
 
     This is ``data.pair_captions``: which captioner the fine-tuned encoder reads as its second
-    segment, independent of the captions the graphs were built from. Returns the number of graphs
-    whose image has a caption there (the others get none).
+    segment, independent of the captions the graphs were built from. A list of sources reads
+    several captioners at once: an image's captions are joined in the list's order with
+    :data:`CAPTION_JOIN` (those a captioner lacks are left out; ``caption_tokens`` then cuts the
+    joined text). Returns the number of graphs whose image has a caption there (the others get none).
     """
     from mmre_cli.data.captions import caption_path, load_captions
 
     if not source:
         return 0
+    sources = [source] if isinstance(source, str) else list(source)
     found = 0
     for split, graphs in groups.items():
-        captions = load_captions(caption_path(source, split), on_error=on_error)
+        tables = [load_captions(caption_path(src, split), on_error=on_error) for src in sources]
         for g in graphs:
-            text = captions.get(str(g.meta.get("img_id") or ""))
-            g.meta["caption"] = text
-            found += text is not None
+            img = str(g.meta.get("img_id") or "")
+            texts = [t[img] for t in tables if t.get(img)]
+            g.meta["caption"] = CAPTION_JOIN.join(texts) if texts else None
+            found += bool(texts)
     return found
+
+
+#: what joins several captioners' captions of one image in the second segment
+CAPTION_JOIN = " ; "
 
 
 def needs_words(model) -> bool:

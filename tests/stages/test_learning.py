@@ -1,0 +1,40 @@
+"""stages/_learning.py: the second-segment captions (``data.pair_captions``), one captioner or several."""
+
+import numpy as np
+
+from mmre_cli.graphs.graph import EDGE_ATTR_DIM, Graph
+from stages._learning import CAPTION_JOIN, apply_pair_captions
+
+
+def _graph(gid: str, img: str) -> Graph:
+    return Graph(graph_id=gid, node_kind=np.zeros(1, np.int8), node_modality=np.zeros(1, np.int8),
+                 node_role=np.zeros(1, np.int8), node_text=["w"], box=np.zeros((1, 4), np.float32),
+                 edge_index=np.zeros((2, 0), np.int64), edge_type=np.zeros(0, np.int8), edge_label=[],
+                 edge_attr=np.zeros((0, EDGE_ATTR_DIM), np.float32), label=0,
+                 meta={"img_id": img, "caption": "from the graphs"})
+
+
+def _captions(path, rows: dict[str, str]) -> None:
+    path.write_text("".join(f"{{'img_id': {k!r}, 'text': {v!r}}}\n" for k, v in rows.items()))
+
+
+def test_one_captioner_replaces_the_caption(tmp_path):
+    _captions(tmp_path / "blip_val.txt", {"a.jpg": "a man on a stage", "b.jpg": ""})
+    groups = {"val": [_graph("g0", "a.jpg"), _graph("g1", "b.jpg"), _graph("g2", "c.jpg")]}
+    assert apply_pair_captions(groups, str(tmp_path / "blip_{split}.txt")) == 1
+    assert [g.meta["caption"] for g in groups["val"]] == ["a man on a stage", None, None]
+
+
+def test_several_captioners_are_joined_in_order(tmp_path):
+    _captions(tmp_path / "blip_val.txt", {"a.jpg": "a man on a stage", "b.jpg": "a dog"})
+    _captions(tmp_path / "qwen_val.txt", {"a.jpg": "Bowie sings at Earls Court", "c.jpg": "a crowd"})
+    groups = {"val": [_graph("g0", "a.jpg"), _graph("g1", "b.jpg"), _graph("g2", "c.jpg"), _graph("g3", "d.jpg")]}
+    found = apply_pair_captions(groups, [str(tmp_path / "blip_{split}.txt"), str(tmp_path / "qwen_{split}.txt")])
+    assert found == 3
+    assert [g.meta["caption"] for g in groups["val"]] == [
+        f"a man on a stage{CAPTION_JOIN}Bowie sings at Earls Court", "a dog", "a crowd", None]
+
+
+def test_no_source_keeps_the_graphs_captions(tmp_path):
+    groups = {"val": [_graph("g0", "a.jpg")]}
+    assert apply_pair_captions(groups, None) == 0 and groups["val"][0].meta["caption"] == "from the graphs"

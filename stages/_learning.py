@@ -53,6 +53,10 @@ def loader(graphs: list[Graph], batch_size: int, shuffle: bool, seed: int = 0, w
                         bucket=words if bucket is None else bucket, world=world, rank=rank)
 
 
+#: what joins several captioners' captions of one image in the second segment
+CAPTION_JOIN = " ; "
+
+
 def apply_pair_captions(groups: dict[str, list[Graph]], source: str | list[str] | None, on_error: str = "raise") -> int:
     """Replace each graph's ``meta["caption"]`` by its image's caption from ``source`` (may hold ``{split}``).
 
@@ -76,10 +80,6 @@ def apply_pair_captions(groups: dict[str, list[Graph]], source: str | list[str] 
             g.meta["caption"] = CAPTION_JOIN.join(texts) if texts else None
             found += bool(texts)
     return found
-
-
-#: what joins several captioners' captions of one image in the second segment
-CAPTION_JOIN = " ; "
 
 
 def needs_words(model) -> bool:

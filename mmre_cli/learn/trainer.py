@@ -37,7 +37,8 @@ and the loss is the paper's halved, so that its cross-entropy part stays on one 
 
 with :math:`\mathcal{L}^{(k)}` the loss above (or the branch loss) of pass :math:`k` and the KL
 terms batch means. It costs a second forward and backward per step; :math:`\alpha = 0` (default)
-is the plain one-pass loss.
+is the plain one-pass loss. With negative learning each pass's branch loss updates the teacher's
+stability gate, so its window fills with both passes' batch means.
 
 **Devices.** With a Lightning ``Fabric`` the model and optimiser go through ``fabric.setup``,
 batches through ``fabric.to_device`` and the loss through ``fabric.backward`` (precision and

@@ -143,7 +143,7 @@ def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | N
     common = dict(epochs=cfg["epochs"], weight_decay=cfg["weight_decay"], class_weights=cfg["class_weights"],
                   none_id=none_id, seed=cfg["seed"], patience=cfg["patience"], reporter=reporter, fabric=fabric,
                   num_classes=len(labels), state_dir=state_dir, resume=resume, fingerprint=fingerprint,
-                  rdrop=float(cfg.get("rdrop", 0.0)))
+                  rdrop=float(cfg.get("rdrop", 0.0)), ema=float(cfg.get("ema", 0.0)))
     if finetune:  # two learning rates, warm-up then linear decay
         _, history = fit_finetuned(model, train_loader, val_loader, enc_lr=cfg["enc_lr"], head_lr=cfg["lr"],
                                    warmup=cfg["warmup"], layer_decay=float(cfg.get("layer_decay", 1.0)), **common)

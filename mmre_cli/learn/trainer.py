@@ -55,6 +55,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Iterable, Literal
 
@@ -63,6 +64,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from mmre_cli.learn.ema import WeightEMA
 from mmre_cli.learn.gnn import classification_loss
 from mmre_cli.learn.metrics import peer_scores
 from mmre_cli.reporting import NullReporter, Reporter
@@ -249,7 +251,7 @@ def fit_classifier(model: nn.Module, train_loader: Iterable, val_loader: Iterabl
                    grad_clip: float | None = 5.0, num_classes: int | None = None,
                    param_groups: list[dict] | None = None, warmup: float | None = None,
                    state_dir: str | Path | None = None, resume: bool = False, fingerprint: str = "",
-                   rdrop: float = 0.0) -> tuple[dict[str, Tensor], list[dict]]:
+                   rdrop: float = 0.0, ema: float = 0.0) -> tuple[dict[str, Tensor], list[dict]]:
     """Train ``model`` and keep the epoch with the best validation micro-F1.
 
     Args:
@@ -278,6 +280,9 @@ def fit_classifier(model: nn.Module, train_loader: Iterable, val_loader: Iterabl
             result equals an uninterrupted run's.
         fingerprint: what the state must have been written with (e.g. the params hash).
         rdrop: R-Drop's :math:`\alpha` (module docstring); 0 = one pass per batch.
+        ema: decay :math:`d` of an exponential moving average of the trainable weights
+            (:mod:`mmre_cli.learn.ema`), updated after every step; validation and the kept
+            checkpoint then use the averaged weights. 0 = off (the live weights).
 
     Returns:
         ``(best_state, history)``: ``best_state`` is a CPU copy of the best epoch's
@@ -325,15 +330,18 @@ def fit_classifier(model: nn.Module, train_loader: Iterable, val_loader: Iterabl
     best_state: dict[str, Tensor] = {k: v.detach().cpu().clone() for k, v in base_model.state_dict().items()}
     since_best = 0
     first = 1
+    averaged = WeightEMA(base_model, ema) if ema else None
     if resume and state_dir is not None:
         from mmre_cli.learn.resume import load_state
 
-        restored = load_state(state_dir, fingerprint=fingerprint, modules={"model": base_model}, tensors=("best",),
+        restored = load_state(state_dir, fingerprint=fingerprint, modules={"model": base_model}, tensors=("best", "ema"),
                               optimizers={"optim": optimizer}, schedulers={"sched": scheduler}, loader=train_loader)
         if restored is not None:
             meta, extra = restored
             history, since_best, best_state, first = meta["history"], meta["since_best"], extra["best"], meta["epoch"] + 1
             best_key = tuple(meta["best_key"]) if meta["best_key"] is not None else None
+            if averaged is not None:
+                averaged.load_state_dict(extra["ema"])
             reporter.info(f"resuming after epoch {meta['epoch']} (training state in {state_dir})")
             if patience and since_best >= patience:
                 first = epochs + 1  # it had stopped early already
@@ -361,16 +369,20 @@ def fit_classifier(model: nn.Module, train_loader: Iterable, val_loader: Iterabl
                     optimizer.step()
                     if scheduler is not None:
                         scheduler.step()
+                    if averaged is not None:
+                        averaged.update()
                     loss_sum += float(loss.detach()) * int(y.numel())
                     n_seen += int(y.numel())
                     step_task.advance()
             train_seconds = time.perf_counter() - t0
-            val = evaluate(run_model, val_loader, none_id, fabric=fabric)
-            key = (val["micro_f1"], -val["loss"] if not math.isnan(val["loss"]) else -math.inf)
-            improved = best_key is None or key > best_key
+            with averaged.applied() if averaged is not None else nullcontext():
+                val = evaluate(run_model, val_loader, none_id, fabric=fabric)
+                key = (val["micro_f1"], -val["loss"] if not math.isnan(val["loss"]) else -math.inf)
+                improved = best_key is None or key > best_key
+                if improved:
+                    best_state = {k: v.detach().cpu().clone() for k, v in base_model.state_dict().items()}
             if improved:
                 best_key = key
-                best_state = {k: v.detach().cpu().clone() for k, v in base_model.state_dict().items()}
                 since_best = 0
             else:
                 since_best += 1
@@ -394,7 +406,8 @@ def fit_classifier(model: nn.Module, train_loader: Iterable, val_loader: Iterabl
             if state_dir is not None and (fabric is None or fabric.is_global_zero):
                 from mmre_cli.learn.resume import save_state
 
-                save_state(state_dir, fingerprint=fingerprint, modules={"model": base_model}, tensors={"best": best_state},
+                save_state(state_dir, fingerprint=fingerprint, modules={"model": base_model},
+                           tensors={"best": best_state, **({"ema": averaged.state_dict()} if averaged is not None else {})},
                            optimizers={"optim": optimizer}, schedulers={"sched": scheduler}, loader=train_loader,
                            meta={"epoch": epoch, "history": history, "since_best": since_best,
                                  "best_key": list(best_key) if best_key is not None else None})

@@ -48,17 +48,18 @@ def _same(h1, h2):
            [{k: v for k, v in h.items() if k not in drop} for h in h2]
 
 
+@pytest.mark.parametrize("ema", [0.0, 0.9], ids=["live", "ema"])
 @pytest.mark.parametrize("kill_at", [2, 4])
-def test_resume_after_a_kill_gives_the_uninterrupted_run(tmp_path, kill_at):
+def test_resume_after_a_kill_gives_the_uninterrupted_run(tmp_path, kill_at, ema):
     torch.set_num_threads(1)
     whole = _model(0)
-    best_whole, history_whole = _fit(whole, tmp_path / "a")
+    best_whole, history_whole = _fit(whole, tmp_path / "a", ema=ema)
     with pytest.raises(Killed):
-        _fit(_model(0), tmp_path / "b", reporter=KillAfter(kill_at))
+        _fit(_model(0), tmp_path / "b", reporter=KillAfter(kill_at), ema=ema)
     saved = json.loads((tmp_path / "b" / "state.json").read_text())
     assert saved["meta"]["epoch"] == kill_at - 1 and len(saved["meta"]["history"]) == kill_at - 1
     resumed = _model(99)  # another init: everything comes from the state
-    best_resumed, history_resumed = _fit(resumed, tmp_path / "b", resume=True)
+    best_resumed, history_resumed = _fit(resumed, tmp_path / "b", resume=True, ema=ema)  # the average too
     assert _same(history_whole, history_resumed)
     assert all(torch.equal(best_whole[k], best_resumed[k]) for k in best_whole)
     assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()))

@@ -1,8 +1,10 @@
 """Score trained models alone and as an ensemble (the mean of their class probabilities) on one split.
 
-Every model must have been trained on the same label map; each is scored on ``--graphs`` the way
-``mmre evaluate`` scores it (:func:`stages.evaluate.score_split`: its own caption pair, the
-peers' metric), and the ensemble predicts
+``mmre evaluate --model A --model B ...`` scores the same ensemble with the full report; this
+bench prints the members and the ensemble side by side. Every model must have been trained on the
+same label map; each is scored on ``--graphs`` the way ``mmre evaluate`` scores it
+(:func:`stages.evaluate.score_split`: its own caption pair, the peers' metric), and the ensemble
+(:func:`stages.evaluate.ensemble_scores`) predicts
 
 .. math::
     \\hat y = \\arg\\max_c \\frac{1}{M} \\sum_{m=1}^{M} p_m(c \\mid x)
@@ -24,34 +26,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def ensemble(scored: list[dict]) -> dict:
-    """The mean-probability ensemble of :func:`stages.evaluate.score_split` results of one split.
-
-    Instances are matched by id (each model sorts them its own way).
-
-    Shapes:
-        each ``scored[m]["prob"] [N, C]`` -> ``{"metrics", "pred" [N], "gold" [N]}``
-    """
-    import numpy as np
-
-    from mmre_cli.learn.metrics import peer_scores
-
-    first = scored[0]
-    labels, none_id = first["labels"], first["none_id"]
-    order = {sid: i for i, sid in enumerate(first["ids"])}
-    prob = np.zeros_like(np.asarray(first["prob"], dtype=np.float64))
-    for s in scored:
-        if s["labels"] != labels:
-            raise SystemExit("the models were trained on different label maps")
-        if sorted(s["ids"]) != sorted(first["ids"]):
-            raise SystemExit("the models scored different instances")
-        rows = [order[sid] for sid in s["ids"]]
-        prob[rows] += np.asarray(s["prob"], dtype=np.float64)
-    prob /= len(scored)
-    pred, gold = prob.argmax(axis=1), np.asarray(first["gold"])
-    return {"metrics": peer_scores(pred, gold, none_id), "pred": pred, "gold": gold}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="+", type=Path, help="train-gnn output folders")
@@ -62,14 +36,14 @@ def main() -> None:
     if len(args.models) < 2:
         ap.error("an ensemble needs at least two models")
 
-    from stages.evaluate import score_split
+    from stages.evaluate import ensemble_scores, score_split
 
     scored, rows = [], []
     for path in args.models:
         s = score_split(path, args.graphs, args.split)
         scored.append(s)
         rows.append({"model": str(path), **{k: round(float(v), 4) for k, v in s["metrics"].items() if k != "n"}})
-    ens = ensemble(scored)
+    ens = ensemble_scores(scored)
     rows.append({"model": f"ensemble of {len(scored)} (mean probability)",
                  **{k: round(float(v), 4) for k, v in ens["metrics"].items() if k != "n"}})
     width = max(len(r["model"]) for r in rows)

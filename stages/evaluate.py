@@ -1,4 +1,4 @@
-"""DVC stage ``evaluate``: the peers' metric on one split, per-class report, confusion matrix.
+r"""DVC stage ``evaluate``: the peers' metric on one split, per-class report, confusion matrix.
 
 Accuracy over all instances; micro P/R/F1 over the non-``None`` classes exactly as
 HVPNeT/MKGformer/MORE compute it (:func:`~mmre_cli.learn.metrics.peer_scores`). Writes
@@ -6,6 +6,11 @@ HVPNeT/MKGformer/MORE compute it (:func:`~mmre_cli.learn.metrics.peer_scores`). 
 per instance, DVC's confusion template) and ``confusion.png`` to ``--out``; ``--plots`` gets the
 CSV and PNG too, ``--metrics`` the few numbers to compare across experiments
 (:func:`summary_metrics`).
+
+**Ensembles.** Given several model folders (``mmre evaluate --model A --model B ...``, e.g. seeds or
+captioners), each scores the split as it would alone (its own caption pair) and the ensemble
+predicts :math:`\hat y = \arg\max_c \frac1M \sum_m p_m(c \mid x)` (:func:`ensemble_scores`);
+``stats.json`` lists every member's own scores under ``members``.
 """
 
 from __future__ import annotations
@@ -54,15 +59,54 @@ def score_split(model_dir: Path, graphs: Path, split: str, reporter: Reporter | 
                                           "edges_mean": round(float(np.mean([g.edge_index.shape[1] for g in items])), 1)}}
 
 
-def run(*, model: Path, graphs: Path, out: Path, params: dict, stats: Path | None = None,
+def ensemble_scores(scored: list[dict]) -> dict:
+    """The mean-probability ensemble of several :func:`score_split` results on one split, as one
+    result of the same shape (instances matched by id: each model orders them its own way).
+
+    Shapes:
+        each ``scored[m]["prob"] [N, C]`` -> ``prob [N, C]`` (the mean), ``pred [N]``, ``gold [N]``
+    """
+    import numpy as np
+
+    from mmre_cli.errors import MmreError
+    from mmre_cli.learn.metrics import confusion_matrix, peer_scores, per_class_report
+
+    first = scored[0]
+    labels, none_id = first["labels"], first["none_id"]
+    order = {sid: i for i, sid in enumerate(first["ids"])}
+    prob = np.zeros(np.asarray(first["prob"]).shape, dtype=np.float64)
+    for s in scored:
+        if s["labels"] != labels:
+            raise MmreError("the ensemble's models were trained on different label maps; "
+                            "train them on the same data (their model.json lists the labels)")
+        if len(s["ids"]) != len(order) or any(sid not in order for sid in s["ids"]):
+            raise MmreError("the ensemble's models scored different instances")
+        prob[[order[sid] for sid in s["ids"]]] += np.asarray(s["prob"], dtype=np.float64)
+    prob /= len(scored)
+    pred, gold = prob.argmax(axis=1), np.asarray(first["gold"])
+    return {**first, "metrics": peer_scores(pred, gold, none_id), "per_class": per_class_report(pred, gold, labels),
+            "confusion": confusion_matrix(pred, gold, len(labels)).tolist(), "pred": pred, "prob": prob}
+
+
+def run(*, model: Path | list[Path], graphs: Path, out: Path, params: dict, stats: Path | None = None,
         reporter: Reporter | None = None, plots: Path | None = None, metrics: Path | None = None) -> dict:
-    """Run the stage; returns (and writes) its metrics, with ``per_class`` added for display."""
+    """Run the stage; returns (and writes) its metrics, with ``per_class`` added for display.
+
+    ``model``: one train-gnn folder, or several for a mean-probability ensemble (module docstring).
+    """
     reporter = reporter_or_null(reporter)
-    model, graphs, out = Path(model), Path(graphs), Path(out)
+    models = [Path(m) for m in (model if isinstance(model, (list, tuple)) else [model])]
+    graphs, out = Path(graphs), Path(out)
+    if not models:
+        from mmre_cli.errors import MmreError
+
+        raise MmreError("evaluate needs at least one --model")
     require_artifact(graphs, "diffuse")
     cpu_threads()
     split = params["evaluate"]["split"]
-    scored = score_split(model, graphs, split, reporter)
+    members = [score_split(m, graphs, split, reporter) for m in models]
+    scored = members[0] if len(members) == 1 else ensemble_scores(members)
+    model = models[0]
     m, labels = scored["metrics"], scored["labels"]
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "per_class.json", {"split": split, "classes": scored["per_class"]})
@@ -82,22 +126,28 @@ def run(*, model: Path, graphs: Path, out: Path, params: dict, stats: Path | Non
     write_plots([out, plots], "confusion", rows, draw)
     result = {"split": split, "acc": m["acc"], "micro_p": m["micro_p"], "micro_r": m["micro_r"],
               "micro_f1": m["micro_f1"], "n": m["n"]}
-    stats_out = finish(out, params, SECTIONS, result, stats, upstream=(model,))
+    if len(members) > 1:
+        result["members"] = [{"model": str(path), **{k: s["metrics"][k] for k in ("acc", "micro_p", "micro_r", "micro_f1")}}
+                             for path, s in zip(models, members)]
+    stats_out = finish(out, params, SECTIONS, result, stats, upstream=(model,))  # the first member's lineage
     if metrics is not None:
-        write_json(metrics, summary_metrics(result, model, scored["sizes"]))
+        write_json(metrics, summary_metrics(result, models, scored["sizes"]))
     return {**stats_out, "per_class": scored["per_class"]}
 
 
-def summary_metrics(result: dict, model: Path, sizes: dict) -> dict:
+def summary_metrics(result: dict, model: Path | list[Path], sizes: dict) -> dict:
     """The few numbers a user compares across experiments (``--metrics``, DVC's one metrics file),
     flat and short so ``dvc metrics show`` stays one narrow row: the split's ``acc``, ``micro_p``,
     ``micro_r``, ``micro_f1`` and ``n``, the classifier's ``train_s`` (seconds) and ``best_epoch``
-    (from the model's stats), and the scored graphs' mean ``nodes`` and ``edges``."""
+    (from the model's stats; an ensemble: the members' summed seconds, no epoch), and the scored
+    graphs' mean ``nodes`` and ``edges``."""
     import json
 
-    trained = {}
-    if (Path(model) / "stats.json").is_file():
-        trained = json.loads((Path(model) / "stats.json").read_text(encoding="utf-8"))
+    models = [Path(m) for m in (model if isinstance(model, (list, tuple)) else [model])]
+    trained = [json.loads((m / "stats.json").read_text(encoding="utf-8")) if (m / "stats.json").is_file() else {}
+               for m in models]
+    seconds = [t.get("train_seconds") for t in trained]
     return {**{k: round(float(result[k]), 4) for k in ("acc", "micro_p", "micro_r", "micro_f1")}, "n": result["n"],
-            "train_s": trained.get("train_seconds"), "best_epoch": trained.get("best_epoch"),
+            "train_s": round(sum(seconds), 1) if None not in seconds else None,
+            "best_epoch": trained[0].get("best_epoch") if len(trained) == 1 else None,
             "nodes": sizes["nodes_mean"], "edges": sizes["edges_mean"]}

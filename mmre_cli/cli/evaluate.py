@@ -13,7 +13,7 @@ from mmre_cli.cli.common import ParamsOpt, QuietOpt, SetOpt, PlotsOpt, StatsOpt,
 
 @handle_errors
 def evaluate(
-    model: Annotated[Path, typer.Option("--model", help="Output of train-gnn.")] = Path("out/model"),
+    model: Annotated[list[Path], typer.Option("--model", help="Output of train-gnn. Repeat it for an ensemble: the mean of the models' class probabilities (e.g. several seeds or captioners; stats.json lists each member's own scores too).")] = [Path("out/model")],
     graphs: Annotated[Path, typer.Option("--graphs", help="Refined graphs to score.")] = Path("out/diffused"),
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for stats.json (the metrics), per_class.json, predictions.jsonl and the confusion matrix (CSV + PNG).")] = Path("out/eval"),
     split: Annotated[Optional[str], typer.Option(help="Split to score (any name: val, test, ...).", show_default=False)] = None,
@@ -25,7 +25,10 @@ def evaluate(
     set_: SetOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Accuracy over all instances; micro P/R/F1 over non-None classes (HVPNeT/MKGformer/MORE)."""
+    """Accuracy over all instances; micro P/R/F1 over non-None classes (HVPNeT/MKGformer/MORE).
+
+    With several --model folders, scores their mean-probability ensemble and lists each member.
+    """
     from mmre_cli.cli.console import RichReporter
     from stages import evaluate as stage
 
@@ -46,6 +49,15 @@ def show_scores(result: dict, json_out: bool) -> None:
     if json_out:
         out.print(json.dumps(summary), highlight=False)
         return
+    if result.get("members"):
+        members = Table(title=f"ensemble of {len(result['members'])} (mean probability)")
+        for col in ("model", "Acc", "micro P", "micro R", "micro F1"):
+            members.add_column(col, justify="left" if col == "model" else "right")
+        for row in result["members"]:
+            members.add_row(row["model"], *(f"{row[k]:.4f}" for k in ("acc", "micro_p", "micro_r", "micro_f1")))
+        members.add_row("ensemble", *(f"{result[k]:.4f}" for k in ("acc", "micro_p", "micro_r", "micro_f1")),
+                        style="bold")
+        out.print(members)
     table = Table(title=f"{result['split']}: Acc {result['acc']:.4f}  micro P {result['micro_p']:.4f}  "
                         f"R {result['micro_r']:.4f}  F1 {result['micro_f1']:.4f}  (n={result['n']})")
     for col in ("relation", "support", "predicted", "P", "R", "F1"):

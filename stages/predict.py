@@ -359,11 +359,17 @@ class Predictor:
         captioner: image-to-text model that captions an image given without a caption, for a
             model that reads captions (default: ``$MMRE_CAPTIONER``, else ``data.captioner``;
             :mod:`mmre_cli.features.captioner`).
+        members: more model folders, trained on the same labels, for a mean-probability ensemble
+            :math:`\frac1M \sum_m p_m(c \mid x)` (as ``mmre evaluate --model A --model B``): each
+            builds its own graphs of the instances this model parses and classifies them; the
+            probabilities are averaged. ``--explain`` draws this (the first) model's graph and
+            attribution.
     """
 
     def __init__(self, model: Path, *, encoder: str | None = None, encoder_weights: str | Path | None = None,
                  max_pairs: int = DEFAULT_MAX_PAIRS, chunk_size: int = DEFAULT_CHUNK,
-                 reporter: Reporter | None = None, captioner: str | Path | None = None) -> None:
+                 reporter: Reporter | None = None, captioner: str | Path | None = None,
+                 members: Iterable[Path] = ()) -> None:
         from stages._learning import cpu_threads
 
         self.reporter = reporter_or_null(reporter)
@@ -387,6 +393,12 @@ class Predictor:
         self._load()
         self._ner = None
         self._noted: set[str] = set()
+        self.members = [Predictor(m, encoder=encoder, encoder_weights=encoder_weights, chunk_size=chunk_size,
+                                  reporter=reporter) for m in members]
+        for member in self.members:
+            if member.labels != self.labels:
+                raise MmreError(f"{member.model_dir} was trained on other labels than {self.model_dir}; "
+                                "an ensemble's models must share the label map")
 
     def _load(self) -> None:
         from mmre_cli.learn.checkpoint import load_checkpoint
@@ -566,6 +578,8 @@ class Predictor:
             chunk = [inst for inst, _ in part]
             cmgs, refined = self.graphs(chunk)
             _, prob = self.classify(refined)
+            if self.members:  # the ensemble: each member's own graphs of the same instances
+                prob = np.mean([prob, *(m.classify(m.graphs(chunk)[1])[1] for m in self.members)], axis=0)
             for (inst, source), cmg, ref, p in zip(part, cmgs, refined, prob):
                 order = np.argsort(-p, kind="stable")[:3]
                 top3 = [(self.labels[int(i)], float(p[int(i)])) for i in order]

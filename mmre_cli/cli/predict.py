@@ -18,7 +18,7 @@ def predict(
     text: Annotated[Optional[str], typer.Argument(help="The sentence.", show_default=False)] = None,
     head: Annotated[Optional[str], typer.Option(help="Head entity text (must occur in TEXT). Without --head/--tail, every pair of spaCy entities.", show_default=False)] = None,
     tail: Annotated[Optional[str], typer.Option(help="Tail entity text (must occur in TEXT).", show_default=False)] = None,
-    model: Annotated[Path, typer.Option("--model", help="Model folder written by train-gnn.")] = Path("out/model"),
+    model: Annotated[list[Path], typer.Option("--model", help="Model folder written by train-gnn. Repeat it for an ensemble (models trained on the same labels, e.g. several seeds): the mean of their class probabilities; --explain draws the first model's graph.")] = [Path("out/model")],
     image_caption: Annotated[Optional[str], typer.Option(help="The image's caption, for models trained with captions as the image's view. Without it, --captioner writes one.", show_default=False)] = None,
     captioner: Annotated[Optional[str], typer.Option("--captioner", help="Image-to-text model (a local folder such as a saved BLIP or GIT, or a hub id already in the Hugging Face cache) that captions the image when the model reads captions and none is given. Default: $MMRE_CAPTIONER, else the model's data.captioner.", show_default=False)] = None,
     json_out: Annotated[bool, typer.Option("--json", help="JSON lines on stdout instead of a table, one per (head, tail) pair: head, tail (the entities' words), relation, probability, top3 (the three most probable [label, probability], the prediction first), text (the sentence as tokenised), image (its path, or null).")] = False,
@@ -63,7 +63,7 @@ def predict(
     from stages import predict as stage
 
     reporter = RichReporter(quiet)
-    pipeline = stage.read_pipeline(model)  # cheap checks first: the model folder ...
+    pipeline = [stage.read_pipeline(m) for m in model][0]  # cheap checks first: the model folders ...
     params = stage.model_params(pipeline)
     skipped: list | None = None
     if batch is not None:
@@ -87,8 +87,8 @@ def predict(
     if batch is not None and not queries:
         _all_skipped(batch, skipped, skipped_out, reporter)
 
-    predictor = stage.Predictor(model, encoder=encoder, encoder_weights=encoder_weights, max_pairs=max_pairs,
-                                reporter=reporter, captioner=captioner)
+    predictor = stage.Predictor(model[0], encoder=encoder, encoder_weights=encoder_weights, max_pairs=max_pairs,
+                                reporter=reporter, captioner=captioner, members=model[1:])
     if any(q.image is not None for q in queries) and not (predictor.uses_pixels or predictor.uses_objects):
         reporter.info(f"note: this model ({predictor.extractor.encoder.name}, no detector) uses no pixels; "
                       "the image was checked but not used")

@@ -30,3 +30,17 @@ def trained(tmp_path_factory) -> dict:
     diffuse.run(cmg=root / "cmg", agent=root / "agent", out=root / "diffused", params=params)
     train_gnn.run(graphs=root / "diffused", out=root / "model", params=params, agent=root / "agent")
     return {"model": root / "model", "diffused": root / "diffused", "root": root}
+
+
+@pytest.fixture(scope="session")
+def second_model(trained, tmp_path_factory) -> Path:
+    """Another frozen-feature classifier on ``trained``'s graphs (other seed, other width): an
+    ensemble's second member."""
+    from mmre_cli.params import DEFAULTS
+    from stages import train_gnn
+
+    params = copy.deepcopy(DEFAULTS)
+    params["train_gnn"].update(epochs=1, hidden=16, heads=2, seed=14)
+    out = tmp_path_factory.mktemp("second") / "model"
+    train_gnn.run(graphs=trained["diffused"], out=out, params=params, agent=trained["root"] / "agent")
+    return out

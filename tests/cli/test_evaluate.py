@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 
 import numpy as np
@@ -13,19 +12,6 @@ from mmre_cli.cli.app import app
 from mmre_cli.errors import MmreError
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def second_model(trained, tmp_path_factory):
-    """Another frozen-feature classifier on the same graphs (other seed, other width)."""
-    from mmre_cli.params import DEFAULTS
-    from stages import train_gnn
-
-    params = copy.deepcopy(DEFAULTS)
-    params["train_gnn"].update(epochs=1, hidden=16, heads=2, seed=14)
-    out = tmp_path_factory.mktemp("second") / "model"
-    train_gnn.run(graphs=trained["diffused"], out=out, params=params, agent=trained["root"] / "agent")
-    return out
 
 
 def test_two_models_are_scored_as_the_mean_of_their_probabilities(trained, second_model, tmp_path):

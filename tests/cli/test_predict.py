@@ -85,6 +85,25 @@ def _predict_equals_evaluate(model: Path, trained: dict, graphs: Path | None = N
     return args
 
 
+def test_an_ensemble_predicts_the_mean_of_its_members(trained, second_model):
+    """--model twice: the relation and probability of the mean of both models' probabilities,
+    as ``mmre evaluate`` scores that ensemble on the stage-built graphs."""
+    from stages.evaluate import ensemble_scores, score_split
+
+    v = _val(1)
+    out = _predict(v["image"], v["text"], "--head", v["head"], "--tail", v["tail"], "--image-caption", v["caption"],
+                   "--model", str(trained["model"]), "--model", str(second_model), "--json")
+    assert out.exit_code == 0, out.output
+    (line,) = _json_lines(out)
+    members = [score_split(m, trained["diffused"], "val") for m in (trained["model"], second_model)]
+    both = ensemble_scores(members)
+    k = both["ids"].index("val-000002")
+    assert both["labels"][int(both["pred"][k])] == line["relation"]
+    assert abs(float(both["prob"][k].max()) - line["probability"]) < 1e-4
+    for alone in members:  # and it is not either member's own probability
+        assert abs(float(alone["prob"][alone["ids"].index("val-000002")].max()) - line["probability"]) > 1e-3
+
+
 def test_finetuned_model_trains_evaluates_and_predicts(trained, tmp_path):
     """train_gnn.model=finetune: MiniLM trained with the GNN; evaluate and predict feed it the words."""
     from mmre_cli.features.encoders import resolve_minilm_dir

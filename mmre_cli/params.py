@@ -106,6 +106,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "layer_decay": 1.0,           # finetune: layer-wise lr decay (LLRD); 1 = every layer at enc_lr
         "rdrop": 0.0,                 # R-Drop's alpha: two dropout passes per batch + their symmetric KL; 0 = off
         "ema": 0.0,                   # decay of a moving average of the weights, used for val and the checkpoint; 0 = off
+        "ensemble": 1,                # k > 1: k models (seeds seed..seed+k-1); evaluate/predict average their probabilities
         "encoder": None,              # finetune: minilm | mpnet | hf; null = the features' encoder
         "encoder_weights": None,      # finetune: the encoder's folder; null = resolved (or the features')
         "caption_tokens": 0,          # finetune: caption word pieces read as the 2nd segment; 0 = none

@@ -8,7 +8,7 @@ CSV and PNG too, ``--metrics`` the few numbers to compare across experiments
 (:func:`summary_metrics`).
 
 **Ensembles.** Given several model folders (``mmre evaluate --model A --model B ...``, e.g. seeds or
-captioners), each scores the split as it would alone (its own caption pair) and the ensemble
+captioners), or one trained with ``train_gnn.ensemble: k`` (whose members it lists), each scores the split as it would alone (its own caption pair) and the ensemble
 predicts :math:`\hat y = \arg\max_c \frac1M \sum_m p_m(c \mid x)` (:func:`ensemble_scores`);
 ``stats.json`` lists every member's own scores under ``members``.
 """
@@ -95,9 +95,12 @@ def run(*, model: Path | list[Path], graphs: Path, out: Path, params: dict, stat
     ``model``: one train-gnn folder, or several for a mean-probability ensemble (module docstring).
     """
     reporter = reporter_or_null(reporter)
-    models = [Path(m) for m in (model if isinstance(model, (list, tuple)) else [model])]
+    from stages.predict import ensemble_folders
+
+    given = [Path(m) for m in (model if isinstance(model, (list, tuple)) else [model])]
+    models = [folder for m in given for folder in ensemble_folders(m)]  # a train_gnn.ensemble model: its members
     graphs, out = Path(graphs), Path(out)
-    if not models:
+    if not given:
         from mmre_cli.errors import MmreError
 
         raise MmreError("evaluate needs at least one --model")
@@ -131,7 +134,7 @@ def run(*, model: Path | list[Path], graphs: Path, out: Path, params: dict, stat
                              for path, s in zip(models, members)]
     stats_out = finish(out, params, SECTIONS, result, stats, upstream=(model,))  # the first member's lineage
     if metrics is not None:
-        write_json(metrics, summary_metrics(result, models, scored["sizes"]))
+        write_json(metrics, summary_metrics(result, given, scored["sizes"]))
     return {**stats_out, "per_class": scored["per_class"]}
 
 

@@ -155,6 +155,24 @@ def read_pipeline(model: Path) -> dict:
     return pipeline
 
 
+def ensemble_folders(model: Path) -> list[Path]:
+    """``[model, *members]``: the model folder and, for one trained with ``train_gnn.ensemble > 1``,
+    the member folders its ``pipeline.json`` lists (``members/seed<S>``, each checked by
+    :func:`read_pipeline`).
+
+    Raises:
+        MmreError: as :func:`read_pipeline`, for the folder or a member.
+    """
+    model = Path(model)
+    if not (model / PIPELINE_FILE).is_file():  # a bare checkpoint (evaluate scores it as it is)
+        return [model]
+    listed = read_pipeline(model).get("ensemble") or []
+    members = [model / rel for rel in listed]
+    for member in members:
+        read_pipeline(member)
+    return [model, *members]
+
+
 def model_params(pipeline: dict) -> dict:
     """The stages' params recorded in ``pipeline.json``, keys missing there filled from the defaults."""
     from mmre_cli.params import DEFAULTS
@@ -346,7 +364,7 @@ def _find_span(tokens: list[str], words: list[str], avoid: tuple[int, int] | Non
 
 
 class Predictor:
-    """A loaded model: encoder, detector, spaCy, the editor and the classifier, ready to predict.
+    r"""A loaded model: encoder, detector, spaCy, the editor and the classifier, ready to predict.
 
     Args:
         model: the model folder written by train-gnn.
@@ -359,7 +377,8 @@ class Predictor:
         captioner: image-to-text model that captions an image given without a caption, for a
             model that reads captions (default: ``$MMRE_CAPTIONER``, else ``data.captioner``;
             :mod:`mmre_cli.features.captioner`).
-        members: more model folders, trained on the same labels, for a mean-probability ensemble
+        members: more model folders (besides those of a ``train_gnn.ensemble`` model, which are
+            always used), trained on the same labels, for a mean-probability ensemble
             :math:`\frac1M \sum_m p_m(c \mid x)` (as ``mmre evaluate --model A --model B``): each
             builds its own graphs of the instances this model parses and classifies them; the
             probabilities are averaged. ``--explain`` draws this (the first) model's graph and
@@ -393,6 +412,7 @@ class Predictor:
         self._load()
         self._ner = None
         self._noted: set[str] = set()
+        members = [*ensemble_folders(self.model_dir)[1:], *members]  # a train_gnn.ensemble folder's own first
         self.members = [Predictor(m, encoder=encoder, encoder_weights=encoder_weights, chunk_size=chunk_size,
                                   reporter=reporter) for m in members]
         for member in self.members:

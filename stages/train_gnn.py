@@ -11,6 +11,13 @@ with the best val micro-F1 (peer metric). The output folder is a self-describing
 ``model.safetensors`` + ``model.json`` (labels, none id, encoder, history), the editor
 (``agent.*``, copied from train-agent when enabled) and ``pipeline.json`` (the effective params
 of every stage, the encoder fingerprint, mmre and schema versions).
+
+**Ensembles.** With ``ensemble: k > 1`` the stage trains ``k`` models that differ only in their
+seed (``seed``, ``seed + 1``, …): the first is the model folder itself (every reader of a model
+folder works as before), the others go to ``members/seed<S>/`` inside it, and ``pipeline.json``
+lists them under ``ensemble``. ``mmre evaluate`` and ``mmre predict`` then use the mean of the
+``k`` models' class probabilities (:func:`stages.evaluate.ensemble_scores`). ``k`` times the
+training time; with ``resume`` a member already written is kept.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from stages._learning import TrainingSetup, apply_pair_captions, build_classifie
 
 SECTIONS = ["train_gnn"]
 PIPELINE_FILE = "pipeline.json"
+MEMBERS_DIR = "members"
 
 
 def _finetune_encoder(graphs: Path, cfg: dict) -> tuple[str, str | None]:
@@ -99,6 +107,48 @@ def _draw_train_curve(rows: list[dict], path: Path) -> Path:
                       "train-gnn: loss and val scores per epoch (best epoch kept)", ["loss", "val score"])
 
 
+def _run_ensemble(k: int, *, graphs: Path, out: Path, params: dict, stats: Path | None = None,
+                  reporter: Reporter | None = None, **kw) -> dict:
+    """Train the ``k - 1`` other members under ``out/members/seed<S>``, then the first model in
+    ``out`` (module docstring); its ``pipeline.json`` lists the members and ``stats.json`` their
+    val scores."""
+    import copy
+    import json
+
+    reporter = reporter_or_null(reporter)
+    seed = int(params["train_gnn"]["seed"])
+    rel, members = [], []
+    for i in range(1, k):
+        folder = Path(MEMBERS_DIR) / f"seed{seed + i}"
+        sub = copy.deepcopy(params)
+        sub["train_gnn"].update(seed=seed + i, ensemble=1)
+        done = out / folder / "stats.json"
+        if kw.get("resume") and (out / folder / PIPELINE_FILE).is_file() and done.is_file():
+            reporter.info(f"ensemble member {i + 1} of {k} (seed {seed + i}) is already trained: kept")
+            result = json.loads(done.read_text(encoding="utf-8"))
+        else:
+            reporter.info(f"ensemble member {i + 1} of {k}: seed {seed + i} -> {out / folder}")
+            result = run(graphs=graphs, out=out / folder, params=sub, reporter=reporter, **kw)
+        rel.append(folder.as_posix())
+        members.append({"model": folder.as_posix(), "seed": seed + i,
+                        **{key: result.get(key) for key in ("best_epoch", "val_micro_f1", "train_seconds")}})
+    first = copy.deepcopy(params)
+    first["train_gnn"].update(ensemble=1)
+    reporter.info(f"ensemble member 1 of {k}: seed {seed} -> {out}")
+    result = run(graphs=graphs, out=out, params=first, reporter=reporter, **kw)
+    if not (out / PIPELINE_FILE).is_file():  # a DDP rank other than 0 writes nothing
+        return result
+    pipeline = json.loads((out / PIPELINE_FILE).read_text(encoding="utf-8"))
+    pipeline["params"]["train_gnn"] = dict(params["train_gnn"])  # with ensemble: k
+    pipeline["ensemble"] = rel
+    write_json(out / PIPELINE_FILE, pipeline)
+    members.insert(0, {"model": ".", "seed": seed,
+                       **{key: result.get(key) for key in ("best_epoch", "val_micro_f1", "train_seconds")}})
+    result = {key: v for key, v in result.items() if key != "params_hash"}
+    result.update(ensemble=members, train_seconds=round(sum(m["train_seconds"] or 0 for m in members), 1))
+    return finish(out, params, SECTIONS, result, stats, upstream=(graphs,))
+
+
 def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None = None,
         reporter: Reporter | None = None, agent: Path | None = None, plots: Path | None = None,
         resume: bool = False, nodes: int = 1) -> dict:
@@ -117,6 +167,10 @@ def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | N
     graphs, out = Path(graphs), Path(out)
     cfg = params["train_gnn"]
     agent_dir = _editor_to_copy(graphs, agent)  # checked before training, not after it
+    k = int(cfg.get("ensemble", 1) or 1)
+    if k > 1:
+        return _run_ensemble(k, graphs=graphs, out=out, params=params, gpus=gpus, stats=stats, reporter=reporter,
+                             agent=agent, plots=plots, resume=resume, nodes=nodes)
     finetune = cfg["model"] == "finetune"
     encoder, weights = _finetune_encoder(graphs, cfg) if finetune else ("minilm", None)
     setup = TrainingSetup(graphs, "diffuse", gpus, cfg["seed"], reporter_or_null(reporter),

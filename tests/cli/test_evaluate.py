@@ -52,3 +52,56 @@ def test_members_must_share_labels_and_instances():
         ensemble_scores([one, {**one, "ids": ["x", "z"]}])
     both = ensemble_scores([one, {**one, "ids": ["y", "x"], "prob": [[0.6, 0.4], [0.3, 0.7]]}])  # matched by id
     assert np.allclose(both["prob"], [[0.6, 0.4], [0.4, 0.6]]) and both["pred"].tolist() == [0, 1]
+
+
+def test_train_gnn_ensemble_trains_k_seeds_into_one_folder_that_evaluate_and_predict_average(trained, tmp_path):
+    import copy
+
+    from mmre_cli.params import DEFAULTS
+    from stages import train_gnn
+    from stages.evaluate import score_split
+
+    params = copy.deepcopy(DEFAULTS)
+    params["train_gnn"].update(epochs=1, hidden=16, heads=2, seed=13, ensemble=2)
+    ens, alone = tmp_path / "ens", tmp_path / "alone"
+    result = train_gnn.run(graphs=trained["diffused"], out=ens, params=params, agent=trained["root"] / "agent")
+    assert [m["seed"] for m in result["ensemble"]] == [13, 14] and [m["model"] for m in result["ensemble"]] == \
+        [".", "members/seed14"]
+    assert result["train_seconds"] == pytest.approx(sum(m["train_seconds"] for m in result["ensemble"]), abs=0.2)
+    pipeline = json.loads((ens / "pipeline.json").read_text())
+    assert pipeline["ensemble"] == ["members/seed14"] and pipeline["params"]["train_gnn"]["ensemble"] == 2
+    member = json.loads((ens / "members" / "seed14" / "pipeline.json").read_text())
+    assert member["params"]["train_gnn"]["seed"] == 14 and member["params"]["train_gnn"]["ensemble"] == 1
+    # the first member is exactly the model a single run with that seed trains
+    single = copy.deepcopy(params)
+    single["train_gnn"].update(ensemble=1)
+    train_gnn.run(graphs=trained["diffused"], out=alone, params=single, agent=trained["root"] / "agent")
+    assert (ens / "model.safetensors").read_bytes() == (alone / "model.safetensors").read_bytes()
+
+    out = tmp_path / "eval"
+    ran = runner.invoke(app, ["evaluate", "--model", str(ens), "--graphs", str(trained["diffused"]), "--out", str(out),
+                              "--json", "-q"])
+    assert ran.exit_code == 0, ran.output
+    summary = json.loads(ran.stdout)
+    assert [m["model"] for m in summary["members"]] == [str(ens), str(ens / "members" / "seed14")]
+    from stages.evaluate import ensemble_scores
+
+    both = ensemble_scores([score_split(m, trained["diffused"], "val") for m in (ens, ens / "members" / "seed14")])
+    assert summary["micro_f1"] == pytest.approx(both["metrics"]["micro_f1"])
+
+    from tests.cli.test_predict import _json_lines, _predict, _val
+
+    v = _val(1)
+    said = _predict(v["image"], v["text"], "--head", v["head"], "--tail", v["tail"], "--image-caption", v["caption"],
+                    "--model", str(ens), "--json")
+    assert said.exit_code == 0, said.output
+    (line,) = _json_lines(said)
+    k = both["ids"].index("val-000002")
+    assert abs(float(both["prob"][k].max()) - line["probability"]) < 1e-4
+
+    # resume keeps a member that is already whole
+    before = (ens / "members" / "seed14" / "model.safetensors").stat().st_mtime_ns
+    again = train_gnn.run(graphs=trained["diffused"], out=ens, params=params, agent=trained["root"] / "agent",
+                          resume=True)
+    assert (ens / "members" / "seed14" / "model.safetensors").stat().st_mtime_ns == before
+    assert [m["seed"] for m in again["ensemble"]] == [13, 14]

@@ -136,7 +136,7 @@ def _run_ensemble(k: int, *, graphs: Path, out: Path, params: dict, stats: Path 
     first["train_gnn"].update(ensemble=1)
     reporter.info(f"ensemble member 1 of {k}: seed {seed} -> {out}")
     result = run(graphs=graphs, out=out, params=first, reporter=reporter, **kw)
-    if not (out / PIPELINE_FILE).is_file():  # a DDP rank other than 0 writes nothing
+    if "params_hash" not in result:  # a DDP rank other than 0: it wrote nothing (finish() did not run)
         return result
     pipeline = json.loads((out / PIPELINE_FILE).read_text(encoding="utf-8"))
     pipeline["params"]["train_gnn"] = dict(params["train_gnn"])  # with ensemble: k

@@ -147,6 +147,14 @@ def check_folder(d: Path, kind: str) -> list[str]:
         _check_pipeline(d, problems)
         if (d / "agent.json").exists() or (d / "agent.safetensors").exists():
             check_checkpoint(d, "agent", problems)
+        pipeline = _json(d / "pipeline.json", []) if (d / "pipeline.json").is_file() else None
+        members = pipeline.get("ensemble") or [] if isinstance(pipeline, dict) else []
+        for rel in members:
+            member = d / rel  # train_gnn.ensemble: every member is a whole model folder too
+            if not member.is_dir():
+                problems.append(f"{d / 'pipeline.json'}: ensemble member {rel} is missing")
+            else:
+                problems.extend(check_folder(member, "model"))
     elif kind == "editor":
         for name in ("agent", "classifier"):
             if (d / f"{name}.json").exists() or (d / f"{name}.safetensors").exists():

@@ -105,3 +105,9 @@ def test_train_gnn_ensemble_trains_k_seeds_into_one_folder_that_evaluate_and_pre
                           resume=True)
     assert (ens / "members" / "seed14" / "model.safetensors").stat().st_mtime_ns == before
     assert [m["seed"] for m in again["ensemble"]] == [13, 14]
+
+    # mmre validate checks the members too
+    assert runner.invoke(app, ["validate", str(ens)]).exit_code == 0
+    (ens / "members" / "seed14" / "model.safetensors").unlink()
+    broken = runner.invoke(app, ["validate", str(ens), "--json"])
+    assert broken.exit_code == 1 and "seed14" in broken.stdout

@@ -81,7 +81,8 @@ def quiet_libraries() -> None:
 
 def _flags_without_a_type() -> None:
     """Typer 0.29 shows ``<bool>`` beside every on/off flag in ``--help``; a flag takes no value,
-    so show none (the other options keep their ``<path>``, ``<int>``... types)."""
+    so show none (the other options keep their ``<path>``, ``<int>``... types). A repeatable
+    option shows its item's type (``<path>...``), not ``<list[Path]>``."""
     from typer.core import TyperOption
 
     original = TyperOption.display_type_rich
@@ -89,7 +90,12 @@ def _flags_without_a_type() -> None:
         return
 
     def display_type_rich(self, ctx):
-        return None if self.is_flag else original(self, ctx)
+        if self.is_flag:
+            return None
+        shown = original(self, ctx)
+        if isinstance(shown, str) and shown.startswith("<list[") and shown.endswith("]>"):
+            return f"<{shown[6:-2].lower()}>..."
+        return shown
 
     display_type_rich._mmre = True
     TyperOption.display_type_rich = display_type_rich

@@ -43,6 +43,11 @@ def test_every_command_has_help(name):
     assert "Usage" in result.output
 
 
+def test_repeatable_options_show_their_item_type():
+    helped = runner.invoke(app, ["evaluate", "--help"], env={"COLUMNS": "200"})
+    assert helped.exit_code == 0 and "<path>..." in helped.stdout and "list[" not in helped.stdout
+
+
 def test_version():
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.startswith("mmre ")

@@ -94,22 +94,21 @@ def run(*, model: Path | list[Path], graphs: Path, out: Path, params: dict, stat
 
     ``model``: one train-gnn folder, or several for a mean-probability ensemble (module docstring).
     """
-    reporter = reporter_or_null(reporter)
     from stages.predict import ensemble_folders
 
+    reporter = reporter_or_null(reporter)
     given = [Path(m) for m in (model if isinstance(model, (list, tuple)) else [model])]
-    models = [folder for m in given for folder in ensemble_folders(m)]  # a train_gnn.ensemble model: its members
-    graphs, out = Path(graphs), Path(out)
     if not given:
         from mmre_cli.errors import MmreError
 
         raise MmreError("evaluate needs at least one --model")
+    models = [folder for m in given for folder in ensemble_folders(m)]  # a train_gnn.ensemble model: its members
+    graphs, out = Path(graphs), Path(out)
     require_artifact(graphs, "diffuse")
     cpu_threads()
     split = params["evaluate"]["split"]
     members = [score_split(m, graphs, split, reporter) for m in models]
     scored = members[0] if len(members) == 1 else ensemble_scores(members)
-    model = models[0]
     m, labels = scored["metrics"], scored["labels"]
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "per_class.json", {"split": split, "classes": scored["per_class"]})
@@ -132,7 +131,7 @@ def run(*, model: Path | list[Path], graphs: Path, out: Path, params: dict, stat
     if len(members) > 1:
         result["members"] = [{"model": str(path), **{k: s["metrics"][k] for k in ("acc", "micro_p", "micro_r", "micro_f1")}}
                              for path, s in zip(models, members)]
-    stats_out = finish(out, params, SECTIONS, result, stats, upstream=(model,))  # the first member's lineage
+    stats_out = finish(out, params, SECTIONS, result, stats, upstream=(models[0],))  # the first member's lineage
     if metrics is not None:
         write_json(metrics, summary_metrics(result, given, scored["sizes"]))
     return {**stats_out, "per_class": scored["per_class"]}

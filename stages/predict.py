@@ -380,7 +380,8 @@ class Predictor:
         members: more model folders (besides those of a ``train_gnn.ensemble`` model, which are
             always used), trained on the same labels, for a mean-probability ensemble
             :math:`\frac1M \sum_m p_m(c \mid x)` (as ``mmre evaluate --model A --model B``): each
-            builds its own graphs of the instances this model parses and classifies them; the
+            classifies its graphs of the instances this model parses (this model's graphs when
+            its upstream params, encoder and editor are the same, else its own); the
             probabilities are averaged. ``--explain`` draws this (the first) model's graph and
             attribution.
     """
@@ -448,8 +449,20 @@ class Predictor:
             raise MmreError(f"{self.model_dir}: {len(self.labels)} labels for a classifier of "
                             f"{self.model.config.get('num_classes')} classes; retrain the model")
         self.editor, self.editor_cfg = load_editor(self.model_dir, self.params)
+        self.graph_source = self._graph_source()
         self.uses_pixels = bool(self.extractor.use_pixels)
         self.uses_objects = self.extractor.detector is not None
+
+    def _graph_source(self) -> str:
+        """What this model's graphs of an instance depend on: every stage's params but the
+        classifier's, the encoder fingerprint and the editor's weights. Ensemble members with the
+        same source (the seeds of a ``train_gnn.ensemble`` model) reuse the first model's graphs."""
+        from mmre_cli.hashing import sha256_file
+
+        upstream = {k: v for k, v in self.params.items() if k != "train_gnn"}
+        editor = self.model_dir / "agent.safetensors"
+        digest = sha256_file(editor) if self.editor is not None and editor.is_file() else None
+        return json.dumps([upstream, self.pipeline["encoder"], digest], sort_keys=True, default=str)
 
     # -- input ------------------------------------------------------------------------------
     @property
@@ -598,8 +611,9 @@ class Predictor:
             chunk = [inst for inst, _ in part]
             cmgs, refined = self.graphs(chunk)
             _, prob = self.classify(refined)
-            if self.members:  # the ensemble: each member's own graphs of the same instances
-                prob = np.mean([prob, *(m.classify(m.graphs(chunk)[1])[1] for m in self.members)], axis=0)
+            if self.members:  # the ensemble: each member's graphs of the same instances (built once if alike)
+                prob = np.mean([prob, *(m.classify(refined if m.graph_source == self.graph_source
+                                                   else m.graphs(chunk)[1])[1] for m in self.members)], axis=0)
             for (inst, source), cmg, ref, p in zip(part, cmgs, refined, prob):
                 order = np.argsort(-p, kind="stable")[:3]
                 top3 = [(self.labels[int(i)], float(p[int(i)])) for i in order]

@@ -115,6 +115,10 @@ def _run_ensemble(k: int, *, graphs: Path, out: Path, params: dict, stats: Path 
     import copy
     import json
 
+    def summary(folder: str, member_seed: int, result: dict) -> dict:
+        return {"model": folder, "seed": member_seed,
+                **{key: result.get(key) for key in ("best_epoch", "val_micro_f1", "train_seconds")}}
+
     reporter = reporter_or_null(reporter)
     seed = int(params["train_gnn"]["seed"])
     rel, members = [], []
@@ -130,8 +134,7 @@ def _run_ensemble(k: int, *, graphs: Path, out: Path, params: dict, stats: Path 
             reporter.info(f"ensemble member {i + 1} of {k}: seed {seed + i} -> {out / folder}")
             result = run(graphs=graphs, out=out / folder, params=sub, reporter=reporter, **kw)
         rel.append(folder.as_posix())
-        members.append({"model": folder.as_posix(), "seed": seed + i,
-                        **{key: result.get(key) for key in ("best_epoch", "val_micro_f1", "train_seconds")}})
+        members.append(summary(folder.as_posix(), seed + i, result))
     first = copy.deepcopy(params)
     first["train_gnn"].update(ensemble=1)
     reporter.info(f"ensemble member 1 of {k}: seed {seed} -> {out}")
@@ -142,8 +145,7 @@ def _run_ensemble(k: int, *, graphs: Path, out: Path, params: dict, stats: Path 
     pipeline["params"]["train_gnn"] = dict(params["train_gnn"])  # with ensemble: k
     pipeline["ensemble"] = rel
     write_json(out / PIPELINE_FILE, pipeline)
-    members.insert(0, {"model": ".", "seed": seed,
-                       **{key: result.get(key) for key in ("best_epoch", "val_micro_f1", "train_seconds")}})
+    members.insert(0, summary(".", seed, result))
     result = {key: v for key, v in result.items() if key != "params_hash"}
     result.update(ensemble=members, train_seconds=round(sum(m["train_seconds"] or 0 for m in members), 1))
     return finish(out, params, SECTIONS, result, stats, upstream=(graphs,))

@@ -63,7 +63,9 @@ def predict(
     from stages import predict as stage
 
     reporter = RichReporter(quiet)
-    pipeline = [stage.read_pipeline(m) for m in model][0]  # cheap checks first: the model folders ...
+    pipeline = stage.read_pipeline(model[0])  # cheap checks first: the model folders ...
+    for member in model[1:]:
+        stage.read_pipeline(member)
     params = stage.model_params(pipeline)
     skipped: list | None = None
     if batch is not None:

@@ -148,7 +148,7 @@ def check_folder(d: Path, kind: str) -> list[str]:
         if (d / "agent.json").exists() or (d / "agent.safetensors").exists():
             check_checkpoint(d, "agent", problems)
         pipeline = _json(d / "pipeline.json", []) if (d / "pipeline.json").is_file() else None
-        members = pipeline.get("ensemble") or [] if isinstance(pipeline, dict) else []
+        members = (pipeline.get("ensemble") or []) if isinstance(pipeline, dict) else []
         for rel in members:
             member = d / rel  # train_gnn.ensemble: every member is a whole model folder too
             if not member.is_dir():

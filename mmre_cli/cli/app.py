@@ -101,7 +101,45 @@ def _flags_without_a_type() -> None:
     TyperOption.display_type_rich = display_type_rich
 
 
+def _help_text_verbatim() -> None:
+    """Typer reads every docstring and option help as Rich markup, so a bracketed word vanishes
+    from ``--help`` (``pip install 'mmre[serve]'`` printed as ``'mmre'``, ``[label, probability]``
+    as nothing). Our help is plain text: render it as such, keeping Typer's panels and styles.
+    The patch is applied on the first ``--help``, so startup imports no Rich."""
+    from typer.core import TyperCommand, TyperGroup
+
+    def verbatim() -> None:
+        from rich.text import Text
+        from typer import rich_utils
+
+        if getattr(rich_utils._make_rich_text, "_mmre", False):
+            return
+        original = rich_utils._make_rich_text
+
+        def make_rich_text(*, text: str, style: str = "", markup_mode):
+            if markup_mode != "rich":
+                return original(text=text, style=style, markup_mode=markup_mode)
+            import inspect
+
+            return rich_utils.highlighter(Text(inspect.cleandoc(text), style=style))
+
+        make_rich_text._mmre = True
+        rich_utils._make_rich_text = make_rich_text
+
+    for cls in (TyperCommand, TyperGroup):
+        if getattr(cls.format_help, "_mmre", False):
+            continue
+
+        def format_help(self, ctx, formatter, _original=cls.format_help):
+            verbatim()
+            return _original(self, ctx, formatter)
+
+        format_help._mmre = True
+        cls.format_help = format_help
+
+
 _flags_without_a_type()
+_help_text_verbatim()
 
 
 def main() -> None:

@@ -1,4 +1,10 @@
-"""One output object for all printing: results on stdout, messages and progress on stderr."""
+"""One output object for all printing: results on stdout, messages and progress on stderr.
+
+Both consoles print text as it is: Rich markup is off (``markup=False``), so a user's text,
+a file name or a help string with square brackets (``a[b].jpg``, ``'mmre[serve]'``,
+``[label, probability]``) is never read as a style tag and lost. Styled prefixes are built as
+:class:`rich.text.Text` pieces, never by formatting user text into a markup string.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +13,18 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from rich.console import Console
+from rich.text import Text
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 #: Messages, warnings, progress bars.
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, markup=False)
 #: Results (tables, JSON lines).
-out = Console(highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, markup=False)
+
+
+def styled(prefix: str, style: str, message: str) -> Text:
+    """``prefix`` in ``style``, a space, then ``message`` verbatim (no markup read in either)."""
+    return Text.assemble((prefix, style), " ", message)
 
 
 class _RichTask:
@@ -62,9 +74,12 @@ class RichReporter:
         if not self.quiet:
             err.print(message)
 
-    def warn(self, message: str) -> None:
+    def warn(self, message: str, always: bool = False) -> None:
+        """A warning on stderr (kept in :attr:`warnings`); ``--quiet`` hides it unless ``always``
+        (a skipped input line is reported even then: the exit code's message points at it)."""
         self.warnings.append(message)
-        err.print(f"[yellow]warning:[/yellow] {message}")
+        if always or not self.quiet:
+            err.print(styled("warning:", "yellow", message), soft_wrap=True)
 
     #: seconds between two progress lines when stderr is not a terminal
     line_every = 30.0
@@ -84,7 +99,7 @@ class RichReporter:
             finally:
                 live.remove_task(task_id)
             return
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        columns = [TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn(), TimeRemainingColumn()]
         with Progress(*columns, console=err, transient=False, disable=self.quiet or not err.is_terminal) as progress:
             self._live = progress
@@ -97,5 +112,5 @@ class RichReporter:
 
 def fail(message: str, code: int = 2) -> None:
     """Print a one-line error on stderr and exit with ``code``."""
-    err.print(f"[bold red]error:[/bold red] {message}", markup=True, highlight=False, soft_wrap=True)
+    err.print(styled("error:", "bold red", message), highlight=False, soft_wrap=True)
     sys.exit(code)

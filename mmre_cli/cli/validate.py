@@ -29,20 +29,20 @@ def validate(
     """
     import json
 
-    from mmre_cli.cli.console import err, out
+    from mmre_cli.cli.console import err, out, styled
     from mmre_cli.store.validate import check
 
     report = check(path)
     problems, kind = report.problems, report.kind or "unknown"
     shown = KIND_LABELS.get(kind, kind)
     for warning in report.warnings:
-        err.print(f"[yellow]![/yellow] {warning}", markup=True, highlight=False, soft_wrap=True)
+        err.print(styled("!", "yellow", warning), soft_wrap=True)
     if json_out:
         out.print_json(json.dumps({"path": str(path), "kind": kind, "ok": not problems, "problems": problems}))
     elif problems:
         for problem in problems:
-            err.print(f"[red]✗[/red] {problem}", markup=True, highlight=False, soft_wrap=True)
+            err.print(styled("✗", "red", problem), soft_wrap=True)
         err.print(f"{path}: {len(problems)} problem(s) ({shown})", highlight=False, soft_wrap=True)
     else:
-        err.print(f"[green]✓[/green] {path}: valid {shown}", markup=True, highlight=False, soft_wrap=True)
+        err.print(styled("✓", "green", f"{path}: valid {shown}"), soft_wrap=True)
     raise typer.Exit(1 if problems else 0)

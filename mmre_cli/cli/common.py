@@ -39,10 +39,46 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def resolve_params(params_file: Path | None, overrides: dict[str, Any], sets: list[str] | None) -> dict:
-    """Load params, apply ``--set`` items, then the command's own options (which win)."""
+def resolve_params(params_file: Path | None, overrides: dict[str, Any], sets: list[str] | None,
+                   quiet: bool = False) -> dict:
+    """Load params, apply ``--set`` items, then the command's own options (which win).
+
+    A ``data.root`` override (a DATASET argument) naming another folder than the params file's
+    drops that file's dataset files (:func:`_leave_the_other_dataset`; a note unless ``quiet``)."""
     from mmre_cli.params import apply_overrides, load_params, parse_set_options
 
     params = load_params(params_file)
+    if overrides.get("data.root") is not None:
+        _leave_the_other_dataset(params, Path(overrides["data.root"]), overrides, quiet)
     params = apply_overrides(params, parse_set_options(sets), skip_none=False)
     return apply_overrides(params, overrides)
+
+
+#: data keys that name files of one dataset (a params file sets them for its own data.root)
+DATASET_FILE_KEYS = ("captions", "pair_captions", "label_map", "image_root")
+
+
+def _leave_the_other_dataset(params: dict, dataset: Path, overrides: dict[str, Any], quiet: bool) -> None:
+    """A DATASET argument other than the params file's ``data.root``: that file's captions, label
+    map and image folder inside its own root belong to its dataset, not to this one, so they are
+    dropped (with a note on stderr) instead of being looked for and reported missing. ``--set``
+    and the command's own options still set them."""
+    data = params["data"]
+    root = Path(str(data["root"])).expanduser().resolve()
+    if dataset.expanduser().resolve() == root:
+        return
+
+    def inside(value) -> bool:
+        values = value if isinstance(value, list) else [value]
+        return any(isinstance(v, str) and root in Path(v).expanduser().resolve().parents for v in values)
+
+    dropped = [key for key in DATASET_FILE_KEYS if data.get(key) is not None and inside(data[key])]
+    for key in dropped:
+        data[key] = None
+    dropped = [key for key in dropped if overrides.get(f"data.{key}") is None]  # the command sets it
+    if dropped and not quiet:
+        from mmre_cli.cli.console import err
+
+        err.print(f"note: {dataset} is not the params' data.root ({data['root']}): its "
+                  + ", ".join(f"data.{k}" for k in dropped) + " not used (give --captions / -S data.KEY=... "
+                  "for this dataset)", soft_wrap=True)

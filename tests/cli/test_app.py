@@ -115,3 +115,36 @@ def test_an_error_message_prints_square_brackets_verbatim(capsys):
     RichReporter().warn("[x] stays")
     RichReporter().info("[y] stays")
     assert capsys.readouterr().err.splitlines() == ["error: [bold]kept[/bold] a[b].jpg", "warning: [x] stays", "[y] stays"]
+
+
+def test_inspect_another_dataset_from_inside_the_repo(tmp_path):
+    """./params.yaml names the sample's captions; another dataset does not inherit them."""
+    import shutil
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("ours_val.txt", "ours_rel2id.json"):
+        shutil.copy(repo / "data" / "sample" / name, other / name)
+    result = subprocess.run([sys.executable, "-m", "mmre_cli", "inspect", str(other), "--json"], cwd=repo,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    (report,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert report["split"] == "val" and report["read"] == 24 and report["captioned"] == 0
+    assert "data.captions not used" in result.stderr
+    sample = subprocess.run([sys.executable, "-m", "mmre_cli", "inspect", "data/sample", "--json"], cwd=repo,
+                            capture_output=True, text=True)
+    assert sample.returncode == 0 and "note:" not in sample.stderr
+    assert all(json.loads(line)["captioned"] == json.loads(line)["kept"] for line in sample.stdout.splitlines())
+
+
+def test_extract_features_help_lists_every_encoder():
+    from mmre_cli.features.encoders import KNOWN_ENCODERS
+
+    result = runner.invoke(app, ["extract-features", "--help"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0
+    helped = _flat(result.stdout)
+    encoder_help = helped[helped.index("--encoder"):helped.index("--weights <path>")]
+    for name in KNOWN_ENCODERS:
+        assert name.replace("<model>", "<open_clip model>") in encoder_help, (name, encoder_help)

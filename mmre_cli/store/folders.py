@@ -24,7 +24,7 @@ from pathlib import Path
 
 from mmre_cli.store.shards import sha256_file
 
-__all__ = ["folder_kind", "check_folder", "EVAL_KEYS"]
+__all__ = ["folder_kind", "check_folder", "folder_checks", "EVAL_KEYS"]
 
 #: keys of an evaluation's ``stats.json``
 EVAL_KEYS = ("split", "acc", "micro_p", "micro_r", "micro_f1", "n")
@@ -164,3 +164,26 @@ def check_folder(d: Path, kind: str) -> list[str]:
     else:
         raise ValueError(f"unknown folder kind {kind!r}")
     return problems
+
+
+def folder_checks(d: Path, kind: str) -> list[str]:
+    """What :func:`check_folder` checks in the ``kind`` folder ``d``, one short phrase each."""
+    def checkpoint(name: str) -> str:
+        return (f"{name}.json + {name}.safetensors: the sidecar's model_class and model_kwargs, the weights' "
+                "sha256, the safetensors header")
+
+    if kind == "model":
+        checks = [checkpoint("model"), "pipeline.json: mmre major version, schema version, params, labels, none_id"]
+        if (d / "agent.json").exists() or (d / "agent.safetensors").exists():
+            checks.append(checkpoint("agent"))
+        pipeline = _json(d / "pipeline.json", []) if (d / "pipeline.json").is_file() else None
+        members = (pipeline.get("ensemble") or []) if isinstance(pipeline, dict) else []
+        checks += [f"ensemble member {rel}: the same checks" for rel in members]
+        return checks
+    if kind == "editor":
+        return [checkpoint(name) for name in ("agent", "classifier")
+                if (d / f"{name}.json").exists() or (d / f"{name}.safetensors").exists()]
+    if kind == "evaluation":
+        return ["stats.json: the metric keys, each in [0, 1]",
+                "predictions.jsonl: one JSON line per scored instance (sample_id, gold, pred, prob)"]
+    raise ValueError(f"unknown folder kind {kind!r}")

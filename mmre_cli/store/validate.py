@@ -48,6 +48,7 @@ from mmre_cli.store.shards import (
 )
 
 MAX_PER_KIND = 5  # row-level problems reported per shard and check
+SAMPLES_CHECK = "samples: unique sample ids, labels >= -1"
 
 
 @dataclass
@@ -58,6 +59,8 @@ class ValidationReport:
     #: what was checked: ``"<stage> artifact"`` (Parquet + manifest), ``"Parquet shard"``,
     #: ``"model"``, ``"editor"``, ``"evaluation"`` (see :mod:`mmre_cli.store.folders`), or ``None``
     kind: str | None = None
+    #: what was checked, one short phrase each, in order (``mmre validate --json`` lists them)
+    checks: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -246,7 +249,7 @@ def _check_dir(d: Path, report: ValidationReport) -> None:
         report.warnings.append(f"{tmp}: stray temp file (left by a killed writer; ignored)")
     mpath = d / MANIFEST
     if not mpath.is_file():
-        from mmre_cli.store.folders import check_folder, folder_kind
+        from mmre_cli.store.folders import check_folder, folder_checks, folder_kind
 
         kind = folder_kind(d)
         if kind is None:
@@ -255,6 +258,7 @@ def _check_dir(d: Path, report: ValidationReport) -> None:
             return
         report.kind = kind
         report.problems.extend(check_folder(d, kind))
+        report.checks.extend(folder_checks(d, kind))
         return
     try:
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
@@ -265,6 +269,10 @@ def _check_dir(d: Path, report: ValidationReport) -> None:
         report.problems.append(f"{mpath}: manifest has no 'tables' object")
         return
     report.kind = f"{manifest.get('stage') or 'Parquet'} artifact"
+    report.checks += ["manifest: format and schema version",
+                      "shards: each listed file present, its size and sha256 as the manifest says",
+                      "shards: every page decoded with its checksum verified",
+                      "shards: schema and mmre metadata (table, schema version, dim), row counts"]
     if manifest.get("format") != FORMAT:
         report.problems.append(f"{mpath}: format is {manifest.get('format')!r}, expected {FORMAT!r}")
     if manifest.get("schema_version") != SCHEMA_VERSION:
@@ -330,6 +338,7 @@ def _check_dir(d: Path, report: ValidationReport) -> None:
             report.warnings.append(f"{p}: shard not listed in the manifest (ignored by readers)")
 
     if "samples" in readable and all(readable["samples"]):
+        report.checks.append(SAMPLES_CHECK)
         _check_samples(readable["samples"], report)  # type: ignore[arg-type]
 
     present = [t for t in GRAPH_TABLES if t in readable]
@@ -345,6 +354,8 @@ def _check_dir(d: Path, report: ValidationReport) -> None:
             )
         else:
             triples = [t for t in zip(*lists) if all(t)]
+            report.checks.append("graphs/nodes/edges: aligned shards, unique graph ids, node ids 0..n-1, "
+                                 "edge endpoints and counts, kind/modality/type vocabularies")
             _check_graph_shards(triples, report)  # type: ignore[arg-type]
 
 
@@ -356,6 +367,7 @@ def _check_file(p: Path, report: ValidationReport) -> None:
         _check_dir(p.parent, report)
         return
     report.kind = "Parquet shard"
+    report.checks += ["every page decoded with its checksum verified", "schema and mmre metadata"]
     schema, rows = _read_shard(p, report)
     if schema is None:
         return
@@ -371,6 +383,7 @@ def _check_file(p: Path, report: ValidationReport) -> None:
         except (OSError, ValueError, AttributeError):
             entries = []
         for s in entries[:1]:
+            report.checks.append("size, sha256 and rows as the manifest beside it says")
             if s.get("bytes") != p.stat().st_size:
                 report.problems.append(f"{p}: {p.stat().st_size} bytes, manifest says {s.get('bytes')}")
             if s.get("sha256") != sha256_file(p):
@@ -379,6 +392,8 @@ def _check_file(p: Path, report: ValidationReport) -> None:
                 report.problems.append(f"{p}: {rows} rows, manifest says {s.get('num_rows')}")
     if report.problems:
         return
+    if table in ("samples", "nodes", "edges", "graphs"):
+        report.checks.append(SAMPLES_CHECK if table == "samples" else f"{table}: ids and vocabularies")
     try:
         if table == "samples":
             _check_samples([p], report)

@@ -36,7 +36,8 @@ def artifact(tmp_path):
 def test_accepts_a_good_artifact(artifact):
     result = runner.invoke(app, ["validate", str(artifact), "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == {"path": str(artifact), "kind": "merge_cmg artifact", "ok": True, "problems": []}
+    payload = json.loads(result.output)
+    assert payload.pop("checks") and payload == {"path": str(artifact), "kind": "merge_cmg artifact", "ok": True, "problems": []}
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "delete"])
@@ -87,3 +88,20 @@ def test_info_says_where_models_are_looked_for():
     rows = json.loads(CliRunner().invoke(app, ["info", "--json"]).stdout)
     for key in ("mmre cache", "MiniLM looked for", "MPNet looked for", "CLIP looked for", "YOLO looked for", "captioner"):
         assert rows[key], key
+
+
+def test_a_path_that_does_not_exist_is_a_usage_error(tmp_path):
+    """README: bad input is exit 2; exit 1 is kept for a damaged artifact."""
+    result = runner.invoke(app, ["validate", str(tmp_path / "nonexistent"), "--json"])
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    assert result.stderr.strip() == f"error: {tmp_path / 'nonexistent'}: no such file or directory"
+
+
+def test_json_lists_what_was_checked(artifact, tmp_path):
+    result = runner.invoke(app, ["validate", str(artifact), "--json"])
+    checks = json.loads(result.output)["checks"]
+    assert any("sha256" in c for c in checks) and any(c.startswith("graphs/nodes/edges") for c in checks)
+    shard = sorted(artifact.glob("nodes-*.parquet"))[0]
+    single = json.loads(runner.invoke(app, ["validate", str(shard), "--json"]).output)
+    assert single["ok"] and any("sha256" in c for c in single["checks"])

@@ -20,7 +20,7 @@ def evaluate(
     json_out: Annotated[bool, typer.Option("--json", help="Print metrics as JSON on stdout.")] = False,
     stats: StatsOpt = None,
     plots: PlotsOpt = None,
-    metrics: Annotated[Optional[Path], typer.Option("--metrics", help="Write the few numbers to compare across runs here (acc, micro_p, micro_r, micro_f1, n, train_s, best_epoch, nodes, edges): dvc.yaml's one metrics file.", show_default=False)] = None,
+    metrics: Annotated[Optional[Path], typer.Option("--metrics", help="Write the few numbers to compare across runs here (acc, micro_p, micro_r, micro_f1, n, train_s: training seconds, best_epoch: the kept epoch, nodes, edges: the scored graphs' mean node and edge counts): dvc.yaml's one metrics file.", show_default=False)] = None,
     params_file: ParamsOpt = None,
     set_: SetOpt = None,
     quiet: QuietOpt = False,

@@ -515,3 +515,34 @@ def test_quiet_hides_warnings_but_not_the_skipped_lines(trained, tmp_path):
     skipped = _predict("--batch", str(batch), "--model", str(trained["model"]), "-q", "--json")
     assert skipped.exit_code == 2
     assert [line.split(":")[0] for line in skipped.stderr.splitlines()] == ["warning", "error"], skipped.stderr
+
+
+def _option_help(command: str, name: str) -> str:
+    import typer
+
+    (param,) = [p for p in typer.main.get_command(app).commands[command].params if p.name == name]
+    return param.help
+
+
+def test_the_batch_help_example_is_a_line_predict_accepts(trained, tmp_path):
+    help_text = _option_help("predict", "batch")
+    example = help_text[help_text.index("e.g. ") + 5:help_text.rindex("}") + 1]
+    batch = tmp_path / "example.jsonl"
+    batch.write_text(example + "\n")
+    result = _predict("--batch", str(batch), "--model", str(trained["model"]), "--json")
+    assert result.exit_code == 0, (example, result.output)
+    assert len(_json_lines(result)) == 1
+
+
+def test_json_help_names_every_field_a_prediction_has(trained, tmp_path):
+    v = _val(0)
+    batch = tmp_path / "b.jsonl"
+    batch.write_text(json.dumps(v) + "\n")
+    result = _predict("--batch", str(batch), "--model", str(trained["model"]), "--json")
+    (line,) = _json_lines(result)
+    import re
+
+    fields = _option_help("predict", "json_out").split("pair:", 1)[1]
+    assert {"caption", "pairs_from", "source"} <= set(line)
+    for key in line:
+        assert re.search(rf"(^|[ ,]){key}[ ,(]", fields), key

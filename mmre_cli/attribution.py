@@ -58,15 +58,12 @@ class _GraphForward(nn.Module):
     def __init__(self, model: nn.Module, data) -> None:
         super().__init__()
         self.model, self.data = model, data
-        self.finetuned = hasattr(model, "encoder") and hasattr(model, "gnn")
+        self.finetuned = hasattr(model, "encoder") and hasattr(model, "readout_inputs")
         if self.finetuned:
-            from mmre_cli.learn.finetune import _batch_words
-
             with torch.no_grad():
-                words, heads, tails, captions = _batch_words(data)
-                vectors, has, ents = model.encoder.encode(words, heads, tails, captions)
-                self.x = model.text_features(data, vectors, has).detach()
-                self.markers = model.marker_states(ents)
+                run, markers = model.readout_inputs(data)
+                self.x = run.x.float().detach()
+                self.markers = markers
         else:
             self.x = data.x.float()
 

@@ -76,6 +76,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "batch_size": 64,
         "seed": 13,
         "evidence_penalty": 0.0,      # kappa: a deletion pays kappa * the gold likelihood it cost (0 = off)
+        "complexity": "edits",        # edits: C = edits / nodes (each edit costs mu / N) | size: 0.5 N'/N + 0.5 E'/E
+        "none_weight": 1.0,           # factor on the accuracy term of gold-None graphs (1 = off)
         "rounds": 1,                  # Alg. 1: rounds of (editor episodes -> classifier on edited graphs)
         "round_epochs": 1,            # rounds > 1: classifier epochs on the edited train graphs per round
     },
@@ -83,7 +85,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "enabled": True,              # false = the "w/o diffusion" ablation
         "alpha": 0.85,
         "max_iter": 10,
-        "tau": 0.05,
+        "tau": 0.2,
+        "prune": "minmax",            # minmax: v rescaled per graph to [0, 1], prune w < tau | quantile: w below
+                                      # the graph's tau-quantile | absolute: w < tau on the raw v (the paper)
         "relevance": "clipped",       # v0: clipped = max(0, cos) | shifted = (1 + cos) / 2 | editor (learned)
     },
     "train_gnn": {
@@ -110,6 +114,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "encoder": None,              # finetune: minilm | mpnet | hf; null = the features' encoder
         "encoder_weights": None,      # finetune: the encoder's folder; null = resolved (or the features')
         "caption_tokens": 0,          # finetune: caption word pieces read as the 2nd segment; 0 = none
+        "caption_pass": 0,            # finetune: caption word pieces read in their own pass, fused with the markers; 0 = none
+        "readout": "gnn_markers",     # finetune: gnn_markers (GNN + entity-start markers) | markers (no graph)
+        "relation_text": False,       # finetune: score the pair against encoded relation descriptions
         "precision": "32",            # finetune: 32 | bf16 | auto (bf16 where native, else 32)
         "graph_encoder": "gat",       # gat (GATv2) | hop_attention (Graph4MM)
         "hop_alpha": 0.1,             # hop_attention: alpha of sum_k alpha (1 - alpha)^k T^k

@@ -205,11 +205,13 @@ def graph_switches(cfg: dict) -> dict:
 
 
 def build_classifier(kind: str, in_dim: int, num_classes: int, cfg: dict, encoder_weights: str | None = None,
-                     encoder: str = "minilm"):
+                     encoder: str = "minilm", labels: list[str] | None = None):
     """``gnn`` → :class:`RelationGNN`; ``pooled`` → :class:`PooledMLP` (the w/o-GNN ablation);
-    ``finetune`` → :class:`~mmre_cli.learn.finetune.FinetunedRelationModel` (the GNN with MiniLM
-    fine-tuned end to end, entity markers, marker readout; ``encoder`` / ``encoder_weights``: the
-    text encoder fine-tuned, ``caption_tokens`` of the caption read as its second segment)."""
+    ``finetune`` → :class:`~mmre_cli.learn.finetune.FinetunedRelationModel` (MiniLM or another
+    encoder fine-tuned end to end, entity markers; ``readout``: with the GNN or the markers alone;
+    ``encoder`` / ``encoder_weights``: the text encoder fine-tuned; ``caption_tokens`` of the
+    caption read as its second segment, ``caption_pass`` in its own pass; ``relation_text``: the
+    ``labels``' descriptions as the last layer)."""
     from mmre_cli.learn.gnn import PooledMLP, RelationGNN
 
     switches = graph_switches(cfg)
@@ -221,9 +223,20 @@ def build_classifier(kind: str, in_dim: int, num_classes: int, cfg: dict, encode
     if kind == "finetune":
         from mmre_cli.learn.finetune import MARKER_STYLES, FinetunedRelationModel
 
+        from mmre_cli.learn.finetune import READOUTS
+        from mmre_cli.learn.relation_text import describe
+
         if cfg["markers"] not in MARKER_STYLES:
             raise MmreError(f"train_gnn.markers must be one of {', '.join(MARKER_STYLES)}, not {cfg['markers']!r}")
-        return FinetunedRelationModel(in_dim, num_classes, markers=cfg["markers"], readout="gnn_markers",
+        if cfg["readout"] not in READOUTS[1:]:
+            raise MmreError(f"train_gnn.readout must be one of {' | '.join(READOUTS[1:])}, not {cfg['readout']!r}")
+        descriptions = None
+        if cfg["relation_text"]:
+            if labels is None or len(labels) != num_classes:
+                raise MmreError("train_gnn.relation_text needs the label names")
+            descriptions = [describe(label) for label in labels]
+        return FinetunedRelationModel(in_dim, num_classes, markers=cfg["markers"], readout=cfg["readout"],
+                                      caption_pass=int(cfg["caption_pass"] or 0), relation_descriptions=descriptions,
                                       encoder_weights=encoder_weights, train_layers=cfg["train_layers"],
                                       encoder=encoder, caption_tokens=cfg.get("caption_tokens", 0),
                                       precision=str(cfg.get("precision", "32")),

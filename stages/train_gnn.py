@@ -185,7 +185,8 @@ def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | N
     train, val = setup.train, setup.val
     if finetune:
         cfg = {**cfg, "precision": _precision(cfg["precision"], fabric.device, reporter)}
-    model = build_classifier(cfg["model"], setup.in_dim, len(labels), cfg, encoder_weights=weights, encoder=encoder)
+    model = build_classifier(cfg["model"], setup.in_dim, len(labels), cfg, encoder_weights=weights, encoder=encoder,
+                             labels=labels)
     words = needs_words(model)
     train_loader = setup.train_loader(cfg["batch_size"], cfg["seed"], words)
     val_loader = loader(val, cfg["batch_size"], False, words=words)

@@ -107,8 +107,11 @@ class BertModel(nn.Module):
         return len(self.layers)
 
     def embedding_modules(self) -> list[nn.Module]:
-        """The modules below the first transformer layer (frozen with the lower layers)."""
-        return [self.word_embeddings, self.position_embeddings, self.token_type_embeddings, self.embedding_norm]
+        """The modules below the first transformer layer (frozen with the lower layers, and kept in
+        eval mode with them: the embedding dropout included, so cached lower states hold no
+        dropout sample)."""
+        return [self.word_embeddings, self.position_embeddings, self.token_type_embeddings, self.embedding_norm,
+                self.embedding_dropout]
 
     def lower(self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
               stop: int | None = None) -> Tensor:
@@ -291,6 +294,28 @@ class WordPieces:
                 a.truncate(max(1, self._max_length - n_single))
                 encs.append(self._tok.post_process(a, None, add_special_tokens=True))
         return self._collate(encs, first_only=True)
+
+    def texts(self, texts: Sequence[str], limit: int) -> tuple[Tokenized, list[list[str | None]]]:
+        """Single texts cut to ``limit`` word pieces (special tokens included), padded to the longest,
+        and per row each piece's word as written in the text, case-folded, ``@``/``#`` stripped
+        (``None`` for special tokens and padding): what a caption's own pass reads
+        (:mod:`mmre_cli.learn.caption_fusion`)."""
+        encs = self._tok.encode_batch([str(t) for t in texts], add_special_tokens=False)
+        n_single = self._tok.num_special_tokens_to_add(False)
+        done, words = [], []
+        for e, t in zip(encs, texts):
+            e.truncate(max(1, int(limit) - n_single))
+            spans: dict[int, list[int]] = {}
+            for w, (a, b) in zip(e.word_ids, e.offsets):
+                if w is not None:
+                    spans.setdefault(w, [a, b])[1] = b
+            e = self._tok.post_process(e, None, add_special_tokens=True)
+            done.append(e)
+            words.append([None if w is None or w not in spans else str(t)[spans[w][0]:spans[w][1]].lower().strip("@#")
+                          for w in e.word_ids])
+        tok = self._collate(done)
+        width = tok.input_ids.size(1) if done else 0
+        return tok, [w + [None] * (width - len(w)) for w in words]
 
     def _collate(self, encs, first_only: bool = False) -> Tokenized:
         if not encs:

@@ -21,10 +21,15 @@ same pooling as :class:`~mmre_cli.features.encoders.MiniLMEncoder`. Marker words
 the output, so row :math:`i` of the result is still dataset token :math:`i`. Marker styles
 (``markers``):
 
-* ``"special"`` (default): four new special tokens ``<h> </h> <t> </t>`` added to the tokenizer;
-  their input embeddings are initialised from the embeddings of ``@`` (head) and ``#`` (tail), so
-  at step 0 they behave like the ``"punct"`` markers, but they are separate, trainable and never
-  confused with the ``@user`` / ``#hashtag`` pieces that fill MNRE tweets.
+* ``"special"`` (default): four new special tokens ``<h> </h> <t> </t>`` added to the tokenizer.
+  Their input embeddings are initialised from four *different* existing pieces that occur nowhere
+  in MNRE-2's text or its six captioners' captions (:data:`_SPECIAL_INIT`: ``⟨ ⟩ 「 」``, single
+  pieces in both the MiniLM and the MPNet vocabulary; a vocabulary without them gets the mean
+  embedding plus a seeded N(0, σ²) draw per marker, σ the embeddings' spread). So the four
+  markers differ from each other and from every piece a tweet can produce (``@user`` and
+  ``#hashtag`` fill 91 % of MNRE tweets: markers copied from ``@``/``#`` were those pieces), they
+  train with the embeddings when ``train_layers`` is ``None``, and with ``train_layers`` set
+  they stay frozen — still distinct, and never seen in the data.
 * ``"typed"``: the ``"special"`` markers, each opening marker followed by the entity's coarse
   type as a word, ``<h> person David Bowie </h> … <t> location Earls Court </t>`` (Zhou & Chen
   2021's typed entity markers). The type is spaCy NER's label of the entity overlapping the
@@ -55,7 +60,11 @@ rows replace the text nodes' rows in a copy of ``batch.x`` and the
 ``"gnn_markers"`` — the GNN readout :math:`\mathbf{z}_g` concatenated with the encoder's
 (layer-normalised) hidden states at the ``<h>`` and ``<t>`` opening markers (entity-start pooling,
 Baldini Soares et al. 2019; the mean of the entity's words where there is no marker), then a
-two-layer MLP.
+two-layer MLP; ``"markers"`` — the marker states alone and the same MLP, no graph at all (the
+plain fine-tuned baseline: what the graph adds is ``gnn_markers`` minus ``markers``). With
+``caption_pass`` the caption's own-pass features (:mod:`mmre_cli.learn.caption_fusion`) join the
+marker states; with ``relation_descriptions`` the MLP's last layer scores the pair against the
+encoded relation descriptions (:mod:`mmre_cli.learn.relation_text`).
 
 **Data.** The model reads ``node_span [N, 2]``, ``ent_span [1, 4]`` and ``words`` from its
 batches: :func:`~mmre_cli.graphs.pyg.graph_to_data` adds them with ``words=True`` (from what
@@ -97,6 +106,7 @@ from mmre_cli.learn.gnn import RelationGNN, register_model
 
 __all__ = [
     "MARKER_STYLES",
+    "READOUTS",
     "TextNodeEncoder",
     "FinetunedRelationModel",
     "insert_markers",
@@ -106,14 +116,17 @@ __all__ = [
 ]
 
 MARKER_STYLES = ("special", "typed", "punct", "none")
+#: what the classifier reads: the GNN alone, the GNN + the entity-start marker states, the markers alone
+READOUTS = ("gnn", "gnn_markers", "markers")
 PRECISIONS = ("32", "bf16")
 #: what ``train_gnn.precision`` may say: a precision, or ``auto`` (:func:`resolve_precision`)
 PRECISION_CHOICES = ("auto", *PRECISIONS)
 #: marker words per style: (head open, head close, tail open, tail close)
 _MARKER_WORDS = {"special": ("<h>", "</h>", "<t>", "</t>"), "typed": ("<h>", "</h>", "<t>", "</t>"),
                  "punct": ("@", "@", "#", "#")}
-#: existing tokens whose input embeddings initialise the special markers
-_SPECIAL_INIT = ("@", "@", "#", "#")
+#: existing pieces whose input embeddings initialise the special markers (head open, head close,
+#: tail open, tail close): none occurs in MNRE-2 train/val text or captions (tests/learn/test_finetune.py)
+_SPECIAL_INIT = ("⟨", "⟩", "「", "」")
 _TEXT = MODALITIES.index("text")
 
 Span = Sequence[int] | None
@@ -172,6 +185,25 @@ def insert_markers(tokens: Sequence[str], head: Span, tail: Span, marker_words: 
             words.append(str(tokens[i]))
             source.append(i)
     return words, source
+
+
+def _init_markers(tokenizer, emb: Tensor, marker_words: Sequence[str], old_size: int) -> None:
+    """Initialise the rows of the new marker tokens (module docstring, ``"special"``) in place:
+    from the :data:`_SPECIAL_INIT` piece, or the mean row plus a seeded Gaussian draw where the
+    vocabulary lacks it."""
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        base = emb[:old_size].float()
+        mean, spread = base.mean(0), base.std(0)
+        for word, init in zip(marker_words, _SPECIAL_INIT):
+            new_id = tokenizer.token_to_id(word)
+            if new_id is None or new_id < old_size:  # pragma: no cover - the vocabulary already had it
+                continue
+            src = tokenizer.token_to_id(init)
+            if src is not None and src < old_size:
+                emb[new_id] = emb[src]
+            else:
+                emb[new_id] = (mean + spread * torch.randn(mean.shape, generator=gen)).to(emb.dtype)
 
 
 def tokenizer_fingerprint(encoder: str, folder) -> str:
@@ -244,13 +276,7 @@ class TextNodeEncoder(nn.Module):
             old = len(self.tokenizer)
             self.tokenizer.add_special_tokens(list(self.marker_words))
             self.transformer.resize_token_embeddings(len(self.tokenizer))
-            emb = self.transformer.get_input_embeddings().weight
-            with torch.no_grad():
-                for word, init in zip(self.marker_words, _SPECIAL_INIT):
-                    new_id = self.tokenizer.token_to_id(word)
-                    if new_id < old:  # pragma: no cover - the vocabulary already had it
-                        continue
-                    emb[new_id] = emb[self.tokenizer.token_to_id(init)]
+            _init_markers(self.tokenizer, self.transformer.get_input_embeddings().weight, self.marker_words, old)
         self.dim = int(self.transformer.config.hidden_size)
         n_layers = int(self.transformer.num_layers)
         self.frozen_below = 0
@@ -460,7 +486,7 @@ class FinetunedRelationModel(nn.Module):
             ``Linear(F, D)`` maps every node's frozen row first and the text rows are then replaced.
         num_classes (int): number of relation labels C.
         markers (str, optional): entity marker style of the encoder. (default: ``"special"``)
-        readout (str, optional): ``"gnn"`` or ``"gnn_markers"`` (module docstring).
+        readout (str, optional): ``"gnn"``, ``"gnn_markers"`` or ``"markers"`` (module docstring).
             (default: ``"gnn"``)
         encoder_weights (str, optional): the encoder's model folder; ``None`` resolves it. (default: ``None``)
         encoder (str, optional): ``minilm``, ``mpnet`` or ``hf``. (default: ``"minilm"``)
@@ -475,7 +501,14 @@ class FinetunedRelationModel(nn.Module):
             use_node_types, hop_alpha, hop_k, fusion, queries: passed to :class:`RelationGNN`
             (``gnn_readout`` as its ``readout``).
         loss, nl_weight: ``"ce+negative_learning"`` adds the branches of
-            :mod:`mmre_cli.learn.negative`, the text view being the marker states.
+            :mod:`mmre_cli.learn.negative`, the text view being the marker states (the
+            ``"markers"`` readout has no graph branches: it trains with cross-entropy).
+        caption_pass (int, optional): word pieces of the caption read in its own pass and fused
+            with the marker states (:mod:`mmre_cli.learn.caption_fusion`; needs a marker readout);
+            ``0``: off. (default: ``0``)
+        relation_descriptions (list of str, optional): one description per label; the last
+            layer becomes :class:`~mmre_cli.learn.relation_text.RelationTextHead` (relations as
+            text). ``None``: a linear last layer. (default: ``None``)
 
     Shapes:
         - **input:** a ``Batch`` of ``graph_to_data(g, words=True)`` graphs
@@ -492,10 +525,20 @@ class FinetunedRelationModel(nn.Module):
                  heads: int = 4, edge_dim: int = EDGE_ATTR_DIM, num_edge_types: int = len(EDGE_TYPES),
                  conv: str = "gatv2", dropout: float = 0.2, gnn_readout: str = "head_tail_pool",
                  use_node_types: bool = True, hop_alpha: float = 0.1, hop_k: int = 4, fusion: str = "none",
-                 queries: int = 8, loss: str = "ce", nl_weight: float = 0.5):
+                 queries: int = 8, loss: str = "ce", nl_weight: float = 0.5, caption_pass: int = 0,
+                 relation_descriptions: Sequence[str] | None = None):
         super().__init__()
-        if readout not in ("gnn", "gnn_markers"):
-            raise ValueError(f"readout must be 'gnn' or 'gnn_markers', not {readout!r}")
+        if readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}, not {readout!r}")
+        caption_pass = max(0, int(caption_pass or 0))
+        if caption_pass and readout == "gnn":
+            raise ValueError("caption_pass needs a readout that reads the marker states (gnn_markers or markers)")
+        if readout == "markers":
+            loss = "ce"  # no graph: no structure/visual branches to teach each other
+        if relation_descriptions is not None:
+            from mmre_cli.learn.relation_text import check_descriptions
+
+            relation_descriptions = check_descriptions(relation_descriptions, num_classes)
         self.config = dict(in_dim=in_dim, num_classes=num_classes, markers=markers, readout=readout,
                            encoder_weights=None if encoder_weights is None else str(encoder_weights),
                            max_length=max_length, train_layers=train_layers, encoder=encoder,
@@ -503,29 +546,50 @@ class FinetunedRelationModel(nn.Module):
                            heads=heads, edge_dim=edge_dim,
                            num_edge_types=num_edge_types, conv=conv, dropout=dropout, gnn_readout=gnn_readout,
                            use_node_types=use_node_types, hop_alpha=hop_alpha, hop_k=hop_k, fusion=fusion,
-                           queries=queries, loss=loss, nl_weight=nl_weight)
+                           queries=queries, loss=loss, nl_weight=nl_weight, caption_pass=caption_pass,
+                           relation_descriptions=relation_descriptions)
         self.encoder = TextNodeEncoder(encoder_weights, markers=markers, max_length=max_length,
                                        train_layers=train_layers, encoder=encoder, caption_tokens=caption_tokens,
                                        precision=precision)
         dim = self.encoder.dim
-        # frozen rows of another width (e.g. MiniLM features under a fine-tuned MPNet) are mapped in
-        self.project = nn.Linear(in_dim, dim) if in_dim != dim else None
-        self.gnn = RelationGNN(dim, num_classes, hidden=hidden, layers=layers, heads=heads, edge_dim=edge_dim,
-                               num_edge_types=num_edge_types, conv=conv, dropout=dropout, readout=gnn_readout,
-                               use_node_types=use_node_types, hop_alpha=hop_alpha, hop_k=hop_k, fusion=fusion,
-                               queries=queries)
         self.readout = readout
-        if readout == "gnn_markers":
-            z_dim = self.gnn.z_dim
-            self.gnn.classifier = nn.Identity()  # the GNN's readout z goes to self.classifier with the markers
-            self.marker_norm = nn.LayerNorm(self.encoder.dim)
-            self.classifier = nn.Sequential(nn.Linear(z_dim + 2 * self.encoder.dim, hidden), nn.GELU(),
-                                            nn.Dropout(dropout), nn.Linear(hidden, num_classes))
+        self.project = self.gnn = None
+        if readout != "markers":
+            # frozen rows of another width (e.g. MiniLM features under a fine-tuned MPNet) are mapped in
+            self.project = nn.Linear(in_dim, dim) if in_dim != dim else None
+            self.gnn = RelationGNN(dim, num_classes, hidden=hidden, layers=layers, heads=heads, edge_dim=edge_dim,
+                                   num_edge_types=num_edge_types, conv=conv, dropout=dropout, readout=gnn_readout,
+                                   use_node_types=use_node_types, hop_alpha=hop_alpha, hop_k=hop_k, fusion=fusion,
+                                   queries=queries)
+        self.caption_reader = self.caption_fusion = None
+        if caption_pass:
+            from mmre_cli.learn.caption_fusion import CaptionFusion, CaptionReader
+
+            self.caption_reader = CaptionReader(self.encoder.tokenizer, self.encoder.transformer, caption_pass,
+                                                bf16=self.encoder.precision == "bf16")
+            self.caption_fusion = CaptionFusion(dim)
+        self.descriptions = relation_descriptions
+        last = None
+        if relation_descriptions is not None:
+            from mmre_cli.learn.relation_text import RelationTextHead
+
+            last = RelationTextHead(hidden, dim, num_classes)
+        if readout != "gnn":
+            z_dim = self.gnn.z_dim if self.gnn is not None else 0
+            if self.gnn is not None:
+                self.gnn.classifier = nn.Identity()  # the GNN's readout z goes to self.classifier with the markers
+            self.marker_norm = nn.LayerNorm(dim)
+            extra = self.caption_fusion.out_dim if self.caption_fusion is not None else 0
+            self.classifier = nn.Sequential(nn.Linear(z_dim + 2 * dim + extra, hidden), nn.GELU(),
+                                            nn.Dropout(dropout), last or nn.Linear(hidden, num_classes))
+        elif last is not None:
+            head = self.gnn.classifier  # RelationGNN's MLP: swap its last Linear for the text head
+            head[-1] = RelationTextHead(head[-1].in_features, dim, num_classes)
         self.branch_heads = None
         if loss == "ce+negative_learning":  # text view: the marker states (gnn_markers) or the GNN's
             from mmre_cli.learn.negative import BranchHeads
 
-            text_dim = 2 * dim if readout == "gnn_markers" else 4 * hidden
+            text_dim = 2 * dim if readout != "gnn" else 4 * hidden
             self.branch_heads = BranchHeads(text_dim, 3 * hidden, self.gnn.z_dim, num_classes, hidden, dropout,
                                             nl_weight=nl_weight)
 
@@ -568,18 +632,62 @@ class FinetunedRelationModel(nn.Module):
         return out
 
     def marker_states(self, ents: Tensor) -> Tensor | None:
-        """The layer-normalised ``<h>``/``<t>`` states ``[B, 2D]`` the ``gnn_markers`` readout reads
+        """The layer-normalised ``<h>``/``<t>`` states ``[B, 2D]`` the marker readouts read
         (``None`` for the ``gnn`` readout)."""
         return None if self.readout == "gnn" else self.marker_norm(ents).reshape(ents.size(0), -1)
 
-    def classify(self, run, markers: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    def caption_features(self, ents: Tensor, words, heads, tails, captions) -> Tensor:
+        """:class:`~mmre_cli.learn.caption_fusion.CaptionFusion` of each graph's caption, ``[B, 2D + 2]``."""
+        from mmre_cli.learn.caption_fusion import entity_words
+
+        if self.caption_reader.device != ents.device:
+            self.caption_reader.to(ents.device)
+        states, mask, match = self.caption_reader.read(
+            captions, [entity_words(w, h) for w, h in zip(words, heads)],
+            [entity_words(w, t) for w, t in zip(words, tails)])
+        return self.caption_fusion(self.marker_norm(ents), states, mask, match)
+
+    def description_vectors(self) -> Tensor:
+        """The relation descriptions through the (fine-tuned) encoder, mean of their pieces' last
+        hidden states, ``[C, D]`` (:mod:`mmre_cli.learn.relation_text`)."""
+        enc = self.encoder
+        marked = [d.split() for d in self.descriptions]
+        tok = enc.tokenizer.pairs(marked, [None] * len(marked), 0)
+        hidden = enc._hidden(tok, marked, [None] * len(marked))
+        keep = torch.tensor([[w is not None for w in row] for row in tok.word_ids], device=hidden.device)
+        keep = keep.to(hidden.dtype).unsqueeze(-1)
+        return (hidden * keep).sum(1) / keep.sum(1).clamp(min=1.0)
+
+    def _last_layers(self, seq: nn.Module, x: Tensor) -> Tensor:
+        if self.descriptions is None:
+            return seq(x)
+        return seq[-1](seq[:-1](x), self.description_vectors())
+
+    def readout_inputs(self, data):
+        """``(run, markers)``: a copy of the batch whose text rows are re-encoded (``run.x``; the
+        batch itself for the ``markers`` readout), and the marker features the classifier reads
+        (marker states, plus the caption pass's features when on; ``None`` for ``gnn``)."""
+        words, heads, tails, captions = _batch_words(data)
+        pair = captions if self.encoder.caption_tokens else [None] * len(words)
+        vectors, has, ents = self.encoder.encode(words, heads, tails, pair)
+        run = copy.copy(data)
+        if self.gnn is not None:
+            run.x = self.text_features(data, vectors, has)
+        markers = self.marker_states(ents)
+        if self.caption_fusion is not None:
+            markers = torch.cat([markers, self.caption_features(ents, words, heads, tails, captions)], dim=-1)
+        return run, markers
+
+    def classify(self, run, markers: Tensor | None) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """``(logits [B, C], h0 [N, H], z [B, z_dim])`` of a batch whose text rows are already
-        re-encoded (``run.x``), given the marker states."""
+        re-encoded (``run.x``), given the marker features (``h0``/``z`` are ``None`` without a graph)."""
+        if self.gnn is None:
+            return self._last_layers(self.classifier, markers), None, None
         h0, h = self.gnn.encode(run)
         z = self.gnn.readout_vector(run, h)
         if markers is None:
-            return self.gnn.classifier(z), h0, z
-        return self.classifier(torch.cat([z, markers.expand(z.size(0), -1)], dim=-1)), h0, z
+            return self._last_layers(self.gnn.classifier, z), h0, z
+        return self._last_layers(self.classifier, torch.cat([z, markers.expand(z.size(0), -1)], dim=-1)), h0, z
 
     def forward(self, data) -> Tensor:
         """Relation logits, one row per graph.
@@ -587,17 +695,13 @@ class FinetunedRelationModel(nn.Module):
         Shapes:
             data (``N`` nodes, ``B`` graphs) -> ``[B, C]``
         """
-        words, heads, tails, captions = _batch_words(data)
-        vectors, has, ents = self.encoder.encode(words, heads, tails, captions)
-        run = copy.copy(data)
-        run.x = self.text_features(data, vectors, has)
-        markers = self.marker_states(ents)
+        run, markers = self.readout_inputs(data)
         logits, h0, z = self.classify(run, markers)
         if self.branch_heads is None or not self.training:
             return logits
         views, has_image = self.gnn.views(run, h0, z)
         if markers is not None:
-            views["text"] = markers
+            views["text"] = markers[:, : 2 * self.encoder.dim]
         return self.branch_heads(logits, views, has_image)
 
 

@@ -437,3 +437,193 @@ def test_bf16_is_native_answers_for_this_machine():
 
     assert isinstance(bf16_is_native("cpu"), bool)
     assert bf16_is_native("meta") is False
+
+
+# -------------------------------------------------------------------------------------------------
+# issue 25's two defects: cached lower states without dropout; markers that are not '@' / '#'
+
+
+def _lower_reference(enc: TextNodeEncoder, words, heads, tails, captions=None):
+    """The frozen part's output computed with the whole network in eval mode (no dropout)."""
+    marked = [insert_markers(w, h, t, enc.marker_words)[0] for w, h, t in zip(words, heads, tails)]
+    tok = enc.tokenizer.pairs(marked, captions or [None] * len(words), enc.caption_tokens)
+    was = enc.transformer.training
+    enc.transformer.eval()
+    with torch.no_grad():
+        ref = enc.transformer.lower(tok.input_ids, tok.attention_mask, tok.token_type_ids, stop=enc.frozen_below)
+    enc.transformer.train(was)
+    return marked, tok.attention_mask.sum(1).tolist(), ref
+
+
+def _check_cache_is_dropout_free(enc: TextNodeEncoder):
+    words = [["Alice", "met", "Bob", "in", "Paris", "."], ["Bob", "met", "Alice", "."]]
+    heads, tails = [(0, 1), (0, 1)], [(2, 3), (2, 3)]
+    enc.train()
+    torch.manual_seed(1)
+    enc.encode(words, heads, tails)  # fills the cache in train mode
+    marked, lengths, ref = _lower_reference(enc, words, heads, tails)
+    assert len(enc._lower_cache) == 2
+    for i, m in enumerate(marked):
+        cached = enc._lower_cache["\x1f".join(m) + "\x1e"]
+        assert torch.allclose(cached.float(), ref[i, : lengths[i]], atol=1e-5), "cached lower states hold dropout"
+
+
+@needs_minilm
+def test_minilm_cached_lower_states_equal_a_dropout_free_forward():
+    enc = TextNodeEncoder(markers="special", train_layers=3)
+    assert enc.cache_lower and not enc.transformer.embedding_dropout.training
+    _check_cache_is_dropout_free(enc)
+
+
+def test_hf_cached_lower_states_equal_a_dropout_free_forward(tiny):
+    torch.manual_seed(0)
+    _check_cache_is_dropout_free(TextNodeEncoder(str(tiny), markers="special", train_layers=1, encoder="hf"))
+
+
+def _marker_rows(enc: TextNodeEncoder) -> dict[str, torch.Tensor]:
+    emb = enc.transformer.get_input_embeddings().weight
+    return {w: emb[enc.tokenizer.token_to_id(w)].detach() for w in enc.marker_words}
+
+
+def _check_markers_distinct(enc: TextNodeEncoder, old_size: int):
+    rows = _marker_rows(enc)
+    vecs = torch.stack(list(rows.values()))
+    assert len(set(enc.marker_words)) == 4
+    assert torch.cdist(vecs, vecs).add(torch.eye(4) * 1e9).min() > 1e-3, "two markers share an embedding"
+    emb = enc.transformer.get_input_embeddings().weight.detach()[:old_size]
+    for word in ("@", "#"):
+        wid = enc.tokenizer.token_to_id(word)
+        if wid is not None:
+            assert (vecs - emb[wid]).norm(dim=1).min() > 1e-3, f"a marker equals {word!r}"
+
+
+@needs_minilm
+@pytest.mark.parametrize("train_layers", [None, 2])
+def test_minilm_markers_are_distinct_and_not_at_or_hash(train_layers):
+    enc = TextNodeEncoder(markers="special", train_layers=train_layers)
+    _check_markers_distinct(enc, 30522)
+    # the init pieces are real single pieces of the vocabulary (not the random fallback)
+    from mmre_cli.learn.finetune import _SPECIAL_INIT
+
+    emb = enc.transformer.get_input_embeddings().weight
+    for marker, init in zip(enc.marker_words, _SPECIAL_INIT):
+        assert torch.equal(emb[enc.tokenizer.token_to_id(marker)], emb[enc.tokenizer.token_to_id(init)])
+
+
+def test_hf_markers_are_distinct_and_trainable_with_all_layers(tiny):
+    torch.manual_seed(0)
+    model = _hf_model(tiny, caption_tokens=0)
+    enc = model.encoder
+    _check_markers_distinct(enc, len(enc.tokenizer) - 4)
+    batch = next(iter(DataLoader(captioned(4, seed=1, dim=32), batch_size=4)))
+    model.train()
+    model(batch).sum().backward()
+    grad = enc.transformer.get_input_embeddings().weight.grad
+    for w in enc.marker_words:
+        assert grad[enc.tokenizer.token_to_id(w)].abs().sum() > 0, f"{w} gets no gradient"
+
+
+MNRE = __import__("pathlib").Path(__file__).resolve().parents[3] / "shared" / "data" / "mnre"
+
+
+@pytest.mark.skipif(not MNRE.is_dir(), reason="../shared/data/mnre not present")
+def test_marker_init_pieces_never_occur_in_mnre_text_or_captions():
+    from mmre_cli.learn.finetune import _SPECIAL_INIT
+
+    files = sorted((MNRE / "v2_text").glob("ours_*.txt")) + sorted((MNRE / "v2_captions").glob("*.txt"))
+    assert files
+    for f in files:
+        text = f.read_text(encoding="utf-8", errors="replace")
+        for piece in _SPECIAL_INIT:
+            assert piece not in text, f"{piece!r} occurs in {f.name}"
+
+
+# -------------------------------------------------------------------------------------------------
+# readout "markers", captions through their own pass, relations as text
+
+
+def test_markers_readout_has_no_graph_and_ignores_node_features(tiny):
+    model = _hf_model(tiny, readout="markers", caption_tokens=0, loss="ce+negative_learning").eval()
+    assert model.gnn is None and model.branch_heads is None and model.config["loss"] == "ce"
+    batch = next(iter(DataLoader(captioned(4, seed=1, dim=32), batch_size=4)))
+    noisy = batch.clone()
+    noisy.x = torch.randn_like(noisy.x)
+    with torch.no_grad():
+        assert torch.allclose(model(batch), model(noisy))  # the graph's features play no part
+    model.train()
+    model(batch).sum().backward()
+    assert model.encoder.transformer.get_input_embeddings().weight.grad is not None
+
+
+def test_caption_pass_reads_the_caption_apart_and_caches_it(tiny):
+    model = _hf_model(tiny, caption_tokens=0, caption_pass=16).eval()
+    data = captioned(1, seed=2, dim=32)[0]
+    other = data.clone()
+    data.caption, other.caption = "a man holds a trophy on a stage", "a crowd in a stadium"
+    with torch.no_grad():
+        a, b = model(data), model(other)
+        assert not torch.allclose(a, b)
+        assert set(model.caption_reader._cache) == {data.caption, other.caption}
+        # the sentence encoding does not see the caption: the marker states are the same
+        run_a, m_a = model.readout_inputs(data)
+        run_b, m_b = model.readout_inputs(other)
+        d = 2 * model.encoder.dim
+        assert torch.allclose(m_a[:, :d], m_b[:, :d]) and not torch.allclose(m_a[:, d:], m_b[:, d:])
+    # no state of the frozen copy enters the checkpoint, and training does not move it
+    assert not any("caption_reader" in k for k in model.state_dict())
+    before = [p.clone() for p in model.caption_reader.network.parameters()]
+    model.train()
+    model(DataLoader(captioned(4, seed=3, dim=32), batch_size=4).__iter__().__next__()).sum().backward()
+    assert all(p.grad is None for p in model.caption_reader.network.parameters())
+    assert all(torch.equal(p, q) for p, q in zip(before, model.caption_reader.network.parameters()))
+    assert model.caption_fusion.gate.weight.grad is not None
+
+
+def test_caption_match_flags_mark_head_and_tail_words(tiny):
+    from mmre_cli.learn.caption_fusion import entity_words
+
+    model = _hf_model(tiny, caption_tokens=0, caption_pass=32).eval()
+    reader = model.caption_reader
+    words = ["Alice", "met", "Bob", "in", "Paris", "."]
+    heads, tails = [entity_words(words, (0, 1))], [entity_words(words, (2, 3))]
+    states, mask, match = reader.read(["alice holds a trophy with bob"], heads, tails)
+    pieces = [w for w, m in zip(reader.tokenizer.texts(["alice holds a trophy with bob"], 32)[1][0], mask[0]) if m]
+    got = {w: int(m) for w, m, k in zip(reader.tokenizer.texts(["alice holds a trophy with bob"], 32)[1][0],
+                                        match[0].tolist(), mask[0].tolist()) if k}
+    assert got["alice"] == 1 and got["bob"] == 2 and got["holds"] == 0 and pieces
+    _, mask, match = reader.read([None], heads, tails)
+    assert not mask.any() and not match.any()
+    assert entity_words(["@The", "#Beatles", "a"], (0, 3)) == {"beatles"}
+
+
+def test_caption_pass_round_trips_through_a_checkpoint(tiny, tmp_path):
+    model = _hf_model(tiny, caption_tokens=0, caption_pass=16, relation_descriptions=["none", "a b", "c d"]).eval()
+    save_checkpoint(tmp_path, "model", model, {"labels": ["None", "x", "y"]})
+    loaded, meta = load_checkpoint(tmp_path, "model")
+    loaded.eval()
+    batch = next(iter(DataLoader(captioned(4, seed=4, dim=32), batch_size=4)))
+    with torch.no_grad():
+        assert torch.allclose(model(batch), loaded(batch), atol=1e-5)
+    assert meta["model_kwargs"]["caption_pass"] == 16
+
+
+def test_relation_text_head_scores_against_encoded_descriptions(tiny):
+    from mmre_cli.learn.relation_text import RelationTextHead, describe
+
+    model = _hf_model(tiny, relation_descriptions=["no relation", "a teacher of", "a captain of"]).eval()
+    assert isinstance(model.classifier[-1], RelationTextHead)
+    batch = next(iter(DataLoader(captioned(4, seed=1, dim=32), batch_size=4)))
+    with torch.no_grad():
+        base = model(batch)
+        model.descriptions = ["no relation", "a captain of", "a teacher of"]  # swapped texts swap the columns
+        swapped = model(batch)
+    bias = model.classifier[-1].bias.detach()
+    assert torch.allclose(base[:, 1] - bias[1], swapped[:, 2] - bias[2], atol=1e-5)
+    model.train()
+    model.descriptions = ["no relation", "a teacher of", "a captain of"]
+    model(batch).sum().backward()
+    assert model.encoder.transformer.layers[-1].parameters().__next__().grad is not None
+    assert describe("/per/loc/place_of_birth").startswith("the head person was born")
+    assert describe("/org/per/founded_by") == "organization person founded by"
+    with pytest.raises(ValueError):
+        _hf_model(tiny, relation_descriptions=["only one"])

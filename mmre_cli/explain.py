@@ -244,7 +244,8 @@ def _spread_row(pos: dict, wanted: list[tuple[float, int]], y: float, width: flo
 def draw_explanation(path: str | Path, *, cmg: Graph, refined: Graph | None, image: str | Path | None,
                      relation: str, probability: float, top3: Sequence[tuple[str, float]] = (),
                      head: str | None = None, tail: str | None = None, image_note: str | None = None,
-                     max_tokens: int = 14, max_label: int = 18, dpi: int = 130, attribution=None) -> Path:
+                     max_tokens: int = 14, max_label: int = 18, dpi: int = 130, attribution=None,
+                     image_name: str | None = None) -> Path:
     """Draw the explanation of one prediction to ``path`` (``.png`` or ``.svg``).
 
     Args:
@@ -265,6 +266,8 @@ def draw_explanation(path: str | Path, *, cmg: Graph, refined: Graph | None, ima
             prediction), kept/added edge width = its magnitude, the top-5 evidence nodes are
             listed under the title, and word-piece importances (fine-tuned encoder) are drawn as a
             highlighted line of text at the bottom.
+        image_name: how the image is titled (default: its file name; ``mmre serve`` gives the
+            upload's own name, never its temp file's).
 
     Returns:
         ``Path(path)``.
@@ -317,7 +320,7 @@ def draw_explanation(path: str | Path, *, cmg: Graph, refined: Graph | None, ima
                         fontsize=8, va="top", color="white", bbox={"facecolor": colour, "alpha": 0.4 if gone else 0.85,
                                                                      "pad": 1.5, "linewidth": 0})
         n_obj = sum(1 for i in objects if g.node_kind[i] == _OBJECT)
-        ax_img.set_title(f"{Path(image).name}  ({n_obj} object box{'es' if n_obj != 1 else ''})", fontsize=10)
+        ax_img.set_title(f"{image_name or Path(image).name}  ({n_obj} object box{'es' if n_obj != 1 else ''})", fontsize=10)
         ax_img.set_xticks([])
         ax_img.set_yticks([])
         if image_note:

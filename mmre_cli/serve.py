@@ -9,7 +9,10 @@ Routes:
   lines (``text``, ``head``, ``tail`` as words or token spans ``[start, end]``, ``caption``,
   ``image`` = a sample's name from ``GET /samples``, or ``image_b64`` = the file's bytes in
   base64), ``?explain=1`` adds the picture of the first input's most probable non-None pair as a
-  PNG data URL. Answers ``{"predictions": [...], "explanation": ...}`` with the ``--json`` fields.
+  PNG data URL. Answers ``{"predictions": [...], "explanation": ..., "warnings": [...]}`` with the
+  ``--json`` fields; a prediction's ``image`` is the sample's name, or the upload's (``"upload"``
+  for ``image_b64``), never a path on the server; ``warnings`` are the predictor's notes for
+  this request (e.g. that a caption model got no caption and the server has no captioner).
 * ``POST /predict/form`` — the page's multipart form (``image`` file, ``sample``, ``text``,
   ``head``, ``tail``, ``caption``), always with the explanation.
 * ``GET /samples`` — the sample images the page offers; ``GET /samples/{name}`` one of them.
@@ -19,7 +22,9 @@ The models load once, at start; requests are predicted one at a time (a lock: to
 uses the cores). Requests are bounded — :data:`LIMITS`: body bytes, image bytes, text and
 caption characters, inputs per request, and the model's own pixel limit — and a bad request is a
 4xx answer with ``{"error": "..."}``, never the end of the server: every error inside a request
-is caught and answered (500 with its one-line reason for a bug).
+is caught and answered (500 with its one-line reason for a bug). Every error has that shape, an
+unknown route (404), a wrong method (405) and a bad query parameter (422) included, and names
+the API's fields (``head``), never the command line's options (``--head``) or server paths.
 """
 
 # no `from __future__ import annotations`: FastAPI reads the route signatures (Request) at runtime
@@ -63,19 +68,34 @@ class Service:
         self.samples = samples
         self.workdir = workdir
         self.lock = threading.Lock()
+        predictor.captioner_hint = "the server has none: start mmre serve with --captioner MODEL or $MMRE_CAPTIONER"
 
-    def _image(self, record: dict, index: int) -> Path | None:
+    def hide_paths(self, message: str, shown: dict[str, str]) -> str:
+        """``message`` with every server path of a request's images replaced by the name the
+        client knows (``shown``: path → name), and no path of the server's temp folder."""
+        for path in sorted(shown, key=len, reverse=True):
+            message = message.replace(path, shown[path])
+        return message.replace(str(self.workdir) + "/", "")
+
+    def _image(self, record: dict, index: int, shown: dict[str, str], upload_name: str | None = None) -> Path | None:
+        """The image of one input; ``shown`` learns what the client calls it (by server path)."""
+
+        def named(path: Path, name: str) -> Path:
+            for p in {str(path), str(Path(path).resolve())}:
+                shown[p] = name
+            return path
+
         if record.get("image_b64"):
             try:
                 data = base64.b64decode(str(record["image_b64"]), validate=True)
             except (binascii.Error, ValueError):
                 raise BadRequest(f"input {index}: image_b64 is not base64") from None
-            return self._save_upload(data, index)
+            return named(self._save_upload(data, index), upload_name or "upload")
         name = record.get("image")
         if name:
             if name not in self.samples:
                 raise BadRequest(f"input {index}: unknown sample image {name!r} (see GET /samples)")
-            return self.samples[name]
+            return named(self.samples[name], name)
         return None
 
     def _save_upload(self, data: bytes, index: int) -> Path:
@@ -89,8 +109,9 @@ class Service:
             f.write(data)
         return Path(f.name)
 
-    def queries(self, records: list[dict]):
-        """Check the records (types, bounds) and turn them into predict queries."""
+    def queries(self, records: list[dict], shown: dict[str, str], upload_name: str | None = None):
+        """Check the records (types, bounds) and turn them into predict queries (``upload_name``:
+        what the page's uploaded file was called)."""
         from mmre_cli.errors import InputError
         from stages.predict import query_from_record
 
@@ -121,37 +142,55 @@ class Service:
                 query = query_from_record(words, where=f"input {i}" if len(records) > 1 else "")
             except InputError as err:
                 raise BadRequest(f"input {i}: {err.reason}") from None
-            query.image = self._image(rec, i)
+            query.image = self._image(rec, i, shown, upload_name)
             out.append(query)
         return out
 
-    def predict(self, records: list[dict], explain: bool) -> dict:
+    def predict(self, records: list[dict], explain: bool, upload_name: str | None = None) -> dict:
         from mmre_cli.errors import MmreError
+        from mmre_cli.reporting import NullReporter
         from stages.predict import check_query, explain as draw
 
-        queries = self.queries(records)
+        shown: dict[str, str] = {}  # server path -> the name the client knows
         try:
+            queries = self.queries(records, shown, upload_name)
             for q in queries:
                 check_query(q, self.predictor.max_pixels)
             with self.lock:
-                results = self.predictor.predict(queries, keep_graphs=explain)
-                picture = None
-                if explain and results:
-                    first = [r for r in results if r.where == queries[0].where] or results
-                    png = Path(tempfile.mkstemp(dir=self.workdir, suffix=".png")[1])
-                    try:
-                        pick = draw(self.predictor, first, png)
-                        picture = {"head": pick.head, "tail": pick.tail, "relation": pick.relation,
-                                   "png": "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode()}
-                    finally:
-                        png.unlink(missing_ok=True)
+                notes, kept = NullReporter(), self.predictor.reporter  # this request's warnings, for its answer
+                self.predictor.reporter = notes
+                try:
+                    results = self.predictor.predict(queries, keep_graphs=explain)
+                    picture = None
+                    if explain and results:
+                        first = [r for r in results if r.where == queries[0].where] or results
+                        png = Path(tempfile.mkstemp(dir=self.workdir, suffix=".png")[1])
+                        try:
+                            image = first[0].image
+                            pick = draw(self.predictor, first, png,
+                                        image_name=None if image is None else self.hide_paths(str(image), shown))
+                            picture = {"head": pick.head, "tail": pick.tail, "relation": pick.relation,
+                                       "png": "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode()}
+                        finally:
+                            png.unlink(missing_ok=True)
+                finally:
+                    self.predictor.reporter = kept
+            predictions = []
+            for r in results:
+                line = r.to_json()
+                if line["image"] is not None:
+                    line["image"] = self.hide_paths(line["image"], shown)
+                predictions.append(line)
+            return {"predictions": predictions, "explanation": picture,
+                    "warnings": [self.hide_paths(w, shown) for w in notes.warnings]}
         except MmreError as err:  # bad input found by the predictor: the user's to fix
-            raise BadRequest(str(err).replace(str(self.workdir) + "/", "")) from None
+            raise BadRequest(self.hide_paths(str(err), shown)) from None
+        except BadRequest as err:
+            raise BadRequest(self.hide_paths(str(err), shown), err.status) from None
         finally:
-            for q in queries:
-                if q.image is not None and Path(q.image).suffix == ".upload":
-                    Path(q.image).unlink(missing_ok=True)
-        return {"predictions": [r.to_json() for r in results], "explanation": picture}
+            for path in shown:
+                if path.endswith(".upload"):
+                    Path(path).unlink(missing_ok=True)
 
 
 def create_app(model: Path, *, samples: Path | None = None, predictor=None, captioner: str | None = None):
@@ -167,6 +206,23 @@ def create_app(model: Path, *, samples: Path | None = None, predictor=None, capt
     service = Service(predictor, _sample_images(samples), workdir)
     app = FastAPI(title="mmre", docs_url=None, redoc_url=None, openapi_url=None)
 
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        """FastAPI's own answers (404 unknown route, 405 wrong method) in the API's error shape."""
+        message = {404: f"no such route: {request.method} {request.url.path} (see GET /, POST /predict, "
+                        "GET /samples, GET /health)",
+                   405: f"{request.method} is not allowed on {request.url.path}"}.get(exc.status_code, str(exc.detail))
+        return JSONResponse({"error": message}, exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg', '')}"
+                             for e in exc.errors())
+        return JSONResponse({"error": f"bad request parameters ({problems})"}, 422)
+
     @app.middleware("http")
     async def bounded(request: Request, call_next):
         size = request.headers.get("content-length")
@@ -177,9 +233,9 @@ def create_app(model: Path, *, samples: Path | None = None, predictor=None, capt
         except Exception as err:  # noqa: BLE001 - a bug must not take the server down
             return JSONResponse({"error": f"internal error: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"}, 500)
 
-    def answer(records: list[dict], explain: bool) -> JSONResponse:
+    def answer(records: list[dict], explain: bool, upload_name: str | None = None) -> JSONResponse:
         try:
-            return JSONResponse(service.predict(records, explain))
+            return JSONResponse(service.predict(records, explain, upload_name))
         except BadRequest as err:
             return JSONResponse({"error": str(err)}, err.status)
 
@@ -225,12 +281,14 @@ def create_app(model: Path, *, samples: Path | None = None, predictor=None, capt
             return JSONResponse({"error": "could not read the form"}, 400)
         record: dict = {k: str(form.get(k) or "") for k in ("text", "head", "tail", "caption")}
         upload = form.get("image")
+        name = None
         if upload is not None and hasattr(upload, "read") and getattr(upload, "filename", ""):
             data = await upload.read(LIMITS["image_bytes"] + 1)
             record["image_b64"] = base64.b64encode(data).decode()
+            name = Path(str(upload.filename).replace("\\", "/")).name[:100] or "upload"  # its own name, no folder
         elif form.get("sample"):
             record["image"] = str(form.get("sample"))
-        return answer([{k: v for k, v in record.items() if v != ""}], True)
+        return answer([{k: v for k, v in record.items() if v != ""}], True, name)
 
     return app
 
@@ -253,7 +311,10 @@ _PAGE = """<!doctype html>
  textarea{height:60px} button{padding:8px 18px;font:inherit;cursor:pointer}
  .hint{color:#777;font-size:.85em} #error{color:#b00020;font-weight:600;margin:10px 0}
  table{border-collapse:collapse;margin:12px 0} td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}
- th{background:#f3f3f3} img#explanation{max-width:100%;border:1px solid #ddd;margin-top:10px}
+ th{background:#f3f3f3}
+ .picture{overflow-x:auto;margin-top:10px;border:1px solid #ddd}
+ img#explanation{display:block;max-width:none;cursor:zoom-out} img#explanation.fit{max-width:100%;cursor:zoom-in}
+ #warnings{color:#8a5a00;margin:10px 0}
  #status{color:#555}
 </style></head><body>
 <h1>mmre</h1><p class="sub">Relation between two entities of a sentence, with its image. Model: <code>{{model}}</code></p>
@@ -269,14 +330,15 @@ _PAGE = """<!doctype html>
  <span></span><div><button type="submit" id="go">Predict</button> <span id="status"></span></div>
 </form>
 <div id="error" role="alert"></div>
+<div id="warnings"></div>
 <div id="result"></div>
 <script>
 const form = document.getElementById('form');
 form.addEventListener('submit', async (ev) => {
   ev.preventDefault();
   const err = document.getElementById('error'), res = document.getElementById('result');
-  const status = document.getElementById('status');
-  err.textContent = ''; res.innerHTML = ''; status.textContent = 'predicting…';
+  const status = document.getElementById('status'), warn = document.getElementById('warnings');
+  err.textContent = ''; res.innerHTML = ''; warn.textContent = ''; status.textContent = 'predicting…';
   try {
     const r = await fetch('predict/form', {method: 'POST', body: new FormData(form)});
     const data = await r.json();
@@ -293,10 +355,16 @@ form.addEventListener('submit', async (ev) => {
       tr.children[1].className = 'relation'; table.appendChild(tr);
     }
     res.appendChild(table);
-    if (data.explanation) {
+    for (const w of data.warnings || []) {
+      const p = document.createElement('div'); p.className = 'warning'; p.textContent = 'note: ' + w; warn.appendChild(p);
+    }
+    if (data.explanation) {  // at its own size (the labels stay readable), scrolled sideways; a click fits it
+      const box = document.createElement('div'); box.className = 'picture';
       const img = document.createElement('img'); img.id = 'explanation';
       img.alt = 'explanation of ' + data.explanation.head + ' → ' + data.explanation.tail;
-      img.src = data.explanation.png; res.appendChild(img);
+      img.title = 'click to fit the page / to see it at full size';
+      img.addEventListener('click', () => img.classList.toggle('fit'));
+      img.src = data.explanation.png; box.appendChild(img); res.appendChild(box);
     }
   } catch (e) { status.textContent = ''; err.textContent = 'request failed: ' + e; }
 });

@@ -71,7 +71,14 @@ class Query:
     #: ``"head": [s, e]``); when set they are used as they are, ``head``/``tail`` keep their words
     head_span: tuple[int, int] | None = None
     tail_span: tuple[int, int] | None = None
+    #: made from a record (a ``--batch`` line, a ``mmre serve`` input): messages name its
+    #: fields (``head``, ``"caption"``), not the command's options (``--head``, ``--image-caption``)
+    from_record: bool = False
     checked: bool = field(default=False, repr=False)
+
+    def names(self) -> tuple[str, str]:
+        """How messages name the head and the tail: the record's fields or the options."""
+        return ("head", "tail") if self.from_record else ("--head", "--tail")
 
 
 @dataclass
@@ -239,7 +246,8 @@ def query_from_record(record: dict, where: str = "", image_base: Path | None = N
         if not image_path.is_absolute() and image_base is not None:
             image_path = Path(image_base) / image_path
     return Query(text=record["text"], image=image_path, head=record.get("head"), tail=record.get("tail"),
-                 caption=record.get("caption"), where=where, head_span=spans.get("head"), tail_span=spans.get("tail"))
+                 caption=record.get("caption"), where=where, head_span=spans.get("head"), tail_span=spans.get("tail"),
+                 from_record=True)
 
 
 @dataclass
@@ -318,9 +326,9 @@ def check_query(query: Query, max_pixels: int | None) -> None:
     if not str(query.text or "").strip():
         raise InputError(f"{where}the text is empty")
     if (query.head is None) != (query.tail is None):
-        raise InputError(f"{where}give both --head and --tail, or neither (then spaCy's entities are paired)")
+        raise InputError(f"{where}give both {' and '.join(query.names())}, or neither (then spaCy's entities are paired)")
     folded = " ".join(query.text.split()).casefold()
-    for flag, name in (("--head", query.head), ("--tail", query.tail)):
+    for flag, name in zip(query.names(), (query.head, query.tail)):
         if name is not None and not name.strip():
             raise InputError(f"{where}{flag} is empty")
         # not even a substring: it cannot be a token span either (the token check needs spaCy,
@@ -332,7 +340,7 @@ def check_query(query: Query, max_pixels: int | None) -> None:
         # the same words as head and tail need two places in the text (the tail is looked for
         # away from the head); found once, no tokenizer can make it a pair
         if same == " ".join(query.tail.split()).casefold() and folded.count(same) < 2:
-            raise InputError(f"{where}--head and --tail name the same words ({query.head!r})")
+            raise InputError(f"{where}{' and '.join(query.names())} name the same words ({query.head!r})")
     if query.image is not None:
         path = Path(query.image).expanduser()
         try:
@@ -414,6 +422,8 @@ class Predictor:
         from mmre_cli.features.captioner import captioner_source
 
         self.captioner_source = captioner_source(captioner, self.params) if self.captions else None
+        #: how a message says to set a captioner (``mmre serve`` words it for its API clients)
+        self.captioner_hint = "--captioner MODEL, $MMRE_CAPTIONER"
         self._captioner = None
         cpu_threads()
         self._load()
@@ -503,16 +513,18 @@ class Predictor:
             doc = self.nlp.make_doc(text)
             tokens = [t.text for t in doc]
             spans = []
-            for flag, name in (("--head", query.head), ("--tail", query.tail)):
+            for flag, name in zip(query.names(), (query.head, query.tail)):
                 words = [t.text for t in self.nlp.make_doc(" ".join(name.split()))]
                 span = _find_span(tokens, words, avoid=spans[0] if spans else None)
                 if span is None:
                     raise InputError(f"{where}{flag} {name!r} is not in the text (tokens: {' '.join(tokens)})")
                 spans.append(span)
             if spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1]:
-                raise InputError(f"{where}--tail {query.tail!r} occurs only inside --head {query.head!r}; in --batch "
-                                 "give token spans (\"head\": [start, end])" if spans[0] != spans[1] else
-                                 f"{where}--head and --tail name the same words ({query.head!r})")
+                head_flag, tail_flag = query.names()
+                raise InputError(f"{where}{tail_flag} {query.tail!r} occurs only inside {head_flag} {query.head!r}; "
+                                 + ("give" if query.from_record else "in --batch give")
+                                 + " token spans (\"head\": [start, end])" if spans[0] != spans[1] else
+                                 f"{where}{head_flag} and {tail_flag} name the same words ({query.head!r})")
             pairs, source = [tuple(spans)], "given"
         else:
             doc = self.ner(text)
@@ -532,7 +544,7 @@ class Predictor:
             if not pairs:
                 found = ", ".join(f"{doc[s:e].text!r}" for s, e in ents) or "none"
                 raise NoPairs(f"{where}spaCy found fewer than two named entities (found: {found}); "
-                              "pass --head and --tail")
+                              f"give {' and '.join(query.names())}")
         caption = " ".join(str(query.caption or "").split()) or None
         if caption and not self.captions:
             self._note("uncaptioned_model", f"{where}this model was trained without captions; the caption is ignored")
@@ -541,9 +553,10 @@ class Predictor:
             caption = self.caption_image(image)
             self.reporter.info(f"{where}caption by {self.captioner_source}: {caption!r}")
         if self.captions and not caption:
-            self._note("no_caption", f"{where}this model was trained with captions as the image's view but none was "
-                       "given (--image-caption / \"caption\") and no captioner is set (--captioner MODEL, "
-                       "$MMRE_CAPTIONER); predicting from the text alone")
+            given = "\"caption\"" if query.from_record else "--image-caption"
+            self._note("no_caption", f"{where}this model was trained with captions as the image's view but no "
+                       f"caption was given ({given}) and no captioner is set ({self.captioner_hint}); predicting "
+                       "from the text alone")
         img_id = None
         if image is not None:
             # one owner per (image, caption): two captions of one image are two different views
@@ -665,10 +678,12 @@ class Predictor:
         return out
 
 
-def explain(predictor: Predictor, results: list[Prediction], path: str | Path) -> Prediction:
+def explain(predictor: Predictor, results: list[Prediction], path: str | Path,
+            image_name: str | None = None) -> Prediction:
     """Draw the explanation of one of ``results`` (predicted with ``keep_graphs=True``) to ``path``:
     the most probable non-``None`` prediction, else the first, with the Integrated-Gradients
-    attribution of its class (:mod:`mmre_cli.attribution`). Returns the one drawn."""
+    attribution of its class (:mod:`mmre_cli.attribution`). ``image_name`` titles the image
+    (default: its file name). Returns the one drawn."""
     from mmre_cli.explain import draw_explanation
 
     none = predictor.pipeline["labels"][int(predictor.pipeline["none_id"])]
@@ -680,7 +695,7 @@ def explain(predictor: Predictor, results: list[Prediction], path: str | Path) -
     attribution = attribute(predictor.model, pick.refined, target=predictor.labels.index(pick.relation))
     draw_explanation(path, cmg=pick.cmg, refined=pick.refined, image=pick.image, relation=pick.relation,
                      probability=pick.probability, top3=pick.top3, head=pick.head, tail=pick.tail, image_note=note,
-                     attribution=attribution)
+                     attribution=attribution, image_name=image_name)
     return pick
 
 

@@ -36,6 +36,41 @@ def serve(
     if samples is None:
         shipped = Path(__file__).resolve().parents[2] / "data" / "sample" / "img_org"
         samples = shipped if shipped.is_dir() else None
+    sock = listen(host, port)  # a busy port is refused before the model loads
     app = create_app(model, samples=samples, captioner=captioner)
-    stderr.print(f"mmre serve: {model} on http://{host}:{port}/ (Ctrl+C stops)", highlight=False, soft_wrap=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    shown = f"[{host}]" if ":" in host else host
+    stderr.print(f"mmre serve: {model} on http://{shown}:{port}/ (Ctrl+C stops)", highlight=False, soft_wrap=True)
+    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run(sockets=[sock])
+
+
+def listen(host: str, port: int):
+    """A socket listening on ``host:port`` (as uvicorn binds one: SO_REUSEADDR), or one clear
+    :class:`~mmre_cli.errors.MmreError` (exit 2): the port is in use, the address is not this
+    machine's, a port below 1024 without the right."""
+    import errno
+    import socket
+
+    from mmre_cli.errors import MmreError
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as err:
+        raise MmreError(f"--host {host}: not an address this machine can serve on ({err.strerror})") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as err:
+        sock.close()
+        if err.errno == errno.EADDRINUSE:
+            raise MmreError(f"port {port} on {host} is already in use (another server is listening there); "
+                            "stop it or pick another with --port") from None
+        if err.errno in (errno.EACCES, errno.EPERM):
+            raise MmreError(f"port {port} on {host}: permission denied (ports below 1024 need privileges); "
+                            "pick another with --port") from None
+        if err.errno == errno.EADDRNOTAVAIL:
+            raise MmreError(f"--host {host}: not an address of this machine") from None
+        raise MmreError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
+    return sock

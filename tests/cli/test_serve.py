@@ -145,3 +145,80 @@ def test_the_page_in_a_browser_predicts_and_shows_a_bad_upload(server, tmp_path)
         # and the server still answers
         d.get(server + "health")
         assert '"ok":true' in d.page_source.replace(" ", "")
+
+
+# -- issue 24: one error shape, no server paths, the API's own words, warnings to the client ------
+
+
+@pytest.mark.parametrize("method, route, status", [("get", "/nope", 404), ("delete", "/predict", 405),
+                                                   ("post", "/predict?explain=maybe", 422)])
+def test_fastapis_own_errors_have_the_apis_error_shape(client, method, route, status):
+    r = getattr(client, method)(route)
+    assert r.status_code == status, r.text
+    assert set(r.json()) == {"error"} and r.json()["error"], r.text
+
+
+def test_answers_name_images_as_the_client_does_never_by_server_path(client, app):
+    data = base64.b64encode((SAMPLE / "img_org" / "val" / "sample_val_002.png").read_bytes()).decode()
+    r = client.post("/predict", json=[_line(2), {**_line(3), "image": None, "image_b64": data}])
+    assert r.status_code == 200, r.text
+    assert [p["image"] for p in r.json()["predictions"]] == [_line(2)["image"], "upload"]
+    upload = {"image": ("my photo.png", (SAMPLE / "img_org" / "val" / "sample_val_002.png").read_bytes(), "image/png")}
+    form = client.post("/predict/form", data={k: _line(2)[k] for k in ("text", "head", "tail", "caption")}, files=upload)
+    assert form.status_code == 200, form.text
+    assert form.json()["predictions"][0]["image"] == "my photo.png"
+    bad = client.post("/predict", json={"text": "Ann met Bob", "image_b64": base64.b64encode(b"not an image").decode()})
+    assert bad.status_code == 400 and bad.json()["error"].startswith("upload: not an image"), bad.text
+    for text in (r.text, form.text, bad.text):
+        assert "/tmp" not in text and ".upload" not in text and str(SAMPLE) not in text
+
+
+def test_the_explanation_is_titled_with_the_uploads_own_name(client, monkeypatch):
+    import mmre_cli.explain as explain
+
+    seen = {}
+    original = explain.draw_explanation
+
+    def spy(path, **kwargs):
+        seen.update(kwargs)
+        return original(path, **kwargs)
+
+    monkeypatch.setattr(explain, "draw_explanation", spy)
+    upload = {"image": ("my photo.png", (SAMPLE / "img_org" / "val" / "sample_val_002.png").read_bytes(), "image/png")}
+    r = client.post("/predict/form", data={k: _line(2)[k] for k in ("text", "head", "tail", "caption")}, files=upload)
+    assert r.status_code == 200, r.text
+    assert seen["image_name"] == "my photo.png"
+
+
+def test_errors_name_the_apis_fields_not_the_clis_options(client):
+    for payload, words in (({"text": "Ann met Bob", "head": "Ann"}, "give both head and tail"),
+                           ({"text": "Ann met Bob", "head": "Ann", "tail": "Zed"}, "tail 'Zed' is not in the text"),
+                           ({"text": "the weather is nice today"}, "give head and tail")):
+        r = client.post("/predict", json=payload)
+        assert r.status_code == 400 and words in r.json()["error"], r.text
+        assert "--" not in r.json()["error"], r.text
+
+
+def test_the_no_caption_warning_reaches_the_client(client):
+    r = client.post("/predict", json={k: v for k, v in _line(0).items() if k != "caption"})
+    assert r.status_code == 200, r.text
+    (warning,) = r.json()["warnings"]
+    assert "no caption was given (\"caption\")" in warning and "--image-caption" not in warning
+    assert client.post("/predict", json=_line(0)).json()["warnings"] == []
+
+
+def test_a_busy_port_is_one_error_line_and_exit_2_before_the_model_loads(tmp_path):
+    from typer.testing import CliRunner
+
+    from mmre_cli.cli.app import app as cli
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        # no model folder there: the port is refused before the model would be looked for
+        result = CliRunner().invoke(cli, ["serve", "--model", str(tmp_path / "no-model"), "--port", str(port)])
+    assert result.exit_code == 2, result.output
+    assert result.stdout == "" and "http://" not in result.stderr
+    assert result.stderr.splitlines() == [f"error: port {port} on 127.0.0.1 is already in use (another server is "
+                                          "listening there); stop it or pick another with --port"]

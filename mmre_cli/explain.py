@@ -9,13 +9,19 @@ One matplotlib figure, two panels:
   entities and noun phrases above their tokens, caption phrases above them, visual nodes on
   top), showing what the editor and diffusion did to it:
 
-  - node fill = modality (text / caption / visual); node size grows with the diffused
+  - node fill = modality (text / caption / visual), or, with an attribution, its sign and
+    size only (red for the prediction, blue against); node size grows with the diffused
     relevance ``v`` (``meta["relevance"]``), nodes the editor deleted are faded and crossed;
-  - the head and the tail have a thick outline and are labelled HEAD / TAIL;
+  - the head and the tail have a thick black outline and are labelled HEAD / TAIL (red and blue
+    mean for/against only, never head/tail);
   - kept edges are solid, their width is the final edge weight ``w_ij = (v_i + v_j)/2``;
     edges the editor added are green; edges diffusion pruned are dashed grey; edges the editor
-    deleted are dotted and faint;
-  - title: the predicted relation and its probability, the runners-up below it.
+    deleted are dotted and faint; an edge label that would overlap a node or another label
+    is left out;
+  - rows are named in the margin (tokens, entities / phrases, caption, visual), never among
+    the nodes;
+  - title: the predicted relation and its probability in %, the runners-up below it; IG
+    importances are in logits of the predicted class, edge similarities are cosines.
 
 A long sentence is cut down: beyond ``max_tokens`` token nodes only the tokens adjacent to the
 head/tail (and to their tokens) are drawn, and the legend says how many were left out. Node
@@ -39,7 +45,11 @@ import numpy as np
 from mmre_cli.graphs.graph import EDGE_ATTR_COLUMNS, EDGE_TYPES, MODALITIES, NODE_KINDS, ROLE_HEAD, ROLE_TAIL, Graph
 
 MODALITY_COLOURS = {"text": "#9ecae1", "visual": "#fdae6b", "caption": "#c9b3e6"}
-HEAD_COLOUR, TAIL_COLOUR = "#c0392b", "#1f3b73"
+#: the outline of the HEAD and TAIL nodes and boxes: black, so that red and blue keep one meaning
+#: (an attribution's for / against); the labels HEAD / TAIL say which is which
+HEAD_COLOUR = TAIL_COLOUR = ROLE_COLOUR = "#111111"
+#: the cross over a node the editor deleted (grey: not a colour of the attribution scale)
+CROSS_COLOUR = "#555555"
 ADDED_COLOUR, KEPT_COLOUR, PRUNED_COLOUR, DELETED_COLOUR = "#2ca02c", "#4a4a4a", "#9a9a9a", "#c8c8c8"
 _TOKEN, _ENTITY, _NP, _IMAGE, _OBJECT, _CAPTION = (NODE_KINDS.index(k) for k in NODE_KINDS)
 
@@ -133,7 +143,7 @@ def _importance_colour(value: float, scale: float):
     from matplotlib import colormaps
 
     t = 0.0 if scale <= 0 or not np.isfinite(value) else float(np.clip(value / scale, -1.0, 1.0))
-    return colormaps["RdBu_r"](0.5 + 0.42 * t)
+    return colormaps["RdBu_r"](0.5 + 0.33 * t)  # at most a middle red / blue: black text stays readable on it
 
 
 def _draw_pieces(fig, pieces: list[tuple[str, float]], width: float = 0.96) -> None:
@@ -211,10 +221,11 @@ def _bend(pa: tuple[float, float], pb: tuple[float, float]) -> float:
 
 
 def _edge_label(info: dict, g: Graph, a: int, b: int) -> str:
-    """A short label: the dependency / caption connector, or ``sim 0.42`` for cross-modal edges."""
+    """A short label: the dependency / caption connector, or ``cos 0.42`` (the cosine similarity
+    of the two nodes' embeddings) for cross-modal edges."""
     etype = info["type"]
     if etype in ("similar", "added"):
-        return f"{'sim' if etype == 'similar' else 'added'} {info.get('cosine', info['weight']):.2f}"
+        return f"{'cos' if etype == 'similar' else 'added, cos'} {info.get('cosine', info['weight']):.2f}"
     if etype == "cooccur":
         return "same word"
     if etype == "dep":
@@ -239,6 +250,47 @@ def _spread_row(pos: dict, wanted: list[tuple[float, int]], y: float, width: flo
     shift = max(0.0, xs[-1] - (width + 0.5)) / 2
     for (x, i), px in zip(wanted, xs):
         pos[i] = (px - shift, y + (0.18 if len(wanted) > 6 and wanted.index((x, i)) % 2 else 0.0))
+
+
+def _place_edge_labels(fig, ax, pos: dict, edge_labels: list, nodes: list[tuple[tuple[float, float], float]],
+                       texts: list) -> None:
+    """Draw each edge label at its edge's middle unless its box would overlap a node, a node's
+    label or an edge label already drawn (then it is left out: a hidden label beats two that
+    cannot be read). Positions are taken after the layout is final (``draw_without_rendering``);
+    the labels stay out of the layout so it does not move again."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.transforms import Bbox
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw_without_rendering()
+    px_per_pt = fig.dpi / 72.0
+    taken = [t.get_window_extent(renderer).expanded(1.02, 1.05) for t in texts]
+    for (x, y), size in nodes:  # a node's marker: a square of its diameter (size is in points²)
+        cx, cy = ax.transData.transform((x, y))
+        r = np.sqrt(size) * px_per_pt / 2
+        taken.append(Bbox.from_extents(cx - r, cy - r, cx + r, cy + r))
+    for (a, b, rad), label, colour in edge_labels:
+        pa, pb = ax.transData.transform(pos[a]), ax.transData.transform(pos[b])
+        d = pb - pa
+        if rad != 0.0:  # the arc's midpoint: halfway between the chord's midpoint and arc3's control point
+            spots = [(pa + pb) / 2 + rad * np.array([d[1], -d[0]]) / 2]
+        else:  # straight edges: a little nearer the upper end, where fewer labels sit; else the middle,
+            upper, lower = (pa, pb) if pa[1] > pb[1] else (pb, pa)  # else just above or below it
+            mid = lower + 0.5 * (upper - lower)
+            spots = [lower + 0.62 * (upper - lower), mid, lower + 0.38 * (upper - lower)]
+            if abs(d[1]) < 1.0:  # along a row: above the line, clear of the labels under the nodes
+                spots += [mid + np.array([0.0, dy * px_per_pt]) for dy in (15.0, -15.0)]
+        t = ax.text(0, 0, label, fontsize=7, color=colour, ha="center", va="center", zorder=5,
+                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 0.5})
+        t.set_in_layout(False)
+        for at in spots:
+            t.set_position(ax.transData.inverted().transform(at))
+            box = t.get_window_extent(renderer).expanded(1.04, 1.1)
+            if not any(box.overlaps(other) for other in taken):
+                taken.append(box)
+                break
+        else:
+            t.remove()
 
 
 def draw_explanation(path: str | Path, *, cmg: Graph, refined: Graph | None, image: str | Path | None,
@@ -312,7 +364,7 @@ def draw_explanation(path: str | Path, *, cmg: Graph, refined: Graph | None, ima
             x1, y1, x2, y2 = (float(v) for v in g.box[i])
             gone = i in ex.deleted
             role = g.node_role[i]
-            colour = HEAD_COLOUR if role == ROLE_HEAD else TAIL_COLOUR if role == ROLE_TAIL else "#e6550d"
+            colour = ROLE_COLOUR if role in (ROLE_HEAD, ROLE_TAIL) else "#e6550d"
             ax_img.add_patch(Rectangle((x1 * w, y1 * h), (x2 - x1) * w, (y2 - y1) * h, fill=False, edgecolor=colour,
                                        linewidth=3.5 if role else 2, linestyle="--" if gone else "-",
                                        alpha=0.4 if gone else 1.0))
@@ -345,7 +397,7 @@ def draw_explanation(path: str | Path, *, cmg: Graph, refined: Graph | None, ima
     xs = [p[0] for p in pos.values()] or [0.0]
     ax.set_xlim(min(xs) - 1.0, max(xs) + 1.0)
     ax.set_ylim(-0.75, 3.55)
-    placed: list[np.ndarray] = []  # edge-label positions (display coords), to skip colliding ones
+    edge_labels: list[tuple[tuple[float, float], str, str]] = []  # (data position, text, colour): placed last
     for status, colour, style, alpha in (("deleted", DELETED_COLOUR, ":", 0.9), ("pruned", PRUNED_COLOUR, "--", 1.0),
                                          ("kept", KEPT_COLOUR, "-", 0.8), ("added", ADDED_COLOUR, "-", 1.0)):
         for k, (a, b) in enumerate(groups[status]):
@@ -357,32 +409,21 @@ def draw_explanation(path: str | Path, *, cmg: Graph, refined: Graph | None, ima
             label = _edge_label(ex.edges[(a, b)], g, a, b) if status in ("kept", "added") else ""
             if not label:
                 continue
-            pa, pb = ax.transData.transform(pos[a]), ax.transData.transform(pos[b])
-            d = pb - pa
-            # the arc's midpoint: halfway between the chord's midpoint and arc3's control point
-            at = (pa + pb) / 2 + rad * np.array([d[1], -d[0]]) / 2
-            if rad == 0.0:  # straight edges: a little nearer the upper end, where fewer labels sit
-                upper, lower = (pa, pb) if pa[1] > pb[1] else (pb, pa)
-                at = lower + 0.62 * (upper - lower)
-            if any(np.abs(at - q).max() < 26 for q in placed):
-                continue
-            placed.append(at)
-            x, y = ax.transData.inverted().transform(at)
-            ax.text(x, y, label, fontsize=7, color=ADDED_COLOUR if status == "added" else "#555555", ha="center",
-                    va="center", zorder=5, bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 0.5})
+            edge_labels.append(((a, b, rad), label, ADDED_COLOUR if status == "added" else "#555555"))
 
     rel = ex.relevance
     finite = rel[np.isfinite(rel)]
     node_scale = max((abs(node_imp[i]) for i in nodes if np.isfinite(node_imp[i])), default=0.0) \
         if node_imp is not None else 0.0
+    sizes: dict[int, float] = {}
     for i in nodes:
         kind = int(g.node_kind[i])
         base = 380 if kind == _TOKEN else 1500
         r = rel[i] if np.isfinite(rel[i]) else (float(finite.mean()) if finite.size else 0.5)
-        size = base * (0.55 + 0.9 * float(np.clip(r, 0, 1)))
+        size = sizes[i] = base * (0.55 + 0.9 * float(np.clip(r, 0, 1)))
         gone = i in ex.deleted
         role = int(g.node_role[i])
-        edge = HEAD_COLOUR if role == ROLE_HEAD else TAIL_COLOUR if role == ROLE_TAIL else "#666666"
+        edge = ROLE_COLOUR if role in (ROLE_HEAD, ROLE_TAIL) else "#666666"
         fill = MODALITY_COLOURS[mod[i]]
         if node_imp is not None and not gone:
             fill = _importance_colour(node_imp[i], node_scale)
@@ -391,7 +432,7 @@ def draw_explanation(path: str | Path, *, cmg: Graph, refined: Graph | None, ima
                                edgecolors=edge if not gone else "#bbbbbb", linewidths=4.0 if role else 0.8,
                                alpha=0.45 if gone else 1.0, node_shape="o" if kind == _TOKEN else "s" if mod[i] == "visual" else "o")
         if gone:
-            ax.scatter([pos[i][0]], [pos[i][1]], marker="x", s=size * 0.55, c="#b03030", linewidths=2.0, alpha=0.8, zorder=3)
+            ax.scatter([pos[i][0]], [pos[i][1]], marker="x", s=size * 0.55, c=CROSS_COLOUR, linewidths=2.0, alpha=0.8, zorder=3)
     labels = {}
     for i in nodes:
         text = _short(g.node_text[i] or NODE_KINDS[int(g.node_kind[i])], max_label)
@@ -407,57 +448,65 @@ def draw_explanation(path: str | Path, *, cmg: Graph, refined: Graph | None, ima
         elif role == ROLE_TAIL:
             text = "TAIL\n" + text
         labels[i] = text
+    labels_drawn = []
     for i, text in labels.items():
         gone = i in ex.deleted
         role = int(g.node_role[i])
-        ax.text(pos[i][0], pos[i][1] - (0.2 if g.node_kind[i] == _TOKEN else 0.0), text, ha="center",
+        labels_drawn.append(ax.text(pos[i][0], pos[i][1] - (0.2 if g.node_kind[i] == _TOKEN else 0.0), text, ha="center",
                 va="top" if g.node_kind[i] == _TOKEN else "center", fontsize=8.5 if g.node_kind[i] != _TOKEN else 8,
-                fontweight="bold" if role else "normal", color="#999999" if gone else "#111111", zorder=4)
+                fontweight="bold" if role else "normal", color="#999999" if gone else "#111111", zorder=4))
     rows = [(0.0, "tokens"), (1.0, "entities /\nphrases"), (2.0, "caption"), (3.0, "visual")]
     used = {round(p[1]) for p in pos.values()}
-    for y, name in rows:
-        if int(y) in used:
-            ax.text(min(xs) - 0.95, y, name, fontsize=8, color="#888888", va="center", ha="left", style="italic")
-    ax.set_axis_off()
+    shown_rows = [(y, name) for y, name in rows if int(y) in used]
+    # the row names as the y axis' labels: in the margin left of the graph, never on a node
+    for side in ax.spines.values():
+        side.set_visible(False)
+    ax.set_xticks([])
+    ax.set_yticks([y for y, _ in shown_rows], [name for _, name in shown_rows], fontsize=8, color="#888888",
+                  style="italic")
+    ax.tick_params(axis="y", length=0, left=False, labelleft=True)  # networkx turned the labels off
 
     # -- title and legend ----------------------------------------------------------------------
-    runners = ", ".join(f"{lab} {p:.2f}" for lab, p in list(top3)[1:3])
-    fig.suptitle(f"{relation}{' (no relation)' if relation.lower() == 'none' else ''}  (p = {probability:.2f})",
+    runners = ", ".join(f"{lab} {100 * p:.1f} %" for lab, p in list(top3)[1:3])
+    fig.suptitle(f"{relation}{' (no relation)' if relation.lower() == 'none' else ''}  (p = {100 * probability:.1f} %)",
                  fontsize=15, fontweight="bold")
     evidence = ""
     if node_imp is not None:
         ranked = sorted((i for i in range(g.num_nodes) if np.isfinite(node_imp[i])), key=lambda i: -node_imp[i])[:5]
-        evidence = "\nevidence (IG for the prediction): " + ", ".join(
+        import textwrap
+
+        evidence = "\n" + textwrap.fill("evidence (IG for the prediction): " + ", ".join(
             f"{_short(g.node_text[i] or NODE_KINDS[int(g.node_kind[i])], 16)} {node_imp[i]:+.3f}" for i in ranked)
+            + " (logits of the predicted class)", 100 if has_image else 80)  # within the graph panel's width
     ax.set_title(f"HEAD {_short(head, 30)}  →  TAIL {_short(tail, 30)}" + (f"\nrunners-up: {runners}" if runners else "")
                  + evidence, fontsize=10)
     n_del = len(ex.deleted)
     handles = [Patch(facecolor=MODALITY_COLOURS[m], edgecolor="#666666", label=f"{m} node") for m in MODALITIES
                if any(mod[i] == m for i in nodes)]
     handles += [
-        Line2D([], [], marker="o", linestyle="", markersize=11, markerfacecolor="white", markeredgecolor=HEAD_COLOUR,
-               markeredgewidth=3, label="HEAD"),
-        Line2D([], [], marker="o", linestyle="", markersize=11, markerfacecolor="white", markeredgecolor=TAIL_COLOUR,
-               markeredgewidth=3, label="TAIL"),
-        Line2D([], [], marker="x", linestyle="", markersize=10, color="#b03030", markeredgewidth=2,
-               label=f"deleted by the RL editor ({n_del})"),
+        Line2D([], [], marker="o", linestyle="", markersize=11, markerfacecolor="white", markeredgecolor=ROLE_COLOUR,
+               markeredgewidth=3, label="HEAD / TAIL entity (as labelled)"),
+        Line2D([], [], marker="x", linestyle="", markersize=10, color=CROSS_COLOUR, markeredgewidth=2,
+               label=f"node deleted by the RL editor ({n_del})"),
         Line2D([], [], color=KEPT_COLOUR, linewidth=3,
                label="kept edge (width = |IG importance|)" if edge_imp is not None else "kept edge (width = final weight)"),
-        Line2D([], [], color=ADDED_COLOUR, linewidth=3, label=f"added by the editor ({len(groups['added'])})"),
+        Line2D([], [], color=ADDED_COLOUR, linewidth=3, label=f"edge added by the editor ({len(groups['added'])})"),
         Line2D([], [], color=PRUNED_COLOUR, linestyle="--", linewidth=1.5,
-               label=f"pruned by diffusion ({len(groups['pruned'])})"),
+               label=f"edge pruned by diffusion ({len(groups['pruned'])})"),
         Line2D([], [], color=DELETED_COLOUR, linestyle=":", linewidth=1.5,
-               label=f"deleted by the editor ({len(groups['deleted'])})"),
-        Line2D([], [], marker="o", linestyle="", markersize=8, color="#bbbbbb", label="node size = diffused relevance"),
+               label=f"edge deleted by the editor ({len(groups['deleted'])})"),
+        Line2D([], [], marker="o", linestyle="", markersize=8, color="#bbbbbb",
+               label="node size = diffused relevance v (0 to 1)"),
     ]
     if hidden:
         handles.append(Line2D([], [], linestyle="", label=f"{hidden} token node(s) away from HEAD/TAIL not drawn"))
     if node_imp is not None:
         handles[:0] = [Patch(facecolor=_importance_colour(1.0, 1.0), edgecolor="#666666", label="node for the prediction (IG)"),
-                       Patch(facecolor=_importance_colour(-1.0, 1.0), edgecolor="#666666", label="node against it")]
+                       Patch(facecolor=_importance_colour(-1.0, 1.0), edgecolor="#666666", label="node against it (IG)")]
         handles = [h for h in handles if not str(h.get_label()).endswith(" node")]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8.5, frameon=False)
     if attribution is not None and getattr(attribution, "pieces", None):
         _draw_pieces(fig, attribution.pieces)
+    _place_edge_labels(fig, ax, pos, edge_labels, [(pos[i], sizes[i]) for i in nodes], labels_drawn)
     fig.savefig(path, dpi=dpi, format=path.suffix.lower().lstrip(".") or "png")
     return path

@@ -157,7 +157,7 @@ def _draw_pieces(fig, pieces: list[tuple[str, float]], width: float = 0.96) -> N
     renderer = FigureCanvasAgg(fig).get_renderer()
     scale = max((abs(v) for _, v in pieces), default=0.0)
     x0, x, y = 0.02, 0.02, 0.035
-    fig.text(x0, y + 0.035, "word pieces (IG of the encoder's input embeddings for the prediction):", fontsize=8,
+    fig.text(x0, y + 0.035, "word pieces (IG of the encoder's input embeddings for the prediction, in logits; red for, blue against):", fontsize=8,
              color="#555555")
     fw = fig.bbox.width
     for piece, value in pieces:

@@ -8,7 +8,10 @@
    :class:`~mmre_cli.learn.agent.GraphEditAgent` is trained for ``episodes`` passes over the
    training graphs, one batched episode per batch: reward
    ``R = λ·Acc(G') − μ·Complexity(G')`` with Acc the classifier's likelihood of the gold label
-   (``reward_mode``), a TD(0) critic and a policy-gradient actor.
+   (``reward_mode``; gold-``None`` graphs scaled by ``none_weight``) and, by default
+   (``complexity: edits``), ``Complexity = edits / nodes``: each edit costs ``μ/N`` and must buy
+   more gold likelihood than that, ``stop`` costs nothing; a TD(0) critic and a two-level
+   policy-gradient actor (stop or edit, then which edit).
 
 Freezing the classifier while the agent learns is a simplification of the paper's Algorithm 1
 loop (which alternates the two); train-gnn then fits the final classifier on the edited and
@@ -29,13 +32,18 @@ from stages._learning import SWITCH_KEYS, TrainingSetup, build_classifier, loade
 SECTIONS = ["train_agent", "train_gnn"]
 
 
-def agent_config(cfg: dict, none_id: int):
+def agent_config(cfg: dict, none_id: int, policy: str = "two_level"):
+    """The :class:`~mmre_cli.learn.agent.AgentConfig` of a ``train_agent`` params section (keys a
+    section written by an older mmre lacks take their defaults; ``policy`` comes from the saved
+    editor: ``"flat"`` for one trained before the two-level policy)."""
     from mmre_cli.learn.agent import AgentConfig
 
     return AgentConfig(max_steps=cfg["max_steps"], lam=cfg["lam"], mu=cfg["mu"], gamma=cfg["gamma"], lr=cfg["lr"],
                        entropy=cfg["entropy"], add_k=cfg["add_k"], add_threshold=cfg["add_threshold"],
                        reward_mode=cfg["reward_mode"], none_id=none_id,
-                       evidence_penalty=float(cfg.get("evidence_penalty", 0.0)))
+                       evidence_penalty=float(cfg.get("evidence_penalty", 0.0)),
+                       none_weight=float(cfg.get("none_weight", 1.0)),
+                       complexity=str(cfg.get("complexity", "size")), policy=policy)
 
 
 #: the per-step columns plotted (``agent_steps.csv`` / ``.png``)
@@ -166,7 +174,7 @@ def run(*, cmg: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None
     rounds_log: list[dict] = []
     if cfg["enabled"]:
         acfg = agent_config(cfg, none_id)
-        agent = GraphEditAgent(in_dim).to(fabric.device)
+        agent = GraphEditAgent(in_dim, max_pool=True).to(fabric.device)
         clf.to(fabric.device)
         optimizer = torch.optim.Adam(agent.parameters(), lr=cfg["lr"])
 
@@ -231,7 +239,8 @@ def run(*, cmg: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None
         clf.cpu()
         save_checkpoint(out, "classifier", clf, meta)
         if cfg["enabled"]:
-            save_checkpoint(out, "agent", agent, {"config": cfg, "none_id": none_id, "in_dim": in_dim})
+            save_checkpoint(out, "agent", agent, {"config": cfg, "none_id": none_id, "in_dim": in_dim,
+                                                 "policy": acfg.policy})
         write_csv(out / "steps.csv", steps_log or [{"step": 0, "node_filter_ratio": 0.0, "edge_adjust_ratio": 0.0, "f1": 0.0}])
         curve = [{k: r[k] for k in AGENT_CURVE if k in r} for r in steps_log] or \
             [{"step": 0, **{k: 0.0 for k in AGENT_CURVE[1:]}}]

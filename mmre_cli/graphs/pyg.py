@@ -18,6 +18,11 @@ attribute           dtype        shape / meaning
 ``has_head``        bool         ``[1]``
 ``has_tail``        bool         ``[1]``
 ``graph_id``        str
+``node_protected``  bool         ``[N]`` nodes the RL editor may not delete: the head and
+                                 tail nodes and every text node whose sentence span lies
+                                 inside the head or the tail span (its tokens), from
+                                 ``meta["spans"]`` / ``meta["entity_spans"]`` when the
+                                 graph records them (:func:`protected_span_nodes`)
 ==================  ===========  =====================================================
 
 With ``words=True`` (models that re-encode the sentence, e.g.
@@ -75,6 +80,30 @@ def _role_node(g: Graph, role: int) -> tuple[int, bool]:
     return (int(hits[0]), True) if hits.size else (0, False)
 
 
+def protected_span_nodes(g: Graph) -> np.ndarray:
+    """``[N]`` bool: head/tail nodes and the text nodes inside the head or tail token span.
+
+    A text-modality node with span ``[s, e)`` (``meta["spans"]``) is inside the entity span
+    ``[hs, he)`` (``meta["entity_spans"]``; ``-1`` for a visual entity) when
+    ``hs <= s < e <= he``: the entity's tokens (and a noun phrase equal to the entity).
+    Without those meta entries only the head/tail nodes are flagged.
+    """
+    from .graph import MODALITIES, ROLE_OTHER
+
+    prot = np.asarray(g.node_role) != ROLE_OTHER
+    spans, ents = g.meta.get("spans"), g.meta.get("entity_spans")
+    n = g.num_nodes
+    if spans is None or len(spans) != n or ents is None or len(ents) != 4 or not n:
+        return prot
+    sp = np.asarray(spans, np.int64).reshape(n, 2)
+    text = np.asarray(g.node_modality) == MODALITIES.index("text")
+    for lo, hi in ((int(ents[0]), int(ents[1])), (int(ents[2]), int(ents[3]))):
+        if lo < 0 or hi <= lo:
+            continue
+        prot |= text & (sp[:, 0] >= lo) & (sp[:, 1] <= hi) & (sp[:, 1] > sp[:, 0])
+    return prot
+
+
 def graph_to_data(g: Graph, words: bool = False) -> GraphData:
     """Convert one graph (``x`` must be set) to a :class:`GraphData` (``words``: see the module docstring)."""
     if g.x is None:
@@ -97,6 +126,7 @@ def graph_to_data(g: Graph, words: bool = False) -> GraphData:
         has_tail=torch.tensor([has_tail]),
         graph_id=g.graph_id,
         num_nodes=g.num_nodes,
+        node_protected=torch.as_tensor(protected_span_nodes(g)),
     )
     if words:
         _add_words(data, g)

@@ -8,6 +8,12 @@ survive for evaluation and ``mmre predict --explain``. What changed is recorded 
 * ``meta["edits"]``: ``{"deleted_nodes": [...], "deleted_edges": [[src, dst, type], ...],
   "added_edges": [[i, j], ...]}`` in the *unedited* graph's numbering, plus the texts of deleted
   nodes (``deleted_texts``);
+* ``meta["deleted_words"]``: sorted sentence token indices (positions in ``meta["words"]``) whose
+  *token* nodes the editor deleted — what a classifier that re-encodes the sentence should mask;
+  a deleted noun phrase or entity node does not list its tokens (their token nodes, if kept,
+  still carry them). ``[]`` when no token node was deleted;
+* ``meta["deleted_caption_spans"]``: ``[[start, end), ...]`` of the deleted caption-phrase nodes,
+  in the token positions of the parsed caption (the caption graph's ``meta["spans"]``);
 * ``meta["relevance"]``: the diffused node relevance ``v`` (per node, in [0, 1]);
 * ``meta["pruned_edges"]``: ``[[src, dst, type, weight], ...]`` removed by diffusion.
 """
@@ -54,6 +60,7 @@ def apply_edit_record(graph: Graph, record: dict) -> Graph:
         "added_edges": [list(p) for p in added],
     }
     out = keep_edges(graph, mask)
+    out.meta["deleted_words"], out.meta["deleted_caption_spans"] = _deleted_text(graph, deleted_nodes)
     if added:
         src = np.asarray([a for a, b in added] + [b for a, b in added], np.int64)
         dst = np.asarray([b for a, b in added] + [a for a, b in added], np.int64)
@@ -74,6 +81,26 @@ def apply_edit_record(graph: Graph, record: dict) -> Graph:
         out = subgraph(out, keep)
     out.validate()
     return out
+
+
+def _deleted_text(graph: Graph, deleted_nodes: list[int]) -> tuple[list[int], list[list[int]]]:
+    """``(deleted_words, deleted_caption_spans)`` of the deleted nodes (module docstring)."""
+    from .graph import MODALITIES, NODE_KINDS
+
+    spans = graph.meta.get("spans")
+    if not deleted_nodes or spans is None or len(spans) != graph.num_nodes:
+        return [], []
+    token, text, caption = NODE_KINDS.index("token"), MODALITIES.index("text"), MODALITIES.index("caption")
+    words, caps = set(), []
+    for n in deleted_nodes:
+        s, e = int(spans[n][0]), int(spans[n][1])
+        if e <= s or s < 0:
+            continue
+        if int(graph.node_modality[n]) == text and int(graph.node_kind[n]) == token:
+            words.update(range(s, e))
+        elif int(graph.node_modality[n]) == caption:
+            caps.append([s, e])
+    return sorted(words), sorted(caps)
 
 
 def apply_diffusion(graph: Graph, relevance: np.ndarray, edge_weight: np.ndarray, keep: np.ndarray) -> Graph:

@@ -14,17 +14,39 @@ With :math:`g_b = [\mathrm{mean}_{i\,\mathrm{alive}} h_i, h_{head}, h_{tail}, t/
     s^{edge}_{e=(i,j)} = f_e([h_i, h_j, a_e]), \quad
     s^{add}_{c=\{i,j\}} = f_a([h_i + h_j, h_i \odot h_j, \cos_{ij}])
 
-and :math:`\pi(a \mid s_b) = \mathrm{softmax}` of the masked scores over the actions of graph
-``b`` only (a per-graph softmax by scatter over the graph index). One action is sampled per graph
-(Gumbel-max; ``argmax`` when greedy), all graphs of the batch at once. A graph's episode ends at
-``stop`` or after ``max_steps`` actions.
+and the policy is two-level (``policy="two_level"``, default): first stop or edit, then which
+edit. The stop head estimates :math:`Q_{edit}(s_b) = s^{stop}_b`, the return expected from
+editing now, against the 0 of stopping; graph ``b`` stops with
+:math:`\pi(\mathrm{stop} \mid s_b) = \sigma(-Q_{edit}(s_b)/T)` (``stop_temperature`` T) and
+otherwise picks one edit from the softmax of the masked edit scores of graph ``b`` only (a
+per-graph softmax by scatter over the graph index),
+:math:`\pi(a \mid s_b) = (1 - \pi(\mathrm{stop} \mid s_b))\,\mathrm{softmax}_a(s)`; a graph with
+no valid edit stops with probability 1. Stopping is one decision against editing at all, not one
+action among the ~N + E + K edits (``policy="flat"``, the earlier parametrisation for editors
+saved before: one softmax over ``[s^{stop}_b, s^{node}, s^{edge}, s^{add}]``, where an untrained
+editor stops with probability ~1/(N + E + K + 1) and the stop score is a policy-gradient logit).
+One action is sampled per graph (Gumbel-max over :math:`\log\pi`; ``argmax`` when greedy), all
+graphs of the batch at once. A graph's episode ends at ``stop`` or after ``max_steps`` actions.
+In training, with probability ``explore`` a graph's step skips the stop decision and draws an edit
+(the editor keeps trying edits once most have stopped paying).
 
 Reward. :math:`R(G) = \lambda\,\mathrm{Acc}(G) - \mu\,\mathrm{Complexity}(G)`
-(:mod:`mmre_cli.learn.reward`, :func:`mmre_cli.learn.editing.complexity`) with the frozen
-classifier. With ``shaping="delta"`` (default) the step reward is the potential difference
-:math:`r_t = R(G_{t+1}) - R(G_t)` (0 for ``stop``), so the undiscounted return telescopes to
-:math:`R(G_T) - R(G_0)`: dense credit for each edit, same optimum as the final reward.
-``shaping="final"`` pays :math:`R(G_T)` at the last step only.
+(:mod:`mmre_cli.learn.reward`) with the frozen classifier; ``complexity="edits"`` (default,
+:func:`mmre_cli.learn.editing.edit_complexity`) charges :math:`C = m_b / N_b` for the
+:math:`m_b` edits made, ``"size"`` the edited graph's size
+(:func:`mmre_cli.learn.editing.complexity`). With ``shaping="delta"`` (default) the step reward is
+the potential difference :math:`r_t = R(G_{t+1}) - R(G_t)` (0 for ``stop``), so the undiscounted
+return telescopes to :math:`R(G_T) - R(G_0)`, the edited graph's score measured against the
+unedited one's. Under ``"edits"`` an edit's step reward is
+
+.. math::
+    r_t = \lambda\,(\mathrm{Acc}_{t+1} - \mathrm{Acc}_t) - \mu / N_b
+
+so an edit pays only if it raises the gold-label likelihood by more than
+:math:`\mu/(\lambda N_b)`, a deletion never pays more than the evidence it removes (a deletion
+that lowers the likelihood always has :math:`r_t < 0`), an addition competes on the same terms,
+and ``stop`` (:math:`r_t = 0`) wins when nothing helps. ``shaping="final"`` pays
+:math:`R(G_T)` at the last step only.
 
 Evidence shaping (``evidence_penalty`` :math:`\kappa > 0`, :func:`step_reward`): a step that
 *deletes* a node or an edge also pays :math:`-\kappa \max(0, \mathrm{Acc}_t - \mathrm{Acc}_{t+1})`,
@@ -39,10 +61,16 @@ Critic: TD(0), the function-approximation form of the paper's
     \delta_t = r_t + \gamma V(s_{t+1})(1 - d_t) - V(s_t), \quad
     L = \underbrace{-\log\pi(a_t|s_t)\,\mathrm{sg}(\delta_t)}_{actor}
       + c_v \underbrace{(\mathrm{sg}(r_t + \gamma V(s_{t+1})(1-d_t)) - V(s_t))^2}_{critic}
+      + c_v \underbrace{\mathbb{1}[a_t \ne \mathrm{stop}]\,
+          (\mathrm{sg}(r_t + \gamma \max(0, Q_{edit}(s_{t+1}))(1-d_t)) - Q_{edit}(s_t))^2}_{stop\ decision}
       - \beta\,\mathcal{H}(\pi(\cdot|s_t))
 
 averaged over the (graph, step) pairs still running; ``d_t = 1`` at ``stop`` and at the last
-allowed step (finite horizon; ``t/T`` is in the state).
+allowed step (finite horizon; ``t/T`` is in the state). Under the two-level policy the actor term
+trains *which* edit (its log-probability sees the stop score through a stop-gradient) and the
+stop decision is the optimal-stopping regression of :math:`Q_{edit}` (stop = 0, or edit and then
+decide again), which keeps learning where a policy-gradient stop logit saturates: an editor
+that has learnt to stop gets no gradient from the edits it no longer samples.
 
 Shapes:
     batch: PyG ``Batch`` with ``x [N, D]``, ``edge_index [2, E]``, ``edge_type [E]``,
@@ -70,6 +98,8 @@ from mmre_cli.learn.editing import (
     candidate_additions,
     complexity,
     current_edges,
+    edit_complexity,
+    graph_sizes,
     pair_cosine,
     protected_nodes,
 )
@@ -124,6 +154,15 @@ class AgentConfig:
         none_weight: accuracy factor for gold-``None`` graphs (default 1.0).
         evidence_penalty: :math:`\kappa` of :func:`step_reward`: the extra cost of a deletion
             that lowers the classifier's gold-label likelihood (default 0.0: off).
+        complexity: ``"edits"`` (default: :math:`C = m_b / N_b`, each edit costs
+            :math:`\mu / N_b`) or ``"size"`` (the edited graph's size; every deletion pays).
+        policy: ``"two_level"`` (default: stop vs edit, then which edit) or ``"flat"`` (one
+            softmax over stop and every edit; editors saved before the two-level policy).
+        stop_temperature: two-level: :math:`T` of :math:`\pi(\mathrm{stop}) =
+            \sigma(-Q_{edit}(s)/T)` (default 0.02, in reward units).
+        explore: training only (two-level): the probability that a graph's step skips the stop
+            decision and draws an edit (:func:`masked_policy`'s ``force_edit``), so the editor
+            keeps trying edits after it has learnt that most of them do not pay (default 0.3).
     """
 
     max_steps: int = 4
@@ -142,6 +181,10 @@ class AgentConfig:
     complexity_node_weight: float = 0.5
     none_weight: float = 1.0
     evidence_penalty: float = 0.0
+    complexity: str = "edits"
+    policy: str = "two_level"
+    stop_temperature: float = 0.02
+    explore: float = 0.3
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -232,6 +275,9 @@ class GraphEditAgent(nn.Module):
         num_layers: GAT layers (default 2), residual.
         edge_dim: ``edge_attr`` columns (default ``EDGE_ATTR_DIM``).
         dropout: attention dropout (default 0.0).
+        max_pool: add the max over alive nodes of :math:`h` to :math:`g_b` (default ``False``,
+            as editors saved before it; ``train-agent`` builds editors with ``True``): a single
+            odd node stands out in a max, while a mean dilutes it by :math:`1/N`.
 
     Shapes:
         forward(batch ``B``/``N``/``E``, state with ``K`` candidates) -> :class:`PolicyOutput`
@@ -245,12 +291,16 @@ class GraphEditAgent(nn.Module):
         num_layers: int = 2,
         edge_dim: int = EDGE_ATTR_DIM,
         dropout: float = 0.0,
+        max_pool: bool = False,
     ) -> None:
         super().__init__()
         if hidden % heads:
             raise ValueError(f"hidden={hidden} must be divisible by heads={heads}")
         self.config = {"in_dim": in_dim, "hidden": hidden, "heads": heads, "num_layers": num_layers,
                        "edge_dim": edge_dim, "dropout": dropout}
+        if max_pool:
+            self.config["max_pool"] = True
+        self.max_pool = bool(max_pool)
         self.in_dim, self.hidden, self.heads, self.edge_dim = in_dim, hidden, heads, edge_dim
         self.edge_feat_dim = edge_dim + len(EDGE_TYPES)
         self.node_in = nn.Linear(in_dim + _NUM_ROLES + 1, hidden)
@@ -258,7 +308,7 @@ class GraphEditAgent(nn.Module):
             GATConv(hidden, hidden // heads, heads=heads, edge_dim=self.edge_feat_dim, dropout=dropout)
             for _ in range(num_layers)
         )
-        g = 3 * hidden + 1
+        g = (4 if max_pool else 3) * hidden + 1
         self.node_scorer = _mlp(hidden + g, hidden)
         self.edge_scorer = _mlp(2 * hidden + self.edge_feat_dim, hidden)
         self.cand_scorer = _mlp(2 * hidden + 1, hidden)
@@ -282,7 +332,11 @@ class GraphEditAgent(nn.Module):
         pooled = scatter(h * af, batch.batch, dim=0, dim_size=b, reduce="sum")
         pooled = pooled / scatter(af, batch.batch, dim=0, dim_size=b, reduce="sum").clamp(min=1.0)
         t_col = h.new_full((b, 1), float(t_frac))
-        g = torch.cat([pooled, h[batch.head_index.long()], h[batch.tail_index.long()], t_col], dim=-1)
+        parts = [pooled]
+        if self.max_pool:
+            parts.append(scatter(h.masked_fill(~alive.unsqueeze(1), float("-inf")), batch.batch, dim=0, dim_size=b,
+                                 reduce="max").clamp(min=-1e4))
+        g = torch.cat(parts + [h[batch.head_index.long()], h[batch.tail_index.long()], t_col], dim=-1)
         node = self.node_scorer(torch.cat([h, g[batch.batch]], -1)).squeeze(-1)
         src, dst = batch.edge_index
         edge = self.edge_scorer(
@@ -300,45 +354,79 @@ class GraphEditAgent(nn.Module):
 
 
 def masked_policy(
-    batch: Batch, state: EditState, out: PolicyOutput, greedy: bool = False
+    batch: Batch, state: EditState, out: PolicyOutput, greedy: bool = False, policy: str = "two_level",
+    force_edit: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    r"""Sample one action per graph from the per-graph masked softmax.
+    r"""Sample one action per graph from the per-graph masked policy (module docstring).
 
     Flat action space ``[stop_0..stop_{B-1}, node_0..node_{N-1}, edge_0..edge_{E-1},
-    cand_0..cand_{K-1}]``; each action belongs to one graph and
-    :math:`\log\pi(a) = s_a - \log\sum_{a' \in b(a),\,valid} \exp s_{a'}` (scatter over the graph
-    index; invalid actions :math:`-\infty`). ``stop`` is always valid, so every graph has one.
-    Finished graphs (``state.done``) may only ``stop``; their action is ignored by the caller.
+    cand_0..cand_{K-1}]``; each action belongs to one graph; invalid edits get
+    :math:`\log\pi = -\infty`. With :math:`\mathrm{lse}_b = \log\sum_{a' \in b,\,valid} \exp s_{a'}`
+    over graph ``b``'s valid *edits*:
+
+    * ``policy="two_level"``: :math:`\log\pi(\mathrm{stop}_b) = \log\sigma(s^{stop}_b)` and
+      :math:`\log\pi(a) = \log\sigma(-s^{stop}_b) + s_a - \mathrm{lse}_b` (a graph with no valid
+      edit: :math:`\log\pi(\mathrm{stop}_b) = 0`);
+    * ``policy="flat"``: one softmax over ``stop`` and the edits,
+      :math:`\log\pi(a) = s_a - \log(\exp s^{stop}_b + \exp \mathrm{lse}_b)`.
+
+    ``stop`` is always valid, so every graph has an action. Finished graphs (``state.done``) may
+    only ``stop``; their action is ignored by the caller. Sampling is Gumbel-max over
+    :math:`\log\pi`; ``greedy`` takes the most probable action (ties: the lowest index, so
+    ``stop`` first).
+
+    ``force_edit`` (``[B]`` bool, two-level only; training exploration, ``AgentConfig.explore``):
+    those graphs that have a valid edit skip the stop decision and draw an edit from
+    :math:`\mathrm{softmax}_a(s)`; their returned log-prob is that conditional
+    :math:`s_a - \mathrm{lse}_b`, so the actor's update of *which* edit stays on-policy and the
+    stop decision is learned from the other steps only.
 
     Returns:
         ``(action [B] flat index, log_prob [B], entropy [B])``.
     """
     b = batch.num_graphs
+    dev = batch.x.device
     node_mask, edge_mask, add_mask = action_masks(
         batch, state.node_alive, state.edge_alive, state.cand_used, state.cand_edge_index
     )
     egraph = batch.batch[batch.edge_index[0]]
     open_ = ~state.done
-    group = torch.cat([torch.arange(b, device=batch.x.device), batch.batch, egraph, state.cand_graph])
-    valid = torch.cat(
-        [
-            torch.ones(b, dtype=torch.bool, device=batch.x.device),
-            node_mask & open_[batch.batch],
-            edge_mask & open_[egraph],
-            add_mask & open_[state.cand_graph],
-        ]
-    )
-    logits = torch.cat([out.stop, out.node, out.edge, out.cand])
-    masked = logits.masked_fill(~valid, float("-inf"))
-    m = scatter(masked.detach(), group, dim=0, dim_size=b, reduce="max")
-    lse = m + torch.log(scatter(torch.exp(masked - m[group]), group, dim=0, dim_size=b, reduce="sum"))
-    logp = masked - lse[group]
+    edit_group = torch.cat([batch.batch, egraph, state.cand_graph])
+    group = torch.cat([torch.arange(b, device=dev), edit_group])
+    edit_valid = torch.cat([node_mask & open_[batch.batch], edge_mask & open_[egraph], add_mask & open_[state.cand_graph]])
+    valid = torch.cat([torch.ones(b, dtype=torch.bool, device=dev), edit_valid])
+    edit_scores = torch.cat([out.node, out.edge, out.cand]).masked_fill(~edit_valid, float("-inf"))
+    if policy == "two_level":
+        has_edit = scatter(edit_valid.float(), edit_group, dim=0, dim_size=b, reduce="max") > 0
+        m = scatter(edit_scores.detach(), edit_group, dim=0, dim_size=b, reduce="max")
+        m = torch.where(has_edit, m, torch.zeros_like(m))
+        lse = m + torch.log(scatter(torch.exp(edit_scores - m[edit_group]), edit_group, dim=0, dim_size=b,
+                                    reduce="sum").clamp_min(1e-30))
+        stop = out.stop
+        logp_stop = torch.where(has_edit, F.logsigmoid(stop), torch.zeros_like(stop))
+        logp_edit = F.logsigmoid(-stop)[edit_group] + edit_scores - lse[edit_group]
+        logp = torch.cat([logp_stop, logp_edit.masked_fill(~edit_valid, float("-inf"))])
+        forced = None
+        if force_edit is not None:
+            forced = force_edit.to(dev).bool() & has_edit & open_
+            cond = (edit_scores - lse[edit_group]).masked_fill(~edit_valid, float("-inf"))
+            logp_sample = torch.cat([logp_stop.masked_fill(forced, float("-inf")),
+                                     torch.where(forced[edit_group], cond, logp[b:])])
+    elif policy == "flat":
+        masked = torch.cat([out.stop, edit_scores])
+        m = scatter(masked.detach(), group, dim=0, dim_size=b, reduce="max")
+        lse = m + torch.log(scatter(torch.exp(masked - m[group]), group, dim=0, dim_size=b, reduce="sum"))
+        logp = masked - lse[group]
+    else:
+        raise ValueError(f"unknown policy {policy!r}; want 'two_level' or 'flat'")
+    if policy != "two_level" or force_edit is None:
+        forced, logp_sample = None, logp
     # entropy without 0 * (-inf): zero the invalid entries before multiplying (NaN-free grads)
     logp_safe = logp.masked_fill(~valid, 0.0)
     plogp = torch.exp(logp_safe) * logp_safe
     entropy = -scatter(plogp, group, dim=0, dim_size=b, reduce="sum")
     with torch.no_grad():
-        score = masked.detach()
+        score = logp_sample.detach().masked_fill(~valid, float("-inf"))
         if not greedy:
             u = torch.rand_like(score).clamp(1e-10, 1.0 - 1e-7)
             score = score - torch.log(-torch.log(u))
@@ -348,7 +436,7 @@ def masked_policy(
         action = scatter(torch.where(score == best[group], idx, big), group, dim=0, dim_size=b, reduce="min")
     if not bool(valid[action].all()):  # cannot happen: stop is always valid
         raise RuntimeError("masked_policy sampled an invalid action")
-    return action, logp[action], entropy
+    return action, logp_sample[action], entropy
 
 
 @torch.no_grad()
@@ -397,7 +485,12 @@ def batch_reward(
         edited = apply_edits(batch, state.node_alive, state.edge_alive, state.added_edges())
         logits = classifier(edited)
         acc = graph_accuracy(logits, batch.y, cfg.none_id, cfg.reward_mode, cfg.none_weight)
-        comp = complexity(edited, batch, cfg.complexity_node_weight).to(acc.device)
+        if cfg.complexity == "edits":
+            comp = edit_complexity(state.steps, graph_sizes(batch)[0]).to(acc.device)
+        elif cfg.complexity == "size":
+            comp = complexity(edited, batch, cfg.complexity_node_weight).to(acc.device)
+        else:
+            raise ValueError(f"unknown complexity {cfg.complexity!r}; want 'edits' or 'size'")
         return reward(acc, comp, cfg.lam, cfg.mu), acc, comp, edited, logits
 
 
@@ -439,11 +532,21 @@ def _rollout(agent: GraphEditAgent, batch: Batch, cfg: AgentConfig, greedy: bool
         if bool(state.done.all()):
             break
         out = agent(batch, state, t / max(cfg.max_steps, 1))
-        action, logp, ent = masked_policy(batch, state, out, greedy=greedy)
+        q_edit = None
+        if cfg.policy == "two_level":
+            # the stop head estimates Q_edit(s); pi(stop) = sigmoid(-Q_edit / T), learnt by regression
+            q_edit = out.stop
+            out = PolicyOutput(stop=-q_edit.detach() / cfg.stop_temperature, node=out.node, edge=out.edge,
+                               cand=out.cand, value=out.value)
+        force = None
+        if classifier is not None and not greedy and cfg.explore > 0 and cfg.policy == "two_level":
+            force = torch.rand(batch.num_graphs, device=batch.x.device) < cfg.explore
+        action, logp, ent = masked_policy(batch, state, out, greedy=greedy, policy=cfg.policy, force_edit=force)
         active = ~state.done
         stopped = apply_action(batch, state, action)
         done_after = stopped | (t == cfg.max_steps - 1)
-        rec = {"logp": logp, "entropy": ent, "value": out.value, "active": active, "done": done_after}
+        rec = {"logp": logp, "entropy": ent, "value": out.value, "active": active, "done": done_after,
+               "edited": active & ~stopped, "q_edit": q_edit}
         if classifier is not None:
             r_now, acc, comp, edited, logits = batch_reward(classifier, batch, state, cfg)
             b, n, e = batch.num_graphs, batch.num_nodes, batch.edge_index.size(1)
@@ -487,7 +590,7 @@ def agent_step(
     """
     agent.train()
     state, steps, r0, (r_final, acc, comp, edited, logits) = _rollout(agent, batch, cfg, False, classifier)
-    actor_terms, critic_terms, ent_terms, values = [], [], [], []
+    actor_terms, critic_terms, ent_terms, values, q_terms = [], [], [], [], []
     for t, rec in enumerate(steps):
         act = rec["active"]
         if not bool(act.any()):
@@ -501,12 +604,18 @@ def agent_step(
         critic_terms.append(((target - v) ** 2)[act])
         ent_terms.append(rec["entropy"][act])
         values.append(v.detach()[act])
+        if rec["q_edit"] is not None and bool(rec["edited"].any()):
+            # optimal stopping: after this edit the editor may stop (0) or edit again (Q_edit(s'))
+            q_next = steps[t + 1]["q_edit"].detach().clamp(min=0.0) if t + 1 < len(steps) else torch.zeros_like(v)
+            q_target = (rec["reward"] + cfg.gamma * q_next * (1.0 - done)).detach()
+            q_terms.append(((q_target - rec["q_edit"]) ** 2)[rec["edited"]])
     logs: dict = {}
     if actor_terms:
         actor = torch.cat(actor_terms).mean()
         critic = torch.cat(critic_terms).mean()
         ent = torch.cat(ent_terms).mean()
-        loss = actor + cfg.value_coef * critic - cfg.entropy * ent
+        q_loss = torch.cat(q_terms).mean() if q_terms else actor.new_zeros(())
+        loss = actor + cfg.value_coef * (critic + q_loss) - cfg.entropy * ent
         optimizer.zero_grad()
         loss.backward()
         if grad_hook is not None:
@@ -516,10 +625,10 @@ def agent_step(
         optimizer.step()
         logs.update(
             loss=loss.item(), actor_loss=actor.item(), critic_loss=critic.item(), entropy=ent.item(),
-            value=float(torch.cat(values).mean()),
+            value=float(torch.cat(values).mean()), edit_value_loss=q_loss.item(),
         )
     else:
-        logs.update(loss=0.0, actor_loss=0.0, critic_loss=0.0, entropy=0.0, value=0.0)
+        logs.update(loss=0.0, actor_loss=0.0, critic_loss=0.0, entropy=0.0, value=0.0, edit_value_loss=0.0)
     logs.update(_edit_stats(batch, state, edited))
     pred = logits.argmax(-1).cpu().numpy()
     logs.update(

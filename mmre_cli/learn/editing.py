@@ -25,16 +25,35 @@ deleted (:func:`action_masks`), so ``head_index`` / ``tail_index`` are remapped 
 renumbering and always point at the same original nodes. Removal (rather than keeping dead nodes
 isolated with zeroed features) keeps mean/attention pooling in the classifier undiluted.
 
-Complexity (:func:`complexity`; the paper leaves it undefined). Per graph ``b`` with ``N_b`` /
-``E_b`` nodes / directed edges before editing and ``N'_b`` / ``E'_b`` after (added edges count,
-two per added pair):
+Complexity (the paper leaves it undefined). Two definitions, chosen by ``AgentConfig.complexity``:
 
-.. math::
-    C_b = w_n \frac{N'_b}{N_b} + (1 - w_n)\,\rho_b, \qquad
-    \rho_b = \begin{cases} E'_b / E_b & E_b > 0 \\ 1 + E'_b & E_b = 0 \end{cases}
+* ``"edits"`` (default, :func:`edit_complexity`): the size of the *edit* relative to the graph,
+  with :math:`m_b` the edits (node deletions, edge deletions, additions) made so far in graph
+  ``b`` and :math:`N_b` its nodes before editing:
 
-with ``w_n = 0.5`` by default, so the unedited graph has ``C = 1``, deleting lowers it and adding
-edges can raise it above 1 (range ``[0, 1 + …)``, never negative).
+  .. math::
+      C_b = m_b / N_b
+
+  so :math:`C = 0` for the unedited graph and every edit costs :math:`\mu / N_b` in the reward
+  :math:`R = \lambda\,\mathrm{Acc} - \mu\,C`: an edit pays only when it raises the gold
+  likelihood by more than :math:`\mu / (\lambda N_b)`, a deletion can never buy more than the
+  evidence it removes, and stopping (no edit, no cost) wins when no edit helps. The charge
+  scales with :math:`1/N_b` like one node's share of a pooled graph representation.
+* ``"size"`` (:func:`complexity`, the earlier default): the size of the edited graph. Per graph
+  ``b`` with ``N_b`` / ``E_b`` nodes / directed edges before editing and ``N'_b`` / ``E'_b``
+  after (added edges count, two per added pair):
+
+  .. math::
+      C_b = w_n \frac{N'_b}{N_b} + (1 - w_n)\,\rho_b, \qquad
+      \rho_b = \begin{cases} E'_b / E_b & E_b > 0 \\ 1 + E'_b & E_b = 0 \end{cases}
+
+  with ``w_n = 0.5`` by default (``C = 1`` unedited). Every deletion lowers it, so under this
+  term deleting pays whatever it removes and adding never does (measured on MNRE-2:
+  ``max_steps`` deletions per graph, no addition).
+
+Protected nodes (:func:`protected_nodes`): the head and tail nodes and, when the batch carries
+``node_protected`` (:func:`mmre_cli.graphs.pyg.graph_to_data`: every text node inside the head or
+tail token span, e.g. the tokens "David" and "Bowie" of the head "David Bowie"), those too.
 
 Shapes:
     batch: ``B`` graphs, ``N`` nodes, ``E`` edges (see :mod:`mmre_cli.learn.agent`)
@@ -63,6 +82,7 @@ __all__ = [
     "current_edges",
     "apply_edits",
     "complexity",
+    "edit_complexity",
     "graph_sizes",
 ]
 
@@ -156,8 +176,16 @@ def candidate_additions(batch: Batch, k: int = 2, threshold: float = 0.5) -> tup
 
 
 def protected_nodes(batch: Batch) -> Tensor:
-    """``[N]`` bool: head/tail nodes (``node_role != 0`` or listed in ``head_index``/``tail_index``)."""
+    """``[N]`` bool: nodes the editor may never delete.
+
+    Head/tail nodes (``node_role != 0`` or listed in ``head_index``/``tail_index``) and, when
+    the batch has it, every node flagged in ``node_protected`` (the tokens inside the head and
+    tail spans, :func:`mmre_cli.graphs.pyg.graph_to_data`).
+    """
     prot = torch.zeros(batch.num_nodes, dtype=torch.bool, device=batch.x.device)
+    flagged = getattr(batch, "node_protected", None)
+    if flagged is not None and flagged.numel() == batch.num_nodes:
+        prot |= flagged.to(prot.device).bool().view(-1)
     role = getattr(batch, "node_role", None)
     if role is not None:
         prot |= role != ROLE_OTHER
@@ -384,3 +412,19 @@ def complexity(batch_edited: Batch, batch_orig: Batch, node_weight: float = 0.5)
     n_ratio = n1.float() / n0.clamp(min=1).float()
     e_ratio = torch.where(e0 > 0, e1.float() / e0.clamp(min=1).float(), 1.0 + e1.float())
     return node_weight * n_ratio + (1.0 - node_weight) * e_ratio
+
+
+def edit_complexity(num_edits: Tensor, num_nodes: Tensor) -> Tensor:
+    r"""Per-graph edit complexity :math:`C_b = m_b / N_b` (module docstring).
+
+    Args:
+        num_edits: ``m_b``, edits made so far (``EditState.steps``).
+        num_nodes: ``N_b``, nodes of the unedited graph (:func:`graph_sizes`).
+
+    Returns:
+        ``[B]`` float, 0 for an unedited graph; each edit adds :math:`1/N_b`.
+
+    Shapes:
+        num_edits ``[B]``, num_nodes ``[B]`` -> ``[B]``
+    """
+    return num_edits.float() / num_nodes.clamp(min=1).float().to(num_edits.device)

@@ -231,7 +231,7 @@ def test_masking_never_samples_invalid_agent(seed):
     torch.manual_seed(seed)
     agent = GraphEditAgent(D, hidden=16, heads=2)
     with torch.no_grad():
-        agent.stop_head[-1].bias.fill_(-4.0)  # keep editing
+        agent.stop_head[-1].bias.fill_(-4.0)  # a raw stop logit here (no Q_edit transform): keep editing
         _check_episode(batch, cfg, lambda s, t: agent(batch, s, t / 12), steps=12)
 
 
@@ -246,11 +246,40 @@ def test_greedy_policy_picks_best_valid_action():
     node[head] = 100.0  # best score, but protected
     other = int((~protected_nodes(batch) & (batch.batch == 0)).nonzero()[0])
     node[other] = 50.0
-    out = PolicyOutput(torch.zeros(b), node, torch.zeros(e), torch.zeros(k), torch.zeros(b))
+    stop = torch.zeros(b)
+    stop[0] = -5.0  # graph 0 edits with probability 1 - sigmoid(-5)
+    out = PolicyOutput(stop, node, torch.zeros(e), torch.zeros(k), torch.zeros(b))
     action, logp, _ = masked_policy(batch, state, out, greedy=True)
     assert int(action[0]) == b + other
-    assert action[1:].tolist() == [1, 2]  # all-zero scores: ties go to the lowest index, 'stop'
-    assert float(logp[0]) == pytest.approx(0.0, abs=1e-6)  # ~all mass on the 50-point node
+    # all-zero scores: stop has sigmoid(0) = 1/2, more than any one edit
+    assert action[1:].tolist() == [1, 2]
+    assert float(logp[0]) == pytest.approx(math.log(1 - 1 / (1 + math.exp(5.0))), abs=1e-5)  # ~all edit mass on it
+    assert logp[1:].tolist() == pytest.approx([math.log(0.5)] * 2)
+    # the flat policy (editors trained before the two-level one): one softmax over stop and edits
+    action, logp, _ = masked_policy(batch, state, out, greedy=True, policy="flat")
+    assert int(action[0]) == b + other and action[1:].tolist() == [1, 2]
+    m1 = int(((batch.batch == 1) & ~protected_nodes(batch)).sum()) + int((batch.batch[batch.edge_index[0]] == 1).sum()) \
+        + int((state.cand_graph == 1).sum())
+    assert float(logp[1]) == pytest.approx(-math.log(1 + m1), abs=1e-5)
+
+
+def test_two_level_policy_probabilities_sum_to_one_per_graph():
+    batch = ring_batch(num_graphs=4, seed=8)
+    state = init_state(batch, AgentConfig())
+    state.done[3] = True  # a finished graph may only stop
+    torch.manual_seed(0)
+    agent = GraphEditAgent(D, hidden=16, heads=2)
+    out = agent(batch, state, 0.0)
+    b, n, e = batch.num_graphs, batch.num_nodes, batch.edge_index.size(1)
+    counts = torch.zeros(b, n + e + b + state.cand_edge_index.size(1))
+    for _ in range(300):
+        action, logp, ent = masked_policy(batch, state, out, greedy=False)
+        for g, a in enumerate(action.tolist()):
+            counts[g, a] += 1
+    assert counts[3, 3] == 300
+    p_stop = torch.sigmoid(out.stop.detach())
+    for g in range(3):
+        assert float(counts[g, g]) / 300 == pytest.approx(float(p_stop[g]), abs=0.1)
 
 
 # ----------------------------------------------------------------------------- episodes
@@ -288,7 +317,7 @@ def test_edit_graphs_records_match_edited_batch():
     torch.manual_seed(0)
     agent = GraphEditAgent(D, hidden=16, heads=2)
     with torch.no_grad():
-        agent.stop_head[-1].bias.fill_(-4.0)
+        agent.stop_head[-1].bias.fill_(4.0)  # Q_edit = 4 > 0: keep editing
     edited, records = edit_graphs(agent, batch, cfg, greedy=True)
     edited2, records2 = edit_graphs(agent, batch, cfg, greedy=True)
     assert records == records2 and torch.equal(edited.edge_index, edited2.edge_index)  # greedy is deterministic
@@ -336,13 +365,13 @@ def test_learning_signal_increases_reward():
     """The classifier is only confident once the noise node is gone: the agent learns to delete it."""
     start = time.perf_counter()
     torch.manual_seed(0)
-    cfg = AgentConfig(max_steps=2, lr=1e-2, add_threshold=0.9)
-    agent = GraphEditAgent(D, hidden=32, heads=2)
+    cfg = AgentConfig(max_steps=2, lr=3e-3, add_threshold=0.9)
+    agent = GraphEditAgent(D, hidden=32, heads=2, max_pool=True)
     opt = torch.optim.Adam(agent.parameters(), lr=cfg.lr)
     eval_batch = ring_batch(num_graphs=32, seed=999, noise=True)
     removed_before = _noise_removed(agent, eval_batch, cfg)
     rewards = []
-    for it in range(30):
+    for it in range(60):
         logs = agent_step(agent, noise_classifier, ring_batch(num_graphs=16, seed=it, noise=True), opt, cfg)
         rewards.append(logs["reward"])
     removed_after = _noise_removed(agent, eval_batch, cfg)
@@ -356,7 +385,7 @@ def test_learning_signal_increases_reward():
 
 
 def test_deleting_a_node_the_gold_relies_on_has_a_negative_shaped_reward():
-    """Hand-built: one ring graph; the classifier's gold probability is 0.60 with node k and 0.55
+    """Under ``complexity="size"`` (the earlier default). Hand-built: one ring graph; the classifier's gold probability is 0.60 with node k and 0.55
     without it. Deleting k (1 of 8 nodes, 4 of 16 directed edges: dC = 0.5/8 + 0.5 * 4/16 =
     0.1875) saves mu * dC = +0.375, more than lambda * dAcc costs (-0.15), so the plain delta
     reward is +0.225; the evidence penalty (kappa = 6: -0.30) makes it negative."""
@@ -378,7 +407,7 @@ def test_deleting_a_node_the_gold_relies_on_has_a_negative_shaped_reward():
         gold = m.log(0.60 / 0.40) if present else m.log(0.55 / 0.45)
         return torch.tensor([[0.0, gold]])
 
-    cfg = AgentConfig(lam=3.0, mu=2.0, evidence_penalty=6.0)
+    cfg = AgentConfig(lam=3.0, mu=2.0, evidence_penalty=6.0, complexity="size")
     state = init_state(batch, cfg)
     r0, acc0, *_ = batch_reward(classifier, batch, state, cfg)
     state.node_alive[k] = False
@@ -387,7 +416,7 @@ def test_deleting_a_node_the_gold_relies_on_has_a_negative_shaped_reward():
     r1, acc1, *_ = batch_reward(classifier, batch, state, cfg)
     assert float(acc0) == pytest.approx(0.60) and float(acc1) == pytest.approx(0.55)
     deleted, no = torch.tensor([True]), torch.tensor([False])
-    plain = step_reward(r0, r1, acc0, acc1, deleted, no, no, AgentConfig(lam=3.0, mu=2.0))
+    plain = step_reward(r0, r1, acc0, acc1, deleted, no, no, AgentConfig(lam=3.0, mu=2.0, complexity="size"))
     shaped = step_reward(r0, r1, acc0, acc1, deleted, no, no, cfg)
     assert float(plain) == pytest.approx(-3.0 * 0.05 + 2.0 * 0.1875, abs=1e-6)  # +0.225: deleting pays without it
     assert float(shaped) == pytest.approx(0.225 - 6.0 * 0.05, abs=1e-6) and float(shaped) < 0
@@ -403,6 +432,8 @@ def test_head_and_tail_survive_many_sampled_episodes(seed):
 
     torch.manual_seed(seed)
     agent = GraphEditAgent(D)
+    with torch.no_grad():
+        agent.stop_head[-1].bias.fill_(4.0)  # Q_edit = 4 > 0: keep editing
     batch = ring_batch(16, seed=seed, n_range=(4, 7))  # small graphs: deletions reach head/tail often
     cfg = AgentConfig(max_steps=6)
     for _ in range(40):
@@ -431,3 +462,169 @@ def test_editor_relevance_ranks_nodes_by_the_editors_deletion_scores():
         free = [int(n) for n in nodes if n not in (batch.head_index[g], batch.tail_index[g])]
         order = sorted(free, key=lambda n: float(scores[n]))
         assert [float(v0[n]) for n in order] == sorted((float(v0[n]) for n in order), reverse=True)
+
+
+# ----------------------------------------------------------------------------- the edit-cost reward (issue 26)
+
+
+def test_edit_complexity_step_rewards_by_hand():
+    """complexity="edits": each edit costs mu / N. One ring graph of N = 8 nodes, lam = 3, mu = 2:
+    a deletion that lowers the gold likelihood 0.60 -> 0.55 pays 3 * -0.05 - 2/8 = -0.40; one that
+    raises it 0.55 -> 0.65 pays 3 * 0.10 - 0.25 = +0.05; a neutral one -0.25; stop 0."""
+    import math as m
+
+    from mmre_cli.learn.agent import batch_reward, step_reward
+
+    batch = ring_batch(1, seed=3, n_range=(8, 9))
+    batch.y = torch.tensor([1])
+    probs = {}
+
+    def classifier(b):
+        p = probs[b.num_nodes]
+        return torch.tensor([[0.0, m.log(p / (1 - p))]])
+
+    cfg = AgentConfig(lam=3.0, mu=2.0)
+    assert cfg.complexity == "edits"
+    free = [i for i in range(8) if i not in (int(batch.head_index), int(batch.tail_index))]
+    state = init_state(batch, cfg)
+    probs.update({8: 0.60, 7: 0.55, 6: 0.65})
+    r0, acc0, c0, *_ = batch_reward(classifier, batch, state, cfg)
+    assert float(c0) == 0.0 and float(r0) == pytest.approx(3 * 0.60)
+    rewards = []
+    for k in free[:2]:
+        apply_action(batch, state, torch.tensor([1 + k]))  # flat index: stop_0, then the nodes
+        r1, acc1, c1, *_ = batch_reward(classifier, batch, state, cfg)
+        yes, no = torch.tensor([True]), torch.tensor([False])
+        rewards.append(float(step_reward(r0, r1, acc0, acc1, yes, no, no, cfg)))
+        r0, acc0 = r1, acc1
+    assert float(c1) == pytest.approx(2 / 8)
+    assert rewards == pytest.approx([3 * -0.05 - 0.25, 3 * 0.10 - 0.25], abs=1e-5)
+    assert float(step_reward(r0, r0, acc0, acc0, torch.tensor([True]), torch.tensor([False]), torch.tensor([False]),
+                             cfg)) == 0.0  # (a neutral edit's -0.25 is in R itself: C rose by 1/8)
+    assert float(step_reward(r0, r0 - 5, acc0, acc0, torch.tensor([False]), torch.tensor([True]),
+                             torch.tensor([True]), cfg)) == 0.0  # stop
+
+
+def mixed_batch(num_graphs: int, seed: int) -> tuple[Batch, torch.Tensor, torch.Tensor]:
+    """Ring graphs, y = 1; odd graphs hold one distractor node (x[:, 0] = 3), even ones nothing to
+    remove (the same graphs with the distractor's mark cleared). Returns ``(batch, noisy [B],
+    distractor node id [B] (global; -1 for a clean graph))``."""
+    batch = ring_batch(num_graphs=num_graphs, seed=seed, noise=True)
+    noisy = torch.arange(num_graphs) % 2 == 1
+    x = batch.x.clone()
+    mark = x[:, 0] > 1
+    x[mark & ~noisy[batch.batch], 0] = 0.0
+    batch.x = x
+    node = torch.full((num_graphs,), -1)
+    hit = (x[:, 0] > 1).nonzero().view(-1)
+    node[batch.batch[hit]] = hit
+    return batch, noisy, node
+
+
+@pytest.fixture(scope="module")
+def trained_editor():
+    """An editor trained (default reward: edit cost, two-level policy) against ``noise_classifier``
+    on graphs half of which hold a distractor: deleting it raises the gold likelihood 0.12 -> 0.95,
+    any other edit changes nothing and costs mu / N."""
+    torch.manual_seed(0)
+    cfg = AgentConfig(max_steps=2, lr=3e-3, add_threshold=0.9)
+    agent = GraphEditAgent(D, hidden=32, heads=2, max_pool=True)
+    opt = torch.optim.Adam(agent.parameters(), lr=cfg.lr)
+    for it in range(150):
+        agent_step(agent, noise_classifier, mixed_batch(16, seed=100 + it)[0], opt, cfg)
+    return agent.eval(), cfg
+
+
+def test_trained_policy_stops_when_nothing_is_to_be_removed(trained_editor):
+    from mmre_cli.learn.agent import _rollout
+
+    agent, cfg = trained_editor
+    batch, noisy, _ = mixed_batch(32, seed=999)
+    clean = ~noisy
+    stops, episodes = 0, 0
+    torch.manual_seed(1)
+    for _ in range(10):  # 10 sampled episodes of 16 clean graphs
+        state, *_ = _rollout(agent, batch, cfg, greedy=False)
+        first_stop = state.steps == 0
+        stops += int(first_stop[clean].sum())
+        episodes += int(clean.sum())
+    assert stops / episodes >= 0.9, stops / episodes
+
+
+def test_trained_policy_deletes_the_distractor_first(trained_editor):
+    from mmre_cli.learn.agent import _rollout
+
+    agent, cfg = trained_editor
+    batch, noisy, node = mixed_batch(32, seed=999)
+    b = batch.num_graphs
+    hits, episodes = 0, 0
+    torch.manual_seed(2)
+    for _ in range(10):  # sampled episodes: the distractor is the first edit
+        state, steps, *_ = _rollout(agent, batch, cfg, greedy=False)
+        first = torch.zeros(b, dtype=torch.bool)
+        first[noisy] = ~state.node_alive[node[noisy]]
+        hits += int(first[noisy].sum())
+        episodes += int(noisy.sum())
+    assert hits / episodes >= 0.9, hits / episodes
+    # the greedy episode (what the diffuse stage runs): the distractor goes, then the editor stops;
+    # a clean graph is left alone
+    _, records = edit_graphs(agent, batch, cfg, greedy=True)
+    for g in range(b):
+        want = [int(node[g] - batch.ptr[g])] if noisy[g] else []
+        assert records[g]["deleted_nodes"] == want and records[g]["steps"] == len(want), (g, records[g])
+
+
+def _entity_graph():
+    """A sentence CMG: tokens "David Bowie was born in London ." (0-6), head entity "David Bowie"
+    [0, 2), tail "London" [5, 6), a noun phrase "David Bowie" equal to the head span, one caption
+    phrase; dep / member edges."""
+    import numpy as np
+
+    from mmre_cli.graphs.graph import EDGE_TYPES, MODALITIES, NODE_KINDS, Graph
+
+    words = ["David", "Bowie", "was", "born", "in", "London", "."]
+    kinds = ["token"] * 7 + ["entity", "entity", "noun_phrase", "caption_phrase"]
+    mods = ["text"] * 10 + ["caption"]
+    roles = [0] * 7 + [1, 2, 0, 0]
+    spans = [[i, i + 1] for i in range(7)] + [[0, 2], [5, 6], [0, 2], [0, 2]]  # the caption span is its own
+    edges = [(3, 1), (1, 0), (3, 2), (3, 4), (4, 5), (3, 6), (0, 7), (1, 7), (5, 8), (0, 9), (1, 9), (7, 10)]
+    ei = np.array(edges, np.int64).T
+    ei = np.concatenate([ei, ei[::-1]], 1)
+    e = ei.shape[1]
+    rng = np.random.default_rng(0)
+    return Graph(graph_id="g", node_kind=np.array([NODE_KINDS.index(k) for k in kinds], np.int8),
+                 node_modality=np.array([MODALITIES.index(m) for m in mods], np.int8),
+                 node_role=np.array(roles, np.int8), node_text=words + ["David Bowie", "London", "David Bowie", "a man"],
+                 box=np.full((11, 4), np.nan, np.float32), edge_index=ei,
+                 edge_type=np.full(e, EDGE_TYPES.index("dep"), np.int8), edge_label=[""] * e,
+                 edge_attr=np.zeros((e, EDGE_ATTR_DIM), np.float32), x=rng.normal(size=(11, D)).astype(np.float32),
+                 label=1, meta={"spans": spans, "words": words, "entity_spans": [0, 2, 5, 6]})
+
+
+def test_head_tail_tokens_and_entities_survive_every_sampled_episode():
+    from mmre_cli.graphs.pyg import graph_to_data
+    from mmre_cli.learn.agent import _rollout
+
+    g = _entity_graph()
+    data = graph_to_data(g)
+    # "David", "Bowie", "London", both entities and the noun phrase "David Bowie"
+    assert data.node_protected.nonzero().view(-1).tolist() == [0, 1, 5, 7, 8, 9]
+    batch = Batch.from_data_list([graph_to_data(g) for _ in range(8)])
+    prot = protected_nodes(batch)
+    assert int(prot.sum()) == 8 * 6
+    torch.manual_seed(0)
+    agent = GraphEditAgent(D, hidden=16, heads=2)
+    with torch.no_grad():
+        agent.stop_head[-1].bias.fill_(4.0)  # Q_edit = 4 > 0: keep editing
+    cfg = AgentConfig(max_steps=8)
+    deleted = 0
+    for _ in range(30):
+        state, *_ = _rollout(agent, batch, cfg, greedy=False)
+        assert bool(state.node_alive[prot].all())
+        deleted += int((~state.node_alive).sum())
+    assert deleted > 0
+    # every unprotected node can still go
+    free = (~prot).nonzero().view(-1)
+    state = init_state(batch, cfg)
+    state.node_alive[free] = False
+    assert protected_nodes(batch)[state.node_alive].all()

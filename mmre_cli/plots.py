@@ -5,7 +5,12 @@ blank; these PNGs are declared as image plots in ``dvc.yaml`` and show on that p
 file viewer) with no network. Every function writes ``path`` atomically and returns it.
 
 * :func:`curves_png` — one panel per group of columns against ``x`` (e.g. train/val loss, then
-  val F1 and accuracy per epoch); noisy per-step columns may be smoothed with a rolling mean.
+  val F1 and accuracy per epoch); noisy per-step columns may be smoothed with a rolling mean. A
+  column on another scale than the panel's first (more than 3× apart, e.g. a summed train loss
+  of 12 beside a mean val loss of 0.3) gets its own y axis on the right; an ``x`` of whole
+  numbers (epochs, steps) gets whole-number ticks; the kept row (``keep_by``: by default the
+  highest ``val_f1``, ties to the lowest ``val_loss``, as train-gnn keeps its checkpoint) is
+  marked in every panel.
 * :func:`confusion_png` — the gold × predicted count matrix, each row normalised to 1 (colour)
   with the counts written in the cells that are not 0.
 """
@@ -49,8 +54,35 @@ def _rolling(values: list[float], window: int) -> list[float]:
     return out
 
 
+#: how :func:`curves_png` finds the kept row by default: the highest ``val_f1``, then the lowest
+#: ``val_loss`` (train-gnn's checkpoint rule, ``stages/train_gnn.py``); a ``-`` asks for the lowest
+KEEP_BY = ("val_f1", "-val_loss")
+
+
+def _scale(values: list[float]) -> float:
+    return max((abs(v) for v in values if v == v), default=0.0)
+
+
+def _kept(rows: Sequence[Mapping[str, float]], keep_by: Sequence[str] | None) -> int | None:
+    """Index of the kept row by ``keep_by`` (lexicographic), or ``None`` without its first column."""
+    if not rows or not keep_by or keep_by[0].lstrip("-") not in rows[0]:
+        return None
+
+    def key(i: int):
+        out = []
+        for col in keep_by:
+            name = col.lstrip("-")
+            if name in rows[i]:
+                v = float(rows[i][name])
+                out.append(-v if col.startswith("-") else v)
+        return tuple(out)
+
+    return max(range(len(rows)), key=key)
+
+
 def curves_png(rows: Sequence[Mapping[str, float]], x: str, panels: Sequence[Sequence[str]], path: str | Path,
-               title: str, ylabels: Sequence[str] | None = None, smooth: int = 1) -> Path:
+               title: str, ylabels: Sequence[str] | None = None, smooth: int = 1,
+               keep_by: Sequence[str] | None = KEEP_BY) -> Path:
     """Line plots of ``rows`` (dicts with ``x`` and the panels' columns), one panel per column group.
 
     Args:
@@ -63,24 +95,49 @@ def curves_png(rows: Sequence[Mapping[str, float]], x: str, panels: Sequence[Seq
         ylabels: one y-axis label per panel (default: none).
         smooth: rolling-mean window for every curve (1 = raw); the raw values are drawn faintly
             behind a smoothed curve.
+        keep_by: columns that pick the kept row, marked in every panel (lexicographic maximum;
+            ``-col`` = lowest); nothing is marked when the first is absent or ``keep_by`` is None.
     """
+    from matplotlib.ticker import MaxNLocator
+
     plt, fig = _figure(6.4, 2.6 * len(panels) + 0.4)
     xs = [float(r[x]) for r in rows]
+    whole = bool(xs) and all(v == int(v) for v in xs)
+    kept = _kept(rows, keep_by)
     for k, cols in enumerate(panels):
         ax = fig.add_subplot(len(panels), 1, k + 1)
-        for col in cols:
-            if not rows or col not in rows[0]:
-                continue
+        present = [col for col in cols if rows and col in rows[0]]
+        base = _scale([float(r[present[0]]) for r in rows]) if present else 0.0
+        right = None
+        handles = []
+        for n, col in enumerate(present):
             ys = [float(r[col]) for r in rows]
+            scale = _scale(ys)
+            other = n > 0 and base > 0 and scale > 0 and not (base / 3 <= scale <= base * 3)
+            if other and right is None:
+                right = ax.twinx()
+            target = right if other else ax
+            colour = f"C{n}"
+            label = f"{col} (right axis)" if other else col
             if smooth > 1:
-                line, = ax.plot(xs, _rolling(ys, smooth), label=f"{col} (mean of {smooth})")
-                ax.plot(xs, ys, color=line.get_color(), alpha=0.2, linewidth=0.8)
+                line, = target.plot(xs, _rolling(ys, smooth), color=colour, label=f"{label}, mean of {smooth}")
+                target.plot(xs, ys, color=colour, alpha=0.2, linewidth=0.8)
             else:
-                ax.plot(xs, ys, marker="o" if len(xs) <= 30 else None, markersize=3, label=col)
+                line, = target.plot(xs, ys, color=colour, marker="o" if len(xs) <= 30 else None, markersize=3,
+                                    label=label)
+            handles.append(line)
+            if other:
+                target.set_ylabel(col, color=colour)
+                target.tick_params(axis="y", colors=colour)
+        if kept is not None:
+            handles.append(ax.axvline(xs[kept], color="#333333", linestyle="--", linewidth=1,
+                                      label=f"kept ({x} {rows[kept][x]:g})"))
+        if whole:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="best")
+        ax.legend(handles=handles, fontsize=8, loc="best")
         if ylabels and k < len(ylabels):
-            ax.set_ylabel(ylabels[k])
+            ax.set_ylabel(ylabels[k] if right is None or ylabels[k] == present[0] else f"{ylabels[k]} ({present[0]})")
         if k == len(panels) - 1:
             ax.set_xlabel(x)
     fig.suptitle(title, fontsize=10)

@@ -6,8 +6,9 @@ file viewer) with no network. Every function writes ``path`` atomically and retu
 
 * :func:`curves_png` — one panel per group of columns against ``x`` (e.g. train/val loss, then
   val F1 and accuracy per epoch); noisy per-step columns may be smoothed with a rolling mean. A
-  column on another scale than the panel's first (more than 3× apart, e.g. a summed train loss
-  of 12 beside a mean val loss of 0.3) gets its own y axis on the right; an ``x`` of whole
+  column on another scale than the panel's first (largest values more than :data:`OWN_AXIS`× apart,
+  e.g. a train loss of 12 beside a val loss of 2) gets its own y axis on the right, while columns
+  of one unit at nearby scales (two ratios of 0.03 and 0.12) share one; an ``x`` of whole
   numbers (epochs, steps) gets whole-number ticks; the kept row (``keep_by``: by default the
   highest ``val_f1``, ties to the lowest ``val_loss``, as train-gnn keeps its checkpoint) is
   marked in every panel.
@@ -57,6 +58,9 @@ def _rolling(values: list[float], window: int) -> list[float]:
 #: how :func:`curves_png` finds the kept row by default: the highest ``val_f1``, then the lowest
 #: ``val_loss`` (train-gnn's checkpoint rule, ``stages/train_gnn.py``); a ``-`` asks for the lowest
 KEEP_BY = ("val_f1", "-val_loss")
+#: a column whose largest value is this many times above or below the panel's first column's
+#: goes on a right-hand axis (its curve would be a flat line on the shared one)
+OWN_AXIS = 5.0
 
 
 def _scale(values: list[float]) -> float:
@@ -113,7 +117,7 @@ def curves_png(rows: Sequence[Mapping[str, float]], x: str, panels: Sequence[Seq
         for n, col in enumerate(present):
             ys = [float(r[col]) for r in rows]
             scale = _scale(ys)
-            other = n > 0 and base > 0 and scale > 0 and not (base / 3 <= scale <= base * 3)
+            other = n > 0 and base > 0 and scale > 0 and not (base / OWN_AXIS <= scale <= base * OWN_AXIS)
             if other and right is None:
                 right = ax.twinx()
             target = right if other else ax

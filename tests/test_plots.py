@@ -48,7 +48,7 @@ def test_a_loss_on_another_scale_gets_its_own_axis_and_the_kept_epoch_is_marked(
 def test_same_scale_columns_share_one_axis_and_no_mark_without_val_f1(tmp_path, figures):
     from mmre_cli.plots import curves_png
 
-    rows = [{"step": s, "node_filter_ratio": 0.1 * s, "edge_adjust_ratio": 0.05 * s} for s in range(5)]
+    rows = [{"step": s, "node_filter_ratio": 0.009 * s, "edge_adjust_ratio": 0.03 * s} for s in range(5)]  # 3.3x apart
     curves_png(rows, "step", [["node_filter_ratio", "edge_adjust_ratio"]], tmp_path / "s.png", "t")
     (fig,) = figures
     assert len(fig.axes) == 1 and not any(line.get_label().startswith("kept") for line in fig.axes[0].get_lines())

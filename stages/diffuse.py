@@ -10,11 +10,18 @@ For every CMG (all splits, streamed in stored order):
    wants to delete the node, :func:`~mmre_cli.learn.agent.editor_relevance`) — in [0, 1] each
    way, so ``τ`` means something — and
    ``v ← α·Â·v + (1−α)·v0`` runs ``max_iter`` steps with PyG's ``APPNP`` (row-normalised Â,
-   edges made undirected); each edge gets ``w_ij = (v_i + v_j)/2`` in its weight column, and
-   edges with ``w_ij < τ`` are pruned unless they touch the head or the tail.
+   edges made undirected); with ``prune: minmax`` (default) ``v`` is rescaled per graph to span
+   [0, 1] (``(v − min) / (max − min)``), so ``τ`` is a share of each graph's relevance range;
+   each edge gets ``w_ij = (v_i + v_j)/2`` in its weight column, and edges with ``w_ij < τ``
+   are pruned unless they touch the head or the tail (``prune: quantile``: below the
+   ``τ``-quantile of the graph's edge weights; ``absolute``: ``τ`` on the raw ``v``, the paper's
+   rule, which on MNRE pruned 15 of 340,357 edges).
 
-The refined graphs are written like the merged ones; ``meta`` keeps the edits, the relevance
-and the pruned edges (for evaluation and ``mmre predict --explain``).
+The refined graphs are written like the merged ones; ``meta`` keeps the edits (with
+``deleted_words``: the sentence token indices whose token nodes the editor removed), the
+relevance and the pruned edges (for evaluation and ``mmre predict --explain``). The stats report
+``pruned_ratio`` (pruned / edges entering diffusion, i.e. after the editor) and the
+per-graph mean ``pruned_ratio_mean_graph``.
 """
 
 from __future__ import annotations
@@ -41,7 +48,8 @@ def load_editor(agent_dir: Path, params: dict):
     if not (Path(agent_dir) / "agent.safetensors").exists():
         raise MmreError(f"{agent_dir}: no trained agent (agent.safetensors); run `mmre train-agent` or set train_agent.enabled=false")
     agent, meta = load_checkpoint(agent_dir, "agent")
-    return agent, agent_config(params["train_agent"], int(meta.get("none_id", 0)))
+    # an editor saved before the two-level policy records no "policy": it was trained flat
+    return agent, agent_config(params["train_agent"], int(meta.get("none_id", 0)), str(meta.get("policy", "flat")))
 
 
 def refine(graphs: list[Graph], agent, agent_cfg, dcfg: dict) -> list[Graph]:
@@ -76,7 +84,7 @@ def refine(graphs: list[Graph], agent, agent_cfg, dcfg: dict) -> list[Graph]:
             node_relevance(data.x, data.head_index, data.tail_index, mode=dcfg["relevance"])
         protect = endpoint_edge_mask(data.edge_index, torch.cat([data.head_index, data.tail_index]))
         v, w, keep = diffuse(data.edge_index, g.num_nodes, v0, alpha=dcfg["alpha"], max_iter=dcfg["max_iter"],
-                             tau=dcfg["tau"], keep_mask=protect)
+                             tau=dcfg["tau"], keep_mask=protect, prune=dcfg.get("prune", "absolute"))
         out.append(apply_diffusion(g, v.numpy(), w.numpy(), keep.numpy()))
     return out
 
@@ -97,7 +105,8 @@ def run(*, cmg: Path, agent: Path, out: Path, params: dict, stats: Path | None =
     man = read_manifest(cmg)
     phash = params_hash(params, SECTIONS) + "-" + man["params_hash"]
     totals = {"graphs": 0, "nodes_before": 0, "nodes_after": 0, "edges_before": 0, "edges_after": 0,
-              "deleted_nodes": 0, "added_edges": 0, "pruned_edges": 0}
+              "deleted_nodes": 0, "added_edges": 0, "pruned_edges": 0, "edges_diffused": 0}
+    graph_ratios: list[float] = []
     batch_size = 256
     with ArtifactWriter(out, stage="diffuse", encoder=man["encoder"], dim=man["dim"], params_hash=phash,
                         info=man.get("info", {})) as art:
@@ -115,7 +124,11 @@ def run(*, cmg: Path, agent: Path, out: Path, params: dict, stats: Path | None =
                 edits = after.meta.get("edits", {})
                 totals["deleted_nodes"] += len(edits.get("deleted_nodes", []))
                 totals["added_edges"] += 2 * len(edits.get("added_edges", []))
-                totals["pruned_edges"] += len(after.meta.get("pruned_edges", []))
+                pruned = len(after.meta.get("pruned_edges", []))
+                totals["pruned_edges"] += pruned
+                totals["edges_diffused"] += after.num_edges + pruned
+                if after.num_edges + pruned:
+                    graph_ratios.append(pruned / (after.num_edges + pruned))
             gw.write(refined)
             pending.clear()
 
@@ -134,7 +147,11 @@ def run(*, cmg: Path, agent: Path, out: Path, params: dict, stats: Path | None =
     result["diffusion_enabled"] = bool(dcfg["enabled"])
     if totals["nodes_before"]:
         result["node_filter_ratio"] = totals["deleted_nodes"] / totals["nodes_before"]
+    if dcfg["enabled"]:
+        result["prune_rule"], result["tau"] = dcfg.get("prune", "absolute"), dcfg["tau"]
     if totals["edges_before"]:
-        result["pruned_ratio"] = totals["pruned_edges"] / totals["edges_before"]
+        result["pruned_ratio"] = totals["pruned_edges"] / max(1, totals["edges_diffused"])
         result["added_ratio"] = totals["added_edges"] / totals["edges_before"]
+    if graph_ratios:
+        result["pruned_ratio_mean_graph"] = sum(graph_ratios) / len(graph_ratios)
     return finish(out, params, SECTIONS, result, stats, upstream=(cmg, agent_dir))

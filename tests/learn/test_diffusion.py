@@ -156,3 +156,55 @@ def test_relevance_modes_on_hand_values():
     clipped = node_relevance(x, head, tail, mode="clipped")
     torch.testing.assert_close(shifted, torch.tensor([(1 + c) / 2, (1 + c) / 2, 0.0, (1 + c) / 2]))
     torch.testing.assert_close(clipped, torch.tensor([c, c, 0.0, c]))
+
+
+# ----------------------------------------------------------------------------- pruning rules (issue 26)
+
+
+def test_minmax_pruning_hand_example():
+    """v0 = e_0, alpha = 0.5, K = 2: v = [.625, .125, .0625, 0]; min-max (range .625):
+    v^ = [1, .2, .1, 0]; w = [(1 + .2)/2, (.2 + .1)/2, (.1 + 0)/2] = [.6, .15, .05];
+    tau = 0.1 prunes exactly (2, 3), tau = 0.2 (1, 2) and (2, 3)."""
+    from mmre_cli.learn.diffusion import minmax_per_graph
+
+    v0 = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+    v, w, keep = diffuse(EDGE_INDEX, 4, v0, alpha=0.5, max_iter=2, tau=0.1, prune="minmax")
+    np.testing.assert_allclose(v.numpy(), [1.0, 0.2, 0.1, 0.0], atol=1e-6)
+    np.testing.assert_allclose(w.numpy(), [0.6, 0.15, 0.05], atol=1e-6)
+    assert keep.tolist() == [True, True, False]
+    _, _, keep = diffuse(EDGE_INDEX, 4, v0, alpha=0.5, max_iter=2, tau=0.2, prune="minmax")
+    assert keep.tolist() == [True, False, False]
+    # the raw rule (w = [.375, .094, .031]) at tau = .05 prunes (2, 3) only
+    _, _, keep = diffuse(EDGE_INDEX, 4, v0, alpha=0.5, max_iter=2, tau=0.05)
+    assert keep.tolist() == [True, True, False]
+    # per graph: two copies side by side, the second scaled by 1/10, rescale alike
+    vv = torch.tensor([0.625, 0.125, 0.0625, 0.0, 0.0625, 0.0125, 0.00625, 0.0], dtype=torch.float64)
+    out = minmax_per_graph(vv, torch.tensor([0, 0, 0, 0, 1, 1, 1, 1]))
+    np.testing.assert_allclose(out.numpy(), [1, 0.2, 0.1, 0, 1, 0.2, 0.1, 0], atol=1e-9)
+    assert minmax_per_graph(torch.full((3,), 0.4)).tolist() == [1.0, 1.0, 1.0]  # nothing to tell apart
+
+
+def test_quantile_pruning_hand_example_and_protection():
+    """A star 0-1, 0-2, 0-3, 0-4 with v0 = [1, .8, .6, .4, .2] and K = 0 (v = v0):
+    w = [.9, .8, .7, .6]; the 0.5-quantile (linear) of w is .75, so (0,3) and (0,4) are pruned
+    (w < .75); q = 0 prunes nothing; a keep_mask protects an edge below the quantile."""
+    ei = torch.tensor([[0, 0, 0, 0], [1, 2, 3, 4]])
+    v0 = torch.tensor([1.0, 0.8, 0.6, 0.4, 0.2], dtype=torch.float64)
+    v, w, keep = diffuse(ei, 5, v0, max_iter=0, tau=0.5, prune="quantile")
+    np.testing.assert_allclose(w.numpy(), [0.9, 0.8, 0.7, 0.6], atol=1e-9)
+    assert keep.tolist() == [True, True, False, False]
+    _, _, keep = diffuse(ei, 5, v0, max_iter=0, tau=0.0, prune="quantile")
+    assert keep.all()
+    _, _, keep = diffuse(ei, 5, v0, max_iter=0, tau=0.5, prune="quantile",
+                         keep_mask=torch.tensor([False, False, False, True]))
+    assert keep.tolist() == [True, True, False, True]
+    # per graph: the same star twice, the second with every v halved: each prunes its own two
+    ei2 = torch.cat([ei, ei + 5], 1)
+    v2 = torch.cat([v0, v0 / 2])
+    _, _, keep = diffuse(ei2, 10, v2, max_iter=0, tau=0.5, prune="quantile",
+                         batch=torch.tensor([0] * 5 + [1] * 5))
+    assert keep.tolist() == [True, True, False, False] * 2
+    with pytest.raises(ValueError):
+        diffuse(ei, 5, v0, tau=1.5, prune="quantile")
+    with pytest.raises(ValueError):
+        diffuse(ei, 5, v0, prune="bogus")

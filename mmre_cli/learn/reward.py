@@ -11,7 +11,10 @@ r"""Reward of the RL graph editor (paper Alg. 2): :math:`R = \lambda\,\mathrm{Ac
 Either can be scaled on gold-``None`` graphs by ``none_weight`` (default 1: no effect;
 < 1 makes the agent care less about ``None`` instances, closer to the peer micro-F1).
 
-``Complexity`` is :func:`mmre_cli.learn.editing.complexity` (1 for the unedited graph).
+``Complexity`` is, by default, :func:`mmre_cli.learn.editing.edit_complexity`
+:math:`C_b = m_b / N_b` (edits made / nodes; 0 for the unedited graph, each edit costs
+:math:`\mu/N_b`), or :func:`mmre_cli.learn.editing.complexity` (the edited graph's size; 1 for the
+unedited graph) with ``complexity: size``.
 
 Shapes:
     logits: ``[B, C]``; y: ``[B]`` long; returned accuracies / rewards: ``[B]``

@@ -312,8 +312,10 @@ _PAGE = """<!doctype html>
  .hint{color:#777;font-size:.85em} #error{color:#b00020;font-weight:600;margin:10px 0}
  table{border-collapse:collapse;margin:12px 0} td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}
  th{background:#f3f3f3}
- .picture{overflow-x:auto;margin-top:10px;border:1px solid #ddd}
- img#explanation{display:block;max-width:none;cursor:zoom-out} img#explanation.fit{max-width:100%;cursor:zoom-in}
+ .picture{width:calc(100vw - 32px);position:relative;left:50%;margin-left:calc(16px - 50vw);
+   overflow-x:auto;margin-top:10px;border-top:1px solid #ddd}
+ img#explanation{display:block;margin:0 auto;width:100%;min-width:75%;max-width:1950px;cursor:zoom-in}
+ img#explanation.full{width:auto;min-width:0;max-width:none;cursor:zoom-out}
  #warnings{color:#8a5a00;margin:10px 0}
  #status{color:#555}
 </style></head><body>
@@ -358,12 +360,13 @@ form.addEventListener('submit', async (ev) => {
     for (const w of data.warnings || []) {
       const p = document.createElement('div'); p.className = 'warning'; p.textContent = 'note: ' + w; warn.appendChild(p);
     }
-    if (data.explanation) {  // at its own size (the labels stay readable), scrolled sideways; a click fits it
-      const box = document.createElement('div'); box.className = 'picture';
+    if (data.explanation) {  // the window's whole width (the labels stay readable), never below 3/4 of
+      const box = document.createElement('div'); box.className = 'picture';  // its size; a click: full size
       const img = document.createElement('img'); img.id = 'explanation';
       img.alt = 'explanation of ' + data.explanation.head + ' → ' + data.explanation.tail;
-      img.title = 'click to fit the page / to see it at full size';
-      img.addEventListener('click', () => img.classList.toggle('fit'));
+      img.title = 'click for the picture at full size / back';
+      img.addEventListener('load', () => { img.style.minWidth = Math.round(0.75 * img.naturalWidth) + 'px'; });
+      img.addEventListener('click', () => img.classList.toggle('full'));
       img.src = data.explanation.png; box.appendChild(img); res.appendChild(box);
     }
   } catch (e) { status.textContent = ''; err.textContent = 'request failed: ' + e; }

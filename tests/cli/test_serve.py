@@ -133,6 +133,10 @@ def test_the_page_in_a_browser_predicts_and_shows_a_bad_upload(server, tmp_path)
         WebDriverWait(d, 30).until(lambda drv: drv.execute_script(
             "const i = document.getElementById('explanation'); return i && i.complete && i.naturalWidth > 100;"))
         d.save_screenshot(str(tmp_path / "after_prediction.png"))
+        natural, shown = d.execute_script("const i = document.getElementById('explanation'); "
+                                          "return [i.naturalWidth, i.getBoundingClientRect().width];")
+        assert shown >= 0.75 * natural - 1, (natural, shown)  # the window's width at least 3/4 of its size
+        assert d.find_element(By.ID, "warnings").text == ""  # a caption was given
 
         fake = tmp_path / "photo.jpg"
         fake.write_text("this is text, not a JPEG")
@@ -142,6 +146,13 @@ def test_the_page_in_a_browser_predicts_and_shows_a_bad_upload(server, tmp_path)
         WebDriverWait(d, 30).until(lambda drv: drv.find_element(By.ID, "error").text.strip() != "")
         assert "not an image" in d.find_element(By.ID, "error").text
         assert d.find_elements(By.ID, "relations") == []
+        # no caption for a caption model: the page says so
+        d.find_element(By.ID, "image").clear()
+        Select(d.find_element(By.ID, "sample")).select_by_value(Path(v["image"]).name)
+        d.find_element(By.ID, "caption").clear()
+        d.find_element(By.ID, "go").click()
+        WebDriverWait(d, 60).until(lambda drv: drv.find_element(By.ID, "warnings").text.strip() != "")
+        assert "no caption was given" in d.find_element(By.ID, "warnings").text
         # and the server still answers
         d.get(server + "health")
         assert '"ok":true' in d.page_source.replace(" ", "")

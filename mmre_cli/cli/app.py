@@ -69,9 +69,13 @@ def quiet_libraries() -> None:
 
     Environment defaults and warning filters only: importing nothing keeps ``--help`` fast.
     """
+    import logging
     import os
     import warnings
 
+    # Lightning's "Seed set to 13" on every training command (an INFO line of its own logger)
+    for name in ("lightning_fabric.utilities.seed", "lightning.fabric.utilities.seed"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -148,3 +148,16 @@ def test_extract_features_help_lists_every_encoder():
     encoder_help = helped[helped.index("--encoder"):helped.index("--weights <path>")]
     for name in KNOWN_ENCODERS:
         assert name.replace("<model>", "<open_clip model>") in encoder_help, (name, encoder_help)
+
+
+def test_quiet_training_prints_nothing_on_stderr(trained, tmp_path):
+    """-q: only errors on stderr — no mmre messages and no library chatter ("Seed set to 13")."""
+    import os
+
+    env = {**os.environ, "MMRE_TORCH_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "mmre_cli", "train-gnn", "--graphs", str(trained["diffused"]),
+                             "--agent", str(trained["root"] / "agent"), "--out", str(tmp_path / "m"), "--epochs", "1",
+                             "-S", "train_gnn.hidden=16", "-S", "train_gnn.heads=2", "-q"],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "", result.stderr

@@ -26,7 +26,7 @@ attribute           dtype        shape / meaning
 ==================  ===========  =====================================================
 
 With ``words=True`` (models that re-encode the sentence, e.g.
-:class:`~mmre_cli.learn.finetune.FinetunedRelationModel`, whose ``needs_words`` is true) three
+:class:`~mmre_cli.learn.finetune.FinetunedRelationModel`, whose ``needs_words`` is true) five
 more, from what merge-cmg records in ``Graph.meta``:
 
 ==================  ===========  =====================================================
@@ -39,7 +39,11 @@ more, from what merge-cmg records in ``Graph.meta``:
                                  holds one list per graph
 ``caption``         str          the image's caption (``meta["caption"]``, ``""`` when
                                  none), read as the second segment by a fine-tuned
-                                 encoder with ``caption_tokens > 0``
+                                 encoder with ``caption_tokens > 0`` or in its own pass
+                                 with ``caption_pass > 0``
+``word_keep``       bool         ``[T]`` false for the words the RL editor deleted
+                                 (``meta["deleted_words"]``); a ``Batch`` concatenates
+                                 them in graph order
 ==================  ===========  =====================================================
 
 After ``Batch.from_data_list``, ``batch.head_index[i]`` / ``batch.tail_index[i]`` are the
@@ -150,6 +154,13 @@ def _add_words(data: GraphData, g: Graph) -> None:
     data.ent_span = torch.tensor([[int(v) for v in g.meta["entity_spans"]]], dtype=torch.long).reshape(1, 4)
     data.words = [str(w) for w in g.meta["words"]]
     data.caption = str(g.meta.get("caption") or "")
+    # the words the RL editor deleted (graphs/refine.py's meta["deleted_words"]): a re-encoding
+    # model masks them out of its encoder's attention (learn/finetune.py)
+    keep = torch.ones(len(data.words), dtype=torch.bool)
+    gone = [int(i) for i in g.meta.get("deleted_words") or () if 0 <= int(i) < len(data.words)]
+    if gone:
+        keep[gone] = False
+    data.word_keep = keep
 
 
 def graphs_to_batches(graphs: Iterable[Graph], batch_size: int, *, words: bool = False) -> Iterator[Batch]:

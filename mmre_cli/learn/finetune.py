@@ -306,7 +306,8 @@ class TextNodeEncoder(nn.Module):
     def device(self) -> torch.device:
         return self.transformer.get_input_embeddings().weight.device
 
-    def _hidden(self, enc, marked: list[list[str]], captions: list[str | None]) -> Tensor:
+    def _hidden(self, enc, marked: list[list[str]], captions: list[str | None],
+                tags: Sequence[str] | None = None) -> Tensor:
         """Last hidden states ``[B, L, D]`` of a tokenised batch; the frozen lower layers from the cache.
 
         With ``frozen_below = m > 0`` the hidden states entering layer ``m`` are computed under
@@ -325,8 +326,9 @@ class TextNodeEncoder(nn.Module):
             with autocast:
                 return self.transformer(ids, mask, types).float()
         lengths = mask.sum(1).tolist()
-        keys = (["\x1f".join(w) + "\x1e" + ((c or "") if self.caption_tokens else "") for w, c in zip(marked, captions)]
-                if self.cache_lower else None)
+        tags = tags or [""] * len(marked)
+        keys = (["\x1f".join(w) + "\x1e" + ((c or "") if self.caption_tokens else "") + t
+                 for w, c, t in zip(marked, captions, tags)] if self.cache_lower else None)
         rows: list[Tensor | None] = [self._lower_cache.get(k) for k in keys] if keys else [None] * len(lengths)
         todo = [i for i, r in enumerate(rows) if r is None or r.device != dev]
         if todo:
@@ -363,9 +365,14 @@ class TextNodeEncoder(nn.Module):
         return [self._types_cache[k] for k in keys]
 
     def encode(self, token_lists: Sequence[Sequence[str]], head_spans: Sequence[Span],
-               tail_spans: Sequence[Span], captions: Sequence[str | None] | None = None
-               ) -> tuple[list[Tensor], list[Tensor], Tensor]:
+               tail_spans: Sequence[Span], captions: Sequence[str | None] | None = None,
+               deleted: Sequence[Iterable[int]] | None = None) -> tuple[list[Tensor], list[Tensor], Tensor]:
         """Word vectors, which words got word pieces, and the entity-marker vectors.
+
+        ``deleted`` (per sentence, token indices the RL editor removed — ``meta["deleted_words"]``)
+        masks those words' pieces out of the attention of every layer: no other piece attends to
+        them, they get no vector (``has_pieces`` false) and so leave every span mean, exactly as
+        if the words were absent but with the positions of the others kept.
 
         Returns:
             ``(vectors, has_pieces, entities)``: B tensors ``[T_b, D]`` (mean of each word's
@@ -396,7 +403,18 @@ class TextNodeEncoder(nn.Module):
         if len(caps) != b:
             raise ValueError("captions must have one entry per sentence")
         enc = self.tokenizer.pairs(marked, caps, self.caption_tokens)
-        hidden = self._hidden(enc, marked, caps)  # [B, L, D]
+        gone = [set(int(k) for k in d) for d in deleted] if deleted is not None else [set()] * b
+        if len(gone) != b:
+            raise ValueError("deleted must have one entry per sentence")
+        if any(gone):
+            for i in range(b):
+                if gone[i]:
+                    src = sources[i]
+                    for p, w in enumerate(enc.word_ids[i]):
+                        if w is not None and src[w] in gone[i]:
+                            enc.attention_mask[i, p] = 0
+        tags = ["\x1d" + ",".join(map(str, sorted(g))) if g else "" for g in gone]
+        hidden = self._hidden(enc, marked, caps, tags)  # [B, L, D]
         # pieces -> (flat word index) and the first piece of each opening marker
         pb, pp, pw = [], [], []
         marker_at = torch.full((b, 2), -1, dtype=torch.long)
@@ -407,6 +425,8 @@ class TextNodeEncoder(nn.Module):
                 if w is None:
                     continue
                 o = src[w]
+                if o >= 0 and o in gone[i]:
+                    continue
                 if o >= 0:
                     pb.append(i)
                     pp.append(p)
@@ -453,6 +473,20 @@ class TextNodeEncoder(nn.Module):
 
 # --------------------------------------------------------------------------------------------
 # data
+
+
+def _batch_deleted(data, words: list[list[str]]) -> list[list[int]] | None:
+    """Per graph, the sentence token indices the editor deleted (``data.word_keep`` false), or
+    ``None`` when the batch carries no such mask or nothing was deleted."""
+    keep = getattr(data, "word_keep", None)
+    if keep is None or bool(keep.all()):
+        return None
+    out, at = [], 0
+    for w in words:
+        part = keep[at:at + len(w)]
+        out.append((~part).nonzero().reshape(-1).tolist())
+        at += len(w)
+    return out
 
 
 def _batch_words(data) -> tuple[list[list[str]], list[Span], list[Span], list[str | None]]:
@@ -669,7 +703,7 @@ class FinetunedRelationModel(nn.Module):
         (marker states, plus the caption pass's features when on; ``None`` for ``gnn``)."""
         words, heads, tails, captions = _batch_words(data)
         pair = captions if self.encoder.caption_tokens else [None] * len(words)
-        vectors, has, ents = self.encoder.encode(words, heads, tails, pair)
+        vectors, has, ents = self.encoder.encode(words, heads, tails, pair, deleted=_batch_deleted(data, words))
         run = copy.copy(data)
         if self.gnn is not None:
             run.x = self.text_features(data, vectors, has)

@@ -315,6 +315,29 @@ def test_hf_encoder_with_caption_pairs_trains_evaluates_and_predicts(trained, tm
     assert refused.exit_code == 2 and "fine-tuned encoder mismatch" in refused.output
 
 
+@pytest.mark.parametrize("readout", ["gnn_markers", "markers"])
+def test_a_caption_pass_model_predicts_as_it_evaluates_and_reads_the_given_caption(trained, tmp_path, tiny_bert,
+                                                                                   readout):
+    """train_gnn.caption_pass (the caption's own pass) + relation_text: predict = evaluate, and the
+    caption given to predict is the one the model reads."""
+    from mmre_cli.params import DEFAULTS
+    from stages import train_gnn
+
+    params = copy.deepcopy(DEFAULTS)
+    params["train_gnn"].update(model="finetune", epochs=1, hidden=16, heads=2, batch_size=16, encoder="hf",
+                               encoder_weights=str(tiny_bert), caption_pass=16, train_layers=1, readout=readout,
+                               relation_text=True)
+    model = tmp_path / "caption_pass_model"
+    train_gnn.run(graphs=trained["diffused"], out=model, params=params, agent=trained["root"] / "agent")
+    kwargs = json.loads((model / "model.json").read_text())["model_kwargs"]
+    assert kwargs["caption_pass"] == 16 and kwargs["readout"] == readout and len(kwargs["relation_descriptions"]) > 1
+    args = _predict_equals_evaluate(model, trained)
+    k = args.index("--image-caption")
+    first = _json_lines(_predict(*args))[0]
+    other = _json_lines(_predict(*args[: k + 1], "a completely different scene with a red car", *args[k + 2:]))[0]
+    assert first["probability"] != other["probability"] or first["top3"] != other["top3"]
+
+
 @pytest.mark.parametrize("switches", [
     ("train_gnn.graph_encoder=hop_attention",),
     ("train_gnn.fusion=mm_qformer",),

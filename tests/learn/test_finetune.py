@@ -627,3 +627,46 @@ def test_relation_text_head_scores_against_encoded_descriptions(tiny):
     assert describe("/org/per/founded_by") == "organization person founded by"
     with pytest.raises(ValueError):
         _hf_model(tiny, relation_descriptions=["only one"])
+
+
+# -------------------------------------------------------------------------------------------------
+# issue 26: the editor's deletions reach the fine-tuned encoder
+
+
+def test_a_deleted_word_is_masked_out_of_the_encoder_and_its_text_no_longer_matters(tiny):
+    torch.manual_seed(0)
+    enc = TextNodeEncoder(str(tiny), markers="special", encoder="hf", train_layers=1).eval()
+    words = ["Alice", "met", "Bob", "in", "Paris", "."]
+    other = ["Alice", "met", "Bob", "in", "trophy", "."]  # one piece, as "Paris": positions unchanged
+    heads, tails = [(0, 1)], [(2, 3)]
+    with torch.no_grad():
+        v0, h0, e0 = enc.encode([words], heads, tails)
+        v_none, _, e_none = enc.encode([words], heads, tails, deleted=[[]])
+        v1, h1, e1 = enc.encode([words], heads, tails, deleted=[[4]])
+        v2, _, e2 = enc.encode([other], heads, tails, deleted=[[4]])
+        _, _, e3 = enc.encode([other], heads, tails)
+    assert torch.equal(e0, e_none) and torch.equal(v0[0], v_none[0])  # nothing deleted: unchanged
+    assert not torch.allclose(e0, e1, atol=1e-4)                        # a masked token changes the output
+    assert not h1[0][4] and h0[0][4]                                    # and leaves the span means
+    assert torch.allclose(e1, e2, atol=1e-5)                            # whatever the deleted word said
+    assert not torch.allclose(e2, e3, atol=1e-4)                        # an unmasked word does count
+
+
+def test_deleted_words_travel_from_the_graph_meta_to_the_model(tiny):
+    from mmre_cli.learn.finetune import _batch_deleted
+
+    data = captioned(3, seed=5, dim=32)
+    rng = np.random.default_rng(0)
+    g = make_graph("d", ["Alice", "met", "Bob", "in", "Paris", "."], (0, 1), (2, 3), 1, rng, dim=32)
+    g.meta["deleted_words"] = [4]
+    data[1] = graph_to_data(g, words=True)
+    batch = next(iter(DataLoader(data, batch_size=3)))
+    words = _batch_words(batch)[0]
+    assert _batch_deleted(batch, words) == [[], [4], []]
+    model = _hf_model(tiny, caption_tokens=0).eval()
+    g.meta["deleted_words"] = []
+    with torch.no_grad():
+        masked = model(graph_to_data(make_graph("d", g.meta["words"], (0, 1), (2, 3), 1, np.random.default_rng(0),
+                                                dim=32), words=True))
+        assert _batch_deleted(next(iter(DataLoader(captioned(2, seed=5, dim=32), batch_size=2))), [[0] * 6] * 2) is None
+    assert masked.shape == (1, 3)

@@ -1,6 +1,5 @@
 """fit_classifier on a synthetic task whose label is a function of the head/tail features."""
 
-import time
 
 import numpy as np
 import pytest
@@ -77,14 +76,9 @@ def test_gnn_learns_synthetic_task(loaders):
     torch.manual_seed(0)
     model = RelationGNN(F_IN, NUM_CLASSES, hidden=64, layers=2, heads=4, dropout=0.1)
     rep = NullReporter()
-    t0 = time.perf_counter()
-    best, history = _fit(model, loaders, reporter=rep)
-    elapsed = time.perf_counter() - t0
+    best, history = _fit(model, loaders, reporter=rep)  # no timed assertion: speed lives in bench/
     best_f1 = max(h["val_micro_f1"] for h in history)
-    print(f"GNN: {len(history)} epochs, {elapsed:.1f}s, best val micro-F1 {best_f1:.3f}")
-    print([round(h["val_micro_f1"], 3) for h in history])
     assert best_f1 > 0.9
-    assert elapsed < 20
     assert set(history[0]) >= {"epoch", "loss", "val_acc", "val_micro_p", "val_micro_r", "val_micro_f1"}
     assert any(m.startswith("epoch 1:") for m in rep.messages)
     # the model ends holding the best state, and evaluate() agrees with the history

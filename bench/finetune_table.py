@@ -1,0 +1,93 @@
+"""Collect fine-tuning runs into one markdown table: per configuration, val micro-F1 per seed, mean ± spread.
+
+Each run is a folder ``RUNS/<name>/`` written by one ``mmre train-gnn`` + ``mmre evaluate``
+pair: ``model/`` (its ``pipeline.json`` holds the effective params), ``eval/stats.json`` (the
+metrics) and ``cmd.txt`` (the ``-S`` overrides it was started with, the code's commit, start and
+end times). Runs whose effective ``train_gnn``/``data`` params differ only in ``train_gnn.seed``
+form one row; the spread is the sample standard deviation over seeds (``-`` for one seed).
+
+    python bench/finetune_table.py /work/runs/ft            # markdown on stdout
+    python bench/finetune_table.py /work/runs/ft --json out.json
+
+Reads only what the runs wrote; prints nothing it did not find.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from datetime import datetime
+from pathlib import Path
+
+#: params that tell configurations apart in the table (anything else that differs is shown too)
+SHOWN = ("readout", "caption_pass", "caption_tokens", "relation_text", "markers", "train_layers", "epochs",
+         "encoder", "enc_lr")
+
+
+def _run(folder: Path) -> dict | None:
+    stats, pipe, cmd = folder / "eval" / "stats.json", folder / "model" / "pipeline.json", folder / "cmd.txt"
+    if not (stats.is_file() and pipe.is_file() and cmd.is_file()):
+        return None
+    metrics = json.loads(stats.read_text())
+    params = json.loads(pipe.read_text()).get("params", {})
+    lines = cmd.read_text().split("\n")
+    head = lines[0].split()
+    code, start = head[1], head[3]
+    overrides = " ".join(head[4:])
+    end = next((ln.split()[1] for ln in lines if ln.startswith("end ")), None)
+    minutes = None
+    if end:
+        minutes = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() / 60
+    tg = dict(params.get("train_gnn", {}))
+    seed = tg.pop("seed", None)
+    data = params.get("data", {})
+    return {"name": folder.name, "f1": float(metrics["micro_f1"]), "acc": float(metrics["acc"]), "seed": seed,
+            "code": code, "overrides": overrides, "minutes": minutes,
+            "key": json.dumps({"code": code, "train_gnn": tg, "pair_captions": data.get("pair_captions")},
+                              sort_keys=True)}
+
+
+def collect(root: Path) -> list[dict]:
+    runs = [r for r in (_run(f) for f in sorted(root.iterdir()) if f.is_dir()) if r]
+    rows: dict[str, list[dict]] = {}
+    for r in runs:
+        rows.setdefault(r["key"], []).append(r)
+    out = []
+    for key, group in rows.items():
+        f1 = [r["f1"] for r in sorted(group, key=lambda r: r["seed"])]
+        spec = json.loads(key)
+        out.append({"runs": [r["name"] for r in group], "seeds": sorted(r["seed"] for r in group), "f1": f1,
+                    "mean": statistics.mean(f1), "sd": statistics.stdev(f1) if len(f1) > 1 else None,
+                    "code": spec["code"], "captions": spec["pair_captions"],
+                    "shown": {k: spec["train_gnn"].get(k) for k in SHOWN},
+                    "overrides": sorted({r["overrides"].replace(f"-S train_gnn.seed={r['seed']}", "").strip()
+                                         for r in group}),
+                    "minutes": [round(r["minutes"], 1) for r in group if r["minutes"] is not None]})
+    return sorted(out, key=lambda r: r["runs"][0])
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| runs | seeds | val micro-F1 per seed | mean ± sd | code | overrides | minutes |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        sd = "-" if r["sd"] is None else f"{r['sd']:.4f}"
+        lines.append(f"| {', '.join(r['runs'])} | {', '.join(map(str, r['seeds']))} | "
+                     f"{' / '.join(f'{v:.4f}' for v in r['f1'])} | {r['mean']:.4f} ± {sd} | {r['code']} | "
+                     f"`{'; '.join(r['overrides'])}` | {', '.join(map(str, r['minutes']))} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("root", type=Path)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    rows = collect(args.root)
+    print(markdown(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -19,8 +19,11 @@ Routes:
 * ``GET /health`` — ``{"ok": true, "model": ...}``.
 
 The models load once, at start; requests are predicted one at a time (a lock: torch already
-uses the cores). Requests are bounded — :data:`LIMITS`: body bytes, image bytes, text and
-caption characters, inputs per request, and the model's own pixel limit — and a bad request is a
+uses the cores, and the predictor is not thread-safe) in a worker thread, so the event loop keeps
+answering (``GET /health`` within milliseconds while predictions queue: ``bench/serve_load.py``).
+Requests are bounded — :data:`LIMITS`: body bytes (:class:`Guard`: a larger body is refused with
+413 before it is read whole), image bytes, text and caption characters, inputs per request, and
+the model's own pixel limit (a decompression bomb is refused from its header) — and a bad request is a
 4xx answer with ``{"error": "..."}``, never the end of the server: every error inside a request
 is caught and answered (500 with its one-line reason for a bug). Every error has that shape, an
 unknown route (404), a wrong method (405) and a bad query parameter (422) included, and names
@@ -32,6 +35,7 @@ the API's fields (``head``), never the command line's options (``--head``) or se
 import base64
 import binascii
 import html
+import re
 import tempfile
 import threading
 from pathlib import Path
@@ -50,6 +54,73 @@ class BadRequest(Exception):
     def __init__(self, message: str, status: int = 400):
         super().__init__(message)
         self.status = status
+
+
+class BodyTooLarge(BadRequest):
+    """A request body past :data:`LIMITS` ``body_bytes``: 413, found before the rest is read."""
+
+    def __init__(self, limit: int, size: int | None = None):
+        said = f"of {size} bytes" if size is not None else f"of more than {limit} bytes"
+        super().__init__(f"request body {said}, at most {limit} ({limit / 2**20:g} MB): send a smaller image", 413)
+
+
+class Guard:
+    """ASGI middleware that bounds every request and answers every failure in the API's shape.
+
+    * A ``Content-Length`` over ``limit`` is answered 413 at once, the body unread.
+    * A body without one (chunked) is counted as it arrives: the read that passes ``limit``
+      raises :class:`BodyTooLarge`, answered 413, so the server holds at most ``limit`` bytes
+      (plus one chunk) of it and reads no further.
+    * Any other exception out of the app (a bug) is a 500 with its one-line reason, never the end
+      of the server.
+    """
+
+    def __init__(self, app, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        size = dict(scope["headers"]).get(b"content-length", b"")
+        if size.isdigit() and int(size) > self.limit:
+            return await _send_json(send, 413, {"error": str(BodyTooLarge(self.limit, int(size)))})
+        seen, started = 0, False
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise BodyTooLarge(self.limit)
+            return message
+
+        async def tracked(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, tracked)
+        except Exception as err:  # noqa: BLE001 - a bug must not take the server down
+            if started:
+                raise
+            if isinstance(err, BodyTooLarge):
+                return await _send_json(send, 413, {"error": str(err)})
+            reason = str(err).splitlines()[0] if str(err) else ""
+            await _send_json(send, 500, {"error": f"internal error: {type(err).__name__}: {reason}"})
+
+
+async def _send_json(send, status: int, payload: dict) -> None:
+    import json
+
+    body = json.dumps(payload).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 413:
+        headers.append((b"connection", b"close"))  # the rest of the body is not read
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _sample_images(root: Path | None) -> dict[str, Path]:
@@ -198,6 +269,7 @@ def create_app(model: Path, *, samples: Path | None = None, predictor=None, capt
     as for :class:`~stages.predict.Predictor`)."""
     from fastapi import FastAPI, Request
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+    from starlette.concurrency import run_in_threadpool
 
     from stages.predict import Predictor
 
@@ -223,15 +295,11 @@ def create_app(model: Path, *, samples: Path | None = None, predictor=None, capt
                              for e in exc.errors())
         return JSONResponse({"error": f"bad request parameters ({problems})"}, 422)
 
-    @app.middleware("http")
-    async def bounded(request: Request, call_next):
-        size = request.headers.get("content-length")
-        if size is not None and size.isdigit() and int(size) > LIMITS["body_bytes"]:
-            return JSONResponse({"error": f"request body of {size} bytes, at most {LIMITS['body_bytes']}"}, 413)
-        try:
-            return await call_next(request)
-        except Exception as err:  # noqa: BLE001 - a bug must not take the server down
-            return JSONResponse({"error": f"internal error: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"}, 500)
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, 413, headers={"connection": "close"})
+
+    app.add_middleware(Guard, limit=LIMITS["body_bytes"])  # bounds the body before the app reads it
 
     def answer(records: list[dict], explain: bool, upload_name: str | None = None) -> JSONResponse:
         try:
@@ -257,28 +325,37 @@ def create_app(model: Path, *, samples: Path | None = None, predictor=None, capt
             return JSONResponse({"error": f"unknown sample {name!r}"}, 404)
         return FileResponse(service.samples[name])
 
-    @app.post("/predict")
-    async def predict_json(request: Request, explain: bool = False) -> JSONResponse:
-        body = await request.body()
-        if len(body) > LIMITS["body_bytes"]:
-            return JSONResponse({"error": f"request body of {len(body)} bytes, at most {LIMITS['body_bytes']}"}, 413)
+    def answer_json(body: bytes, explain: bool) -> JSONResponse:
         import json
 
         try:
             data = json.loads(body or b"null")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return JSONResponse({"error": "the body is not JSON (send one object or a list of objects)"}, 400)
         records = data if isinstance(data, list) else [data] if isinstance(data, dict) else None
         if records is None:
             return JSONResponse({"error": "send one JSON object or a list of them"}, 400)
         return answer(records, explain)
 
+    @app.post("/predict")
+    async def predict_json(request: Request, explain: bool = False) -> JSONResponse:
+        body = await request.body()  # at most LIMITS["body_bytes"]: Guard stops a longer one
+        return await run_in_threadpool(answer_json, body, explain)  # the event loop keeps answering
+
     @app.post("/predict/form")
     async def predict_form(request: Request) -> JSONResponse:
+        body = await request.body()  # at most LIMITS["body_bytes"] (Guard); form() parses this copy
+        boundary = re.search(r'boundary="?([^";,\s]+)', request.headers.get("content-type", ""))
+        if boundary and b"--" + boundary.group(1).encode("latin-1") + b"--" not in body:
+            return JSONResponse({"error": "could not read the form (a multipart/form-data body: it ends before "
+                                          "its closing boundary, cut short?)"}, 400)
         try:
             form = await request.form(max_files=1, max_fields=10)
-        except Exception:  # noqa: BLE001 - a malformed multipart body
-            return JSONResponse({"error": "could not read the form"}, 400)
+        except BodyTooLarge:
+            raise
+        except Exception as err:  # noqa: BLE001 - a malformed multipart body
+            reason = str(getattr(err, "detail", "") or err).splitlines()[0][:200] if str(err) else type(err).__name__
+            return JSONResponse({"error": f"could not read the form (a multipart/form-data body: {reason})"}, 400)
         record: dict = {k: str(form.get(k) or "") for k in ("text", "head", "tail", "caption")}
         upload = form.get("image")
         name = None
@@ -288,7 +365,7 @@ def create_app(model: Path, *, samples: Path | None = None, predictor=None, capt
             name = Path(str(upload.filename).replace("\\", "/")).name[:100] or "upload"  # its own name, no folder
         elif form.get("sample"):
             record["image"] = str(form.get("sample"))
-        return answer([{k: v for k, v in record.items() if v != ""}], True, name)
+        return await run_in_threadpool(answer, [{k: v for k, v in record.items() if v != ""}], True, name)
 
     return app
 

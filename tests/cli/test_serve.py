@@ -233,3 +233,141 @@ def test_a_busy_port_is_one_error_line_and_exit_2_before_the_model_loads(tmp_pat
     assert result.stdout == "" and "http://" not in result.stderr
     assert result.stderr.splitlines() == [f"error: port {port} on 127.0.0.1 is already in use (another server is "
                                           "listening there); stop it or pick another with --port"]
+
+
+# -- issue 24: bad bodies, the size limit, a small load -------------------------------------------
+
+_PNG = SAMPLE / "img_org" / "val" / "sample_val_002.png"
+_PAIR = {"text": "Ann met Bob", "head": "Ann", "tail": "Bob"}
+
+
+def _bomb(side: int = 12000) -> bytes:
+    """A real decompression bomb: a valid ~140 KB PNG of side x side grey pixels (144 M, ~144 MB decoded)."""
+    import struct
+    import zlib
+
+    z = zlib.compressobj(9)
+    row = b"\x00" * (side + 1)  # filter byte + the row
+    data = b"".join(z.compress(row) for _ in range(side)) + z.flush()
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+
+
+@pytest.fixture(scope="module")
+def bad_images() -> dict[str, bytes]:
+    png = _PNG.read_bytes()
+    bomb = _bomb()
+    assert len(bomb) < 200_000
+    return {"not an image": b"this is text, not a JPEG", "truncated": png[: len(png) // 2], "bomb": bomb}
+
+
+_MULTIPART = "multipart/form-data; boundary=zz"
+
+
+@pytest.mark.parametrize("case, status, message", [
+    ("malformed json", 400, "the body is not JSON"),
+    ("json nested too deep", 400, "the body is not JSON"),
+    ("multipart cut short", 400, "ends before its closing boundary"),
+    ("multipart without a boundary", 400, "could not read the form"),
+    ("multipart garbage", 400, "could not read the form"),
+    ("json not an image", 400, "upload: not an image"),
+    ("form not an image", 400, "photo.jpg: not an image"),
+    ("json truncated", 400, "upload: cannot decode image (corrupt or truncated)"),
+    ("form truncated", 400, "photo.jpg: cannot decode image (corrupt or truncated)"),
+    ("json bomb", 400, "upload: image has too many pixels: 12000x12000"),
+    ("form bomb", 400, "photo.jpg: image has too many pixels: 12000x12000"),
+])
+def test_bad_bodies_get_a_4xx_in_the_apis_shape_and_the_server_lives_on(client, bad_images, case, status, message):
+    kind = {"not an image": "not an image", "truncated": "truncated", "bomb": "bomb"}
+    image = next((data for key, data in bad_images.items() if case.endswith(kind[key])), None)
+    if case == "malformed json":
+        r = client.post("/predict", content=b'{"text": "Ann met', headers={"content-type": "application/json"})
+    elif case == "json nested too deep":
+        r = client.post("/predict", content=b"[" * 200_000, headers={"content-type": "application/json"})
+    elif case == "multipart cut short":  # the text part, then the body stops: no closing boundary
+        r = client.post("/predict/form", content=b'--zz\r\nContent-Disposition: form-data; name="text"\r\n\r\nAnn me',
+                        headers={"content-type": _MULTIPART})
+    elif case == "multipart without a boundary":
+        r = client.post("/predict/form", content=b"text=Ann", headers={"content-type": "multipart/form-data"})
+    elif case == "multipart garbage":
+        r = client.post("/predict/form", content=b"--zz\r\n\x00\x01 no headers here\r\n--zz--\r\n",
+                        headers={"content-type": _MULTIPART})
+    elif case.startswith("json"):
+        r = client.post("/predict", json={**_PAIR, "image_b64": base64.b64encode(image).decode()})
+    else:
+        r = client.post("/predict/form", data=_PAIR, files={"image": ("photo.jpg", image, "image/jpeg")})
+    assert r.status_code == status, r.text
+    assert set(r.json()) == {"error"} and message in r.json()["error"], r.text
+    assert "/tmp" not in r.text and ".upload" not in r.text
+    assert client.get("/health").json()["ok"] is True
+    ok = client.post("/predict", json=_line(1))
+    assert ok.status_code == 200 and len(ok.json()["predictions"]) == 1, ok.text
+
+
+def _answer(sock: socket.socket) -> tuple[int, dict]:
+    """The status and JSON body of one HTTP/1.1 answer read off ``sock`` (which the server closes)."""
+    import json
+
+    sock.settimeout(60)
+    data = b""
+    while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < int(
+            next(line.split(b":")[1] for line in data.split(b"\r\n\r\n")[0].split(b"\r\n")
+                 if line.lower().startswith(b"content-length:"))):
+        chunk = sock.recv(65536)
+        assert chunk, f"the server closed the connection without a whole answer: {data[:300]!r}"
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    return int(head.split(b" ")[1]), json.loads(body)
+
+
+def test_a_body_over_the_limit_is_refused_with_413_before_it_is_read_whole(server):
+    """By its Content-Length: answered while the client has sent 64 KB of the announced body. As a
+    chunked body (no length): answered once it passes the limit, while the client is still sending."""
+    import select
+    from urllib.parse import urlsplit
+
+    from mmre_cli.serve import LIMITS
+
+    address = (urlsplit(server).hostname, urlsplit(server).port)
+    limit = LIMITS["body_bytes"]
+    with socket.create_connection(address) as sock:
+        sock.sendall(f"POST /predict/form HTTP/1.1\r\nHost: x\r\nContent-Type: {_MULTIPART}\r\n"
+                     f"Content-Length: {limit + 2**20}\r\n\r\n".encode() + b"--zz\r\n" + b"y" * 65536)
+        status, body = _answer(sock)
+    assert status == 413 and set(body) == {"error"} and f"at most {limit}" in body["error"], body
+
+    piece = b"x" * 2**18
+    sent = 0
+    with socket.create_connection(address) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n")
+        while sent < 4 * limit and not select.select([sock], [], [], 0)[0]:
+            try:
+                sock.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
+            except OSError:  # the server answered and closed: read its answer
+                break
+            sent += len(piece)
+        status, body = _answer(sock)
+    assert status == 413 and f"at most {limit}" in body["error"], body
+    assert sent < 4 * limit, "the server read the whole chunked body before answering"
+    import urllib.request
+
+    with urllib.request.urlopen(server + "health", timeout=30) as r:
+        assert r.status == 200
+
+
+def test_a_small_load_has_no_failed_request(server):
+    """bench/serve_load.py's client at CI size (its full size, 8 clients x 400 requests, is in bench/)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("serve_load", Path(__file__).resolve().parents[2] / "bench" / "serve_load.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    result = bench.load(server, clients=4, requests=24, upload_every=3, health_every=0.1, deadline=300)
+    assert result["failed"] == 0 and result["ok"] == 24, result["errors"]
+    assert result["uploads"] == 8 and result["health_failed"] == 0, result
+    assert result["p50_ms"] <= result["p99_ms"]

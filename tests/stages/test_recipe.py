@@ -59,7 +59,7 @@ def test_run_refuses_an_unknown_stage(tmp_path):
 
 
 def test_the_mnre_recipes_hold_only_known_keys_that_differ_from_the_defaults():
-    for name in ("mnre_cpu.yaml", "mnre_base.yaml", "mnre_captions.yaml"):
+    for name in ("mnre_cpu.yaml", "mnre_base.yaml", "mnre_captions.yaml", "mnre_quick.yaml"):
         raw = yaml.safe_load((REPO / "configs" / name).read_text())
         load_params(REPO / "configs" / name)  # unknown keys would raise
         for section, values in raw.items():

@@ -371,3 +371,20 @@ def test_a_small_load_has_no_failed_request(server):
     assert result["failed"] == 0 and result["ok"] == 24, result["errors"]
     assert result["uploads"] == 8 and result["health_failed"] == 0, result
     assert result["p50_ms"] <= result["p99_ms"]
+
+
+def test_the_size_limits_are_documented_where_a_user_reads_them():
+    from typer.testing import CliRunner
+
+    from mmre_cli.cli.app import app as cli
+    from mmre_cli.serve import LIMITS
+
+    body, image = f"{LIMITS['body_bytes'] // 2**20} MB", f"{LIMITS['image_bytes'] // 2**20} MB"
+    assert LIMITS["body_bytes"] % 2**20 == 0 and LIMITS["image_bytes"] % 2**20 == 0
+    result = CliRunner().invoke(cli, ["serve", "--help"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0
+    help_text = " ".join(result.output.split())
+    assert f"a request body over {body} is refused with 413 before it is read whole" in help_text
+    assert f"an image of at most {image}" in help_text
+    readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
+    assert f"a request body over **{body}** is refused with 413 before it is read whole" in readme

@@ -25,7 +25,8 @@ Then, per seed, the frozen-feature GNN classifier (``RelationGNN``, the plain GA
 entropy that ``train-agent`` fits as its reward model; ``train_gnn``'s hidden/layers/heads/
 dropout/lr/weight decay, ``class_weights: none`` as ``configs/mnre_cpu.yaml``) is trained and scored
 on val (peer micro-F1 without ``None``, :mod:`mmre_cli.learn.metrics`; the best epoch on val, as
-``train-gnn`` keeps it) four ways:
+``train-gnn`` keeps it; every condition of a seed starts from the same initial weights and
+batch order, so the conditions are paired) four ways:
 
 1. **clean**: the CMGs as built;
 2. **noisy**: with the distractors, no editor;
@@ -274,7 +275,10 @@ def train_classifier(train: list[Graph], val: list[Graph], gcfg: dict, labels, n
     from mmre_cli.learn.trainer import evaluate, fit_classifier
     from stages._learning import SWITCH_KEYS, build_classifier, loader
 
+    import torch
+
     in_dim = int(train[0].x.shape[1])
+    torch.manual_seed(seed)  # the initial weights too: every condition of a seed starts from the same ones
     clf = build_classifier("gnn", in_dim, len(labels), {k: v for k, v in gcfg.items() if k not in SWITCH_KEYS})
     fit_classifier(clf, loader(train, gcfg["batch_size"], True, seed=seed), loader(val, gcfg["batch_size"], False),
                    epochs=epochs, lr=gcfg["lr"], weight_decay=gcfg["weight_decay"], class_weights="none",
@@ -397,6 +401,8 @@ def main() -> None:
     print(f"{len(train)} train graphs (of {len(train_all)}), {len(val)} val; k = {args.k}; "
           f"classifier {args.epochs} epochs; editor {args.episodes} episodes, max_steps {acfg.max_steps}, "
           f"lam {acfg.lam}, mu {acfg.mu}, complexity {acfg.complexity}", flush=True)
+    out = args.out or Path(__file__).resolve().parent / "results" / f"distractors_{dt.date.today().isoformat()}.json"
+    partial = out.with_name(out.stem + ".partial.json")
     for seed in args.seeds:
         t0 = time.time()
         rng = np.random.default_rng(seed)
@@ -440,6 +446,8 @@ def main() -> None:
         row["recovered_rule"] = (row["f1_rule"] - row["f1_noisy"]) / lost if lost > 0 else float("nan")
         row["seconds"] = round(time.time() - t0, 1)
         log["seeds"][str(seed)] = row
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(json.dumps(log, indent=2, default=float) + "\n")  # seeds so far, overwritten at the end
         ev = row["editor_val"]
         print(f"seed {seed}: F1 clean {row['f1_clean']:.4f} noisy {row['f1_noisy']:.4f} editor {row['f1_editor']:.4f} "
               f"rule {row['f1_rule']:.4f} | editor on val: P {ev['precision']:.3f} R {ev['recall']:.3f} "
@@ -476,9 +484,9 @@ def main() -> None:
                       "recovered_of_mean_loss": rec}
     log["seconds"] = round(time.time() - t_all, 1)
     print(json.dumps({"summary": s, "targets": log["targets"]}, indent=1))
-    out = args.out or Path(__file__).resolve().parent / "results" / f"distractors_{dt.date.today().isoformat()}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(log, indent=2, default=float) + "\n")
+    partial.unlink(missing_ok=True)
     print(f"log: {out}  ({log['seconds']:.0f} s)")
 
 

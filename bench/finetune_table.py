@@ -34,7 +34,8 @@ def _run(folder: Path) -> dict | None:
     lines = cmd.read_text().split("\n")
     head = lines[0].split()
     code, start = head[1], head[3]
-    overrides = " ".join(head[4:])
+    graphs = next((w.split("=", 1)[1] for w in head[4:] if w.startswith("graphs=")), None)
+    overrides = " ".join(w for w in head[4:] if not w.startswith("graphs="))
     end = next((ln.split()[1] for ln in lines if ln.startswith("end ")), None)
     minutes = None
     if end:
@@ -44,8 +45,9 @@ def _run(folder: Path) -> dict | None:
     data = params.get("data", {})
     return {"name": folder.name, "f1": float(metrics["micro_f1"]), "acc": float(metrics["acc"]), "seed": seed,
             "code": code, "overrides": overrides, "minutes": minutes,
-            "key": json.dumps({"code": code, "train_gnn": tg, "pair_captions": data.get("pair_captions")},
-                              sort_keys=True)}
+            "graphs": graphs,
+            "key": json.dumps({"code": code, "train_gnn": tg, "pair_captions": data.get("pair_captions"),
+                               "graphs": graphs}, sort_keys=True)}
 
 
 def collect(root: Path) -> list[dict]:
@@ -59,7 +61,7 @@ def collect(root: Path) -> list[dict]:
         spec = json.loads(key)
         out.append({"runs": [r["name"] for r in group], "seeds": sorted(r["seed"] for r in group), "f1": f1,
                     "mean": statistics.mean(f1), "sd": statistics.stdev(f1) if len(f1) > 1 else None,
-                    "code": spec["code"], "captions": spec["pair_captions"],
+                    "code": spec["code"], "captions": spec["pair_captions"], "graphs": spec["graphs"],
                     "shown": {k: spec["train_gnn"].get(k) for k in SHOWN},
                     "overrides": sorted({r["overrides"].replace(f"-S train_gnn.seed={r['seed']}", "").strip()
                                          for r in group}),
@@ -68,13 +70,13 @@ def collect(root: Path) -> list[dict]:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| runs | seeds | val micro-F1 per seed | mean ± sd | code | overrides | minutes |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| runs | seeds | val micro-F1 per seed | mean ± sd | code | overrides | graphs | minutes |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         sd = "-" if r["sd"] is None else f"{r['sd']:.4f}"
         lines.append(f"| {', '.join(r['runs'])} | {', '.join(map(str, r['seeds']))} | "
                      f"{' / '.join(f'{v:.4f}' for v in r['f1'])} | {r['mean']:.4f} ± {sd} | {r['code']} | "
-                     f"`{'; '.join(r['overrides'])}` | {', '.join(map(str, r['minutes']))} |")
+                     f"`{'; '.join(r['overrides'])}` | {r['graphs'] or '-'} | {', '.join(map(str, r['minutes']))} |")
     return "\n".join(lines)
 
 

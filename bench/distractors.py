@@ -288,22 +288,28 @@ def train_classifier(train: list[Graph], val: list[Graph], gcfg: dict, labels, n
 
 
 class OracleClassifier:
-    """A stand-in reward model that knows the answer: the gold class's logit is ``4 − 2r`` (the
-    others 0) with ``r`` the distractors left in the graph, so with MNRE-2's 23 classes the gold
-    likelihood is 0.71, 0.25, 0.04, 0.006 for r = 0, 1, 2, 3. It tests the editor's machinery
-    (policy, edit cost, stop decision) on real graphs apart from whether a classifier's likelihood
-    carries the signal; it reads the node flag ``is_distractor`` that :func:`distractor_loader` adds."""
+    """A stand-in reward model that knows the answer: with ``r`` of the graph's ``r0`` injected
+    distractors left, the gold likelihood is :math:`0.9 - 0.6\,r/r_0` (0.9 with none injected),
+    so every distractor deleted raises it by :math:`0.6/r_0` (0.2 for ``r0 = 3``, 0.1 for 6), more
+    than an edit's cost, and any other edit gains nothing. It tests the editor's machinery (policy,
+    edit cost, stop decision) on real graphs apart from whether a classifier's likelihood carries
+    the signal; it reads ``is_distractor [N]`` and ``n_injected [B]`` that :func:`distractor_loader`
+    adds."""
 
     def __init__(self, num_classes: int):
         self.num_classes = num_classes
 
     def __call__(self, batch):
+        import math
+
         import torch
         from torch_geometric.utils import scatter
 
         left = scatter(batch.is_distractor.float(), batch.batch, dim=0, dim_size=batch.num_graphs, reduce="sum")
+        p = 0.9 - 0.6 * left / batch.n_injected.float().clamp(min=1)
         logits = torch.zeros(batch.num_graphs, self.num_classes)
-        logits[torch.arange(batch.num_graphs), batch.y.clamp(min=0)] = 4.0 - 2.0 * left
+        gold = torch.log(p / (1 - p)) + math.log(self.num_classes - 1)  # softmax puts p on the gold class
+        logits[torch.arange(batch.num_graphs), batch.y.clamp(min=0)] = gold
         return logits
 
 
@@ -322,6 +328,7 @@ def distractor_loader(graphs: list[Graph], batch_size: int, seed: int):
         flag = torch.zeros(g.num_nodes, dtype=torch.bool)
         flag[list(g.meta.get("distractors", []))] = True
         d.is_distractor = flag
+        d.n_injected = torch.tensor([int(flag.sum())])
         data.append(d)
     return DataLoader(data, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
 

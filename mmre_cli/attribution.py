@@ -115,11 +115,10 @@ def piece_attribution(model: nn.Module, data, target: int, steps: int = 16) -> l
     enc_module = getattr(model, "encoder", None)
     if enc_module is None or not hasattr(enc_module, "tokenizer"):
         return None
-    from mmre_cli.learn.finetune import _batch_words, insert_markers
+    from mmre_cli.learn.finetune import _batch_words
 
     words, heads, tails, captions = _batch_words(data)
-    marked = [insert_markers(w, h, t, enc_module.marker_words)[0] if enc_module.marker_words else list(w)
-              for w, h, t in zip(words, heads, tails)]
+    marked = enc_module.mark(words, heads, tails)[0]  # what the model reads, type words included
     tokenized = enc_module.tokenizer.pairs(marked, captions, enc_module.caption_tokens)
     ids = tokenized.input_ids[0].tolist()
     emb = enc_module.transformer.get_input_embeddings()

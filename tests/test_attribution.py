@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from mmre_cli.attribution import Attribution, attribute, graph_attribution, piece_attribution
@@ -54,6 +55,20 @@ def test_word_pieces_of_a_finetuned_encoder(tiny_bert):
     assert all(np.isfinite(v) for _, v in a.pieces) and any(v != 0 for _, v in a.pieces)
     # the model is left as it was: lower layers frozen and cached, no gradients kept
     assert model.encoder.frozen_below == 2 and all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("kw", [dict(markers="typed"), dict(caption_pass=8, caption_tokens=0),
+                                dict(relation_descriptions=["none", "a b", "c d"])],
+                         ids=["typed", "caption_pass", "relation_text"])
+def test_word_pieces_for_typed_markers_a_caption_pass_and_relations_as_text(tiny_bert, kw):
+    """The pieces attributed are the ones the model reads: with typed markers the type words are
+    there too (they were left out, and the IG shapes then did not match)."""
+    model = _hf_model(tiny_bert, in_dim=16, train_layers=1, **kw).eval()
+    a = attribute(model, _graph(2), target=1, steps=4)
+    pieces = [p for p, _ in a.pieces]
+    assert "<h>" in pieces and all(np.isfinite(v) for _, v in a.pieces)
+    if kw.get("markers") == "typed":
+        assert len(pieces) > pieces.index("<h>") + 1
 
 
 def test_piece_attribution_is_none_without_an_encoder():

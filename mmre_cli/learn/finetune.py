@@ -364,6 +364,22 @@ class TextNodeEncoder(nn.Module):
                                                for sp in key[1:])
         return [self._types_cache[k] for k in keys]
 
+    def mark(self, token_lists: Sequence[Sequence[str]], head_spans: Sequence[Span], tail_spans: Sequence[Span]
+             ) -> tuple[list[list[str]], list[list[int]]]:
+        """The words the transformer reads (markers and, for ``"typed"``, type words inserted) and,
+        per marked word, its source (:func:`insert_markers`)."""
+        types = (self.entity_types(token_lists, head_spans, tail_spans) if self.markers == "typed"
+                 else [None] * len(token_lists))
+        marked, sources = [], []
+        for toks, hs, ts, ty in zip(token_lists, head_spans, tail_spans, types):
+            if self.marker_words is None:
+                words, src = [str(t) for t in toks], list(range(len(toks)))
+            else:
+                words, src = insert_markers(toks, hs, ts, self.marker_words, ty)
+            marked.append(words)
+            sources.append(src)
+        return marked, sources
+
     def encode(self, token_lists: Sequence[Sequence[str]], head_spans: Sequence[Span],
                tail_spans: Sequence[Span], captions: Sequence[str | None] | None = None,
                deleted: Sequence[Iterable[int]] | None = None) -> tuple[list[Tensor], list[Tensor], Tensor]:
@@ -384,16 +400,7 @@ class TextNodeEncoder(nn.Module):
         b = len(token_lists)
         if not (len(head_spans) == len(tail_spans) == b):
             raise ValueError("token_lists, head_spans and tail_spans must have the same length")
-        marked, sources = [], []
-        types = (self.entity_types(token_lists, head_spans, tail_spans) if self.markers == "typed"
-                 else [None] * b)
-        for toks, hs, ts, ty in zip(token_lists, head_spans, tail_spans, types):
-            if self.marker_words is None:
-                words, src = [str(t) for t in toks], list(range(len(toks)))
-            else:
-                words, src = insert_markers(toks, hs, ts, self.marker_words, ty)
-            marked.append(words)
-            sources.append(src)
+        marked, sources = self.mark(token_lists, head_spans, tail_spans)
         dev = self.device
         lengths = [len(t) for t in token_lists]
         total = sum(lengths)

@@ -610,6 +610,7 @@ class FinetunedRelationModel(nn.Module):
                                                 bf16=self.encoder.precision == "bf16")
             self.caption_fusion = CaptionFusion(dim)
         self.descriptions = relation_descriptions
+        self._desc_cache: tuple[tuple[str, ...], Tensor] | None = None  # eval only: see description_vectors
         last = None
         if relation_descriptions is not None:
             from mmre_cli.learn.relation_text import RelationTextHead
@@ -690,14 +691,27 @@ class FinetunedRelationModel(nn.Module):
 
     def description_vectors(self) -> Tensor:
         """The relation descriptions through the (fine-tuned) encoder, mean of their pieces' last
-        hidden states, ``[C, D]`` (:mod:`mmre_cli.learn.relation_text`)."""
+        hidden states, ``[C, D]`` (:mod:`mmre_cli.learn.relation_text`). In eval mode without
+        gradients they are computed once per description list and kept until the next ``train()``
+        (evaluation and prediction would otherwise re-encode the same C texts for every batch)."""
+        key = tuple(self.descriptions)
+        frozen = not self.training and not torch.is_grad_enabled()
+        if frozen and self._desc_cache is not None and self._desc_cache[0] == key:
+            return self._desc_cache[1]
         enc = self.encoder
         marked = [d.split() for d in self.descriptions]
         tok = enc.tokenizer.pairs(marked, [None] * len(marked), 0)
         hidden = enc._hidden(tok, marked, [None] * len(marked))
         keep = torch.tensor([[w is not None for w in row] for row in tok.word_ids], device=hidden.device)
         keep = keep.to(hidden.dtype).unsqueeze(-1)
-        return (hidden * keep).sum(1) / keep.sum(1).clamp(min=1.0)
+        vectors = (hidden * keep).sum(1) / keep.sum(1).clamp(min=1.0)
+        self._desc_cache = (key, vectors) if frozen else None
+        return vectors
+
+    def train(self, mode: bool = True):
+        """As ``nn.Module.train``; also forgets the description vectors kept for evaluation."""
+        self._desc_cache = None
+        return super().train(mode)
 
     def _last_layers(self, seq: nn.Module, x: Tensor) -> Tensor:
         if self.descriptions is None:

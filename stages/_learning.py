@@ -65,6 +65,8 @@ def apply_pair_captions(groups: dict[str, list[Graph]], source: str | list[str] 
     several captioners at once: an image's captions are joined in the list's order with
     :data:`CAPTION_JOIN` (those a captioner lacks are left out; ``caption_tokens`` then cuts the
     joined text). Returns the number of graphs whose image has a caption there (the others get none).
+    The editor's caption deletions (``meta["deleted_caption_texts"]``) name phrases of the caption
+    the graph was built from, so they are dropped with it: another captioner's text is read whole.
     """
     from mmre_cli.data.captions import caption_path, load_captions
 
@@ -78,6 +80,7 @@ def apply_pair_captions(groups: dict[str, list[Graph]], source: str | list[str] 
             img = str(g.meta.get("img_id") or "")
             texts = [t[img] for t in tables if t.get(img)]
             g.meta["caption"] = CAPTION_JOIN.join(texts) if texts else None
+            g.meta.pop("deleted_caption_texts", None)
             found += bool(texts)
     return found
 

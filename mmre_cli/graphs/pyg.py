@@ -61,6 +61,7 @@ import torch
 from torch_geometric.data import Batch, Data
 
 from .graph import ROLE_HEAD, ROLE_TAIL, Graph
+from .refine import edited_caption
 
 _NODE_INC = ("head_index", "tail_index")
 
@@ -153,7 +154,8 @@ def _add_words(data: GraphData, g: Graph) -> None:
     data.node_span = node_span
     data.ent_span = torch.tensor([[int(v) for v in g.meta["entity_spans"]]], dtype=torch.long).reshape(1, 4)
     data.words = [str(w) for w in g.meta["words"]]
-    data.caption = str(g.meta.get("caption") or "")
+    # the caption minus the phrases the RL editor deleted (graphs/refine.py), as a model reads it
+    data.caption = edited_caption(g.meta)
     # the words the RL editor deleted (graphs/refine.py's meta["deleted_words"]): a re-encoding
     # model masks them out of its encoder's attention (learn/finetune.py)
     keep = torch.ones(len(data.words), dtype=torch.bool)

@@ -14,6 +14,9 @@ survive for evaluation and ``mmre predict --explain``. What changed is recorded 
   still carry them). ``[]`` when no token node was deleted;
 * ``meta["deleted_caption_spans"]``: ``[[start, end), ...]`` of the deleted caption-phrase nodes,
   in the token positions of the parsed caption (the caption graph's ``meta["spans"]``);
+* ``meta["deleted_caption_texts"]``: those phrases' texts, which :func:`edited_caption` cuts out
+  of ``meta["caption"]`` so a model that reads the caption's words (``caption_pass``,
+  ``caption_tokens``) does not read what the editor deleted;
 * ``meta["relevance"]``: the diffused node relevance ``v`` (per node, in [0, 1]);
 * ``meta["pruned_edges"]``: ``[[src, dst, type, weight], ...]`` removed by diffusion.
 """
@@ -25,7 +28,7 @@ from dataclasses import replace
 import numpy as np
 
 from .cmg import subgraph
-from .graph import EDGE_ATTR_COLUMNS, EDGE_ATTR_DIM, EDGE_TYPES, Graph
+from .graph import EDGE_ATTR_COLUMNS, EDGE_ATTR_DIM, EDGE_TYPES, MODALITIES, NODE_KINDS, Graph
 
 _W = EDGE_ATTR_COLUMNS.index("weight")
 _COS = EDGE_ATTR_COLUMNS.index("cosine")
@@ -61,6 +64,9 @@ def apply_edit_record(graph: Graph, record: dict) -> Graph:
     }
     out = keep_edges(graph, mask)
     out.meta["deleted_words"], out.meta["deleted_caption_spans"] = _deleted_text(graph, deleted_nodes)
+    caption = MODALITIES.index("caption")
+    out.meta["deleted_caption_texts"] = [graph.node_text[n] for n in deleted_nodes
+                                         if int(graph.node_modality[n]) == caption and graph.node_text[n].strip()]
     if added:
         src = np.asarray([a for a, b in added] + [b for a, b in added], np.int64)
         dst = np.asarray([b for a, b in added] + [a for a, b in added], np.int64)
@@ -83,10 +89,26 @@ def apply_edit_record(graph: Graph, record: dict) -> Graph:
     return out
 
 
+def edited_caption(meta: dict) -> str:
+    """``meta["caption"]`` without the caption phrases the editor deleted (``""`` when none).
+
+    Each text in ``meta["deleted_caption_texts"]`` is cut once, where it first occurs (a caption
+    phrase node's text is a span of the parsed caption, so it is a substring of it), and the
+    whitespace is collapsed when something was cut: ``"a man on a stage"`` minus ``["a stage"]`` gives
+    ``"a man on"``. A text not found (another captioner's caption, see
+    ``stages/_learning.apply_pair_captions``) cuts nothing.
+    """
+    caption = str(meta.get("caption") or "")
+    cut = False
+    for phrase in meta.get("deleted_caption_texts") or ():
+        at = caption.find(phrase) if phrase else -1
+        if at >= 0:
+            caption, cut = caption[:at] + " " + caption[at + len(phrase):], True
+    return " ".join(caption.split()) if cut else caption
+
+
 def _deleted_text(graph: Graph, deleted_nodes: list[int]) -> tuple[list[int], list[list[int]]]:
     """``(deleted_words, deleted_caption_spans)`` of the deleted nodes (module docstring)."""
-    from .graph import MODALITIES, NODE_KINDS
-
     spans = graph.meta.get("spans")
     if not deleted_nodes or spans is None or len(spans) != graph.num_nodes:
         return [], []

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from mmre_cli.graphs.graph import EDGE_ATTR_DIM, EDGE_TYPES, MODALITIES, NODE_KINDS, Graph
-from mmre_cli.graphs.refine import apply_edit_record
+from mmre_cli.graphs.pyg import graph_to_data
+from mmre_cli.graphs.refine import apply_edit_record, edited_caption
 
 
 def _graph() -> Graph:
@@ -38,5 +39,20 @@ def test_deleted_words_and_caption_spans_are_recorded():
     assert out.meta["edits"]["deleted_texts"] == ["plays", "red", "a red guitar", "a stage"]
     assert out.num_nodes == 7 and out.meta["words"] == g.meta["words"]
     assert [out.meta["spans"][i] for i in range(out.num_nodes)] == [[0, 1], [2, 3], [4, 5], [5, 6], [0, 1], [4, 5], [0, 2]]
+    assert out.meta["deleted_caption_texts"] == ["a stage"]
     none = apply_edit_record(g, {"deleted_nodes": [], "deleted_edges": [0], "added_edges": [(2, 5)]})
     assert none.meta["deleted_words"] == [] and none.meta["deleted_caption_spans"] == []
+    assert none.meta["deleted_caption_texts"] == []
+
+
+def test_a_deleted_caption_phrase_is_cut_from_the_caption_the_model_reads():
+    g = _graph()
+    g.meta["caption"] = "a man  with a guitar on a stage"
+    out = apply_edit_record(g, {"deleted_nodes": [10], "deleted_edges": [], "added_edges": []})
+    assert edited_caption(out.meta) == "a man with a guitar on"
+    assert graph_to_data(out, words=True).caption == "a man with a guitar on"
+    kept = apply_edit_record(g, {"deleted_nodes": [3], "deleted_edges": [], "added_edges": []})
+    assert graph_to_data(kept, words=True).caption == "a man  with a guitar on a stage"  # untouched, verbatim
+    # another captioner's text (apply_pair_captions drops the list): a phrase not in it cuts nothing
+    assert edited_caption({"caption": "two people", "deleted_caption_texts": ["a stage"]}) == "two people"
+    assert edited_caption({"caption": None, "deleted_caption_texts": ["a stage"]}) == ""

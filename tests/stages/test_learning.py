@@ -35,6 +35,17 @@ def test_several_captioners_are_joined_in_order(tmp_path):
         f"a man on a stage{CAPTION_JOIN}Bowie sings at Earls Court", "a dog", "a crowd", None]
 
 
+def test_the_editors_caption_deletions_do_not_cut_another_captioners_text(tmp_path):
+    from mmre_cli.graphs.refine import edited_caption
+
+    _captions(tmp_path / "blip_val.txt", {"a.jpg": "a man on a stage"})
+    g = _graph("g0", "a.jpg")
+    g.meta["deleted_caption_texts"] = ["a stage"]   # a phrase of the graph's own caption
+    assert edited_caption(g.meta) == "from the graphs"
+    apply_pair_captions({"val": [g]}, str(tmp_path / "blip_{split}.txt"))
+    assert "deleted_caption_texts" not in g.meta and edited_caption(g.meta) == "a man on a stage"
+
+
 def test_no_source_keeps_the_graphs_captions(tmp_path):
     groups = {"val": [_graph("g0", "a.jpg")]}
     assert apply_pair_captions(groups, None) == 0 and groups["val"][0].meta["caption"] == "from the graphs"

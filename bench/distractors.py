@@ -273,7 +273,8 @@ def train_classifier(train: list[Graph], val: list[Graph], gcfg: dict, labels, n
                      epochs: int):
     """The plain GATv2 classifier (``train-agent``'s reward model) on ``train``; best val epoch."""
     from mmre_cli.learn.trainer import evaluate, fit_classifier
-    from stages._learning import SWITCH_KEYS, build_classifier, loader
+    from mmre_cli.pipeline.classifiers import SWITCH_KEYS, build_classifier
+    from mmre_cli.pipeline.learning import loader
 
     import torch
 
@@ -337,7 +338,7 @@ def train_editor(clf, train: list[Graph], acfg, seed: int, episodes: int, batch_
     import torch
 
     from mmre_cli.learn.agent import GraphEditAgent, agent_step
-    from stages._learning import loader
+    from mmre_cli.pipeline.learning import loader
 
     torch.manual_seed(seed)
     agent = GraphEditAgent(int(train[0].x.shape[1]), max_pool=True)
@@ -373,8 +374,9 @@ def main() -> None:
     import torch
 
     from mmre_cli.params import DEFAULTS
-    from stages._learning import cpu_threads, graphs_by_split, label_info
-    from stages.train_agent import agent_config, edit_only
+    from mmre_cli.pipeline.devices import cpu_threads
+    from mmre_cli.pipeline.editor import agent_config, edit_only
+    from mmre_cli.pipeline.learning import graphs_by_split, label_info
 
     cpu_threads()
     t_all = time.time()

@@ -3,8 +3,8 @@
 ``mmre evaluate --model A --model B ...`` scores the same ensemble with the full report; this
 bench prints the members and the ensemble side by side. Every model must have been trained on the
 same label map; each is scored on ``--graphs`` the way ``mmre evaluate`` scores it
-(:func:`stages.evaluate.score_split`: its own caption pair, the peers' metric), and the ensemble
-(:func:`stages.evaluate.ensemble_scores`) predicts
+(:func:`mmre_cli.predict.scoring.score_split`: its own caption pair, the peers' metric), and the ensemble
+(:func:`mmre_cli.predict.scoring.ensemble_scores`) predicts
 
 .. math::
     \\hat y = \\arg\\max_c \\frac{1}{M} \\sum_{m=1}^{M} p_m(c \\mid x)
@@ -36,7 +36,7 @@ def main() -> None:
     if len(args.models) < 2:
         ap.error("an ensemble needs at least two models")
 
-    from stages.evaluate import ensemble_scores, score_split
+    from mmre_cli.predict.scoring import ensemble_scores, score_split
 
     scored, rows = [], []
     for path in args.models:

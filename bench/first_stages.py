@@ -12,7 +12,7 @@ Prints a table and writes ``bench/results/first_stages.json``. Never run by pyte
    N instances, against the bare encoder on the same batches: ``encoder.encode_words`` on the
    chunk's unique token sequences plus on the caption words (parsed beforehand, outside the
    clock). Ratio = bare time / stage time (1.0 = no overhead; target >= 0.85).
-2. **build-graphs throughput.** ``stages.build_graphs.chunk_graphs`` (spaCy parse of sentences
+2. **build-graphs throughput.** ``mmre_cli.pipeline.scene.chunk_graphs`` (spaCy parse of sentences
    and captions + graph building) over N >= 2000 instances: instances per second (target >= 200/s
    on 2 cores).
 3. **merge-cmg peak memory.** Synthetic features/graphs artifacts of 10k and 100k instances
@@ -105,7 +105,8 @@ def chunks(items: list, size: int):
 
 def bench_extract(instances: list, params: dict, repeats: int) -> dict:
     from mmre_cli.graphs.nlp import doc_words, parse_texts
-    from stages.extract_features import FeatureExtractor, caption_owner, text_owner
+    from mmre_cli.pipeline.features import FeatureExtractor
+    from mmre_cli.pipeline.owners import caption_owner, text_owner
 
     params = apply_overrides(params, {"extract_features.encoder": "minilm", "extract_features.detector": "none"})
     cfg = params["extract_features"]
@@ -187,7 +188,7 @@ class _NoFeatures:
 def bench_build_graphs(instances: list, params: dict, repeats: int) -> dict:
     """Instances/s of chunk_graphs, text graphs only (the target's "for text") and with captions."""
     from mmre_cli.graphs.nlp import load_spacy
-    from stages.build_graphs import chunk_graphs
+    from mmre_cli.pipeline.scene import chunk_graphs
 
     size = int(params["extract_features"]["shard_instances"])
     nlp = load_spacy(params["build_graphs"]["spacy_model"])
@@ -215,8 +216,8 @@ def make_synthetic(root: Path, n: int, dim: int = 32, chunk: int = 2048, seed: i
     from mmre_cli.data.load import load_split, resolve_label_map
     from mmre_cli.store.shards import ArtifactWriter
     from mmre_cli.store.tables import features_to_table, instances_to_table
-    from stages.build_graphs import chunk_graphs
-    from stages.extract_features import caption_owner, text_owner
+    from mmre_cli.pipeline.owners import caption_owner, text_owner
+    from mmre_cli.pipeline.scene import chunk_graphs
     from mmre_cli.graphs.nlp import load_spacy
 
     params = base_params()

@@ -1,6 +1,6 @@
 """Latency of ``mmre predict`` on CPU: warm per-instance time and cold start.
 
-* **warm** — one :class:`stages.predict.Predictor` (models loaded once, as ``--batch`` does),
+* **warm** — one :class:`mmre_cli.predict.predictor.Predictor` (models loaded once, as ``--batch`` does),
   one untimed warm-up pass, then ``--repeats`` timed passes over N instances (sample val+train
   lines, with captions) for each chunk size in ``--chunks``: per instance = pass time / N
   (load excluded; the image check, tokenising, features, graphs, edits, diffusion and the GNN
@@ -57,7 +57,8 @@ def sample_queries(n: int) -> list[dict]:
 
 def warm(model: Path, n: int, repeats: int, chunks: list[int]) -> dict:
     warnings.filterwarnings("ignore")
-    from stages.predict import Predictor, Query
+    from mmre_cli.predict.predictor import Predictor
+    from mmre_cli.predict.queries import Query
 
     records = sample_queries(n)
     t0 = time.perf_counter()

@@ -44,3 +44,8 @@ class NullReporter:
     @contextmanager
     def progress(self, description: str, total: int | None = None) -> Iterator[Task]:
         yield _NullTask()
+
+
+def reporter_or_null(reporter: Reporter | None) -> Reporter:
+    """``reporter``, or a :class:`NullReporter` when none is given (a stage's or library loop's default)."""
+    return reporter if reporter is not None else NullReporter()

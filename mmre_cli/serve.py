@@ -184,7 +184,7 @@ class Service:
         """Check the records (types, bounds) and turn them into predict queries (``upload_name``:
         what the page's uploaded file was called)."""
         from mmre_cli.errors import InputError
-        from stages.predict import query_from_record
+        from mmre_cli.predict.queries import query_from_record
 
         if not records:
             raise BadRequest("no input")
@@ -209,7 +209,7 @@ class Service:
                 if isinstance(rec.get(key), str) and len(rec[key]) > LIMITS["entity_chars"]:
                     raise BadRequest(f"input {i}: '{key}' has more than {LIMITS['entity_chars']} characters", 413)
             words = {k: v for k, v in rec.items() if k not in ("image", "image_b64") and v not in (None, "")}
-            try:  # the --batch line's checks and spans (stages.predict), the image resolved here
+            try:  # the --batch line's checks and spans (mmre_cli.predict.queries), the image resolved here
                 query = query_from_record(words, where=f"input {i}" if len(records) > 1 else "")
             except InputError as err:
                 raise BadRequest(f"input {i}: {err.reason}") from None
@@ -220,7 +220,8 @@ class Service:
     def predict(self, records: list[dict], explain: bool, upload_name: str | None = None) -> dict:
         from mmre_cli.errors import MmreError
         from mmre_cli.reporting import NullReporter
-        from stages.predict import check_query, explain as draw
+        from mmre_cli.predict.predictor import explain as draw
+        from mmre_cli.predict.queries import check_query
 
         shown: dict[str, str] = {}  # server path -> the name the client knows
         try:
@@ -266,12 +267,12 @@ class Service:
 
 def create_app(model: Path, *, samples: Path | None = None, predictor=None, captioner: str | None = None):
     """The FastAPI app serving ``model`` (loaded here unless ``predictor`` is given; ``captioner``
-    as for :class:`~stages.predict.Predictor`)."""
+    as for :class:`~mmre_cli.predict.predictor.Predictor`)."""
     from fastapi import FastAPI, Request
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
     from starlette.concurrency import run_in_threadpool
 
-    from stages.predict import Predictor
+    from mmre_cli.predict.predictor import Predictor
 
     predictor = predictor or Predictor(Path(model), captioner=captioner)
     workdir = Path(tempfile.mkdtemp(prefix="mmre-serve-"))

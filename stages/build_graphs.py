@@ -1,6 +1,6 @@
 """DVC stage ``build_graphs``: textual, caption and visual scene graphs, chunk by chunk.
 
-For each chunk of the features artifact (see :mod:`stages._chunks`) it writes, in one shard of
+For each chunk of the features artifact (see :mod:`mmre_cli.pipeline.chunks`) it writes, in one shard of
 the ``graphs``/``nodes``/``edges`` tables:
 
 * ``<sample_id>:text`` — the sentence graph of each instance (:func:`~mmre_cli.graphs.textual.text_graph`);
@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from mmre_cli.errors import MmreError
-from mmre_cli.reporting import Reporter
-from stages._chunks import iter_feature_chunks, num_chunks, read_chunk, require_artifact
-from stages._common import finish, reporter_or_null
-from stages.extract_features import caption_owner, image_owner
+from mmre_cli.pipeline.chunks import iter_feature_chunks, num_chunks, read_chunk, require_artifact
+from mmre_cli.pipeline.records import finish
+from mmre_cli.pipeline.scene import chunk_graphs
+from mmre_cli.reporting import Reporter, reporter_or_null
 
 SECTIONS = ["data", "build_graphs"]
 
@@ -36,42 +36,6 @@ def _check_dataset(features: Path, dataset_root: str) -> None:
     used = (yaml.safe_load(effective.read_text()) or {}).get("data", {}).get("root")
     if used is not None and Path(used).resolve() != Path(dataset_root).resolve():
         raise MmreError(f"{features} was extracted from {used}, not {dataset_root}; rerun extract-features on it")
-
-
-def chunk_graphs(chunk, feats, nlp, cfg) -> list:
-    """All scene graphs of one chunk, in a fixed order (text graphs, captions, images)."""
-    from mmre_cli.graphs.nlp import parse_pretokenized, parse_texts
-    from mmre_cli.graphs.textual import caption_graph, text_graph
-    from mmre_cli.graphs.visual import visual_graph
-
-    graphs = []
-    docs = parse_pretokenized(nlp, [list(inst.tokens) for inst in chunk], batch_size=cfg["batch_size"])
-    for inst, doc in zip(chunk, docs):
-        graph = text_graph(f"{inst.sample_id}:text", inst, doc)
-        graph.meta["sample_id"] = inst.sample_id
-        graphs.append(graph)
-    if cfg["caption_graph"]:
-        captions: dict[str, str] = {}
-        for inst in chunk:
-            key = caption_owner(inst)
-            if key is not None:
-                captions.setdefault(key, inst.caption)
-        keys = list(captions)
-        for key, doc in zip(keys, parse_texts(nlp, [captions[k] for k in keys], batch_size=cfg["batch_size"])):
-            graphs.append(caption_graph(key, doc))
-    seen = set()
-    for inst in chunk:
-        key = image_owner(inst)
-        if key is None or key in seen:
-            continue
-        seen.add(key)
-        objects = feats.units(key, "object")
-        if not objects and feats.get(key, "image") is None:
-            continue
-        boxes = np.stack([box for _, _, box in objects]) if objects else np.zeros((0, 4), np.float32)
-        graphs.append(visual_graph(key, boxes, [text or "object" for _, text, _ in objects],
-                                   with_image_node=feats.get(key, "image") is not None, max_objects=len(objects)))
-    return graphs
 
 
 def run(*, features: Path, out: Path, params: dict, stats: Path | None = None, reporter: Reporter | None = None) -> dict:

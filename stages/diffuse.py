@@ -28,65 +28,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
-from mmre_cli.errors import MmreError
 from mmre_cli.graphs.graph import Graph
-from mmre_cli.reporting import Reporter
-from stages._chunks import require_artifact
-from stages._common import finish, reporter_or_null
+from mmre_cli.pipeline.chunks import require_artifact
+from mmre_cli.pipeline.devices import cpu_threads
+from mmre_cli.pipeline.editor import load_editor, refine
+from mmre_cli.pipeline.records import finish
+from mmre_cli.reporting import Reporter, reporter_or_null
 
 SECTIONS = ["diffuse", "train_agent"]
-
-
-def load_editor(agent_dir: Path, params: dict):
-    """``(agent, AgentConfig)`` when the editor is enabled, else ``(None, None)``."""
-    from mmre_cli.learn.checkpoint import load_checkpoint
-    from stages.train_agent import agent_config
-
-    if not params["train_agent"]["enabled"]:
-        return None, None
-    if not (Path(agent_dir) / "agent.safetensors").exists():
-        raise MmreError(f"{agent_dir}: no trained agent (agent.safetensors); run `mmre train-agent` or set train_agent.enabled=false")
-    agent, meta = load_checkpoint(agent_dir, "agent")
-    # an editor saved before the two-level policy records no "policy": it was trained flat
-    return agent, agent_config(params["train_agent"], int(meta.get("none_id", 0)), str(meta.get("policy", "flat")))
-
-
-def refine(graphs: list[Graph], agent, agent_cfg, dcfg: dict) -> list[Graph]:
-    """Edit (if ``agent``) and diffuse (if ``dcfg['enabled']``) a list of graphs."""
-    import torch
-    from torch_geometric.data import Batch
-
-    from mmre_cli.graphs.pyg import graph_to_data
-    from mmre_cli.graphs.refine import apply_diffusion, apply_edit_record
-    from mmre_cli.learn.diffusion import diffuse, endpoint_edge_mask, node_relevance
-
-    if agent is not None and graphs:
-        from mmre_cli.learn.agent import edit_graphs
-
-        with torch.no_grad():
-            _, records = edit_graphs(agent, Batch.from_data_list([graph_to_data(g) for g in graphs]), agent_cfg, greedy=True)
-        graphs = [apply_edit_record(g, r) for g, r in zip(graphs, records)]
-    if not dcfg["enabled"]:
-        return graphs
-    datas = [graph_to_data(g) for g in graphs]
-    learned = None
-    if dcfg["relevance"] == "editor" and graphs:
-        from mmre_cli.learn.agent import editor_relevance
-
-        if agent is None:
-            raise MmreError("diffuse.relevance=editor needs the RL editor (train_agent.enabled: true)")
-        batch = Batch.from_data_list(datas)
-        learned = editor_relevance(agent, batch, agent_cfg).split(torch.bincount(batch.batch).tolist())
-    out = []
-    for k, (g, data) in enumerate(zip(graphs, datas)):
-        v0 = learned[k] if learned is not None else \
-            node_relevance(data.x, data.head_index, data.tail_index, mode=dcfg["relevance"])
-        protect = endpoint_edge_mask(data.edge_index, torch.cat([data.head_index, data.tail_index]))
-        v, w, keep = diffuse(data.edge_index, g.num_nodes, v0, alpha=dcfg["alpha"], max_iter=dcfg["max_iter"],
-                             tau=dcfg["tau"], keep_mask=protect, prune=dcfg.get("prune", "absolute"))
-        out.append(apply_diffusion(g, v.numpy(), w.numpy(), keep.numpy()))
-    return out
 
 
 def run(*, cmg: Path, agent: Path, out: Path, params: dict, stats: Path | None = None,
@@ -94,7 +43,6 @@ def run(*, cmg: Path, agent: Path, out: Path, params: dict, stats: Path | None =
     """Run the stage; returns (and writes) its statistics."""
     from mmre_cli.params import params_hash
     from mmre_cli.store.shards import ArtifactWriter, iter_graphs, num_rows, read_manifest
-    from stages._learning import cpu_threads
 
     reporter = reporter_or_null(reporter)
     cmg, agent_dir, out = Path(cmg), Path(agent), Path(out)

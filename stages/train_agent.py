@@ -25,25 +25,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmre_cli.reporting import Reporter
-from stages._common import finish, reporter_or_null
-from stages._learning import SWITCH_KEYS, TrainingSetup, build_classifier, loader, write_csv, write_plots
+from mmre_cli.pipeline.classifiers import SWITCH_KEYS, build_classifier
+from mmre_cli.pipeline.editor import agent_config, edit_only
+from mmre_cli.pipeline.learning import TrainingSetup, loader
+from mmre_cli.pipeline.records import finish, write_csv, write_plots
+from mmre_cli.reporting import Reporter, reporter_or_null
 
 SECTIONS = ["train_agent", "train_gnn"]
-
-
-def agent_config(cfg: dict, none_id: int, policy: str = "two_level"):
-    """The :class:`~mmre_cli.learn.agent.AgentConfig` of a ``train_agent`` params section (keys a
-    section written by an older mmre lacks take their defaults; ``policy`` comes from the saved
-    editor: ``"flat"`` for one trained before the two-level policy)."""
-    from mmre_cli.learn.agent import AgentConfig
-
-    return AgentConfig(max_steps=cfg["max_steps"], lam=cfg["lam"], mu=cfg["mu"], gamma=cfg["gamma"], lr=cfg["lr"],
-                       entropy=cfg["entropy"], add_k=cfg["add_k"], add_threshold=cfg["add_threshold"],
-                       reward_mode=cfg["reward_mode"], none_id=none_id,
-                       evidence_penalty=float(cfg.get("evidence_penalty", 0.0)),
-                       none_weight=float(cfg.get("none_weight", 1.0)),
-                       complexity=str(cfg.get("complexity", "size")), policy=policy)
 
 
 #: the per-step columns plotted (``agent_steps.csv`` / ``.png``)
@@ -65,16 +53,6 @@ def _draw_rounds(rows: list[dict], path: Path) -> Path:
                                       ["val_f1_edited", "val_f1_unedited"]], path,
                       "train-agent rounds (Alg. 1): edits on val, and the classifier on edited vs unedited val",
                       ["share (val)", "val micro-F1"])
-
-
-def edit_only(graphs: list, agent, acfg, chunk: int = 256) -> list:
-    """``graphs`` as the editor leaves them (greedy edits, no diffusion), in chunks."""
-    from stages.diffuse import refine
-
-    out = []
-    for k in range(0, len(graphs), chunk):
-        out.extend(refine(graphs[k:k + chunk], agent, acfg, {"enabled": False}))
-    return out
 
 
 def edit_diagnostics(before: list, after: list) -> dict:

@@ -16,8 +16,8 @@ of every stage, the encoder fingerprint, mmre and schema versions).
 seed (``seed``, ``seed + 1``, …): the first is the model folder itself (every reader of a model
 folder works as before), the others go to ``members/seed<S>/`` inside it, and ``pipeline.json``
 lists them under ``ensemble``. ``mmre evaluate`` and ``mmre predict`` then use the mean of the
-``k`` models' class probabilities (:func:`stages.evaluate.ensemble_scores`). ``k`` times the
-training time; with ``resume`` a member already written is kept.
+``k`` models' class probabilities (:func:`mmre_cli.predict.scoring.ensemble_scores`). ``k``
+times the training time; with ``resume`` a member already written is kept.
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from mmre_cli.reporting import Reporter
-from stages._common import finish, reporter_or_null, upstream_params, write_json
-from stages._learning import TrainingSetup, apply_pair_captions, build_classifier, loader, needs_words, write_plots
+from mmre_cli.pipeline.classifiers import build_classifier
+from mmre_cli.pipeline.learning import TrainingSetup, apply_pair_captions, loader, needs_words
+from mmre_cli.pipeline.records import finish, upstream_params, write_json, write_plots
+from mmre_cli.predict.folder import AGENT_FILES, MEMBERS_DIR, PIPELINE_FILE
+from mmre_cli.reporting import Reporter, reporter_or_null
 
 SECTIONS = ["train_gnn"]
-PIPELINE_FILE = "pipeline.json"
-MEMBERS_DIR = "members"
 
 
 def _finetune_encoder(graphs: Path, cfg: dict) -> tuple[str, str | None]:
@@ -53,9 +53,6 @@ def _finetune_encoder(graphs: Path, cfg: dict) -> tuple[str, str | None]:
         return str(name).lower(), str(cfg["encoder_weights"])
     same = not cfg.get("encoder") or str(cfg["encoder"]).lower() == str(ef.get("encoder")).lower()
     return str(name).lower(), ef.get("weights") if same else None
-
-
-AGENT_FILES = ("agent.safetensors", "agent.json")
 
 
 def _editor_to_copy(graphs: Path, agent: Path | None) -> Path | None:

@@ -42,7 +42,7 @@ def predict(
     Results on stdout (a table, or --json lines: head, tail, relation, probability, top3 — the three most probable labels, the prediction first — text, image, and caption, pairs_from, source as --json says); messages on stderr. Bad input is one line on stderr and exit code 2.
     """
     from mmre_cli.cli.console import RichReporter
-    from mmre_cli.errors import MmreError
+    from mmre_cli.errors import InputError, MmreError
 
     if explain is not None and explain.suffix.lower() not in (".png", ".svg"):
         raise MmreError(f"--explain {explain}: the picture must be .png or .svg")
@@ -60,37 +60,39 @@ def predict(
     elif image is None or text is None:
         raise MmreError("give IMAGE and TEXT (or --batch FILE.jsonl); see `mmre predict --help`")
 
-    from stages import predict as stage
+    from mmre_cli.predict.folder import model_params, read_pipeline
+    from mmre_cli.predict.predictor import Predictor, explain as draw_explanation, max_pixels
+    from mmre_cli.predict.queries import Query, Skipped, check_query, read_batch
 
     reporter = RichReporter(quiet)
-    pipeline = stage.read_pipeline(model[0])  # cheap checks first: the model folders ...
+    pipeline = read_pipeline(model[0])  # cheap checks first: the model folders ...
     for member in model[1:]:
-        stage.read_pipeline(member)
-    params = stage.model_params(pipeline)
+        read_pipeline(member)
+    params = model_params(pipeline)
     skipped: list | None = None
     if batch is not None:
-        queries, skipped = stage.read_batch(batch, on_error)
+        queries, skipped = read_batch(batch, on_error)
         total = len(queries) + len(skipped)
         if not queries and not skipped:
             raise MmreError(f"{batch}: no instances in the batch file")
     else:
-        queries = [stage.Query(text=text, image=image, head=head, tail=tail, caption=image_caption)]
-    limit = stage.max_pixels(params)
+        queries = [Query(text=text, image=image, head=head, tail=tail, caption=image_caption)]
+    limit = max_pixels(params)
     good = []
     for query in queries:  # ... and the input, before any model loads
         try:
-            stage.check_query(query, limit)
+            check_query(query, limit)
             good.append(query)
-        except stage.InputError as err:
+        except InputError as err:
             if skipped is None or on_error == "fail":
                 raise
-            skipped.append(stage.Skipped(query.where, str(err.reason).removeprefix(f"{query.where}: ")))
+            skipped.append(Skipped(query.where, str(err.reason).removeprefix(f"{query.where}: ")))
     queries = good
     if batch is not None and not queries:
         _all_skipped(batch, skipped, skipped_out, reporter)
 
-    predictor = stage.Predictor(model[0], encoder=encoder, encoder_weights=encoder_weights, max_pairs=max_pairs,
-                                reporter=reporter, captioner=captioner, members=model[1:])
+    predictor = Predictor(model[0], encoder=encoder, encoder_weights=encoder_weights, max_pairs=max_pairs,
+                          reporter=reporter, captioner=captioner, members=model[1:])
     if any(q.image is not None for q in queries) and not (predictor.uses_pixels or predictor.uses_objects):
         reporter.info(f"note: this model ({predictor.extractor.encoder.name}, no detector) uses no pixels; "
                       "the image was checked but not used")
@@ -100,7 +102,7 @@ def predict(
         _all_skipped(batch, skipped, skipped_out, reporter)
     _print(results, json_out, several=batch is not None)
     if explain is not None and results:
-        pick = stage.explain(predictor, results, explain)
+        pick = draw_explanation(predictor, results, explain)
         reporter.info(f"explanation of {pick.head} → {pick.tail} written to {explain}")
     elif explain is not None:
         reporter.warn(f"nothing was predicted, so no picture was written to {explain}")

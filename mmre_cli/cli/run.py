@@ -30,7 +30,7 @@ def run(
     from rich.table import Table
 
     from mmre_cli.cli.console import RichReporter, out as stdout_console
-    from stages import recipe as stage
+    from mmre_cli.cli import recipe as stage
 
     params = resolve_params(recipe, {}, set_)
     log = stage.run(params=params, out=out, gpus=gpus, rerun_from=rerun_from, reporter=RichReporter(quiet))

@@ -96,7 +96,7 @@ def edited_caption(meta: dict) -> str:
     phrase node's text is a span of the parsed caption, so it is a substring of it), and the
     whitespace is collapsed when something was cut: ``"a man on a stage"`` minus ``["a stage"]`` gives
     ``"a man on"``. A text not found (another captioner's caption, see
-    ``stages/_learning.apply_pair_captions``) cuts nothing.
+    :func:`mmre_cli.pipeline.learning.apply_pair_captions`) cuts nothing.
     """
     caption = str(meta.get("caption") or "")
     cut = False

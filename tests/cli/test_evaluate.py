@@ -15,7 +15,7 @@ runner = CliRunner()
 
 
 def test_two_models_are_scored_as_the_mean_of_their_probabilities(trained, second_model, tmp_path):
-    from stages.evaluate import score_split
+    from mmre_cli.predict.scoring import score_split
 
     out = tmp_path / "eval"
     result = runner.invoke(app, ["evaluate", "--model", str(trained["model"]), "--model", str(second_model),
@@ -42,7 +42,7 @@ def test_two_models_are_scored_as_the_mean_of_their_probabilities(trained, secon
 
 
 def test_members_must_share_labels_and_instances():
-    from stages.evaluate import ensemble_scores
+    from mmre_cli.predict.scoring import ensemble_scores
 
     one = {"labels": ["None", "a"], "none_id": 0, "ids": ["x", "y"], "gold": [0, 1],
            "prob": [[0.9, 0.1], [0.2, 0.8]]}
@@ -59,7 +59,7 @@ def test_train_gnn_ensemble_trains_k_seeds_into_one_folder_that_evaluate_and_pre
 
     from mmre_cli.params import DEFAULTS
     from stages import train_gnn
-    from stages.evaluate import score_split
+    from mmre_cli.predict.scoring import score_split
 
     params = copy.deepcopy(DEFAULTS)
     params["train_gnn"].update(epochs=1, hidden=16, heads=2, seed=13, ensemble=2)
@@ -84,7 +84,7 @@ def test_train_gnn_ensemble_trains_k_seeds_into_one_folder_that_evaluate_and_pre
     assert ran.exit_code == 0, ran.output
     summary = json.loads(ran.stdout)
     assert [m["model"] for m in summary["members"]] == [str(ens), str(ens / "members" / "seed14")]
-    from stages.evaluate import ensemble_scores
+    from mmre_cli.predict.scoring import ensemble_scores
 
     both = ensemble_scores([score_split(m, trained["diffused"], "val") for m in (ens, ens / "members" / "seed14")])
     assert summary["micro_f1"] == pytest.approx(both["metrics"]["micro_f1"])

@@ -51,7 +51,7 @@ def test_table_for_one_sample_instance(trained):
 
 def test_json_keys_and_same_result_as_the_stages(trained):
     """predict on a val line gives what evaluate gives on the stage-built refined graph."""
-    from stages.evaluate import score_split
+    from mmre_cli.predict.scoring import score_split
 
     v = _val(1)
     result = _predict(v["image"], v["text"], "--head", v["head"], "--tail", v["tail"], "--image-caption", v["caption"],
@@ -70,7 +70,7 @@ def test_json_keys_and_same_result_as_the_stages(trained):
 def _predict_equals_evaluate(model: Path, trained: dict, graphs: Path | None = None) -> list[str]:
     """``mmre predict`` on val line 1 (with its caption) gives evaluate's prediction on ``graphs``
     (default: the diffused graphs); returns the argv."""
-    from stages.evaluate import score_split
+    from mmre_cli.predict.scoring import score_split
 
     v = _val(1)
     args = [v["image"], v["text"], "--head", v["head"], "--tail", v["tail"], "--image-caption", v["caption"],
@@ -88,7 +88,7 @@ def _predict_equals_evaluate(model: Path, trained: dict, graphs: Path | None = N
 def test_an_ensemble_predicts_the_mean_of_its_members(trained, second_model):
     """--model twice: the relation and probability of the mean of both models' probabilities,
     as ``mmre evaluate`` scores that ensemble on the stage-built graphs."""
-    from stages.evaluate import ensemble_scores, score_split
+    from mmre_cli.predict.scoring import ensemble_scores, score_split
 
     v = _val(1)
     out = _predict(v["image"], v["text"], "--head", v["head"], "--tail", v["tail"], "--image-caption", v["caption"],
@@ -408,12 +408,12 @@ def test_token_spans_in_batch_lines_put_the_tail_where_it_is_said(trained, tmp_p
 def test_argument_errors_come_before_any_model_loads(trained, monkeypatch, case):
     """A bad --head/--tail is refused before any model is loaded: with the model loader made to
     fail, the refusal is still the argument's own message (no timing: speed lives in bench/)."""
-    import stages.predict
+    from mmre_cli.predict.predictor import Predictor
 
     def no_load(*_, **__):
         raise AssertionError("a model was loaded before the arguments were checked")
 
-    monkeypatch.setattr(stages.predict.Predictor, "__init__", no_load)
+    monkeypatch.setattr(Predictor, "__init__", no_load)
     v = _val(0)
     head, tail, expect = {"head_not_in_text": ("Somebody Else", v["tail"], "is not in the text"),
                           "same_words": (v["head"], v["head"].upper(), "--head and --tail name the same words")}[case]

@@ -36,7 +36,8 @@ def _line(i: int) -> dict:
 
 
 def test_predict_answers_the_batch_fields_and_agrees_with_the_cli(client, trained):
-    from stages.predict import Query, Predictor
+    from mmre_cli.predict.predictor import Predictor
+    from mmre_cli.predict.queries import Query
 
     v = _val(1)
     r = client.post("/predict", json=_line(1))

@@ -260,22 +260,3 @@ def test_encode_words_reports_each_batch(minilm, monkeypatch):
     monkeypatch.setattr(minilm, "on_batch", seen.append)
     minilm.encode_words([["a", "b"], ["c"], [], ["d", "e", "f"], ["g"], ["h"]])
     assert seen == [2, 2, 1]  # the empty sentence is not encoded
-
-
-def test_chunk_progress_adds_up_to_the_chunk():
-    from stages.extract_features import _ChunkProgress
-
-    moved = []
-
-    class Task:
-        def advance(self, n):
-            moved.append(n)
-
-    p = _ChunkProgress(Task(), 10)
-    p.phase(0.6, 3)
-    for _ in range(3):
-        p(1)
-    p.phase(0.4, 4)
-    p(2)
-    p.finish()
-    assert abs(sum(moved) - 10) < 1e-9 and len(moved) == 5 and abs(sum(moved[:3]) - 6) < 1e-9

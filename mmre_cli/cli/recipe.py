@@ -17,8 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mmre_cli.reporting import Reporter
-from stages._common import effective_params, reporter_or_null, write_json
+from mmre_cli.pipeline.records import effective_params, write_json
+from mmre_cli.reporting import Reporter, reporter_or_null
+from stages import build_graphs, diffuse, evaluate, extract_features, merge_cmg, train_agent, train_gnn
 
 #: (stage, output folder, the outputs whose recorded params it records as upstream — as each
 #: stage's ``finish(upstream=...)`` does): the order dvc.yaml chains them in. Each stage's own
@@ -58,8 +59,6 @@ def run(*, params: dict, out: Path, gpus: int = 0, rerun_from: str | None = None
     Returns (and writes to ``out/recipe.json``): ``{"order", "stages": {name: {"seconds",
     "skipped"}}, "seconds": {name: wall seconds of its last real run}, "seconds_total", "metrics"}``.
     """
-    from stages import build_graphs, diffuse, evaluate, extract_features, merge_cmg, train_agent, train_gnn
-
     reporter = reporter_or_null(reporter)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,9 @@
-"""stages/_learning.py: the second-segment captions (``data.pair_captions``), one captioner or several."""
+"""mmre_cli/pipeline/learning.py: the second-segment captions (``data.pair_captions``), one captioner or several."""
 
 import numpy as np
 
 from mmre_cli.graphs.graph import EDGE_ATTR_DIM, Graph
-from stages._learning import CAPTION_JOIN, apply_pair_captions
+from mmre_cli.pipeline.learning import CAPTION_JOIN, apply_pair_captions
 
 
 def _graph(gid: str, img: str) -> Graph:

@@ -1,18 +1,18 @@
-"""Small pieces every stage uses: the reporter default, statistics JSON, effective params."""
+"""What a stage writes beside its artifact: statistics JSON, effective params, CSV logs and plots.
+
+Every file is written atomically (a temporary file, then a rename) with stable bytes, so DVC sees
+the same output for the same run.
+"""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from pathlib import Path
 from typing import Any, Mapping
 
 from mmre_cli.params import params_hash, write_effective
-from mmre_cli.reporting import NullReporter, Reporter
-
-
-def reporter_or_null(reporter: Reporter | None) -> Reporter:
-    return reporter if reporter is not None else NullReporter()
 
 
 def write_json(path: str | Path, payload: Mapping[str, Any]) -> Path:
@@ -56,3 +56,35 @@ def finish(out: Path, params: Mapping[str, Any], sections: list[str], stats: dic
     if stats_path is not None:
         write_json(stats_path, stats)
     return stats
+
+
+def write_plots(folders: list[Path | None], name: str, rows: list[dict], draw) -> None:
+    """``name.csv`` (``rows``) and ``name.png`` (``draw(rows, path)``) into each folder given.
+
+    The PNG is drawn once and copied, so every folder holds the same picture.
+    """
+    import shutil
+
+    folders = [Path(f) for f in folders if f is not None]
+    if not folders:
+        return
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_csv(folder / f"{name}.csv", rows)
+    first = draw(rows, folders[0] / f"{name}.png")
+    for folder in folders[1:]:
+        shutil.copyfile(first, folder / f"{name}.png")
+
+
+def write_csv(path: str | Path, rows: list[dict]) -> None:
+    """Write rows (same keys) as CSV atomically; DVC reads it as plots."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    keys = list(rows[0]) if rows else []
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()})
+    os.replace(tmp, path)

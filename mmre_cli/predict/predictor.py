@@ -1,14 +1,16 @@
-"""``mmre predict``: the whole trained pipeline on new input, with the stages' own functions.
+"""The whole trained pipeline on new input (``mmre predict``, ``mmre serve``), with the library
+functions the stages run.
 
 A :class:`Predictor` loads a model folder written by train-gnn once (``pipeline.json`` gives
-every stage's params; ``./params.yaml`` is never read) and then runs, chunk by chunk, exactly
-what the stages run on a dataset:
+every stage's params, :mod:`mmre_cli.predict.folder`; ``./params.yaml`` is never read) and then
+runs, chunk by chunk, exactly what the stages run on a dataset:
 
-1. :meth:`stages.extract_features.FeatureExtractor.chunk_rows` → :class:`stages._chunks.OwnerFeatures`
-   (token, entity, caption-phrase, image and object vectors);
-2. :func:`stages.build_graphs.chunk_graphs` (sentence, caption and visual scene graphs);
-3. :func:`stages.merge_cmg.instance_cmg` (the cross-modal graph of each instance);
-4. :func:`stages.diffuse.refine` (the RL editor's edits, then diffusion with pruning);
+1. :meth:`mmre_cli.pipeline.features.FeatureExtractor.chunk_rows` →
+   :class:`mmre_cli.pipeline.chunks.OwnerFeatures` (token, entity, caption-phrase, image and
+   object vectors);
+2. :func:`mmre_cli.pipeline.scene.chunk_graphs` (sentence, caption and visual scene graphs);
+3. :func:`mmre_cli.pipeline.merge.instance_cmg` (the cross-modal graph of each instance);
+4. :func:`mmre_cli.pipeline.editor.refine` (the RL editor's edits, then diffusion with pruning);
 5. :func:`mmre_cli.learn.trainer.predict` with the classifier of ``model.safetensors``.
 
 Input comes as :class:`Query` objects (image, text, optional head/tail strings, optional
@@ -28,7 +30,6 @@ caption per query; none can be generated offline, so without one the query runs 
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -39,46 +40,21 @@ import numpy as np
 
 from mmre_cli.data.instance import Entity, Instance
 from mmre_cli.errors import InputError, MmreError
-from mmre_cli.reporting import Reporter
-from stages._common import reporter_or_null
+from mmre_cli.pipeline.chunks import OwnerFeatures
+from mmre_cli.pipeline.devices import cpu_threads
+from mmre_cli.pipeline.editor import load_editor, refine
+from mmre_cli.pipeline.features import FeatureExtractor
+from mmre_cli.pipeline.learning import needs_words
+from mmre_cli.pipeline.merge import instance_cmg
+from mmre_cli.pipeline.scene import chunk_graphs
+from mmre_cli.predict.folder import ensemble_folders, model_params, read_pipeline
+from mmre_cli.predict.queries import Query, Skipped, find_span, check_query
+from mmre_cli.reporting import Reporter, reporter_or_null
 
-PIPELINE_FILE = "pipeline.json"
-#: Files every model folder needs (the editor's files too when ``train_agent.enabled``).
-MODEL_FILES = ("pipeline.json", "model.safetensors", "model.json")
-AGENT_FILES = ("agent.safetensors", "agent.json")
-#: Stage sections ``pipeline.json: params`` must hold.
-REQUIRED_SECTIONS = ("data", "extract_features", "build_graphs", "merge_cmg", "train_agent", "diffuse")
 #: spaCy NER types never proposed as entities (no MNRE relation holds between them).
 SKIP_ENTITY_TYPES = frozenset({"DATE", "TIME", "PERCENT", "MONEY", "QUANTITY", "ORDINAL", "CARDINAL"})
 DEFAULT_MAX_PAIRS = 20
 DEFAULT_CHUNK = 64
-
-
-@dataclass
-class Query:
-    """One user input: an image (or ``None``), a sentence, optional head/tail strings and caption.
-
-    ``where`` names the input in messages (``"FILE:LINE"`` for batch lines, else empty).
-    """
-
-    text: str
-    image: Path | None = None
-    head: str | None = None
-    tail: str | None = None
-    caption: str | None = None
-    where: str = ""
-    #: token spans ``(start, end)`` over the spaCy tokens of ``text`` (``--batch`` lines may give
-    #: ``"head": [s, e]``); when set they are used as they are, ``head``/``tail`` keep their words
-    head_span: tuple[int, int] | None = None
-    tail_span: tuple[int, int] | None = None
-    #: made from a record (a ``--batch`` line, a ``mmre serve`` input): messages name its
-    #: fields (``head``, ``"caption"``), not the command's options (``--head``, ``--image-caption``)
-    from_record: bool = False
-    checked: bool = field(default=False, repr=False)
-
-    def names(self) -> tuple[str, str]:
-        """How messages name the head and the tail: the record's fields or the options."""
-        return ("head", "tail") if self.from_record else ("--head", "--tail")
 
 
 @dataclass
@@ -110,87 +86,6 @@ class Prediction:
         return out
 
 
-# ---------------------------------------------------------------------------------------------
-# the model folder
-
-
-def _major(version: str | None) -> str:
-    return str(version).split(".", 1)[0]
-
-
-def read_pipeline(model: Path) -> dict:
-    """Read and check ``model/pipeline.json`` (files present, versions compatible).
-
-    Raises:
-        MmreError: the folder or a file is missing, the JSON is unreadable, or the model was
-            written by an mmre of another major version or artifact schema.
-    """
-    from mmre_cli import SCHEMA_VERSION, __version__
-
-    model = Path(model)
-    if not model.is_dir():
-        raise MmreError(f"{model}: no model folder here; train one with `mmre train-gnn` (or `dvc repro`) "
-                        "or pass --model DIR")
-    missing = [name for name in MODEL_FILES if not (model / name).is_file()]
-    if missing:
-        raise MmreError(f"{model}: not a complete model folder (missing {', '.join(missing)}); "
-                        "rerun `mmre train-gnn --out` into it")
-    try:
-        pipeline = json.loads((model / PIPELINE_FILE).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise MmreError(f"{model / PIPELINE_FILE}: unreadable ({str(err).splitlines()[0]})") from None
-    if not isinstance(pipeline, dict):
-        raise MmreError(f"{model / PIPELINE_FILE}: not a JSON object")
-    version, schema = pipeline.get("mmre_version"), pipeline.get("schema_version")
-    if version is None or _major(version) != _major(__version__) or schema != SCHEMA_VERSION:
-        raise MmreError(f"{model}: incompatible model (written by mmre {version}, schema {schema}; this is mmre "
-                        f"{__version__}, schema {SCHEMA_VERSION}); retrain it with this mmre")
-    params = pipeline.get("params")
-    if not isinstance(params, dict):
-        raise MmreError(f"{model / PIPELINE_FILE}: no 'params' recorded; retrain with `mmre train-gnn`")
-    lacking = [s for s in REQUIRED_SECTIONS if not isinstance(params.get(s), dict)]
-    if lacking:
-        raise MmreError(f"{model / PIPELINE_FILE}: params of {', '.join(lacking)} not recorded; retrain with `mmre train-gnn`")
-    for key in ("labels", "none_id", "encoder"):
-        if key not in pipeline:
-            raise MmreError(f"{model / PIPELINE_FILE}: lacks {key!r}; retrain with `mmre train-gnn`")
-    if params["train_agent"].get("enabled"):
-        gone = [name for name in AGENT_FILES if not (model / name).is_file()]
-        if gone:
-            raise MmreError(f"{model}: the model uses the RL editor but {', '.join(gone)} is missing; "
-                            "rerun `mmre train-gnn --agent DIR --out` into it")
-    return pipeline
-
-
-def ensemble_folders(model: Path) -> list[Path]:
-    """``[model, *members]``: the model folder and, for one trained with ``train_gnn.ensemble > 1``,
-    the member folders its ``pipeline.json`` lists (``members/seed<S>``, each checked by
-    :func:`read_pipeline`).
-
-    Raises:
-        MmreError: as :func:`read_pipeline`, for the folder or a member.
-    """
-    model = Path(model)
-    if not (model / PIPELINE_FILE).is_file():  # a bare checkpoint (evaluate scores it as it is)
-        return [model]
-    listed = read_pipeline(model).get("ensemble") or []
-    members = [model / rel for rel in listed]
-    for member in members:
-        read_pipeline(member)
-    return [model, *members]
-
-
-def model_params(pipeline: dict) -> dict:
-    """The stages' params recorded in ``pipeline.json``, keys missing there filled from the defaults."""
-    from mmre_cli.params import DEFAULTS
-
-    params = copy.deepcopy(DEFAULTS)
-    for section, values in pipeline["params"].items():
-        if section in params and isinstance(values, dict):
-            params[section].update(values)
-    return params
-
-
 def max_pixels(params: dict) -> int:
     from mmre_cli.features.imageio import DEFAULT_MAX_PIXELS
 
@@ -199,182 +94,6 @@ def max_pixels(params: dict) -> int:
 
 def trained_with_captions(params: dict) -> bool:
     return bool(params["data"].get("captions")) and bool(params["build_graphs"].get("caption_graph", True))
-
-
-# ---------------------------------------------------------------------------------------------
-# queries
-
-
-#: the fields of a ``--batch`` line (and of a ``mmre serve`` input, which adds ``image_b64``)
-QUERY_FIELDS = ("image", "text", "head", "tail", "caption")
-
-
-def query_from_record(record: dict, where: str = "", image_base: Path | None = None) -> Query:
-    """One :class:`Query` from a ``--batch`` record ``{"image"?, "text", "head"?, "tail"?, "caption"?}``;
-    ``head``/``tail`` are the entities' words or token spans ``[start, end)``, a relative
-    ``image`` is taken from ``image_base``.
-
-    Raises:
-        InputError: an unknown field, a wrong type, no text, only one of head/tail (the reason
-            only: the caller says where).
-    """
-    unknown = sorted(set(record) - set(QUERY_FIELDS))
-    if unknown:
-        raise InputError(f"unknown field(s) {', '.join(unknown)} (allowed: {', '.join(QUERY_FIELDS)})")
-    record, spans = dict(record), {}
-    for key in ("head", "tail"):  # a token span [start, end) instead of the entity's words
-        value = record.get(key)
-        if isinstance(value, list):
-            if len(value) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in value) \
-                    or not 0 <= value[0] < value[1]:
-                raise InputError(f"field {key!r} as a token span must be [start, end] with 0 <= start < end")
-            spans[key] = (value[0], value[1])
-            record[key] = None
-    for key in QUERY_FIELDS:
-        if record.get(key) is not None and not isinstance(record[key], str):
-            raise InputError(f"field {key!r} must be a string" + (" or a token span [start, end]"
-                             if key in ("head", "tail") else ""))
-    if "text" not in record or record["text"] is None:
-        raise InputError("field 'text' is missing")
-    if (record.get("head") is not None or "head" in spans) != (record.get("tail") is not None or "tail" in spans):
-        raise InputError("give both head and tail, or neither")
-    if ("head" in spans) != ("tail" in spans):
-        raise InputError("give head and tail both as words or both as token spans")
-    image_path = None
-    if record.get("image"):
-        image_path = Path(record["image"]).expanduser()
-        if not image_path.is_absolute() and image_base is not None:
-            image_path = Path(image_base) / image_path
-    return Query(text=record["text"], image=image_path, head=record.get("head"), tail=record.get("tail"),
-                 caption=record.get("caption"), where=where, head_span=spans.get("head"), tail_span=spans.get("tail"),
-                 from_record=True)
-
-
-@dataclass
-class Skipped:
-    """A ``--batch`` line left out under ``on_error: skip``: where it is and why."""
-
-    where: str
-    reason: str
-
-    def to_json(self) -> dict:
-        return {"where": self.where, "reason": self.reason}
-
-
-def read_batch(path: Path, on_error: str = "fail") -> tuple[list[Query], list[Skipped]]:
-    """Queries from a JSONL file: ``{"image"?, "text", "head"?, "tail"?, "caption"?}`` per line.
-
-    Image paths are relative to the file's folder; blank lines are skipped.
-
-    Args:
-        path: the JSONL file.
-        on_error: ``"fail"`` raises at the first bad line; ``"skip"`` leaves it out and returns it
-            among the skipped lines (not JSON, not an object, a field of the wrong type).
-
-    Returns:
-        ``(queries, skipped)``.
-
-    Raises:
-        InputError: the file is missing or unreadable; with ``"fail"``, the first bad line.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("batch file not found", path=str(path))
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"cannot read the batch file ({err})", path=str(path)) from None
-    queries: list[Query] = []
-    skipped: list[Skipped] = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise InputError(f"not valid JSON ({err.msg})", path=str(path), line=number) from None
-            if not isinstance(record, dict):
-                raise InputError("expected a JSON object {\"image\", \"text\", \"head\", \"tail\", \"caption\"}",
-                                 path=str(path), line=number)
-            try:
-                queries.append(query_from_record(record, f"{path}:{number}", path.parent))
-            except InputError as err:
-                raise InputError(err.reason, path=str(path), line=number) from None
-        except InputError as err:
-            if on_error != "skip":
-                raise
-            skipped.append(Skipped(f"{path}:{number}", err.reason))
-    return queries, skipped
-
-
-def check_query(query: Query, max_pixels: int | None) -> None:
-    """The checks that need no model: text not empty, head and tail both or neither, the image.
-
-    The image is opened with :func:`~mmre_cli.features.imageio.open_image` (missing, not an
-    image, too many pixels → InputError); ``query.image`` becomes its resolved path. A query is
-    checked once (``query.checked``).
-
-    Raises:
-        InputError: one clear line naming the input.
-    """
-    from mmre_cli.features.imageio import open_image
-
-    if query.checked:
-        return
-    where = f"{query.where}: " if query.where else ""
-    if not str(query.text or "").strip():
-        raise InputError(f"{where}the text is empty")
-    if (query.head is None) != (query.tail is None):
-        raise InputError(f"{where}give both {' and '.join(query.names())}, or neither (then spaCy's entities are paired)")
-    folded = " ".join(query.text.split()).casefold()
-    for flag, name in zip(query.names(), (query.head, query.tail)):
-        if name is not None and not name.strip():
-            raise InputError(f"{where}{flag} is empty")
-        # not even a substring: it cannot be a token span either (the token check needs spaCy,
-        # which loads with the model; this one answers before anything loads)
-        if name is not None and " ".join(name.split()).casefold() not in folded:
-            raise InputError(f"{where}{flag} {name!r} is not in the text")
-    if query.head is not None and query.head_span is None:
-        same = " ".join(query.head.split()).casefold()
-        # the same words as head and tail need two places in the text (the tail is looked for
-        # away from the head); found once, no tokenizer can make it a pair
-        if same == " ".join(query.tail.split()).casefold() and folded.count(same) < 2:
-            raise InputError(f"{where}{' and '.join(query.names())} name the same words ({query.head!r})")
-    if query.image is not None:
-        path = Path(query.image).expanduser()
-        try:
-            open_image(path, max_pixels).close()
-        except InputError as err:
-            raise InputError(err.reason, path=f"{where}{path}") from None
-        query.image = path.resolve()
-    query.checked = True
-
-
-def _find_span(tokens: list[str], words: list[str], avoid: tuple[int, int] | None = None) -> tuple[int, int] | None:
-    """First ``[start, end)`` where ``words`` occur in ``tokens``: exact case first, then any case.
-
-    An occurrence overlapping ``avoid`` (the head's span, when looking for the tail) is returned
-    only when there is no other, in either case; the caller then refuses the overlap.
-    """
-    n = len(words)
-    if n == 0:
-        return None
-    hits: list[int] = []
-    for fold in (lambda s: s, str.casefold):
-        want = [fold(w) for w in words]
-        hits += [i for i in range(len(tokens) - n + 1) if [fold(t) for t in tokens[i:i + n]] == want and i not in hits]
-    if not hits:
-        return None
-    if avoid is not None:
-        free = [i for i in hits if i + n <= avoid[0] or i >= avoid[1]]
-        if free:
-            return free[0], free[0] + n
-    return hits[0], hits[0] + n
-
-
-# ---------------------------------------------------------------------------------------------
-# the predictor
 
 
 class Predictor:
@@ -404,8 +123,6 @@ class Predictor:
                  max_pairs: int = DEFAULT_MAX_PAIRS, chunk_size: int = DEFAULT_CHUNK,
                  reporter: Reporter | None = None, captioner: str | Path | None = None,
                  members: Iterable[Path] = ()) -> None:
-        from stages._learning import cpu_threads
-
         self.reporter = reporter_or_null(reporter)
         self.model_dir = Path(model)
         self.pipeline = read_pipeline(self.model_dir)
@@ -439,8 +156,6 @@ class Predictor:
 
     def _load(self) -> None:
         from mmre_cli.learn.checkpoint import load_checkpoint
-        from stages.diffuse import load_editor
-        from stages.extract_features import FeatureExtractor
 
         self.extractor = FeatureExtractor(self.params, 0, self.reporter)
         built = self.extractor.encoder.fingerprint()
@@ -515,7 +230,7 @@ class Predictor:
             spans = []
             for flag, name in zip(query.names(), (query.head, query.tail)):
                 words = [t.text for t in self.nlp.make_doc(" ".join(name.split()))]
-                span = _find_span(tokens, words, avoid=spans[0] if spans else None)
+                span = find_span(tokens, words, avoid=spans[0] if spans else None)
                 if span is None:
                     raise InputError(f"{where}{flag} {name!r} is not in the text (tokens: {' '.join(tokens)})")
                 spans.append(span)
@@ -586,12 +301,7 @@ class Predictor:
 
     # -- the pipeline -----------------------------------------------------------------------
     def graphs(self, chunk: list[Instance]) -> tuple[list, list]:
-        """``(cmgs, refined)`` of a chunk, through the stages' own functions."""
-        from stages._chunks import OwnerFeatures
-        from stages.build_graphs import chunk_graphs
-        from stages.diffuse import refine
-        from stages.merge_cmg import instance_cmg
-
+        """``(cmgs, refined)`` of a chunk, through the stages' library functions."""
         cfg = self.extractor.cfg
         workers = cfg["workers"]
         n_images = len({inst.img_id for inst in chunk if inst.image_path})
@@ -619,8 +329,6 @@ class Predictor:
 
         if not refined:
             return np.zeros(0, np.int64), np.zeros((0, len(self.labels)), np.float32)
-        from stages._learning import needs_words
-
         return predict(self.model, graphs_to_batches(refined, self.chunk_size, words=needs_words(self.model)))
 
     def predict_instances(self, items: list[tuple[Instance, str]], keep_graphs: bool = False) -> Iterator[Prediction]:

@@ -270,25 +270,3 @@ def graph_loader(graphs: Iterable[Graph], batch_size: int, *, shuffle: bool = Fa
         sampler = LengthBuckets([text_length(g) for g in graphs], batch_size, shuffle=shuffle, seed=seed)
         return DataLoader(data, batch_sampler=sampler)
     return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=torch.Generator().manual_seed(seed))
-
-
-def load_graph_batches(artifact_dir, batch_size: int, *, shuffle: bool = False, seed: int = 0,
-                       words: bool = False) -> Iterator[Batch]:
-    """Read the graphs of an artifact directory and yield PyG batches.
-
-    Args:
-        artifact_dir: a graph artifact written by :mod:`mmre_cli.store`.
-        batch_size: graphs per batch.
-        shuffle: shuffle graph order (reads every graph into memory first; default ``False``
-            streams in stored order).
-        seed: seed of the shuffle (``numpy.random.default_rng``).
-        words: add the sentence words and spans (:func:`graph_to_data`).
-    """
-    from ..store.shards import iter_graphs  # written alongside; imported lazily
-
-    graphs: Iterable[Graph] = iter_graphs(artifact_dir, batch_graphs=max(batch_size, 256))
-    if shuffle:
-        graphs = list(graphs)
-        order = np.random.default_rng(seed).permutation(len(graphs))
-        graphs = [graphs[i] for i in order]
-    yield from graphs_to_batches(graphs, batch_size, words=words)

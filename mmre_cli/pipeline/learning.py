@@ -4,7 +4,7 @@ captions, and :class:`TrainingSetup` (devices, reporter, labels, splits in one o
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from mmre_cli.errors import MmreError
 from mmre_cli.graphs.graph import Graph
@@ -50,6 +50,31 @@ def loader(graphs: list[Graph], batch_size: int, shuffle: bool, seed: int = 0, w
 
     return graph_loader([g for g in graphs if g.label >= 0], batch_size, shuffle=shuffle, seed=seed, words=words,
                         bucket=words if bucket is None else bucket, world=world, rank=rank)
+
+
+def load_graph_batches(artifact_dir: Path, batch_size: int, *, shuffle: bool = False, seed: int = 0,
+                       words: bool = False) -> Iterator:
+    """Read the graphs of an artifact directory and yield PyG batches.
+
+    Args:
+        artifact_dir: a graph artifact written by :mod:`mmre_cli.store`.
+        batch_size: graphs per batch.
+        shuffle: shuffle graph order (reads every graph into memory first; default ``False``
+            streams in stored order).
+        seed: seed of the shuffle (``numpy.random.default_rng``).
+        words: add the sentence words and spans (:func:`mmre_cli.graphs.pyg.graph_to_data`).
+    """
+    import numpy as np
+
+    from mmre_cli.graphs.pyg import graphs_to_batches
+    from mmre_cli.store.shards import iter_graphs
+
+    graphs: Iterable[Graph] = iter_graphs(artifact_dir, batch_graphs=max(batch_size, 256))
+    if shuffle:
+        graphs = list(graphs)
+        order = np.random.default_rng(seed).permutation(len(graphs))
+        graphs = [graphs[i] for i in order]
+    yield from graphs_to_batches(graphs, batch_size, words=words)
 
 
 #: what joins several captioners' captions of one image in the second segment

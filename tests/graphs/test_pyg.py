@@ -12,7 +12,7 @@ from torch_geometric.data import Batch  # noqa: E402
 from torch_geometric.loader import DataLoader  # noqa: E402
 
 from mmre_cli.graphs.graph import EDGE_ATTR_DIM, ROLE_HEAD, ROLE_TAIL, Graph  # noqa: E402
-from mmre_cli.graphs.pyg import graph_to_data, graphs_to_batches, load_graph_batches  # noqa: E402
+from mmre_cli.graphs.pyg import graph_to_data, graphs_to_batches  # noqa: E402
 
 
 def toy(gid, n, head, tail, label, seed):
@@ -82,20 +82,6 @@ def test_graphs_to_batches_sizes():
     with pytest.raises(ValueError):
         list(graphs_to_batches(GRAPHS, 0))
 
-
-def test_load_graph_batches_roundtrip(tmp_path):
-    try:
-        from mmre_cli.store.shards import write_artifact
-    except ImportError:  # pragma: no cover - the store lands separately
-        pytest.skip("mmre_cli.store.shards.write_artifact not available")
-    write_artifact(tmp_path / "g", {}, graphs=GRAPHS, stage="graphs", dim=8)
-    batches = list(load_graph_batches(tmp_path / "g", 2))
-    assert [b.num_graphs for b in batches] == [2, 2, 1]
-    check_batch(batches[0], GRAPHS[:2])
-    shuffled = [gid for b in load_graph_batches(tmp_path / "g", 5, shuffle=True, seed=1) for gid in b.graph_id]
-    assert sorted(shuffled) == [g.graph_id for g in GRAPHS]
-    again = [gid for b in load_graph_batches(tmp_path / "g", 5, shuffle=True, seed=1) for gid in b.graph_id]
-    assert shuffled == again
 
 
 def test_words_spans_and_batching():

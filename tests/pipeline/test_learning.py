@@ -1,6 +1,8 @@
-"""mmre_cli/pipeline/learning.py: the second-segment captions (``data.pair_captions``), one captioner or several."""
+"""mmre_cli/pipeline/learning.py: the second-segment captions (``data.pair_captions``), one captioner or
+several; an artifact read back as PyG batches."""
 
 import numpy as np
+import pytest
 
 from mmre_cli.graphs.graph import EDGE_ATTR_DIM, Graph
 from mmre_cli.pipeline.learning import CAPTION_JOIN, apply_pair_captions
@@ -49,3 +51,23 @@ def test_the_editors_caption_deletions_do_not_cut_another_captioners_text(tmp_pa
 def test_no_source_keeps_the_graphs_captions(tmp_path):
     groups = {"val": [_graph("g0", "a.jpg")]}
     assert apply_pair_captions(groups, None) == 0 and groups["val"][0].meta["caption"] == "from the graphs"
+
+
+def test_load_graph_batches_roundtrip(tmp_path):
+    pytest.importorskip("torch_geometric")
+    from tests.graphs.test_pyg import GRAPHS, check_batch
+
+    from mmre_cli.pipeline.learning import load_graph_batches
+
+    try:
+        from mmre_cli.store.shards import write_artifact
+    except ImportError:  # pragma: no cover - the store lands separately
+        pytest.skip("mmre_cli.store.shards.write_artifact not available")
+    write_artifact(tmp_path / "g", {}, graphs=GRAPHS, stage="graphs", dim=8)
+    batches = list(load_graph_batches(tmp_path / "g", 2))
+    assert [b.num_graphs for b in batches] == [2, 2, 1]
+    check_batch(batches[0], GRAPHS[:2])
+    shuffled = [gid for b in load_graph_batches(tmp_path / "g", 5, shuffle=True, seed=1) for gid in b.graph_id]
+    assert sorted(shuffled) == [g.graph_id for g in GRAPHS]
+    again = [gid for b in load_graph_batches(tmp_path / "g", 5, shuffle=True, seed=1) for gid in b.graph_id]
+    assert shuffled == again

@@ -16,20 +16,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from mmre_cli.errors import MmreError
+from mmre_cli.graphs.graph import EDGE_TYPES
+from mmre_cli.graphs.nlp import load_spacy
+from mmre_cli.params import params_hash
 from mmre_cli.pipeline.chunks import iter_feature_chunks, num_chunks, read_chunk, require_artifact
 from mmre_cli.pipeline.records import finish
 from mmre_cli.pipeline.scene import chunk_graphs
 from mmre_cli.reporting import Reporter, reporter_or_null
+from mmre_cli.store.shards import ArtifactWriter, iter_graphs, read_manifest
 
 SECTIONS = ["data", "build_graphs"]
 
 
 def _check_dataset(features: Path, dataset_root: str) -> None:
     """The features must come from the dataset named on the command line."""
-    import yaml
-
     effective = Path(features) / "params.effective.yaml"
     if not effective.exists():
         return
@@ -40,10 +43,6 @@ def _check_dataset(features: Path, dataset_root: str) -> None:
 
 def run(*, features: Path, out: Path, params: dict, stats: Path | None = None, reporter: Reporter | None = None) -> dict:
     """Run the stage; returns (and writes) its statistics."""
-    from mmre_cli.graphs.nlp import load_spacy
-    from mmre_cli.params import params_hash
-    from mmre_cli.store.shards import ArtifactWriter, read_manifest
-
     reporter = reporter_or_null(reporter)
     features, out = Path(features), Path(out)
     require_artifact(features, "extract-features")
@@ -77,9 +76,6 @@ def graph_view(graph_id: str) -> str:
 
 def scene_statistics(graphs_dir: Path) -> dict:
     """Per view: graphs, mean/median nodes and edges, edges by type (over the whole artifact)."""
-    from mmre_cli.graphs.graph import EDGE_TYPES
-    from mmre_cli.store.shards import iter_graphs
-
     views: dict[str, dict] = {}
     for g in iter_graphs(graphs_dir):
         v = views.setdefault(graph_view(g.graph_id), {"nodes": [], "edges": [], "by_type": {}})

@@ -29,11 +29,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from mmre_cli.graphs.graph import Graph
+from mmre_cli.params import params_hash
 from mmre_cli.pipeline.chunks import require_artifact
 from mmre_cli.pipeline.devices import cpu_threads
 from mmre_cli.pipeline.editor import load_editor, refine
 from mmre_cli.pipeline.records import finish
 from mmre_cli.reporting import Reporter, reporter_or_null
+from mmre_cli.store.shards import ArtifactWriter, iter_graphs, num_rows, read_manifest
 
 SECTIONS = ["diffuse", "train_agent"]
 
@@ -41,9 +43,6 @@ SECTIONS = ["diffuse", "train_agent"]
 def run(*, cmg: Path, agent: Path, out: Path, params: dict, stats: Path | None = None,
         reporter: Reporter | None = None) -> dict:
     """Run the stage; returns (and writes) its statistics."""
-    from mmre_cli.params import params_hash
-    from mmre_cli.store.shards import ArtifactWriter, iter_graphs, num_rows, read_manifest
-
     reporter = reporter_or_null(reporter)
     cmg, agent_dir, out = Path(cmg), Path(agent), Path(out)
     require_artifact(cmg, "merge-cmg")

@@ -19,9 +19,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from mmre_cli.errors import MmreError
 from mmre_cli.pipeline.chunks import require_artifact
 from mmre_cli.pipeline.devices import cpu_threads
 from mmre_cli.pipeline.records import finish, write_json, write_plots
+from mmre_cli.plots import confusion_png
 from mmre_cli.predict.folder import ensemble_folders
 from mmre_cli.predict.scoring import ensemble_scores, score_split
 from mmre_cli.reporting import Reporter, reporter_or_null
@@ -38,8 +40,6 @@ def run(*, model: Path | list[Path], graphs: Path, out: Path, params: dict, stat
     reporter = reporter_or_null(reporter)
     given = [Path(m) for m in (model if isinstance(model, (list, tuple)) else [model])]
     if not given:
-        from mmre_cli.errors import MmreError
-
         raise MmreError("evaluate needs at least one --model")
     models = [folder for m in given for folder in ensemble_folders(m)]  # a train_gnn.ensemble model: its members
     graphs, out = Path(graphs), Path(out)
@@ -59,8 +59,6 @@ def run(*, model: Path | list[Path], graphs: Path, out: Path, params: dict, stat
     rows = [{"actual": labels[int(g)], "predicted": labels[int(p)]} for p, g in zip(scored["pred"], scored["gold"])]
 
     def draw(_rows, path: Path) -> Path:
-        from mmre_cli.plots import confusion_png
-
         return confusion_png(labels, scored["confusion"], path,
                              f"{split}: gold x predicted (F1 {m['micro_f1']:.3f}, n={m['n']})")
 
@@ -82,8 +80,6 @@ def summary_metrics(result: dict, model: Path | list[Path], sizes: dict) -> dict
     ``micro_r``, ``micro_f1`` and ``n``, the classifier's ``train_s`` (seconds) and ``best_epoch``
     (from the model's stats; an ensemble: the members' summed seconds, no epoch), and the scored
     graphs' mean ``nodes`` and ``edges``."""
-    import json
-
     models = [Path(m) for m in (model if isinstance(model, (list, tuple)) else [model])]
     trained = [json.loads((m / "stats.json").read_text(encoding="utf-8")) if (m / "stats.json").is_file() else {}
                for m in models]

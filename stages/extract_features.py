@@ -28,21 +28,24 @@ chunk and gives the same bytes as an uninterrupted one.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Iterator
 
 from mmre_cli.data.instance import Instance
+from mmre_cli.data.load import detect_format, load_split, resolve_label_map
+from mmre_cli.params import params_hash
 from mmre_cli.pipeline.features import FeatureExtractor
 from mmre_cli.pipeline.records import finish
 from mmre_cli.reporting import Reporter, reporter_or_null
+from mmre_cli.store.shards import ArtifactWriter
+from mmre_cli.store.tables import instances_to_table
 
 SECTIONS = ["data", "extract_features"]
 
 
 def iter_dataset(params: dict, reporter: Reporter) -> Iterator[tuple[list[Instance], object]]:
     """Yield ``(instances, LoadReport)`` per split named in ``data.splits``."""
-    from mmre_cli.data.load import detect_format, load_split
-
     data = params["data"]
     root = Path(data["root"])
     fmt = detect_format(root) if data["format"] == "auto" else data["format"]
@@ -75,17 +78,11 @@ SKIPPED_FILE = "skipped.jsonl"
 
 def write_skipped(path: Path, records: list[dict]) -> None:
     """``skipped.jsonl``: ``{"where", "reason", "message"}`` per skipped record (empty file: none)."""
-    import json
-
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
 
 
 def run(*, out: Path, params: dict, gpus: int = 0, stats: Path | None = None, reporter: Reporter | None = None) -> dict:
     """Run the stage; returns (and writes) its statistics."""
-    from mmre_cli.params import params_hash
-    from mmre_cli.store.shards import ArtifactWriter
-    from mmre_cli.store.tables import instances_to_table
-
     reporter = reporter_or_null(reporter)
     out = Path(out)
     cfg = params["extract_features"]
@@ -96,7 +93,6 @@ def run(*, out: Path, params: dict, gpus: int = 0, stats: Path | None = None, re
     for split_instances, report in iter_dataset(params, reporter):
         instances.extend(split_instances)
         reports.append(report)
-    from mmre_cli.data.load import resolve_label_map
 
     labels, _ = resolve_label_map(Path(params["data"]["root"]), None, params["data"]["label_map"])
     lookup = (lambda rel: labels.id(rel) if rel is not None else -1) if labels is not None else None

@@ -15,20 +15,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 
 from mmre_cli.errors import MmreError
-from mmre_cli.graphs.graph import Graph
+from mmre_cli.graphs.graph import EDGE_TYPES, Graph, MODALITIES, NODE_KINDS
+from mmre_cli.params import params_hash
 from mmre_cli.pipeline.chunks import chunk_labels, iter_feature_chunks, num_chunks, read_chunk, require_artifact
 from mmre_cli.pipeline.merge import instance_cmg
 from mmre_cli.pipeline.records import finish
 from mmre_cli.reporting import Reporter, reporter_or_null
+from mmre_cli.store.shards import ArtifactWriter, iter_batches, iter_graphs, read_manifest
+from mmre_cli.store.tables import tables_to_graphs
 
 SECTIONS = ["merge_cmg"]
 
 
 def _chunk_scene_graphs(graphs_dir: Path, k: int) -> dict[str, Graph]:
-    from mmre_cli.store.tables import tables_to_graphs
-
     tables = [read_chunk(graphs_dir, name, k) for name in ("graphs", "nodes", "edges")]
     return {g.graph_id: g for g in tables_to_graphs(*tables)}
 
@@ -36,9 +38,6 @@ def _chunk_scene_graphs(graphs_dir: Path, k: int) -> dict[str, Graph]:
 def run(*, features: Path, graphs: Path, out: Path, params: dict, stats: Path | None = None,
         reporter: Reporter | None = None) -> dict:
     """Run the stage; returns (and writes) its statistics."""
-    from mmre_cli.params import params_hash
-    from mmre_cli.store.shards import ArtifactWriter, read_manifest
-
     reporter = reporter_or_null(reporter)
     features, graphs, out = Path(features), Path(graphs), Path(out)
     require_artifact(features, "extract-features")
@@ -74,11 +73,6 @@ def run(*, features: Path, graphs: Path, out: Path, params: dict, stats: Path | 
 
 def cmg_statistics(cmg_dir: Path, features: Path) -> dict:
     """Counts over the written CMGs (so a resumed run reports the whole artifact)."""
-    import pyarrow.compute as pc
-
-    from mmre_cli.graphs.graph import EDGE_TYPES, MODALITIES, NODE_KINDS
-    from mmre_cli.store.shards import iter_batches, iter_graphs
-
     captioned = set()
     for batch in iter_batches(features, "samples", columns=["sample_id", "caption"]):
         ids = batch.column(0).to_pylist()

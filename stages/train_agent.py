@@ -23,12 +23,24 @@ With ``enabled: false`` (the "w/o RL" ablation) only the classifier is fitted.
 
 from __future__ import annotations
 
+import hashlib
+import shutil
 from pathlib import Path
 
+import torch
+
+from mmre_cli.graphs.graph import NODE_KINDS
+from mmre_cli.hashing import sha256_file
+from mmre_cli.learn.agent import GraphEditAgent, agent_step
+from mmre_cli.learn.checkpoint import save_checkpoint
+from mmre_cli.learn.resume import STATE_DIR, load_state, save_state
+from mmre_cli.learn.trainer import evaluate, fit_classifier
+from mmre_cli.params import params_hash
 from mmre_cli.pipeline.classifiers import SWITCH_KEYS, build_classifier
 from mmre_cli.pipeline.editor import agent_config, edit_only
 from mmre_cli.pipeline.learning import TrainingSetup, loader
 from mmre_cli.pipeline.records import finish, write_csv, write_plots
+from mmre_cli.plots import curves_png
 from mmre_cli.reporting import Reporter, reporter_or_null
 
 SECTIONS = ["train_agent", "train_gnn"]
@@ -39,16 +51,12 @@ AGENT_CURVE = ("step", "node_filter_ratio", "edge_adjust_ratio", "reward", "acc"
 
 
 def _draw_agent_curve(rows: list[dict], path: Path) -> Path:
-    from mmre_cli.plots import curves_png
-
     return curves_png(rows, "step", [["node_filter_ratio", "edge_adjust_ratio"], ["reward", "acc", "complexity"]], path,
                       "train-agent: what the editor does per step (the paper's Figs. 3-4)",
                       ["share of the graph", "reward terms"], smooth=max(1, len(rows) // 50))
 
 
 def _draw_rounds(rows: list[dict], path: Path) -> Path:
-    from mmre_cli.plots import curves_png
-
     return curves_png(rows, "round", [["node_filter_ratio", "edge_adjust_ratio", "add_rate"],
                                       ["val_f1_edited", "val_f1_unedited"]], path,
                       "train-agent rounds (Alg. 1): edits on val, and the classifier on edited vs unedited val",
@@ -59,8 +67,6 @@ def edit_diagnostics(before: list, after: list) -> dict:
     """What the editor did to a list of graphs: node-filter ratio (deleted nodes / nodes),
     edge-adjust ratio ((deleted + added directed edges) / edges), add rate (graphs with an added
     edge / graphs), added edges per graph, and the deleted nodes by kind."""
-    from mmre_cli.graphs.graph import NODE_KINDS
-
     nodes = sum(g.num_nodes for g in before)
     edges = sum(g.num_edges for g in before)
     deleted, added, with_add, gone_edges = 0, 0, 0, 0
@@ -84,10 +90,6 @@ def _classifier_round(clf, agent, acfg, train, val, cfg, gcfg, none_id, num_clas
     """One classifier half-round of Alg. 1: the editor edits the train and val graphs, the
     reward classifier trains ``round_epochs`` more epochs on the edited train graphs (its state
     carried over), and the round's diagnostics are measured on val."""
-    import hashlib
-
-    from mmre_cli.learn.trainer import evaluate, fit_classifier
-
     device = fabric.device
     agent.cpu()
     edited_train, edited_val = edit_only(train, agent, acfg), edit_only(val, agent, acfg)
@@ -118,12 +120,6 @@ def run(*, cmg: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None
     classifier, Adam, the random states, the step and round logs); ``resume=True`` continues from
     it (refused if written with other params or another CMG). Removed once the outputs are written.
     """
-    import torch
-
-    from mmre_cli.learn.agent import GraphEditAgent, agent_step
-    from mmre_cli.learn.checkpoint import save_checkpoint
-    from mmre_cli.learn.trainer import fit_classifier
-
     cmg, out = Path(cmg), Path(out)
     cfg, gcfg = params["train_agent"], params["train_gnn"]
     setup = TrainingSetup(cmg, "merge-cmg", gpus, cfg["seed"], reporter_or_null(reporter), nodes=nodes)
@@ -133,9 +129,6 @@ def run(*, cmg: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None
     # (graph_encoder / fusion / loss shape the final classifier only)
     clf = build_classifier("gnn", in_dim, len(labels), {k: v for k, v in gcfg.items() if k not in SWITCH_KEYS})
     train_loader = setup.train_loader(cfg["batch_size"], cfg["seed"])
-    from mmre_cli.hashing import sha256_file
-    from mmre_cli.learn.resume import STATE_DIR, load_state, save_state
-    from mmre_cli.params import params_hash
 
     state_dir = out / STATE_DIR
     fingerprint = f"{params_hash(params, SECTIONS)}:{sha256_file(cmg / 'manifest.json')[:16]}"
@@ -226,7 +219,6 @@ def run(*, cmg: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None
         if rounds_log:
             write_plots([out, plots], "agent_rounds", rounds_log, _draw_rounds)
             result["rounds"] = rounds_log
-        import shutil
 
         shutil.rmtree(state_dir, ignore_errors=True)  # the outputs are whole: nothing left to resume
         return finish(out, params, SECTIONS, result, stats, upstream=(cmg,))

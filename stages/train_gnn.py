@@ -22,14 +22,29 @@ times the training time; with ``resume`` a member already written is kept.
 
 from __future__ import annotations
 
+import copy
+import json
 import shutil
 from pathlib import Path
 
+import torch
+
+from mmre_cli import SCHEMA_VERSION, __version__
+from mmre_cli.errors import MmreError
+from mmre_cli.features.encoders import TEXT_ENCODERS
+from mmre_cli.hashing import sha256_file
+from mmre_cli.learn.checkpoint import save_checkpoint
+from mmre_cli.learn.finetune import fit_finetuned
+from mmre_cli.learn.resume import STATE_DIR
+from mmre_cli.learn.trainer import fit_classifier
+from mmre_cli.params import DEFAULTS, params_hash
 from mmre_cli.pipeline.classifiers import build_classifier
 from mmre_cli.pipeline.learning import TrainingSetup, apply_pair_captions, loader, needs_words
 from mmre_cli.pipeline.records import finish, upstream_params, write_json, write_plots
+from mmre_cli.plots import curves_png
 from mmre_cli.predict.folder import AGENT_FILES, MEMBERS_DIR, PIPELINE_FILE
 from mmre_cli.reporting import Reporter, reporter_or_null
+from mmre_cli.store.shards import read_manifest
 
 SECTIONS = ["train_gnn"]
 
@@ -41,9 +56,6 @@ def _finetune_encoder(graphs: Path, cfg: dict) -> tuple[str, str | None]:
     Raises:
         MmreError: no text encoder to fine-tune (e.g. CLIP features and no ``train_gnn.encoder``).
     """
-    from mmre_cli.errors import MmreError
-    from mmre_cli.features.encoders import TEXT_ENCODERS
-
     ef = upstream_params(graphs).get("extract_features", {})
     name = cfg.get("encoder") or ef.get("encoder")
     if str(name).lower() not in TEXT_ENCODERS:
@@ -62,8 +74,6 @@ def _editor_to_copy(graphs: Path, agent: Path | None) -> Path | None:
     Raises:
         MmreError: the graphs were edited but ``agent`` lacks the editor's files.
     """
-    from mmre_cli.errors import MmreError
-
     if agent is None or not upstream_params(graphs).get("train_agent", {}).get("enabled"):
         return None
     agent = Path(agent)
@@ -77,8 +87,7 @@ def _editor_to_copy(graphs: Path, agent: Path | None) -> Path | None:
 def _precision(asked: str, device, reporter) -> str:
     """``train_gnn.precision`` for this device (``auto``: bf16 where it is native, else 32), said
     aloud; an explicit ``bf16`` where it is emulated trains, with a warning of the cost."""
-    from mmre_cli.errors import MmreError
-    from mmre_cli.learn.finetune import bf16_is_native, resolve_precision
+    from mmre_cli.learn.finetune import bf16_is_native, resolve_precision  # looked up per call (tests patch it)
 
     try:
         chosen = resolve_precision(asked, device)
@@ -86,8 +95,6 @@ def _precision(asked: str, device, reporter) -> str:
         raise MmreError(f"train_gnn.{e}") from None
     native = bf16_is_native(device)
     if chosen == "bf16" and not native:
-        import torch
-
         where = f"CPU ({torch.backends.cpu.get_cpu_capability()})" if device.type == "cpu" else device.type
         reporter.warn(f"train_gnn.precision=bf16 on a {where} without native bfloat16: autocast is emulated, "
                       "~14x slower than float32 on an AVX2 CPU; use precision: auto or 32")
@@ -98,8 +105,6 @@ def _precision(asked: str, device, reporter) -> str:
 
 
 def _draw_train_curve(rows: list[dict], path: Path) -> Path:
-    from mmre_cli.plots import curves_png
-
     return curves_png(rows, "epoch", [["loss", "val_loss"], ["val_f1", "val_acc"]], path,
                       "train-gnn: loss and val scores per epoch (best epoch kept)", ["loss", "val score"])
 
@@ -109,9 +114,6 @@ def _run_ensemble(k: int, *, graphs: Path, out: Path, params: dict, stats: Path 
     """Train the ``k - 1`` other members under ``out/members/seed<S>``, then the first model in
     ``out`` (module docstring); its ``pipeline.json`` lists the members and ``stats.json`` their
     val scores."""
-    import copy
-    import json
-
     def summary(folder: str, member_seed: int, result: dict) -> dict:
         return {"model": folder, "seed": member_seed,
                 **{key: result.get(key) for key in ("best_epoch", "val_micro_f1", "train_seconds")}}
@@ -157,12 +159,6 @@ def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | N
     (:mod:`mmre_cli.learn.resume`); ``resume=True`` continues from it (a state written with other
     params or other graphs is refused). It is removed once the model folder is written.
     """
-    from mmre_cli import SCHEMA_VERSION, __version__
-    from mmre_cli.learn.checkpoint import save_checkpoint
-    from mmre_cli.learn.finetune import fit_finetuned
-    from mmre_cli.learn.trainer import fit_classifier
-    from mmre_cli.store.shards import read_manifest
-
     graphs, out = Path(graphs), Path(out)
     cfg = params["train_gnn"]
     agent_dir = _editor_to_copy(graphs, agent)  # checked before training, not after it
@@ -187,11 +183,8 @@ def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | N
     words = needs_words(model)
     train_loader = setup.train_loader(cfg["batch_size"], cfg["seed"], words)
     val_loader = loader(val, cfg["batch_size"], False, words=words)
-    from mmre_cli.learn.resume import STATE_DIR
-    from mmre_cli.params import params_hash
 
     state_dir = out / STATE_DIR
-    from mmre_cli.hashing import sha256_file
 
     fingerprint = f"{params_hash(params, ['data', *SECTIONS])}:{sha256_file(graphs / 'manifest.json')[:16]}"
     common = dict(epochs=cfg["epochs"], weight_decay=cfg["weight_decay"], class_weights=cfg["class_weights"],
@@ -217,7 +210,6 @@ def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | N
     save_checkpoint(out, "model", model, {"labels": labels, "none_id": none_id, "encoder": man["encoder"],
                                           "encoder_name": man.get("info", {}).get("encoder"), "history": history})
     upstream = upstream_params(graphs)
-    from mmre_cli.params import DEFAULTS
 
     for section in ("train_agent", "diffuse"):  # trained on merge-cmg's output: no editor, no diffusion
         if not isinstance(upstream.get(section), dict):

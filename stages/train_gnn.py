@@ -29,7 +29,6 @@ from pathlib import Path
 
 import torch
 
-from mmre_cli import SCHEMA_VERSION, __version__
 from mmre_cli.errors import MmreError
 from mmre_cli.features.encoders import TEXT_ENCODERS
 from mmre_cli.hashing import sha256_file
@@ -40,9 +39,9 @@ from mmre_cli.learn.trainer import fit_classifier
 from mmre_cli.params import DEFAULTS, params_hash
 from mmre_cli.pipeline.classifiers import build_classifier
 from mmre_cli.pipeline.learning import TrainingSetup, apply_pair_captions, loader, needs_words
-from mmre_cli.pipeline.records import finish, upstream_params, write_json, write_plots
+from mmre_cli.pipeline.records import finish, upstream_params, write_plots
 from mmre_cli.plots import curves_png
-from mmre_cli.predict.folder import AGENT_FILES, MEMBERS_DIR, PIPELINE_FILE
+from mmre_cli.predict.folder import AGENT_FILES, MEMBERS_DIR, PIPELINE_FILE, list_members, write_pipeline
 from mmre_cli.reporting import Reporter, reporter_or_null
 from mmre_cli.store.shards import read_manifest
 
@@ -140,10 +139,7 @@ def _run_ensemble(k: int, *, graphs: Path, out: Path, params: dict, stats: Path 
     result = run(graphs=graphs, out=out, params=first, reporter=reporter, **kw)
     if "params_hash" not in result:  # a DDP rank other than 0: it wrote nothing (finish() did not run)
         return result
-    pipeline = json.loads((out / PIPELINE_FILE).read_text(encoding="utf-8"))
-    pipeline["params"]["train_gnn"] = dict(params["train_gnn"])  # with ensemble: k
-    pipeline["ensemble"] = rel
-    write_json(out / PIPELINE_FILE, pipeline)
+    list_members(out, rel, params["train_gnn"])  # with ensemble: k
     members.insert(0, summary(".", seed, result))
     result = {key: v for key, v in result.items() if key != "params_hash"}
     result.update(ensemble=members, train_seconds=round(sum(m["train_seconds"] or 0 for m in members), 1))
@@ -210,21 +206,17 @@ def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | N
     save_checkpoint(out, "model", model, {"labels": labels, "none_id": none_id, "encoder": man["encoder"],
                                           "encoder_name": man.get("info", {}).get("encoder"), "history": history})
     upstream = upstream_params(graphs)
-
     for section in ("train_agent", "diffuse"):  # trained on merge-cmg's output: no editor, no diffusion
         if not isinstance(upstream.get(section), dict):
             upstream[section] = {**DEFAULTS[section], "enabled": False}
     if agent_dir is not None:
         for name in AGENT_FILES:
             shutil.copyfile(agent_dir / name, out / name)
-    pipeline = {"mmre_version": __version__, "schema_version": SCHEMA_VERSION, "encoder": man["encoder"],
-                "encoder_name": man.get("info", {}).get("encoder"), "dim": man["dim"], "labels": labels,
-                "none_id": none_id, "params": {**upstream, **{s: params[s] for s in SECTIONS}}}
-    if finetune:  # the fine-tuned encoder's vocabulary + architecture (predict checks it)
-        pipeline["finetune_encoder"] = model.encoder.fingerprint
+    recorded = {**upstream, **{s: params[s] for s in SECTIONS}}
     # the second segment's captioner travels with the model (evaluate reads the same one)
-    pipeline["params"]["data"] = {**pipeline["params"].get("data", {}), "pair_captions": pair_captions}
-    write_json(out / PIPELINE_FILE, pipeline)
+    recorded["data"] = {**recorded.get("data", {}), "pair_captions": pair_captions}
+    write_pipeline(out, manifest=man, labels=labels, none_id=none_id, params=recorded,
+                   finetune_encoder=model.encoder.fingerprint if finetune else None)
     curve = [{"epoch": h["epoch"], "loss": h["loss"], "val_loss": h["val_loss"], "val_f1": h["val_micro_f1"],
               "val_acc": h["val_acc"]} for h in history]
     write_plots([out, plots], "train_curve", curve, _draw_train_curve)

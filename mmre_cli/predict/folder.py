@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from mmre_cli.errors import MmreError
+from mmre_cli.pipeline.records import write_json
 
 PIPELINE_FILE = "pipeline.json"
 #: Files every model folder needs (the editor's files too when ``train_agent.enabled``).
@@ -100,3 +101,30 @@ def model_params(pipeline: dict) -> dict:
         if section in params and isinstance(values, dict):
             params[section].update(values)
     return params
+
+
+def write_pipeline(model: Path, *, manifest: dict, labels: list[str], none_id: int, params: dict,
+                   finetune_encoder: str | None = None) -> Path:
+    """Write ``model/pipeline.json`` (what :func:`read_pipeline` checks): this mmre's and the
+    schema's versions, the encoder of the features the model was trained on (``manifest``: that
+    artifact's manifest), the labels, every stage's ``params`` and, for a fine-tuned encoder, its
+    fingerprint (``finetune_encoder``: its vocabulary and architecture, which predict checks)."""
+    from mmre_cli import SCHEMA_VERSION, __version__
+
+    pipeline = {"mmre_version": __version__, "schema_version": SCHEMA_VERSION, "encoder": manifest["encoder"],
+                "encoder_name": manifest.get("info", {}).get("encoder"), "dim": manifest["dim"], "labels": labels,
+                "none_id": none_id, "params": params}
+    if finetune_encoder is not None:
+        pipeline["finetune_encoder"] = finetune_encoder
+    return write_json(Path(model) / PIPELINE_FILE, pipeline)
+
+
+def list_members(model: Path, members: list[str], train_gnn: dict) -> Path:
+    """Record a ``train_gnn.ensemble`` model's member folders (relative to it, under
+    :data:`MEMBERS_DIR`) and its ``train_gnn`` params (with ``ensemble: k``) in its ``pipeline.json``,
+    which :func:`ensemble_folders` reads back."""
+    path = Path(model) / PIPELINE_FILE
+    pipeline = json.loads(path.read_text(encoding="utf-8"))
+    pipeline["params"]["train_gnn"] = dict(train_gnn)
+    pipeline["ensemble"] = list(members)
+    return write_json(path, pipeline)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from mmre_cli.data.instance import Instance
-from mmre_cli.pipeline.owners import caption_owner, image_owner, text_owner
+from mmre_cli.pipeline.owners import caption_owner, chunk_captions, image_owner, text_owner
 from mmre_cli.reporting import Reporter
 
 
@@ -96,11 +96,7 @@ class FeatureExtractor:
         """The chunk's distinct captions (owner keys) and their spaCy parses."""
         from mmre_cli.graphs.nlp import parse_texts
 
-        owners: dict[str, str] = {}
-        for inst in chunk:
-            key = caption_owner(inst)
-            if key is not None:
-                owners.setdefault(key, inst.caption)
+        owners = chunk_captions(chunk)
         keys = list(owners)
         # only the noun-chunk spans matter here (lemmas are build-graphs' business): skip the
         # lemmatizer, a quarter of the parse time; the chunks are the same (noun_chunks needs

@@ -25,3 +25,14 @@ def caption_owner(inst: Instance) -> str | None:
 
 def image_owner(inst: Instance) -> str | None:
     return f"image:{inst.img_id}" if inst.image_path else None
+
+
+def chunk_captions(chunk: list[Instance]) -> dict[str, str]:
+    """``caption owner -> caption`` of a chunk's captioned instances, each once, in first-use order
+    (extract-features embeds and build-graphs parses each caption once per chunk)."""
+    captions: dict[str, str] = {}
+    for inst in chunk:
+        key = caption_owner(inst)
+        if key is not None:
+            captions.setdefault(key, inst.caption)
+    return captions

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mmre_cli.pipeline.owners import caption_owner, image_owner
+from mmre_cli.pipeline.owners import chunk_captions, image_owner
 
 
 def chunk_graphs(chunk, feats, nlp, cfg) -> list:
@@ -20,11 +20,7 @@ def chunk_graphs(chunk, feats, nlp, cfg) -> list:
         graph.meta["sample_id"] = inst.sample_id
         graphs.append(graph)
     if cfg["caption_graph"]:
-        captions: dict[str, str] = {}
-        for inst in chunk:
-            key = caption_owner(inst)
-            if key is not None:
-                captions.setdefault(key, inst.caption)
+        captions = chunk_captions(chunk)
         keys = list(captions)
         for key, doc in zip(keys, parse_texts(nlp, [captions[k] for k in keys], batch_size=cfg["batch_size"])):
             graphs.append(caption_graph(key, doc))

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("torch_geometric")
+import torch
+import torch_geometric  # noqa: F401 - a hard dependency: a broken install fails, never skips
 
 from torch_geometric.data import Batch, Data  # noqa: E402
 from torch_geometric.nn import global_mean_pool  # noqa: E402

@@ -81,7 +81,7 @@ def _precision(asked: str, device, reporter) -> str:
     """``train_gnn.precision`` for this device (``auto``: bf16 where it is native, else 32), said
     aloud; an explicit ``bf16`` where it is emulated trains, with a warning of the cost."""
     from mmre_cli.errors import MmreError
-    from mmre_cli.learn.finetune import bf16_is_native, resolve_precision
+    from mmre_cli.learn.precision import bf16_is_native, resolve_precision
 
     try:
         chosen = resolve_precision(asked, device)

@@ -42,7 +42,7 @@ def load(split: str):
 
 
 def marker_features(view: str, cap_words: int, rel2id: dict) -> dict:
-    from mmre_cli.learn.finetune import TextNodeEncoder
+    from mmre_cli.learn.text_encoder import TextNodeEncoder
 
     enc = TextNodeEncoder(markers="special", max_length=128 + cap_words if view == "cap" else 128).eval()
     out = {}

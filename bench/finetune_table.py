@@ -8,6 +8,10 @@ form one row; the spread is the sample standard deviation over seeds (``-`` for 
 
     python bench/finetune_table.py /work/runs/ft            # markdown on stdout
     python bench/finetune_table.py /work/runs/ft --json out.json
+    python bench/finetune_table.py /work/runs/ft --same-code 415dcf2=661e284   # one row across two commits
+
+``--same-code NEW=OLD`` counts runs of commit NEW as OLD's (for commits whose diff does not touch
+training: say which in the table's caption); the row's ``code`` then lists both.
 
 Reads only what the runs wrote; prints nothing it did not find.
 """
@@ -25,7 +29,7 @@ SHOWN = ("readout", "caption_pass", "caption_tokens", "relation_text", "markers"
          "encoder", "enc_lr")
 
 
-def _run(folder: Path) -> dict | None:
+def _run(folder: Path, same: dict[str, str] | None = None) -> dict | None:
     stats, pipe, cmd = folder / "eval" / "stats.json", folder / "model" / "pipeline.json", folder / "cmd.txt"
     if not (stats.is_file() and pipe.is_file() and cmd.is_file()):
         return None
@@ -46,12 +50,12 @@ def _run(folder: Path) -> dict | None:
     return {"name": folder.name, "f1": float(metrics["micro_f1"]), "acc": float(metrics["acc"]), "seed": seed,
             "code": code, "overrides": overrides, "minutes": minutes,
             "graphs": graphs,
-            "key": json.dumps({"code": code, "train_gnn": tg, "pair_captions": data.get("pair_captions"),
+            "key": json.dumps({"code": (same or {}).get(code, code), "train_gnn": tg, "pair_captions": data.get("pair_captions"),
                                "graphs": graphs}, sort_keys=True)}
 
 
-def collect(root: Path) -> list[dict]:
-    runs = [r for r in (_run(f) for f in sorted(root.iterdir()) if f.is_dir()) if r]
+def collect(root: Path, same: dict[str, str] | None = None) -> list[dict]:
+    runs = [r for r in (_run(f, same) for f in sorted(root.iterdir()) if f.is_dir()) if r]
     rows: dict[str, list[dict]] = {}
     for r in runs:
         rows.setdefault(r["key"], []).append(r)
@@ -61,7 +65,7 @@ def collect(root: Path) -> list[dict]:
         spec = json.loads(key)
         out.append({"runs": [r["name"] for r in group], "seeds": sorted(r["seed"] for r in group), "f1": f1,
                     "mean": statistics.mean(f1), "sd": statistics.stdev(f1) if len(f1) > 1 else None,
-                    "code": spec["code"], "captions": spec["pair_captions"], "graphs": spec["graphs"],
+                    "code": "+".join(sorted({r["code"] for r in group})), "captions": spec["pair_captions"], "graphs": spec["graphs"],
                     "shown": {k: spec["train_gnn"].get(k) for k in SHOWN},
                     "overrides": sorted({r["overrides"].replace(f"-S train_gnn.seed={r['seed']}", "").strip()
                                          for r in group}),
@@ -84,8 +88,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("root", type=Path)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--same-code", action="append", default=[], metavar="NEW=OLD",
+                    help="count runs of commit NEW as commit OLD's (a diff that does not touch training)")
     args = ap.parse_args()
-    rows = collect(args.root)
+    rows = collect(args.root, dict(pair.split("=", 1) for pair in args.same_code))
     print(markdown(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))

@@ -4,7 +4,7 @@ On the same MNRE-2 train sentences (entity-marked, the caption as second segment
 
 * **bare** — the whole pretrained encoder, forward + backward, on shuffled batches padded to the
   longest row (what a plain fine-tuning loop does every epoch);
-* **mmre** — :class:`mmre_cli.learn.finetune.TextNodeEncoder` as train-gnn runs it: length
+* **mmre** — :class:`mmre_cli.learn.text_encoder.TextNodeEncoder` as train-gnn runs it: length
   buckets (:class:`mmre_cli.graphs.pyg.LengthBuckets`), only the top ``--train-layers`` trained,
   the frozen lower layers' states cached — timed on the *second* epoch (the first fills the
   cache; its time is reported too).
@@ -63,7 +63,7 @@ def main() -> None:
     torch.manual_seed(0)
 
     from mmre_cli.graphs.pyg import LengthBuckets
-    from mmre_cli.learn.finetune import TextNodeEncoder
+    from mmre_cli.learn.text_encoder import TextNodeEncoder
 
     words, heads, tails, captions = load(args.n, args.caption or None)
     k = args.caption_tokens if args.caption else 0

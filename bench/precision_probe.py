@@ -33,7 +33,7 @@ def main() -> None:
     from transformers import AutoModel
 
     from mmre_cli.features.encoders import resolve_minilm_dir
-    from mmre_cli.learn.finetune import bf16_is_native
+    from mmre_cli.learn.precision import bf16_is_native
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)

@@ -372,7 +372,10 @@ def draw_explanation(path: str | Path, *, cmg: Graph, refined: Graph | None, ima
                         fontsize=8, va="top", color="white", bbox={"facecolor": colour, "alpha": 0.4 if gone else 0.85,
                                                                      "pad": 1.5, "linewidth": 0})
         n_obj = sum(1 for i in objects if g.node_kind[i] == _OBJECT)
-        ax_img.set_title(f"{image_name or Path(image).name}  ({n_obj} object box{'es' if n_obj != 1 else ''})", fontsize=10)
+        # two lines, the name cut to 44 characters: one line overflowed the image panel and the
+        # figure's left edge cut its first letters
+        ax_img.set_title(f"{_short(image_name or Path(image).name, 44)}\n({n_obj} object box{'es' if n_obj != 1 else ''})",
+                         fontsize=10)
         ax_img.set_xticks([])
         ax_img.set_yticks([])
         if image_note:

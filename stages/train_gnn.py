@@ -86,7 +86,7 @@ def _editor_to_copy(graphs: Path, agent: Path | None) -> Path | None:
 def _precision(asked: str, device, reporter) -> str:
     """``train_gnn.precision`` for this device (``auto``: bf16 where it is native, else 32), said
     aloud; an explicit ``bf16`` where it is emulated trains, with a warning of the cost."""
-    from mmre_cli.learn.finetune import bf16_is_native, resolve_precision  # looked up per call (tests patch it)
+    from mmre_cli.learn.precision import bf16_is_native, resolve_precision  # looked up per call (tests patch it)
 
     try:
         chosen = resolve_precision(asked, device)

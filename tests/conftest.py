@@ -78,13 +78,13 @@ def make_tiny_hf(folder: Path, kind: str = "bert", texts: list[str] | None = Non
 
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
-    pytest.importorskip("transformers")
+    import transformers  # noqa: F401 - a hard dependency: a broken install fails, never skips
     return make_tiny_hf(tmp_path_factory.mktemp("tiny-bert") / "model", "bert")
 
 
 @pytest.fixture(scope="session")
 def tiny_mpnet(tmp_path_factory) -> Path:
-    pytest.importorskip("transformers")
+    import transformers  # noqa: F401 - a hard dependency: a broken install fails, never skips
     return make_tiny_hf(tmp_path_factory.mktemp("tiny-mpnet") / "model", "mpnet")
 
 

@@ -12,11 +12,8 @@ import sys
 import tomllib
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[1]
 
-pytest.importorskip("importlinter", reason="import-linter is in the dev extras: pip install -e '.[dev]'")
 
 
 def _contracts() -> dict[str, dict]:
@@ -60,10 +57,11 @@ def test_every_package_sits_in_a_layer():
 
 def test_no_module_is_part_of_an_import_cycle():
     """Module level (the acyclic_siblings contract sees packages): strongly connected components
-    of the import graph of both packages, imports inside functions included."""
+    of the import graph of both packages, imports inside functions included (those under
+    ``if TYPE_CHECKING:`` never run and are left out, as the contracts leave them out)."""
     done = _run("""
 import grimp
-graph = grimp.build_graph("mmre_cli", "stages", cache_dir=None)
+graph = grimp.build_graph("mmre_cli", "stages", cache_dir=None, exclude_type_checking_imports=True)
 index, low, stack, on, cycles = {}, {}, [], set(), []
 def visit(v):  # Tarjan, iterative over the successors of each node
     index[v] = low[v] = len(index); stack.append(v); on.add(v)

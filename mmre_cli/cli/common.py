@@ -11,7 +11,7 @@ from typing_extensions import Annotated
 
 ParamsOpt = Annotated[Optional[Path], typer.Option("--params", help="params.yaml to read (default: ./params.yaml if present, else built-in defaults).", show_default=False)]
 SetOpt = Annotated[Optional[List[str]], typer.Option("--set", "-S", help="Override one parameter, as section.key=value (repeatable), e.g. -S train_gnn.lr=0.0005.", show_default=False)]
-NodesOpt = Annotated[int, typer.Option("--nodes", min=1, help="Machines for DDP (Lightning Fabric num_nodes), each with --gpus devices (one CPU process with --gpus 0). Start the command on every machine with torchrun (--nnodes M --node-rank R --master-addr HOST --master-port PORT -m mmre_cli ...) or srun under SLURM; README 'Training on several machines'.")]
+NodesOpt = Annotated[int, typer.Option("--nodes", min=1, help="Machines for DDP (Lightning Fabric num_nodes), each with --gpus devices (one CPU process with --gpus 0). Start the command on every machine with torchrun (--nnodes M --node-rank R --master-addr HOST --master-port PORT -m mmre_cli ...) or srun under SLURM; docs/usage.md 'Training on several machines'.")]
 GpusOpt = Annotated[int, typer.Option("--gpus", min=0, help="Devices on this machine: 0 = CPU; N > 0 = N CUDA devices (DDP via Lightning Fabric when N > 1).")]
 StatsOpt = Annotated[Optional[Path], typer.Option("--stats", help="Also write the stage's statistics JSON here (dvc.yaml keeps these under stats/: outputs, not metrics).", show_default=False)]
 PlotsOpt = Annotated[Optional[Path], typer.Option("--plots", help="Also write the stage's curves into this folder: CSV (DVC's linear / confusion templates) and PNG (shown on `dvc plots show`'s page with no network).", show_default=False)]

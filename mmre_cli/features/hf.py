@@ -3,7 +3,7 @@ r"""Any Hugging Face text encoder (``transformers.AutoModel`` / ``AutoTokenizer`
 :class:`HFTransformer` gives a ``transformers`` encoder (BERT, RoBERTa, MPNet, ELECTRA, …: any
 model whose ``encoder.layer`` is its list of transformer blocks) the interface of
 :class:`mmre_cli.features.bert.BertModel`, so the frozen-feature encoder and the fine-tuned
-:class:`~mmre_cli.learn.finetune.TextNodeEncoder` treat MiniLM and any other encoder alike:
+:class:`~mmre_cli.learn.text_encoder.TextNodeEncoder` treat MiniLM and any other encoder alike:
 
 * ``forward(input_ids, attention_mask, token_type_ids)`` — last hidden states ``[B, L, H]``,
   padded rows zero;

@@ -1,3 +1,4 @@
+# Over 500 lines on purpose: the editor of Alg. 2 (policy, episodes, actor-critic update) is one algorithm whose formulas read in one place.
 r"""RL graph editor (paper Alg. 2): an actor-critic agent that edits cross-modal graphs.
 
 Actions, per graph and step: ``stop``, *delete node* ``i``, *delete edge* ``e``, *add edge*
@@ -48,7 +49,7 @@ that lowers the likelihood always has :math:`r_t < 0`), an addition competes on 
 and ``stop`` (:math:`r_t = 0`) wins when nothing helps. ``shaping="final"`` pays
 :math:`R(G_T)` at the last step only.
 
-Evidence shaping (``evidence_penalty`` :math:`\kappa > 0`, :func:`step_reward`): a step that
+Evidence shaping (``evidence_penalty`` :math:`\kappa > 0`, :func:`~mmre_cli.learn.reward.step_reward`): a step that
 *deletes* a node or an edge also pays :math:`-\kappa \max(0, \mathrm{Acc}_t - \mathrm{Acc}_{t+1})`,
 the gold-label likelihood it cost, so the editor cannot buy complexity by deleting what the
 classifier relies on (the words that carry the relation); additions and stops are not charged.
@@ -96,19 +97,15 @@ from mmre_cli.learn.editing import (
     action_masks,
     apply_edits,
     candidate_additions,
-    complexity,
     current_edges,
-    edit_complexity,
-    graph_sizes,
     pair_cosine,
     protected_nodes,
 )
 from mmre_cli.learn.metrics import peer_scores
-from mmre_cli.learn.reward import graph_accuracy, reward
+from mmre_cli.learn.reward import batch_reward, step_reward
 from mmre_cli.learn.gnn import register_model
 
 __all__ = [
-    "step_reward",
     "Classifier",
     "AgentConfig",
     "GraphEditAgent",
@@ -118,7 +115,6 @@ __all__ = [
     "init_state",
     "masked_policy",
     "apply_action",
-    "batch_reward",
     "agent_step",
     "edit_graphs",
 ]
@@ -152,7 +148,7 @@ class AgentConfig:
         max_grad_norm: gradient clipping norm, ``None`` for none (default 1.0).
         complexity_node_weight: :math:`w_n` of the complexity (default 0.5).
         none_weight: accuracy factor for gold-``None`` graphs (default 1.0).
-        evidence_penalty: :math:`\kappa` of :func:`step_reward`: the extra cost of a deletion
+        evidence_penalty: :math:`\kappa` of :func:`~mmre_cli.learn.reward.step_reward`: the extra cost of a deletion
             that lowers the classifier's gold-label likelihood (default 0.0: off).
         complexity: ``"edits"`` (default: :math:`C = m_b / N_b`, each edit costs
             :math:`\mu / N_b`) or ``"size"`` (the edited graph's size; every deletion pays).
@@ -471,52 +467,6 @@ def apply_action(batch: Batch, state: EditState, action: Tensor) -> Tensor:
     stopped = open_ & is_stop
     state.steps += (open_ & ~is_stop).long()
     return stopped
-
-
-def batch_reward(
-    classifier: Classifier, batch: Batch, state: EditState, cfg: AgentConfig
-) -> tuple[Tensor, Tensor, Tensor, Batch, Tensor]:
-    """Reward of the current edited graphs.
-
-    Returns:
-        ``(R [B], acc [B], complexity [B], edited batch, logits [B, C])`` (no gradient).
-    """
-    with torch.no_grad():
-        edited = apply_edits(batch, state.node_alive, state.edge_alive, state.added_edges())
-        logits = classifier(edited)
-        acc = graph_accuracy(logits, batch.y, cfg.none_id, cfg.reward_mode, cfg.none_weight)
-        if cfg.complexity == "edits":
-            comp = edit_complexity(state.steps, graph_sizes(batch)[0]).to(acc.device)
-        elif cfg.complexity == "size":
-            comp = complexity(edited, batch, cfg.complexity_node_weight).to(acc.device)
-        else:
-            raise ValueError(f"unknown complexity {cfg.complexity!r}; want 'edits' or 'size'")
-        return reward(acc, comp, cfg.lam, cfg.mu), acc, comp, edited, logits
-
-
-def step_reward(r_prev: Tensor, r_now: Tensor, acc_prev: Tensor, acc_now: Tensor, deleted: Tensor,
-                stopped: Tensor, done: Tensor, cfg: AgentConfig) -> Tensor:
-    r"""The reward of one step per graph (module docstring):
-
-    .. math::
-        r_t = \underbrace{R(G_{t+1}) - R(G_t)}_{\text{delta shaping}}
-            - \kappa\,\mathbb{1}[a_t \text{ deletes}]\,\max(0, \mathrm{Acc}_t - \mathrm{Acc}_{t+1})
-
-    (0 for ``stop``); with ``shaping="final"`` the first term is :math:`R(G_T)` at the last step.
-
-    Shapes:
-        every argument ``[B]`` -> ``[B]``
-    """
-    if cfg.shaping == "delta":
-        r = torch.where(stopped, torch.zeros_like(r_now), r_now - r_prev)
-    elif cfg.shaping == "final":
-        r = torch.where(done, r_now, torch.zeros_like(r_now))
-    else:
-        raise ValueError(f"unknown shaping {cfg.shaping!r}")
-    if cfg.evidence_penalty:
-        lost = (acc_prev - acc_now).clamp(min=0.0)
-        r = r - cfg.evidence_penalty * lost * (deleted & ~stopped).float()
-    return r
 
 
 def _rollout(agent: GraphEditAgent, batch: Batch, cfg: AgentConfig, greedy: bool, classifier=None):

@@ -16,16 +16,29 @@ Either can be scaled on gold-``None`` graphs by ``none_weight`` (default 1: no e
 :math:`\mu/N_b`), or :func:`mmre_cli.learn.editing.complexity` (the edited graph's size; 1 for the
 unedited graph) with ``complexity: size``.
 
+:func:`batch_reward` scores a batch of graphs as the editor has left them so far;
+:func:`step_reward` turns two such scores into the reward of one editing step (delta shaping and
+the evidence penalty: :mod:`mmre_cli.learn.agent`'s docstring has the formulas).
+
 Shapes:
     logits: ``[B, C]``; y: ``[B]`` long; returned accuracies / rewards: ``[B]``
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor
 
-__all__ = ["REWARD_MODES", "graph_accuracy", "reward"]
+from mmre_cli.learn.editing import apply_edits, complexity, edit_complexity, graph_sizes
+
+if TYPE_CHECKING:  # the editor's types; agent.py imports this module
+    from torch_geometric.data import Batch
+
+    from mmre_cli.learn.agent import AgentConfig, Classifier, EditState
+
+__all__ = ["REWARD_MODES", "graph_accuracy", "reward", "batch_reward", "step_reward"]
 
 REWARD_MODES = ("likelihood", "correct")
 
@@ -83,3 +96,49 @@ def reward(acc: Tensor | float, complexity: Tensor | float, lam: float, mu: floa
         the reward, same shape/type as the inputs.
     """
     return lam * acc - mu * complexity
+
+
+def batch_reward(
+    classifier: Classifier, batch: Batch, state: EditState, cfg: AgentConfig
+) -> tuple[Tensor, Tensor, Tensor, Batch, Tensor]:
+    """Reward of the current edited graphs.
+
+    Returns:
+        ``(R [B], acc [B], complexity [B], edited batch, logits [B, C])`` (no gradient).
+    """
+    with torch.no_grad():
+        edited = apply_edits(batch, state.node_alive, state.edge_alive, state.added_edges())
+        logits = classifier(edited)
+        acc = graph_accuracy(logits, batch.y, cfg.none_id, cfg.reward_mode, cfg.none_weight)
+        if cfg.complexity == "edits":
+            comp = edit_complexity(state.steps, graph_sizes(batch)[0]).to(acc.device)
+        elif cfg.complexity == "size":
+            comp = complexity(edited, batch, cfg.complexity_node_weight).to(acc.device)
+        else:
+            raise ValueError(f"unknown complexity {cfg.complexity!r}; want 'edits' or 'size'")
+        return reward(acc, comp, cfg.lam, cfg.mu), acc, comp, edited, logits
+
+
+def step_reward(r_prev: Tensor, r_now: Tensor, acc_prev: Tensor, acc_now: Tensor, deleted: Tensor,
+                stopped: Tensor, done: Tensor, cfg: AgentConfig) -> Tensor:
+    r"""The reward of one step per graph (module docstring):
+
+    .. math::
+        r_t = \underbrace{R(G_{t+1}) - R(G_t)}_{\text{delta shaping}}
+            - \kappa\,\mathbb{1}[a_t \text{ deletes}]\,\max(0, \mathrm{Acc}_t - \mathrm{Acc}_{t+1})
+
+    (0 for ``stop``); with ``shaping="final"`` the first term is :math:`R(G_T)` at the last step.
+
+    Shapes:
+        every argument ``[B]`` -> ``[B]``
+    """
+    if cfg.shaping == "delta":
+        r = torch.where(stopped, torch.zeros_like(r_now), r_now - r_prev)
+    elif cfg.shaping == "final":
+        r = torch.where(done, r_now, torch.zeros_like(r_now))
+    else:
+        raise ValueError(f"unknown shaping {cfg.shaping!r}")
+    if cfg.evidence_penalty:
+        lost = (acc_prev - acc_now).clamp(min=0.0)
+        r = r - cfg.evidence_penalty * lost * (deleted & ~stopped).float()
+    return r

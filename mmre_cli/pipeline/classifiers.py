@@ -54,7 +54,8 @@ def build_classifier(kind: str, in_dim: int, num_classes: int, cfg: dict, encode
     if kind == "pooled":
         return PooledMLP(in_dim, num_classes, hidden=cfg["hidden"], dropout=cfg["dropout"])
     if kind == "finetune":
-        from mmre_cli.learn.finetune import MARKER_STYLES, FinetunedRelationModel
+        from mmre_cli.learn.finetune import FinetunedRelationModel
+        from mmre_cli.learn.markers import MARKER_STYLES
 
         from mmre_cli.learn.finetune import READOUTS
         from mmre_cli.learn.relation_text import describe

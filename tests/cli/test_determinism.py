@@ -38,7 +38,7 @@ def test_finetuning_twice_is_byte_identical(trained, tmp_path, tiny_bert, monkey
 def test_a_sentence_vector_depends_on_its_batch_only_at_rounding(tiny_bert):
     """Padding to a longer batch peer changes the matrix shapes, hence the float summation order:
     the same sentence's vectors agree to ~1e-6, not bit for bit (documented in docs/reliability.md)."""
-    from mmre_cli.learn.finetune import TextNodeEncoder
+    from mmre_cli.learn.text_encoder import TextNodeEncoder
 
     torch.manual_seed(0)
     enc = TextNodeEncoder(str(tiny_bert), markers="special", encoder="hf").eval()

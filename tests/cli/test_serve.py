@@ -12,7 +12,7 @@ import pytest
 
 from tests.cli.test_predict import SAMPLE, _val
 
-pytest.importorskip("fastapi", reason="mmre serve needs the serve extra: pip install 'mmre[serve]'")
+import fastapi  # noqa: F401 - a hard dependency: a broken install fails, never skips
 
 
 @pytest.fixture(scope="module")

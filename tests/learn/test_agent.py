@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("torch_geometric")
+import torch
+import torch_geometric  # noqa: F401 - a hard dependency: a broken install fails, never skips
 
 from torch_geometric.data import Batch, Data  # noqa: E402
 from torch_geometric.nn import global_mean_pool  # noqa: E402
@@ -391,7 +391,7 @@ def test_deleting_a_node_the_gold_relies_on_has_a_negative_shaped_reward():
     reward is +0.225; the evidence penalty (kappa = 6: -0.30) makes it negative."""
     import math as m
 
-    from mmre_cli.learn.agent import batch_reward, step_reward
+    from mmre_cli.learn.reward import batch_reward, step_reward
 
     batch = ring_batch(1, seed=3, n_range=(8, 9))
     batch.y = torch.tensor([1])
@@ -473,7 +473,7 @@ def test_edit_complexity_step_rewards_by_hand():
     raises it 0.55 -> 0.65 pays 3 * 0.10 - 0.25 = +0.05; a neutral one -0.25; stop 0."""
     import math as m
 
-    from mmre_cli.learn.agent import batch_reward, step_reward
+    from mmre_cli.learn.reward import batch_reward, step_reward
 
     batch = ring_batch(1, seed=3, n_range=(8, 9))
     batch.y = torch.tensor([1])

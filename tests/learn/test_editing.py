@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("torch_geometric")
+import torch
+import torch_geometric  # noqa: F401 - a hard dependency: a broken install fails, never skips
 
 import torch.nn.functional as F  # noqa: E402
 from torch_geometric.data import Batch, Data  # noqa: E402

@@ -14,14 +14,9 @@ from mmre_cli.features.encoders import resolve_minilm_dir
 from mmre_cli.graphs.graph import EDGE_ATTR_DIM, MODALITIES, NODE_KINDS, ROLE_HEAD, ROLE_TAIL, Graph
 from mmre_cli.graphs.pyg import graph_to_data
 from mmre_cli.learn.checkpoint import load_checkpoint, save_checkpoint
-from mmre_cli.learn.finetune import (
-    FinetunedRelationModel,
-    TextNodeEncoder,
-    _batch_words,
-    fit_finetuned,
-    insert_markers,
-    param_groups,
-)
+from mmre_cli.learn.finetune import FinetunedRelationModel, _batch_words, fit_finetuned, param_groups
+from mmre_cli.learn.markers import insert_markers
+from mmre_cli.learn.text_encoder import TextNodeEncoder
 from mmre_cli.learn.gnn import MODEL_REGISTRY
 
 needs_minilm = pytest.mark.skipif(resolve_minilm_dir() is None, reason="all-MiniLM-L6-v2 weights not installed")
@@ -103,35 +98,6 @@ def synthetic(n: int, seed: int) -> list:
 
 
 # -------------------------------------------------------------------------------------------------
-
-
-@needs_minilm
-def test_insert_markers_keeps_token_order():
-    toks = ["a", "b", "c", "d", "e"]
-    words, src = insert_markers(toks, (1, 3), (4, 5), ("<h>", "</h>", "<t>", "</t>"))
-    assert words == ["a", "<h>", "b", "c", "</h>", "d", "<t>", "e", "</t>"]
-    assert [words[j] for j, s in enumerate(src) if s >= 0] == toks
-    assert [s for s in src if s >= 0] == list(range(5))
-    # tail before head, adjacent spans: the close comes before the open
-    words, _ = insert_markers(toks, (2, 3), (0, 2), ("<h>", "</h>", "<t>", "</t>"))
-    assert words == ["<t>", "a", "b", "</t>", "<h>", "c", "</h>", "d", "e"]
-    # nested (tail inside head) and a visual entity (no markers)
-    words, _ = insert_markers(toks, (0, 4), (1, 2), list("HhTt"))
-    assert words == ["H", "a", "T", "b", "t", "c", "d", "h", "e"]
-    words, src = insert_markers(toks, (0, 1), None, list("HhTt"))
-    assert words == ["H", "a", "h", "b", "c", "d", "e"] and src.count(-3) == 0
-
-
-def test_insert_markers_with_types_puts_the_type_after_each_opening_marker():
-    toks = ["a", "b", "c", "d", "e"]
-    words, src = insert_markers(toks, (1, 3), (4, 5), ("<h>", "</h>", "<t>", "</t>"), ("person", "location"))
-    assert words == ["a", "<h>", "person", "b", "c", "</h>", "d", "<t>", "location", "e", "</t>"]
-    assert src == [0, -1, -5, 1, 2, -2, 3, -3, -6, 4, -4]
-    # tail first: each type still follows its own marker; a visual tail gets neither
-    words, src = insert_markers(toks, (3, 4), (0, 1), list("HhTt"), ("person", "unknown"))
-    assert words == ["T", "unknown", "a", "t", "b", "c", "H", "person", "d", "h", "e"]
-    words, src = insert_markers(toks, (0, 1), None, list("HhTt"), ("person", "unknown"))
-    assert words == ["H", "person", "a", "h", "b", "c", "d", "e"] and -6 not in src
 
 
 def test_span_entity_type_maps_spacy_ner_to_coarse_types():
@@ -391,54 +357,6 @@ def test_layer_wise_lr_decay_groups(tiny):
     assert {g["lr"] for g in flat if g["name"] != "head"} == {1e-4}
 
 
-def test_auto_precision_is_bf16_only_where_it_is_native(monkeypatch):
-    from mmre_cli.learn import finetune
-
-    for native, expect in ((True, "bf16"), (False, "32")):
-        monkeypatch.setattr(finetune, "bf16_is_native", lambda device="cpu", n=native: n)
-        assert finetune.resolve_precision("auto", "cpu") == expect
-        assert finetune.resolve_precision("32") == "32" and finetune.resolve_precision("bf16") == "bf16"
-    with pytest.raises(ValueError, match="precision must be one of"):
-        finetune.resolve_precision("fp16")
-
-
-def test_train_gnn_says_which_precision_auto_chose_and_warns_on_emulated_bf16(monkeypatch):
-    from mmre_cli.errors import MmreError
-    from mmre_cli.learn import finetune
-    from mmre_cli.reporting import NullReporter
-    from stages.train_gnn import _precision
-
-    class Said(NullReporter):
-        def __init__(self):
-            super().__init__()
-            self.info_lines, self.warnings = [], []
-
-        def info(self, message):
-            self.info_lines.append(message)
-
-        def warn(self, message):
-            self.warnings.append(message)
-
-    cpu = torch.device("cpu")
-    monkeypatch.setattr(finetune, "bf16_is_native", lambda device="cpu": False)
-    said = Said()
-    assert _precision("auto", cpu, said) == "32" and "float32" in said.info_lines[0] and not said.warnings
-    assert _precision("bf16", cpu, said) == "bf16" and "emulated" in said.warnings[0]
-    monkeypatch.setattr(finetune, "bf16_is_native", lambda device="cpu": True)
-    said = Said()
-    assert _precision("auto", cpu, said) == "bf16" and "bfloat16 autocast" in said.info_lines[0]
-    assert _precision("bf16", cpu, said) == "bf16" and not said.warnings
-    with pytest.raises(MmreError, match="train_gnn.precision must be one of"):
-        _precision("half", cpu, said)
-
-
-def test_bf16_is_native_answers_for_this_machine():
-    from mmre_cli.learn.finetune import bf16_is_native
-
-    assert isinstance(bf16_is_native("cpu"), bool)
-    assert bf16_is_native("meta") is False
-
-
 # -------------------------------------------------------------------------------------------------
 # issue 25's two defects: cached lower states without dropout; markers that are not '@' / '#'
 
@@ -503,7 +421,7 @@ def test_minilm_markers_are_distinct_and_not_at_or_hash(train_layers):
     enc = TextNodeEncoder(markers="special", train_layers=train_layers)
     _check_markers_distinct(enc, 30522)
     # the init pieces are real single pieces of the vocabulary (not the random fallback)
-    from mmre_cli.learn.finetune import _SPECIAL_INIT
+    from mmre_cli.learn.markers import _SPECIAL_INIT
 
     emb = enc.transformer.get_input_embeddings().weight
     for marker, init in zip(enc.marker_words, _SPECIAL_INIT):
@@ -521,21 +439,6 @@ def test_hf_markers_are_distinct_and_trainable_with_all_layers(tiny):
     grad = enc.transformer.get_input_embeddings().weight.grad
     for w in enc.marker_words:
         assert grad[enc.tokenizer.token_to_id(w)].abs().sum() > 0, f"{w} gets no gradient"
-
-
-MNRE = __import__("pathlib").Path(__file__).resolve().parents[3] / "shared" / "data" / "mnre"
-
-
-@pytest.mark.skipif(not MNRE.is_dir(), reason="../shared/data/mnre not present")
-def test_marker_init_pieces_never_occur_in_mnre_text_or_captions():
-    from mmre_cli.learn.finetune import _SPECIAL_INIT
-
-    files = sorted((MNRE / "v2_text").glob("ours_*.txt")) + sorted((MNRE / "v2_captions").glob("*.txt"))
-    assert files
-    for f in files:
-        text = f.read_text(encoding="utf-8", errors="replace")
-        for piece in _SPECIAL_INIT:
-            assert piece not in text, f"{piece!r} occurs in {f.name}"
 
 
 # -------------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch
 
 from mmre_cli.learn.reward import graph_accuracy, reward  # noqa: E402
 

@@ -124,7 +124,7 @@ def test_predict_and_checkpoint_round_trip(loaders, tmp_path):
 
 
 def test_fabric_cpu(loaders):
-    lightning = pytest.importorskip("lightning")
+    import lightning
     fabric = lightning.fabric.Fabric(accelerator="cpu", devices=1)
     model = PooledMLP(F_IN, NUM_CLASSES, hidden=16)
     best, history = _fit(model, loaders, epochs=2, fabric=fabric)

@@ -2,7 +2,6 @@
 several; an artifact read back as PyG batches."""
 
 import numpy as np
-import pytest
 
 from mmre_cli.graphs.graph import EDGE_ATTR_DIM, Graph
 from mmre_cli.pipeline.learning import CAPTION_JOIN, apply_pair_captions
@@ -54,15 +53,12 @@ def test_no_source_keeps_the_graphs_captions(tmp_path):
 
 
 def test_load_graph_batches_roundtrip(tmp_path):
-    pytest.importorskip("torch_geometric")
     from tests.graphs.test_pyg import GRAPHS, check_batch
 
     from mmre_cli.pipeline.learning import load_graph_batches
 
-    try:
-        from mmre_cli.store.shards import write_artifact
-    except ImportError:  # pragma: no cover - the store lands separately
-        pytest.skip("mmre_cli.store.shards.write_artifact not available")
+    from mmre_cli.store.shards import write_artifact
+
     write_artifact(tmp_path / "g", {}, graphs=GRAPHS, stage="graphs", dim=8)
     batches = list(load_graph_batches(tmp_path / "g", 2))
     assert [b.num_graphs for b in batches] == [2, 2, 1]

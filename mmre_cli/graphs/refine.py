@@ -63,10 +63,8 @@ def apply_edit_record(graph: Graph, record: dict) -> Graph:
         "added_edges": [list(p) for p in added],
     }
     out = keep_edges(graph, mask)
-    out.meta["deleted_words"], out.meta["deleted_caption_spans"] = _deleted_text(graph, deleted_nodes)
-    caption = MODALITIES.index("caption")
-    out.meta["deleted_caption_texts"] = [graph.node_text[n] for n in deleted_nodes
-                                         if int(graph.node_modality[n]) == caption and graph.node_text[n].strip()]
+    (out.meta["deleted_words"], out.meta["deleted_caption_spans"],
+     out.meta["deleted_caption_texts"]) = _deleted_text(graph, deleted_nodes)
     if added:
         src = np.asarray([a for a, b in added] + [b for a, b in added], np.int64)
         dst = np.asarray([b for a, b in added] + [a for a, b in added], np.int64)
@@ -107,12 +105,15 @@ def edited_caption(meta: dict) -> str:
     return " ".join(caption.split()) if cut else caption
 
 
-def _deleted_text(graph: Graph, deleted_nodes: list[int]) -> tuple[list[int], list[list[int]]]:
-    """``(deleted_words, deleted_caption_spans)`` of the deleted nodes (module docstring)."""
+def _deleted_text(graph: Graph, deleted_nodes: list[int]) -> tuple[list[int], list[list[int]], list[str]]:
+    """``(deleted_words, deleted_caption_spans, deleted_caption_texts)`` of the deleted nodes
+    (module docstring); the texts need no spans."""
+    token, text, caption = NODE_KINDS.index("token"), MODALITIES.index("text"), MODALITIES.index("caption")
+    texts = [graph.node_text[n] for n in deleted_nodes
+             if int(graph.node_modality[n]) == caption and graph.node_text[n].strip()]
     spans = graph.meta.get("spans")
     if not deleted_nodes or spans is None or len(spans) != graph.num_nodes:
-        return [], []
-    token, text, caption = NODE_KINDS.index("token"), MODALITIES.index("text"), MODALITIES.index("caption")
+        return [], [], texts
     words, caps = set(), []
     for n in deleted_nodes:
         s, e = int(spans[n][0]), int(spans[n][1])
@@ -122,7 +123,7 @@ def _deleted_text(graph: Graph, deleted_nodes: list[int]) -> tuple[list[int], li
             words.update(range(s, e))
         elif int(graph.node_modality[n]) == caption:
             caps.append([s, e])
-    return sorted(words), sorted(caps)
+    return sorted(words), sorted(caps), texts
 
 
 def apply_diffusion(graph: Graph, relevance: np.ndarray, edge_weight: np.ndarray, keep: np.ndarray) -> Graph:

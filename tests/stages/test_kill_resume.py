@@ -42,8 +42,7 @@ MARKERS = {"features": "manifest.json", "graphs": "manifest.json", "cmg": "manif
            "agent": "agent.json", "model": "pipeline.json", "eval": "stats.json"}
 
 
-OUTCOMES: list[tuple[str, bool]] = []  # (stage, killed before it finished) per trial run
-TRIED: set[tuple[int, str]] = set()     # (trial, stage) of the trials run in this process
+OUTCOMES: dict[tuple[int, str], bool] = {}  # (trial, stage) -> killed before it finished, per trial run here
 
 
 def _mmre() -> str:
@@ -121,8 +120,7 @@ def _trial(reference: dict, tmp_path: Path, trial: int, stage: str) -> None:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
     killed = proc.returncode == -signal.SIGKILL
-    OUTCOMES.append((stage, killed))
-    TRIED.add((trial, stage))
+    OUTCOMES[trial, stage] = killed
 
     # absent or whole: a folder that claims to be an artifact validates
     if (out / MARKERS[folder]).exists():
@@ -142,7 +140,7 @@ def test_most_trials_really_killed_a_running_stage(reference, tmp_path_factory):
     # after the harness (same process: --dist loadfile keeps a file together) its outcomes are in
     # OUTCOMES; run alone or with part of it (-k), this test runs the missing trials itself
     for trial, stage in _trials():
-        if (trial, stage) not in TRIED:
+        if (trial, stage) not in OUTCOMES:
             _trial(reference, tmp_path_factory.mktemp(f"{stage}-{trial}"), trial, stage)
-    killed = {stage for stage, k in OUTCOMES if k}
-    assert sum(k for _, k in OUTCOMES) >= 14 and killed == set(STAGES), OUTCOMES
+    killed = {stage for (_, stage), k in OUTCOMES.items() if k}
+    assert sum(OUTCOMES.values()) >= 14 and killed == set(STAGES), OUTCOMES

@@ -27,7 +27,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ENCODERS = ("gat", "hop_attention")
+ENCODERS = ("gatv2", "hop_attention")
 FUSIONS = ("none", "mm_qformer")
 LOSSES = ("ce", "ce+negative_learning")
 

@@ -50,7 +50,7 @@ def _run(folder: Path, same: dict[str, str] | None = None) -> dict | None:
     return {"name": folder.name, "f1": float(metrics["micro_f1"]), "acc": float(metrics["acc"]), "seed": seed,
             "code": code, "overrides": overrides, "minutes": minutes,
             "graphs": graphs,
-            "key": json.dumps({"code": (same or {}).get(code, code), "train_gnn": tg, "pair_captions": data.get("pair_captions"),
+            "key": json.dumps({"code": (same or {}).get(code, code), "train_gnn": tg, "pair_captions": tg.get("pair_captions", data.get("pair_captions")),
                                "graphs": graphs}, sort_keys=True)}
 
 

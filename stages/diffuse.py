@@ -29,7 +29,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mmre_cli.graphs.graph import Graph
-from mmre_cli.params import params_hash
+from mmre_cli.params import declared, params_hash, stage_view
 from mmre_cli.pipeline.chunks import require_artifact
 from mmre_cli.pipeline.devices import cpu_threads
 from mmre_cli.pipeline.editor import load_editor, refine
@@ -37,7 +37,14 @@ from mmre_cli.pipeline.records import finish
 from mmre_cli.reporting import Reporter, reporter_or_null
 from mmre_cli.store.shards import ArtifactWriter, iter_graphs, num_rows, read_manifest
 
-SECTIONS = ["diffuse", "train_agent"]
+#: the params this stage reads (dvc.yaml lists the same; tests/test_params_declared.py);
+#: train_agent's keys configure the editor it applies
+PARAMS = declared(
+    "diffuse.enabled", "diffuse.alpha", "diffuse.max_iter", "diffuse.tau", "diffuse.prune", "diffuse.relevance",
+    "train_agent.enabled", "train_agent.max_steps", "train_agent.lam", "train_agent.mu", "train_agent.gamma",
+    "train_agent.lr", "train_agent.entropy", "train_agent.add_k", "train_agent.add_threshold",
+    "train_agent.reward_mode", "train_agent.evidence_penalty", "train_agent.none_weight", "train_agent.complexity",
+)
 
 
 def run(*, cmg: Path, agent: Path, out: Path, params: dict, stats: Path | None = None,
@@ -45,12 +52,13 @@ def run(*, cmg: Path, agent: Path, out: Path, params: dict, stats: Path | None =
     """Run the stage; returns (and writes) its statistics."""
     reporter = reporter_or_null(reporter)
     cmg, agent_dir, out = Path(cmg), Path(agent), Path(out)
+    params = stage_view(params, PARAMS)
     require_artifact(cmg, "merge-cmg")
     cpu_threads()
     editor, agent_cfg = load_editor(agent_dir, params)
     dcfg = params["diffuse"]
     man = read_manifest(cmg)
-    phash = params_hash(params, SECTIONS) + "-" + man["params_hash"]
+    phash = params_hash(params, PARAMS) + "-" + man["params_hash"]
     totals = {"graphs": 0, "nodes_before": 0, "nodes_after": 0, "edges_before": 0, "edges_after": 0,
               "deleted_nodes": 0, "added_edges": 0, "pruned_edges": 0, "edges_diffused": 0}
     graph_ratios: list[float] = []
@@ -95,10 +103,10 @@ def run(*, cmg: Path, agent: Path, out: Path, params: dict, stats: Path | None =
     if totals["nodes_before"]:
         result["node_filter_ratio"] = totals["deleted_nodes"] / totals["nodes_before"]
     if dcfg["enabled"]:
-        result["prune_rule"], result["tau"] = dcfg.get("prune", "absolute"), dcfg["tau"]
+        result["prune_rule"], result["tau"] = dcfg["prune"], dcfg["tau"]
     if totals["edges_before"]:
         result["pruned_ratio"] = totals["pruned_edges"] / max(1, totals["edges_diffused"])
         result["added_ratio"] = totals["added_edges"] / totals["edges_before"]
     if graph_ratios:
         result["pruned_ratio_mean_graph"] = sum(graph_ratios) / len(graph_ratios)
-    return finish(out, params, SECTIONS, result, stats, upstream=(cmg, agent_dir))
+    return finish(out, params, PARAMS, result, stats, upstream=(cmg, agent_dir))

@@ -22,13 +22,17 @@ from pathlib import Path
 from mmre_cli.errors import MmreError
 from mmre_cli.pipeline.chunks import require_artifact
 from mmre_cli.pipeline.devices import cpu_threads
+from mmre_cli.params import declared, stage_view
 from mmre_cli.pipeline.records import finish, write_json, write_plots
 from mmre_cli.plots import confusion_png
 from mmre_cli.predict.folder import ensemble_folders
 from mmre_cli.predict.scoring import ensemble_scores, score_split
 from mmre_cli.reporting import Reporter, reporter_or_null
 
-SECTIONS = ["evaluate"]
+#: the params this stage reads (dvc.yaml lists the same; tests/test_params_declared.py)
+PARAMS = declared(
+    "evaluate.split",
+)
 
 
 def run(*, model: Path | list[Path], graphs: Path, out: Path, params: dict, stats: Path | None = None,
@@ -38,6 +42,7 @@ def run(*, model: Path | list[Path], graphs: Path, out: Path, params: dict, stat
     ``model``: one train-gnn folder, or several for a mean-probability ensemble (module docstring).
     """
     reporter = reporter_or_null(reporter)
+    params = stage_view(params, PARAMS)
     given = [Path(m) for m in (model if isinstance(model, (list, tuple)) else [model])]
     if not given:
         raise MmreError("evaluate needs at least one --model")
@@ -68,7 +73,7 @@ def run(*, model: Path | list[Path], graphs: Path, out: Path, params: dict, stat
     if len(members) > 1:
         result["members"] = [{"model": str(path), **{k: s["metrics"][k] for k in ("acc", "micro_p", "micro_r", "micro_f1")}}
                              for path, s in zip(models, members)]
-    stats_out = finish(out, params, SECTIONS, result, stats, upstream=(models[0],))  # the first member's lineage
+    stats_out = finish(out, params, PARAMS, result, stats, upstream=(models[0],))  # the first member's lineage
     if metrics is not None:
         write_json(metrics, summary_metrics(result, given, scored["sizes"]))
     return {**stats_out, "per_class": scored["per_class"]}

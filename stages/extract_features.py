@@ -34,14 +34,22 @@ from typing import Iterator
 
 from mmre_cli.data.instance import Instance
 from mmre_cli.data.load import detect_format, load_split, resolve_label_map
-from mmre_cli.params import params_hash
+from mmre_cli.params import declared, params_hash, stage_view
 from mmre_cli.pipeline.features import FeatureExtractor
 from mmre_cli.pipeline.records import finish
 from mmre_cli.reporting import Reporter, reporter_or_null
 from mmre_cli.store.shards import ArtifactWriter
 from mmre_cli.store.tables import instances_to_table
 
-SECTIONS = ["data", "extract_features"]
+#: the params this stage reads (dvc.yaml lists the same; tests/test_params_declared.py);
+#: the dataset and the encoder; build_graphs.spacy_model parses the captions into the phrases it encodes
+PARAMS = declared(
+    "data.root", "data.format", "data.splits", "data.captions", "data.image_root", "data.image_policy",
+    "data.on_error", "data.label_map", "extract_features.encoder", "extract_features.weights",
+    "extract_features.detector", "extract_features.max_objects", "extract_features.det_conf",
+    "extract_features.batch_size", "extract_features.workers", "extract_features.shard_instances",
+    "extract_features.max_image_pixels", "build_graphs.spacy_model",
+)
 
 
 def iter_dataset(params: dict, reporter: Reporter) -> Iterator[tuple[list[Instance], object]]:
@@ -85,6 +93,7 @@ def run(*, out: Path, params: dict, gpus: int = 0, stats: Path | None = None, re
     """Run the stage; returns (and writes) its statistics."""
     reporter = reporter_or_null(reporter)
     out = Path(out)
+    params = stage_view(params, PARAMS)
     cfg = params["extract_features"]
     chunk_size = int(cfg["shard_instances"])
     extractor = FeatureExtractor(params, gpus, reporter)
@@ -97,7 +106,7 @@ def run(*, out: Path, params: dict, gpus: int = 0, stats: Path | None = None, re
     labels, _ = resolve_label_map(Path(params["data"]["root"]), None, params["data"]["label_map"])
     lookup = (lambda rel: labels.id(rel) if rel is not None else -1) if labels is not None else None
     # the params hash + a fingerprint of the data decide whether whole shards can be reused
-    phash = params_hash(params, SECTIONS) + "-" + data_fingerprint(instances)
+    phash = params_hash(params, PARAMS) + "-" + data_fingerprint(instances)
     unit_counts: dict[str, int] = {}
     writer = ArtifactWriter(out, stage="extract_features", encoder=extractor.encoder.fingerprint(),
                             dim=extractor.encoder.dim, params_hash=phash, resume=True,
@@ -135,4 +144,4 @@ def run(*, out: Path, params: dict, gpus: int = 0, stats: Path | None = None, re
                              "captioned": r.captioned} for r in reports},
         "units_this_run": unit_counts,
     }
-    return finish(out, params, SECTIONS, result, stats)
+    return finish(out, params, PARAMS, result, stats)

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from mmre_cli.errors import MmreError
 from mmre_cli.graphs.graph import EDGE_TYPES, Graph, MODALITIES, NODE_KINDS
-from mmre_cli.params import params_hash
+from mmre_cli.params import declared, params_hash, stage_view
 from mmre_cli.pipeline.chunks import chunk_labels, iter_feature_chunks, num_chunks, read_chunk, require_artifact
 from mmre_cli.pipeline.merge import instance_cmg
 from mmre_cli.pipeline.records import finish
@@ -27,7 +27,10 @@ from mmre_cli.reporting import Reporter, reporter_or_null
 from mmre_cli.store.shards import ArtifactWriter, iter_batches, iter_graphs, read_manifest
 from mmre_cli.store.tables import tables_to_graphs
 
-SECTIONS = ["merge_cmg"]
+#: the params this stage reads (dvc.yaml lists the same; tests/test_params_declared.py)
+PARAMS = declared(
+    "merge_cmg.top_k", "merge_cmg.threshold", "merge_cmg.hops", "merge_cmg.cooccur",
+)
 
 
 def _chunk_scene_graphs(graphs_dir: Path, k: int) -> dict[str, Graph]:
@@ -40,6 +43,7 @@ def run(*, features: Path, graphs: Path, out: Path, params: dict, stats: Path | 
     """Run the stage; returns (and writes) its statistics."""
     reporter = reporter_or_null(reporter)
     features, graphs, out = Path(features), Path(graphs), Path(out)
+    params = stage_view(params, PARAMS)
     require_artifact(features, "extract-features")
     require_artifact(graphs, "build-graphs")
     total = num_chunks(features, "samples")
@@ -47,7 +51,7 @@ def run(*, features: Path, graphs: Path, out: Path, params: dict, stats: Path | 
         raise MmreError(f"{graphs} has {num_chunks(graphs, 'graphs')} chunks but {features} has {total}; rerun build-graphs")
     cfg = params["merge_cmg"]
     fman = read_manifest(features)
-    phash = params_hash(params, SECTIONS) + "-" + read_manifest(graphs)["params_hash"]
+    phash = params_hash(params, PARAMS) + "-" + read_manifest(graphs)["params_hash"]
     with ArtifactWriter(out, stage="merge_cmg", encoder=fman["encoder"], dim=fman["dim"], params_hash=phash,
                         resume=True, info=fman.get("info", {})) as art:
         gw = art.graph_writer(max_graphs_per_shard=1 << 30, max_nodes_per_shard=1 << 40, max_edges_per_shard=1 << 40)
@@ -68,7 +72,7 @@ def run(*, features: Path, graphs: Path, out: Path, params: dict, stats: Path | 
                 gw.write(cmgs)
                 gw.roll()
                 task.advance(len(chunk))
-    return finish(out, params, SECTIONS, {"resumed_chunks": done, **cmg_statistics(out, features)}, stats, upstream=(features, graphs))
+    return finish(out, params, PARAMS, {"resumed_chunks": done, **cmg_statistics(out, features)}, stats, upstream=(features, graphs))
 
 
 def cmg_statistics(cmg_dir: Path, features: Path) -> dict:

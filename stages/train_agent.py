@@ -35,7 +35,7 @@ from mmre_cli.learn.agent import GraphEditAgent, agent_step
 from mmre_cli.learn.checkpoint import save_checkpoint
 from mmre_cli.learn.resume import STATE_DIR, load_state, save_state
 from mmre_cli.learn.trainer import evaluate, fit_classifier
-from mmre_cli.params import params_hash
+from mmre_cli.params import declared, params_hash, stage_view
 from mmre_cli.pipeline.classifiers import SWITCH_KEYS, build_classifier
 from mmre_cli.pipeline.editor import agent_config, edit_only
 from mmre_cli.pipeline.learning import TrainingSetup, loader
@@ -43,7 +43,16 @@ from mmre_cli.pipeline.records import finish, write_csv, write_plots
 from mmre_cli.plots import curves_png
 from mmre_cli.reporting import Reporter, reporter_or_null
 
-SECTIONS = ["train_agent", "train_gnn"]
+#: the params this stage reads (dvc.yaml lists the same; tests/test_params_declared.py);
+#: the reward classifier is built and trained with train_gnn's size, lr, weight decay and class weights
+PARAMS = declared(
+    "train_agent.enabled", "train_agent.episodes", "train_agent.max_steps", "train_agent.lam", "train_agent.mu",
+    "train_agent.gamma", "train_agent.lr", "train_agent.entropy", "train_agent.add_k", "train_agent.add_threshold",
+    "train_agent.reward_mode", "train_agent.warmup_epochs", "train_agent.batch_size", "train_agent.seed",
+    "train_agent.evidence_penalty", "train_agent.complexity", "train_agent.none_weight", "train_agent.rounds",
+    "train_agent.round_epochs", "train_gnn.hidden", "train_gnn.layers", "train_gnn.heads", "train_gnn.dropout",
+    "train_gnn.lr", "train_gnn.weight_decay", "train_gnn.class_weights",
+)
 
 
 #: the per-step columns plotted (``agent_steps.csv`` / ``.png``)
@@ -95,7 +104,7 @@ def _classifier_round(clf, agent, acfg, train, val, cfg, gcfg, none_id, num_clas
     edited_train, edited_val = edit_only(train, agent, acfg), edit_only(val, agent, acfg)
     agent.to(device)
     fit_classifier(clf, loader(edited_train, cfg["batch_size"], True, seed=cfg["seed"] + 100 + rnd),
-                   loader(edited_val, cfg["batch_size"], False), epochs=max(1, int(cfg.get("round_epochs", 1))),
+                   loader(edited_val, cfg["batch_size"], False), epochs=max(1, int(cfg["round_epochs"])),
                    lr=gcfg["lr"], weight_decay=gcfg["weight_decay"], class_weights=gcfg["class_weights"],
                    none_id=none_id, seed=cfg["seed"] + 100 + rnd, fabric=fabric, num_classes=num_classes)
     clf = getattr(clf, "module", clf)
@@ -121,6 +130,7 @@ def run(*, cmg: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None
     it (refused if written with other params or another CMG). Removed once the outputs are written.
     """
     cmg, out = Path(cmg), Path(out)
+    params = stage_view(params, PARAMS)
     cfg, gcfg = params["train_agent"], params["train_gnn"]
     setup = TrainingSetup(cmg, "merge-cmg", gpus, cfg["seed"], reporter_or_null(reporter), nodes=nodes)
     fabric, reporter, labels, none_id = setup.fabric, setup.reporter, setup.labels, setup.none_id
@@ -131,7 +141,7 @@ def run(*, cmg: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None
     train_loader = setup.train_loader(cfg["batch_size"], cfg["seed"])
 
     state_dir = out / STATE_DIR
-    fingerprint = f"{params_hash(params, SECTIONS)}:{sha256_file(cmg / 'manifest.json')[:16]}"
+    fingerprint = f"{params_hash(params, PARAMS)}:{sha256_file(cmg / 'manifest.json')[:16]}"
     reporter.info(f"reward classifier: {cfg['warmup_epochs']} epoch(s) on {len(train)} unedited train graphs")
     _, history = fit_classifier(clf, train_loader, loader(val, cfg["batch_size"], False), epochs=max(1, cfg["warmup_epochs"]),
                                 lr=gcfg["lr"], weight_decay=gcfg["weight_decay"], class_weights=gcfg["class_weights"],
@@ -157,7 +167,7 @@ def run(*, cmg: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None
         hook = average_gradients if fabric.world_size > 1 else None
         step = 0
         batches = len(train_loader)
-        rounds = max(1, int(cfg.get("rounds", 1)))
+        rounds = max(1, int(cfg["rounds"]))
         done = 0  # episodes finished, over all rounds (a round's classifier counts with its last episode)
         restored = load_state(state_dir / "agent", fingerprint=fingerprint, modules={"agent": agent, "clf": clf},
                               optimizers={"adam": optimizer}) if resume else None
@@ -221,5 +231,5 @@ def run(*, cmg: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None
             result["rounds"] = rounds_log
 
         shutil.rmtree(state_dir, ignore_errors=True)  # the outputs are whole: nothing left to resume
-        return finish(out, params, SECTIONS, result, stats, upstream=(cmg,))
+        return finish(out, params, PARAMS, result, stats, upstream=(cmg,))
     return result

@@ -36,16 +36,28 @@ from mmre_cli.learn.checkpoint import save_checkpoint
 from mmre_cli.learn.finetune import fit_finetuned
 from mmre_cli.learn.resume import STATE_DIR
 from mmre_cli.learn.trainer import fit_classifier
-from mmre_cli.params import DEFAULTS, params_hash
+from mmre_cli.params import DEFAULTS, declared, params_hash, select, stage_view
 from mmre_cli.pipeline.classifiers import build_classifier
 from mmre_cli.pipeline.learning import TrainingSetup, apply_pair_captions, loader, needs_words
-from mmre_cli.pipeline.records import finish, upstream_params, write_plots
+from mmre_cli.pipeline.records import finish, merge_records, upstream_params, write_plots
 from mmre_cli.plots import curves_png
 from mmre_cli.predict.folder import AGENT_FILES, MEMBERS_DIR, PIPELINE_FILE, list_members, write_pipeline
 from mmre_cli.reporting import Reporter, reporter_or_null
 from mmre_cli.store.shards import read_manifest
 
-SECTIONS = ["train_gnn"]
+#: the params this stage reads (dvc.yaml lists the same; tests/test_params_declared.py);
+#: data.on_error: what a malformed line of train_gnn.pair_captions does
+PARAMS = declared(
+    "train_gnn.model", "train_gnn.hidden", "train_gnn.layers", "train_gnn.heads", "train_gnn.dropout",
+    "train_gnn.epochs", "train_gnn.lr", "train_gnn.weight_decay", "train_gnn.batch_size", "train_gnn.class_weights",
+    "train_gnn.patience", "train_gnn.seed", "train_gnn.enc_lr", "train_gnn.markers", "train_gnn.train_layers",
+    "train_gnn.warmup", "train_gnn.layer_decay", "train_gnn.rdrop", "train_gnn.ema", "train_gnn.ensemble",
+    "train_gnn.encoder", "train_gnn.encoder_weights", "train_gnn.caption_tokens", "train_gnn.caption_pass",
+    "train_gnn.pair_captions",
+    "train_gnn.readout", "train_gnn.relation_text", "train_gnn.precision", "train_gnn.graph_encoder",
+    "train_gnn.hop_alpha", "train_gnn.hop_k", "train_gnn.fusion", "train_gnn.queries", "train_gnn.loss",
+    "train_gnn.nl_weight", "data.on_error",
+)
 
 
 def _finetune_encoder(graphs: Path, cfg: dict) -> tuple[str, str | None]:
@@ -143,7 +155,7 @@ def _run_ensemble(k: int, *, graphs: Path, out: Path, params: dict, stats: Path 
     members.insert(0, summary(".", seed, result))
     result = {key: v for key, v in result.items() if key != "params_hash"}
     result.update(ensemble=members, train_seconds=round(sum(m["train_seconds"] or 0 for m in members), 1))
-    return finish(out, params, SECTIONS, result, stats, upstream=(graphs,))
+    return finish(out, params, PARAMS, result, stats, upstream=(graphs,))
 
 
 def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None = None,
@@ -156,9 +168,10 @@ def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | N
     params or other graphs is refused). It is removed once the model folder is written.
     """
     graphs, out = Path(graphs), Path(out)
+    params = stage_view(params, PARAMS)
     cfg = params["train_gnn"]
     agent_dir = _editor_to_copy(graphs, agent)  # checked before training, not after it
-    k = int(cfg.get("ensemble", 1) or 1)
+    k = int(cfg["ensemble"] or 1)
     if k > 1:
         return _run_ensemble(k, graphs=graphs, out=out, params=params, gpus=gpus, stats=stats, reporter=reporter,
                              agent=agent, plots=plots, resume=resume, nodes=nodes)
@@ -167,9 +180,9 @@ def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | N
     setup = TrainingSetup(graphs, "diffuse", gpus, cfg["seed"], reporter_or_null(reporter),
                           threads=0 if finetune else 1, nodes=nodes)
     fabric, reporter, labels, none_id = setup.fabric, setup.reporter, setup.labels, setup.none_id
-    pair_captions = params["data"].get("pair_captions")
+    pair_captions = cfg["pair_captions"]
     if finetune and pair_captions:
-        found = apply_pair_captions(setup.groups, pair_captions, params["data"].get("on_error", "raise"))
+        found = apply_pair_captions(setup.groups, pair_captions, params["data"]["on_error"])
         reporter.info(f"second-segment captions from {pair_captions}: {found} graphs have one")
     train, val = setup.train, setup.val
     if finetune:
@@ -182,14 +195,14 @@ def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | N
 
     state_dir = out / STATE_DIR
 
-    fingerprint = f"{params_hash(params, ['data', *SECTIONS])}:{sha256_file(graphs / 'manifest.json')[:16]}"
+    fingerprint = f"{params_hash(params, PARAMS)}:{sha256_file(graphs / 'manifest.json')[:16]}"
     common = dict(epochs=cfg["epochs"], weight_decay=cfg["weight_decay"], class_weights=cfg["class_weights"],
                   none_id=none_id, seed=cfg["seed"], patience=cfg["patience"], reporter=reporter, fabric=fabric,
                   num_classes=len(labels), state_dir=state_dir, resume=resume, fingerprint=fingerprint,
-                  rdrop=float(cfg.get("rdrop", 0.0)), ema=float(cfg.get("ema", 0.0)))
+                  rdrop=float(cfg["rdrop"]), ema=float(cfg["ema"]))
     if finetune:  # two learning rates, warm-up then linear decay
         _, history = fit_finetuned(model, train_loader, val_loader, enc_lr=cfg["enc_lr"], head_lr=cfg["lr"],
-                                   warmup=cfg["warmup"], layer_decay=float(cfg.get("layer_decay", 1.0)), **common)
+                                   warmup=cfg["warmup"], layer_decay=float(cfg["layer_decay"]), **common)
     else:
         _, history = fit_classifier(model, train_loader, val_loader, lr=cfg["lr"], **common)
     model = getattr(model, "module", model)
@@ -212,13 +225,11 @@ def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | N
     if agent_dir is not None:
         for name in AGENT_FILES:
             shutil.copyfile(agent_dir / name, out / name)
-    recorded = {**upstream, **{s: params[s] for s in SECTIONS}}
-    # the second segment's captioner travels with the model (evaluate reads the same one)
-    recorded["data"] = {**recorded.get("data", {}), "pair_captions": pair_captions}
+    recorded = merge_records(upstream, select(params, PARAMS))  # the whole chain's params travel with the model
     write_pipeline(out, manifest=man, labels=labels, none_id=none_id, params=recorded,
                    finetune_encoder=model.encoder.fingerprint if finetune else None)
     curve = [{"epoch": h["epoch"], "loss": h["loss"], "val_loss": h["val_loss"], "val_f1": h["val_micro_f1"],
               "val_acc": h["val_acc"]} for h in history]
     write_plots([out, plots], "train_curve", curve, _draw_train_curve)
     shutil.rmtree(state_dir, ignore_errors=True)  # the model folder is whole: nothing left to resume
-    return finish(out, params, SECTIONS, result, stats, upstream=(graphs,))
+    return finish(out, params, PARAMS, result, stats, recorded=recorded)

@@ -12,6 +12,7 @@ from mmre_cli.cli.extract_features import extract_features
 from mmre_cli.cli.info import info
 from mmre_cli.cli.inspect_data import inspect_data
 from mmre_cli.cli.merge_cmg import merge_cmg
+from mmre_cli.cli.params_cmd import params
 from mmre_cli.cli.predict import predict
 from mmre_cli.cli.run import run
 from mmre_cli.cli.serve import serve
@@ -45,6 +46,7 @@ for name, fn, panel in (
     ("serve", serve, "Use a model"),
     ("inspect", inspect_data, "Tools"),
     ("validate", validate, "Tools"),
+    ("params", params, "Tools"),
     ("info", info, "Tools"),
 ):
     app.command(name, rich_help_panel=panel)(fn)

@@ -10,7 +10,7 @@ import typer
 from typing_extensions import Annotated
 
 ParamsOpt = Annotated[Optional[Path], typer.Option("--params", help="params.yaml to read (default: ./params.yaml if present, else built-in defaults).", show_default=False)]
-SetOpt = Annotated[Optional[List[str]], typer.Option("--set", "-S", help="Override one parameter, as section.key=value (repeatable), e.g. -S train_gnn.lr=0.0005.", show_default=False)]
+SetOpt = Annotated[Optional[List[str]], typer.Option("--set", "-S", help="Override one parameter, as section.key=value (repeatable), e.g. -S train_gnn.lr=0.0005; `mmre params` lists every key with its type and help.", show_default=False)]
 NodesOpt = Annotated[int, typer.Option("--nodes", min=1, help="Machines for DDP (Lightning Fabric num_nodes), each with --gpus devices (one CPU process with --gpus 0). Start the command on every machine with torchrun (--nnodes M --node-rank R --master-addr HOST --master-port PORT -m mmre_cli ...) or srun under SLURM; docs/usage.md 'Training on several machines'.")]
 GpusOpt = Annotated[int, typer.Option("--gpus", min=0, help="Devices on this machine: 0 = CPU; N > 0 = N CUDA devices (DDP via Lightning Fabric when N > 1).")]
 StatsOpt = Annotated[Optional[Path], typer.Option("--stats", help="Also write the stage's statistics JSON here (dvc.yaml keeps these under stats/: outputs, not metrics).", show_default=False)]
@@ -54,8 +54,8 @@ def resolve_params(params_file: Path | None, overrides: dict[str, Any], sets: li
     return apply_overrides(params, overrides)
 
 
-#: data keys that name files of one dataset (a params file sets them for its own data.root)
-DATASET_FILE_KEYS = ("captions", "pair_captions", "label_map", "image_root")
+#: keys that name files of one dataset (a params file sets them for its own data.root)
+DATASET_FILE_KEYS = ("data.captions", "train_gnn.pair_captions", "data.label_map", "data.image_root")
 
 
 def _leave_the_other_dataset(params: dict, dataset: Path, overrides: dict[str, Any], quiet: bool) -> None:
@@ -72,13 +72,18 @@ def _leave_the_other_dataset(params: dict, dataset: Path, overrides: dict[str, A
         values = value if isinstance(value, list) else [value]
         return any(isinstance(v, str) and root in Path(v).expanduser().resolve().parents for v in values)
 
-    dropped = [key for key in DATASET_FILE_KEYS if data.get(key) is not None and inside(data[key])]
-    for key in dropped:
-        data[key] = None
-    dropped = [key for key in dropped if overrides.get(f"data.{key}") is None]  # the command sets it
+    def value(dotted: str):
+        section, _, key = dotted.partition(".")
+        return params[section][key]
+
+    dropped = [key for key in DATASET_FILE_KEYS if value(key) is not None and inside(value(key))]
+    for dotted in dropped:
+        section, _, key = dotted.partition(".")
+        params[section][key] = None
+    dropped = [key for key in dropped if overrides.get(key) is None]  # the command sets it
     if dropped and not quiet:
         from mmre_cli.cli.console import err
 
         err.print(f"note: {dataset} is not the params' data.root ({data['root']}): its "
-                  + ", ".join(f"data.{k}" for k in dropped) + " not used (give --captions / -S data.KEY=... "
+                  + ", ".join(dropped) + " not used (give --captions / -S data.KEY=... "
                   "for this dataset)", soft_wrap=True)

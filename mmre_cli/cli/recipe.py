@@ -5,9 +5,12 @@
 defaults, and ``mmre run RECIPE --out DIR`` runs every stage into ``DIR/<stage>`` with it. A
 stage is skipped when its output already holds ``stats.json`` and the ``params.effective.yaml``
 it would write now equals the recorded one, and no stage before it ran — so a killed or extended
-recipe resumes where it stopped, and a recipe that differs only in ``train_gnn`` reruns
-``train_agent`` (its reward classifier reads ``train_gnn``) and what follows, nothing above.
-Each stage's wall time goes to ``DIR/recipe.json``.
+recipe resumes where it stopped. A stage records only the keys it declares (its module's
+``PARAMS``, which ``dvc.yaml`` lists for DVC too), so a changed key reruns the first stage that
+reads it and what follows, as ``dvc repro`` does: ``train_gnn.lr`` reruns ``train_agent`` (its
+reward classifier is trained with it), ``train_gnn.epochs`` only ``train_gnn`` and ``evaluate``.
+:func:`plan` says which stages would run (``mmre run --dry``). Each stage's wall time goes to
+``DIR/recipe.json``.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from stages import build_graphs, diffuse, evaluate, extract_features, merge_cmg,
 
 #: (stage, output folder, the outputs whose recorded params it records as upstream — as each
 #: stage's ``finish(upstream=...)`` does): the order dvc.yaml chains them in. Each stage's own
-#: sections are its module's ``SECTIONS``.
+#: keys are its module's ``PARAMS``.
 STAGES: list[tuple[str, str, tuple[str, ...]]] = [
     ("extract_features", "features", ()),
     ("build_graphs", "graphs", ("features",)),
@@ -36,10 +39,14 @@ STAGES: list[tuple[str, str, tuple[str, ...]]] = [
 STAGE_NAMES = [s[0] for s in STAGES]
 
 
-def _expected(out: Path, sections: list[str], records_from: tuple[str, ...], params: dict) -> dict:
+MODULES = {"extract_features": extract_features, "build_graphs": build_graphs, "merge_cmg": merge_cmg,
+           "train_agent": train_agent, "diffuse": diffuse, "train_gnn": train_gnn, "evaluate": evaluate}
+
+
+def _expected(out: Path, keys: tuple[str, ...], records_from: tuple[str, ...], params: dict) -> dict:
     import yaml
 
-    merged = effective_params(params, sections, tuple(out / i for i in records_from))
+    merged = effective_params(params, keys, tuple(out / i for i in records_from))
     return yaml.safe_load(yaml.safe_dump(merged, sort_keys=True))  # as it reads back from the file
 
 
@@ -52,6 +59,25 @@ def _done(folder: Path, expected: dict) -> bool:
     return yaml.safe_load(eff.read_text(encoding="utf-8")) == expected
 
 
+def plan(*, params: dict, out: Path, rerun_from: str | None = None) -> list[str]:
+    """The stages :func:`run` would run into ``out`` now, in order: the first whose recorded
+    params differ from ``params`` (or that has no output yet, or is ``rerun_from``) and every one
+    after it.
+
+    Raises:
+        MmreError: ``rerun_from`` is not a stage.
+    """
+    if rerun_from is not None and rerun_from not in STAGE_NAMES:
+        from mmre_cli.errors import MmreError
+
+        raise MmreError(f"--from {rerun_from!r}: not a stage ({', '.join(STAGE_NAMES)})")
+    out = Path(out)
+    for i, (name, folder, records_from) in enumerate(STAGES):
+        if name == rerun_from or not _done(out / folder, _expected(out, MODULES[name].PARAMS, records_from, params)):
+            return STAGE_NAMES[i:]
+    return []
+
+
 def run(*, params: dict, out: Path, gpus: int = 0, rerun_from: str | None = None,
         reporter: Reporter | None = None) -> dict[str, Any]:
     """Run (or resume) the chain into ``out``.
@@ -61,14 +87,9 @@ def run(*, params: dict, out: Path, gpus: int = 0, rerun_from: str | None = None
     """
     reporter = reporter_or_null(reporter)
     out = Path(out)
+    todo = plan(params=params, out=out, rerun_from=rerun_from)
     out.mkdir(parents=True, exist_ok=True)
-    if rerun_from is not None and rerun_from not in STAGE_NAMES:
-        from mmre_cli.errors import MmreError
-
-        raise MmreError(f"--from {rerun_from!r}: not a stage ({', '.join(STAGE_NAMES)})")
     d = {folder: out / folder for _, folder, _ in STAGES}
-    modules = {"extract_features": extract_features, "build_graphs": build_graphs, "merge_cmg": merge_cmg,
-               "train_agent": train_agent, "diffuse": diffuse, "train_gnn": train_gnn, "evaluate": evaluate}
     calls = {
         "extract_features": lambda: extract_features.run(out=d["features"], params=params, gpus=gpus,
                                                          reporter=reporter),
@@ -88,14 +109,11 @@ def run(*, params: dict, out: Path, gpus: int = 0, rerun_from: str | None = None
     log_file = out / "recipe.json"
     seconds = json.loads(log_file.read_text(encoding="utf-8")).get("seconds", {}) if log_file.is_file() else {}
     log: dict[str, Any] = {"order": STAGE_NAMES, "stages": {}, "seconds": seconds}
-    dirty = False
-    for name, folder, records_from in STAGES:
-        dirty = dirty or name == rerun_from
-        if not dirty and _done(d[folder], _expected(out, modules[name].SECTIONS, records_from, params)):
+    for name, folder, _ in STAGES:
+        if name not in todo:
             reporter.info(f"{name}: up to date in {d[folder]}, skipped")
             log["stages"][name] = {"seconds": seconds.get(name), "skipped": True}
             continue
-        dirty = True
         reporter.info(f"{name} → {d[folder]}")
         t0 = time.perf_counter()
         calls[name]()

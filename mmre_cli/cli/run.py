@@ -19,13 +19,15 @@ def run(
                                                           "DIR/graphs, …, DIR/model, DIR/eval).")] = Path("runs/recipe"),
     rerun_from: Annotated[Optional[str], typer.Option("--from", help="Rerun this stage and all after it even if "
                                                                      "up to date (e.g. train_gnn).", show_default=False)] = None,
+    dry: Annotated[bool, typer.Option("--dry", help="Only list the stages that would run (one per line) and exit; "
+                                                    "as `dvc repro --dry`, from the same per-stage params.")] = False,
     gpus: GpusOpt = 0,
     set_: SetOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Run extract-features → … → evaluate with RECIPE into --out; print the val metrics and wall times.
 
-    A stage whose output already holds the same effective params is skipped, so a killed run resumes and a changed train_gnn key reruns only train-agent and what follows. Wall times and metrics go to OUT/recipe.json.
+    A stage whose output already holds the same effective params is skipped, so a killed run resumes, and a changed key reruns the first stage that reads it and what follows (each stage reads the keys dvc.yaml lists for it; `mmre params` shows them all). Wall times and metrics go to OUT/recipe.json.
     """
     from rich.table import Table
 
@@ -33,6 +35,10 @@ def run(
     from mmre_cli.cli import recipe as stage
 
     params = resolve_params(recipe, {}, set_)
+    if dry:
+        for name in stage.plan(params=params, out=out, rerun_from=rerun_from):
+            stdout_console.print(name, highlight=False)
+        return
     log = stage.run(params=params, out=out, gpus=gpus, rerun_from=rerun_from, reporter=RichReporter(quiet))
     table = Table(title=f"{recipe} → {out}")
     for col in ("stage", "seconds", ""):

@@ -27,7 +27,7 @@ encoder input with the marker states the classifier reads and is cut short; on M
 
    :math:`\mathbf{f} \in \mathbb{R}^{2D+2}` is appended to the classifier's input.
 
-Several captioners at once: ``data.pair_captions`` as a list joins an image's captions (in the
+Several captioners at once: ``train_gnn.pair_captions`` as a list joins an image's captions (in the
 list's order) into the one text this pass reads.
 
 Shapes:

@@ -58,7 +58,7 @@ __all__ = ["RelationGNN", "PooledMLP", "MODEL_REGISTRY", "register_model", "CONV
            "classification_loss"]
 
 _NUM_ROLES = 3
-#: graph layers of :class:`RelationGNN` (``train_gnn.graph_encoder``: ``gat`` = ``gatv2``)
+#: graph layers of :class:`RelationGNN` (``train_gnn.graph_encoder`` names one of them)
 CONVS = ("gatv2", "gat", "hop_attention")
 #: readout fusions (``train_gnn.fusion``)
 FUSIONS = ("none", "mm_qformer")

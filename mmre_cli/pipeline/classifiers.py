@@ -7,15 +7,15 @@ from mmre_cli.errors import MmreError
 CLASSIFIERS = ("gnn", "pooled", "finetune")
 
 
-#: ``train_gnn.graph_encoder`` -> :class:`~mmre_cli.learn.gnn.RelationGNN`'s ``conv``
-GRAPH_ENCODERS = {"gat": "gatv2", "hop_attention": "hop_attention"}
+#: ``train_gnn.graph_encoder``: :class:`~mmre_cli.learn.gnn.RelationGNN`'s ``conv`` by its own name
+GRAPH_ENCODERS = ("gatv2", "gat", "hop_attention")
 #: the ``train_gnn`` keys :func:`graph_switches` reads
 SWITCH_KEYS = ("graph_encoder", "hop_alpha", "hop_k", "fusion", "queries", "loss", "nl_weight")
 
 
 def graph_switches(cfg: dict) -> dict:
     """The classifier switches of issue 12 as :class:`~mmre_cli.learn.gnn.RelationGNN` kwargs:
-    ``graph_encoder`` (gat | hop_attention, with ``hop_alpha``/``hop_k``), ``fusion``
+    ``graph_encoder`` (gatv2 | gat | hop_attention, with ``hop_alpha``/``hop_k``), ``fusion``
     (none | mm_qformer, with ``queries``), ``loss`` (ce | ce+negative_learning, with ``nl_weight``).
     Absent keys take the defaults (GATv2, no fusion, cross-entropy).
 
@@ -25,14 +25,14 @@ def graph_switches(cfg: dict) -> dict:
     from mmre_cli.learn.gnn import FUSIONS
     from mmre_cli.learn.negative import LOSSES
 
-    enc = str(cfg.get("graph_encoder") or "gat")
+    enc = str(cfg.get("graph_encoder") or "gatv2")
     fusion = str(cfg.get("fusion") or "none")
     loss = str(cfg.get("loss") or "ce")
-    for key, value, choices in (("graph_encoder", enc, tuple(GRAPH_ENCODERS)), ("fusion", fusion, FUSIONS),
+    for key, value, choices in (("graph_encoder", enc, GRAPH_ENCODERS), ("fusion", fusion, FUSIONS),
                                 ("loss", loss, LOSSES)):
         if value not in choices:
             raise MmreError(f"train_gnn.{key} must be one of {' | '.join(choices)}, not {value!r}")
-    return dict(conv=GRAPH_ENCODERS[enc], hop_alpha=float(cfg.get("hop_alpha", 0.1)), hop_k=int(cfg.get("hop_k", 4)),
+    return dict(conv=enc, hop_alpha=float(cfg.get("hop_alpha", 0.1)), hop_k=int(cfg.get("hop_k", 4)),
                 fusion=fusion, queries=int(cfg.get("queries", 8)), loss=loss,
                 nl_weight=float(cfg.get("nl_weight", 0.5)))
 

@@ -68,7 +68,7 @@ def refine(graphs: list[Graph], agent, agent_cfg, dcfg: dict) -> list[Graph]:
             node_relevance(data.x, data.head_index, data.tail_index, mode=dcfg["relevance"])
         protect = endpoint_edge_mask(data.edge_index, torch.cat([data.head_index, data.tail_index]))
         v, w, keep = diffuse(data.edge_index, g.num_nodes, v0, alpha=dcfg["alpha"], max_iter=dcfg["max_iter"],
-                             tau=dcfg["tau"], keep_mask=protect, prune=dcfg.get("prune", "absolute"))
+                             tau=dcfg["tau"], keep_mask=protect, prune=dcfg["prune"])
         out.append(apply_diffusion(g, v.numpy(), w.numpy(), keep.numpy()))
     return out
 

@@ -84,7 +84,7 @@ CAPTION_JOIN = " ; "
 def apply_pair_captions(groups: dict[str, list[Graph]], source: str | list[str] | None, on_error: str = "raise") -> int:
     """Replace each graph's ``meta["caption"]`` by its image's caption from ``source`` (may hold ``{split}``).
 
-    This is ``data.pair_captions``: which captioner the fine-tuned encoder reads as its second
+    This is ``train_gnn.pair_captions``: which captioner the fine-tuned encoder reads as its second
     segment, independent of the captions the graphs were built from. A list of sources reads
     several captioners at once: an image's captions are joined in the list's order with
     :data:`CAPTION_JOIN` (those a captioner lacks are left out; ``caption_tokens`` then cuts the

@@ -10,9 +10,9 @@ import csv
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
-from mmre_cli.params import params_hash, write_effective
+from mmre_cli.params import params_hash, select, write_effective
 
 
 def write_json(path: str | Path, payload: Mapping[str, Any]) -> Path:
@@ -25,33 +25,42 @@ def write_json(path: str | Path, payload: Mapping[str, Any]) -> Path:
     return path
 
 
+def merge_records(*records: Mapping[str, Any]) -> dict:
+    """Params records merged key by key (a later record's key wins; sections are united)."""
+    merged: dict = {}
+    for record in records:
+        for section, values in record.items():
+            merged.setdefault(section, {}).update(values or {})
+    return merged
+
+
 def upstream_params(*artifacts: str | Path) -> dict:
     """The effective params recorded beside input artifacts (each holds its own upstream's too)."""
     import yaml
 
-    merged: dict = {}
+    found = []
     for artifact in artifacts:
         path = Path(artifact) / "params.effective.yaml"
         if path.exists():
-            merged.update(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
-    return merged
+            found.append(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    return merge_records(*found)
 
 
-def effective_params(params: Mapping[str, Any], sections: list[str], upstream: tuple = ()) -> dict:
-    """What a stage records as its effective params: its ``sections`` over the upstream records."""
-    return {**upstream_params(*upstream), **{s: params[s] for s in sections}}
+def effective_params(params: Mapping[str, Any], keys: Sequence[str], upstream: tuple = ()) -> dict:
+    """What a stage records as its effective params: its declared ``keys`` over the upstream records."""
+    return merge_records(upstream_params(*upstream), select(params, keys))
 
 
-def finish(out: Path, params: Mapping[str, Any], sections: list[str], stats: dict, stats_path: str | Path | None,
-           upstream: tuple = ()) -> dict:
+def finish(out: Path, params: Mapping[str, Any], keys: Sequence[str], stats: dict, stats_path: str | Path | None,
+           upstream: tuple = (), recorded: Mapping[str, Any] | None = None) -> dict:
     """Write ``params.effective.yaml`` and ``stats.json`` into ``out`` (and ``stats_path`` if given).
 
-    The effective params hold this stage's ``sections`` plus everything recorded beside the
-    ``upstream`` artifacts, so the last artifact of the chain describes the whole run.
+    The effective params hold the keys this stage declares (``keys``, its ``PARAMS``) over
+    everything recorded beside the ``upstream`` artifacts, so the last artifact of the chain
+    describes the whole run; ``recorded`` replaces that record where a stage writes its own.
     """
-    merged = effective_params(params, sections, upstream)
-    write_effective(out, merged, list(merged))
-    stats = {**stats, "params_hash": params_hash(params, sections)}
+    write_effective(out, recorded if recorded is not None else effective_params(params, keys, upstream))
+    stats = {**stats, "params_hash": params_hash(params, keys)}
     write_json(Path(out) / "stats.json", stats)
     if stats_path is not None:
         write_json(stats_path, stats)

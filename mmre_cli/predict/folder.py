@@ -93,13 +93,22 @@ def ensemble_folders(model: Path) -> list[Path]:
 
 
 def model_params(pipeline: dict) -> dict:
-    """The stages' params recorded in ``pipeline.json``, keys missing there filled from the defaults."""
+    """The stages' params recorded in ``pipeline.json``, keys missing there filled from the defaults.
+
+    A folder written before ``pair_captions`` moved from ``data`` to ``train_gnn`` (its
+    ``train_gnn`` section has no ``pair_captions``) is read as it was meant: the key moved here, and
+    its ``graph_encoder: gat`` (which then named GATv2) read as ``gatv2``."""
     from mmre_cli.params import DEFAULTS
 
     params = copy.deepcopy(DEFAULTS)
     for section, values in pipeline["params"].items():
         if section in params and isinstance(values, dict):
             params[section].update(values)
+    legacy = params["data"].pop("pair_captions", None)
+    if "pair_captions" not in (pipeline["params"].get("train_gnn") or {}):
+        params["train_gnn"]["pair_captions"] = legacy
+        if params["train_gnn"].get("graph_encoder") == "gat":
+            params["train_gnn"]["graph_encoder"] = "gatv2"
     return params
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mmre_cli.pipeline.devices import cpu_threads
 from mmre_cli.pipeline.learning import apply_pair_captions, graphs_by_split, loader, needs_words, require_split
-from mmre_cli.predict.folder import read_pipeline
+from mmre_cli.predict.folder import model_params, read_pipeline
 from mmre_cli.reporting import Reporter, reporter_or_null
 
 
@@ -28,7 +28,7 @@ def score_split(model_dir: Path, graphs: Path, split: str, reporter: Reporter | 
     words = needs_words(model)
     if words:
         cpu_threads(0)  # a transformer runs: every core
-        pair = read_pipeline(model_dir).get("params", {}).get("data", {}).get("pair_captions")
+        pair = model_params(read_pipeline(model_dir))["train_gnn"]["pair_captions"]
         apply_pair_captions({split: items}, pair)  # the captioner the model was trained to read
         items.sort(key=text_length)  # similar lengths together: less padding (ids/gold follow)
     with reporter_or_null(reporter).progress(f"evaluate {split}", total=len(items)) as task:

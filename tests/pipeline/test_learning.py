@@ -1,4 +1,4 @@
-"""mmre_cli/pipeline/learning.py: the second-segment captions (``data.pair_captions``), one captioner or
+"""mmre_cli/pipeline/learning.py: the second-segment captions (``train_gnn.pair_captions``), one captioner or
 several; an artifact read back as PyG batches."""
 
 import numpy as np

@@ -113,13 +113,6 @@ def test_dvc_repro_runs_the_whole_chain(project):
     html = index.read_text()
     for name in ("agent_steps", "train_curve", "confusion"):
         assert html.count(f"plots/{name}.png") >= 1 and html.count(f"plots/{name}.csv") <= 1, name
-    from tests.browser import browser, images_loaded
-
-    with browser(offline=True) as driver:
-        driver.get(index.as_uri())
-        images = images_loaded(driver)
-    assert len(images) == 3, images
-    assert all(i["complete"] and i["width"] > 100 and i["height"] > 100 for i in images), images
 
     # predict with the trained model, the network still blocked
     import ast
@@ -158,13 +151,38 @@ def test_dvc_repro_runs_the_whole_chain(project):
     assert edited(project / "mmre_cli" / "data" / "sample.py", comment) == []  # a library module no stage uses
     # the stages that run the training loops (diffuse runs the editor, not them: it imports no other stage)
     assert edited(project / "mmre_cli" / "learn" / "trainer.py", comment) == ["train_agent", "train_gnn", "evaluate"]
-    def gnn_lr(b: bytes) -> bytes:
-        p = yaml.safe_load(b)
-        p["train_gnn"]["lr"] = p["train_gnn"]["lr"] * 2
-        return yaml.safe_dump(p, sort_keys=False).encode()
+    def mmre_would_run() -> list[str]:
+        dry = subprocess.run([_bin("mmre"), "run", "params.yaml", "--out", "out", "--dry"], cwd=project, env=env,
+                             capture_output=True, text=True)
+        assert dry.returncode == 0, dry.stderr
+        return dry.stdout.split()
 
-    assert edited(project / "params.yaml", gnn_lr) == ["train_gnn"]  # a train_gnn param (evaluate follows: below)
-    assert would_run() == []  # every edit undone
+    assert mmre_would_run() == []  # `mmre run` reads DVC's outputs as its own: nothing to do either
+
+    def params_edit(section: str, key: str, change):
+        def edit(b: bytes) -> bytes:
+            p = yaml.safe_load(b)
+            p[section][key] = change(p[section][key])
+            return yaml.safe_dump(p, sort_keys=False).encode()
+        return edit
+
+    def downstream(first: list[str]) -> list[str]:  # what a real `dvc repro` runs: the first changed stage on
+        return order[min(order.index(s) for s in first):] if first else []
+
+    # a key two stages read (the reward classifier trains with train_gnn.lr), and one only train_gnn reads:
+    # dvc (key by key, from dvc.yaml) and `mmre run` (from each stage's PARAMS) rerun the same stages
+    path = project / "params.yaml"
+    for section, key, change, first in (("train_gnn", "lr", lambda v: v * 2, ["train_agent", "train_gnn"]),
+                                        ("train_gnn", "epochs", lambda v: v + 1, ["train_gnn"]),
+                                        ("merge_cmg", "top_k", lambda v: v + 1, ["merge_cmg"])):
+        original = path.read_bytes()
+        path.write_bytes(params_edit(section, key, change)(original))
+        try:
+            assert would_run() == first, (section, key)
+            assert mmre_would_run() == downstream(first), (section, key)
+        finally:
+            path.write_bytes(original)
+    assert would_run() == [] and mmre_would_run() == []  # every edit undone
 
     # a file of the dataset: a real run reruns every stage (a dry run lists only the first two, whose
     # deps changed directly) and changes what reads the train split, the model above all (the val
@@ -194,7 +212,7 @@ def test_dvc_repro_runs_the_whole_chain(project):
     git = ["git", "-c", "user.email=ci@mmre", "-c", "user.name=ci"]
     subprocess.run(["git", "add", "-A"], cwd=project, env=env, check=True)
     subprocess.run([*git, "commit", "-qm", "sample run"], cwd=project, env=env, check=True)
-    exp = subprocess.run([_bin("dvc"), "exp", "run", "-S", "train_gnn.lr=0.005"], cwd=project, env=env,
+    exp = subprocess.run([_bin("dvc"), "exp", "run", "-S", "train_gnn.patience=3"], cwd=project, env=env,
                          capture_output=True, text=True)
     assert exp.returncode == 0, exp.stdout[-2000:] + exp.stderr[-2000:]
     reran = [line.split("'")[1] for line in exp.stdout.splitlines() if line.startswith("Running stage")]
@@ -210,6 +228,15 @@ def test_dvc_repro_runs_the_whole_chain(project):
     assert reran == ["train_gnn", "evaluate"], exp.stdout
     kwargs = json.loads((model / "model.json").read_text())["model_kwargs"]
     assert (kwargs["conv"], kwargs["fusion"], kwargs["loss"]) == ("hop_attention", "mm_qformer", "ce+negative_learning")
+
+    # last, as it skips where no headless browser exists: the plots page's PNGs load offline
+    from tests.browser import browser, images_loaded
+
+    with browser(offline=True) as driver:
+        driver.get(index.as_uri())
+        images = images_loaded(driver)
+    assert len(images) == 3, images
+    assert all(i["complete"] and i["width"] > 100 and i["height"] > 100 for i in images), images
 
 
 @pytest.mark.slow

@@ -38,7 +38,7 @@ from mmre_cli.params import params_hash
 from mmre_cli.pipeline.features import FeatureExtractor
 from mmre_cli.pipeline.records import finish
 from mmre_cli.reporting import Reporter, reporter_or_null
-from mmre_cli.store.shards import ArtifactWriter
+from mmre_cli.store.writers import ArtifactWriter
 from mmre_cli.store.tables import instances_to_table
 
 SECTIONS = ["data", "extract_features"]

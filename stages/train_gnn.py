@@ -43,7 +43,7 @@ from mmre_cli.pipeline.records import finish, upstream_params, write_plots
 from mmre_cli.plots import curves_png
 from mmre_cli.predict.folder import AGENT_FILES, MEMBERS_DIR, PIPELINE_FILE, list_members, write_pipeline
 from mmre_cli.reporting import Reporter, reporter_or_null
-from mmre_cli.store.shards import read_manifest
+from mmre_cli.store.manifest import read_manifest
 
 SECTIONS = ["train_gnn"]
 

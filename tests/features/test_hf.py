@@ -98,7 +98,7 @@ def test_extract_features_stage_with_an_hf_encoder(tiny_bert, tmp_path):
     from pathlib import Path
 
     from mmre_cli.params import DEFAULTS
-    from mmre_cli.store.shards import read_manifest
+    from mmre_cli.store.manifest import read_manifest
     from stages import extract_features
 
     sample = Path(__file__).resolve().parents[2] / "data" / "sample"

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from mmre_cli.errors import MmreError
-from mmre_cli.features.encoders import TEXT_ENCODERS
+from mmre_cli.features.text_networks import TEXT_ENCODERS
 from mmre_cli.hashing import sha256_file
 from mmre_cli.learn.checkpoint import save_checkpoint
 from mmre_cli.learn.finetune import fit_finetuned

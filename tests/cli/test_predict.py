@@ -106,7 +106,7 @@ def test_an_ensemble_predicts_the_mean_of_its_members(trained, second_model):
 
 def test_finetuned_model_trains_evaluates_and_predicts(trained, tmp_path):
     """train_gnn.model=finetune: MiniLM trained with the GNN; evaluate and predict feed it the words."""
-    from mmre_cli.features.encoders import resolve_minilm_dir
+    from mmre_cli.features.minilm import resolve_minilm_dir
     from mmre_cli.params import DEFAULTS
     from stages import train_gnn
 
@@ -366,7 +366,7 @@ def test_classifier_switches_train_through_the_cli_and_predict(trained, tmp_path
 
 
 def test_finetuned_model_with_all_switches_predicts(trained, tmp_path):
-    from mmre_cli.features.encoders import resolve_minilm_dir
+    from mmre_cli.features.minilm import resolve_minilm_dir
     from mmre_cli.params import DEFAULTS
     from stages import train_gnn
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch_geometric.loader import DataLoader
 
-from mmre_cli.features.encoders import resolve_minilm_dir
+from mmre_cli.features.minilm import resolve_minilm_dir
 from mmre_cli.graphs.graph import EDGE_ATTR_DIM, MODALITIES, NODE_KINDS, ROLE_HEAD, ROLE_TAIL, Graph
 from mmre_cli.graphs.pyg import graph_to_data
 from mmre_cli.learn.checkpoint import load_checkpoint, save_checkpoint
@@ -158,7 +158,7 @@ def test_marker_removal_keeps_word_i_at_token_i(encoder):
 @needs_minilm
 def test_unmarked_features_equal_the_frozen_pipeline():
     """markers='none' reproduces MiniLMEncoder.encode_words + pool_span_features exactly."""
-    from mmre_cli.features.encoders import MiniLMEncoder
+    from mmre_cli.features.minilm import MiniLMEncoder
     from mmre_cli.graphs.cmg import pool_span_features
 
     rng = np.random.default_rng(0)

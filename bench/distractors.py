@@ -337,7 +337,8 @@ def distractor_loader(graphs: list[Graph], batch_size: int, seed: int):
 def train_editor(clf, train: list[Graph], acfg, seed: int, episodes: int, batch_size: int, oracle: bool = False):
     import torch
 
-    from mmre_cli.learn.agent import GraphEditAgent, agent_step
+    from mmre_cli.learn.agent import agent_step
+    from mmre_cli.learn.policy import GraphEditAgent
     from mmre_cli.pipeline.learning import loader
 
     torch.manual_seed(seed)

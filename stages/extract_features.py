@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Iterator
 
 from mmre_cli.data.instance import Instance
-from mmre_cli.data.load import detect_format, load_split, resolve_label_map
+from mmre_cli.data.load import load_split
+from mmre_cli.data.locate import detect_format, resolve_label_map
 from mmre_cli.params import params_hash
 from mmre_cli.pipeline.features import FeatureExtractor
 from mmre_cli.pipeline.records import finish

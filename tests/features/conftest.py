@@ -65,12 +65,6 @@ def no_network(monkeypatch):
     return block_network(monkeypatch)
 
 
-@pytest.fixture(params=["bert", "mpnet"])
-def tiny_hf(request, tiny_bert, tiny_mpnet):
-    """A tiny random-initialised Hugging Face model folder: BERT, then MPNet (tests/conftest.py)."""
-    return {"bert": tiny_bert, "mpnet": tiny_mpnet}[request.param]
-
-
 @pytest.fixture(scope="session")
 def network_blocker():
     """``block_network`` for module/session-scoped fixtures (they cannot use ``no_network``)."""

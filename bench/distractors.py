@@ -1,3 +1,4 @@
+# Over 500 lines on purpose: one self-contained benchmark run (inject distractors, train and score each condition, score the deletions) whose settings and figures read in one file.
 """Distractor benchmark: does the RL editor remove nodes that are known to be noise?
 
 MNRE-2's merged CMGs (frozen MiniLM features, ``merge-cmg``'s output) get ``k`` distractor nodes

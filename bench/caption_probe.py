@@ -67,7 +67,7 @@ def marker_features(view: str, cap_words: int, rel2id: dict) -> dict:
 
 
 def caption_embeddings(plain: dict) -> dict:
-    from mmre_cli.features.encoders import MiniLMEncoder
+    from mmre_cli.features.minilm import MiniLMEncoder
 
     enc = MiniLMEncoder()
     out = dict(plain)

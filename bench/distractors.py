@@ -1,3 +1,4 @@
+# Over 500 lines on purpose: one self-contained benchmark run (inject distractors, train and score each condition, score the deletions) whose settings and figures read in one file.
 """Distractor benchmark: does the RL editor remove nodes that are known to be noise?
 
 MNRE-2's merged CMGs (frozen MiniLM features, ``merge-cmg``'s output) get ``k`` distractor nodes
@@ -337,7 +338,8 @@ def distractor_loader(graphs: list[Graph], batch_size: int, seed: int):
 def train_editor(clf, train: list[Graph], acfg, seed: int, episodes: int, batch_size: int, oracle: bool = False):
     import torch
 
-    from mmre_cli.learn.agent import GraphEditAgent, agent_step
+    from mmre_cli.learn.agent import agent_step
+    from mmre_cli.learn.policy import GraphEditAgent
     from mmre_cli.pipeline.learning import loader
 
     torch.manual_seed(seed)

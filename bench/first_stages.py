@@ -213,8 +213,9 @@ def bench_build_graphs(instances: list, params: dict, repeats: int) -> dict:
 
 def make_synthetic(root: Path, n: int, dim: int = 32, chunk: int = 2048, seed: int = 0) -> tuple[Path, Path]:
     """Features + graphs artifacts of n instances, shaped as extract-features/build-graphs write them."""
-    from mmre_cli.data.load import load_split, resolve_label_map
-    from mmre_cli.store.shards import ArtifactWriter
+    from mmre_cli.data.load import load_split
+    from mmre_cli.data.locate import resolve_label_map
+    from mmre_cli.store.writers import ArtifactWriter
     from mmre_cli.store.tables import features_to_table, instances_to_table
     from mmre_cli.pipeline.owners import caption_owner, text_owner
     from mmre_cli.pipeline.scene import chunk_graphs

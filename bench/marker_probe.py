@@ -8,7 +8,7 @@ Measured 2026-11-23 (2 cores, CI running beside it): without markers 0.4776, wit
 """
 import time, numpy as np, torch
 from mmre_cli.data.load import load_split
-from mmre_cli.features.encoders import MiniLMEncoder
+from mmre_cli.features.minilm import MiniLMEncoder
 from mmre_cli.learn.metrics import peer_scores
 torch.set_num_threads(1)
 R = "../shared/data/mnre/v2_text"

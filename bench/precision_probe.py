@@ -32,7 +32,7 @@ def main() -> None:
     a = ap.parse_args()
     from transformers import AutoModel
 
-    from mmre_cli.features.encoders import resolve_minilm_dir
+    from mmre_cli.features.minilm import resolve_minilm_dir
     from mmre_cli.learn.precision import bf16_is_native
 
     torch.set_num_threads(a.threads)

@@ -26,7 +26,9 @@ from mmre_cli.pipeline.chunks import iter_feature_chunks, num_chunks, read_chunk
 from mmre_cli.pipeline.records import finish
 from mmre_cli.pipeline.scene import chunk_graphs
 from mmre_cli.reporting import Reporter, reporter_or_null
-from mmre_cli.store.shards import ArtifactWriter, iter_graphs, read_manifest
+from mmre_cli.store.manifest import read_manifest
+from mmre_cli.store.readers import iter_graphs
+from mmre_cli.store.writers import ArtifactWriter
 
 #: the params this stage reads (dvc.yaml lists the same; tests/test_params_declared.py);
 #: data.root: the features must come from the dataset named

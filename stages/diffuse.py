@@ -35,7 +35,9 @@ from mmre_cli.pipeline.devices import cpu_threads
 from mmre_cli.pipeline.editor import load_editor, refine
 from mmre_cli.pipeline.records import finish
 from mmre_cli.reporting import Reporter, reporter_or_null
-from mmre_cli.store.shards import ArtifactWriter, iter_graphs, num_rows, read_manifest
+from mmre_cli.store.manifest import num_rows, read_manifest
+from mmre_cli.store.readers import iter_graphs
+from mmre_cli.store.writers import ArtifactWriter
 
 #: the params this stage reads (dvc.yaml lists the same; tests/test_params_declared.py);
 #: train_agent's keys configure the editor it applies

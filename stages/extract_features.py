@@ -33,12 +33,13 @@ from pathlib import Path
 from typing import Iterator
 
 from mmre_cli.data.instance import Instance
-from mmre_cli.data.load import detect_format, load_split, resolve_label_map
+from mmre_cli.data.load import load_split
+from mmre_cli.data.locate import detect_format, resolve_label_map
 from mmre_cli.params import declared, params_hash, stage_view
 from mmre_cli.pipeline.features import FeatureExtractor
 from mmre_cli.pipeline.records import finish
 from mmre_cli.reporting import Reporter, reporter_or_null
-from mmre_cli.store.shards import ArtifactWriter
+from mmre_cli.store.writers import ArtifactWriter
 from mmre_cli.store.tables import instances_to_table
 
 #: the params this stage reads (dvc.yaml lists the same; tests/test_params_declared.py);

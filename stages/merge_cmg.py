@@ -24,8 +24,10 @@ from mmre_cli.pipeline.chunks import chunk_labels, iter_feature_chunks, num_chun
 from mmre_cli.pipeline.merge import instance_cmg
 from mmre_cli.pipeline.records import finish
 from mmre_cli.reporting import Reporter, reporter_or_null
-from mmre_cli.store.shards import ArtifactWriter, iter_batches, iter_graphs, read_manifest
+from mmre_cli.store.manifest import read_manifest
+from mmre_cli.store.readers import iter_batches, iter_graphs
 from mmre_cli.store.tables import tables_to_graphs
+from mmre_cli.store.writers import ArtifactWriter
 
 #: the params this stage reads (dvc.yaml lists the same; tests/test_params_declared.py)
 PARAMS = declared(

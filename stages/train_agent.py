@@ -5,7 +5,7 @@
 1. a :class:`~mmre_cli.learn.gnn.RelationGNN` is fitted on the *unedited* training CMGs for
    ``warmup_epochs`` epochs (checkpoint chosen on val micro-F1);
 2. with that classifier frozen (eval mode, a deterministic reward), the
-   :class:`~mmre_cli.learn.agent.GraphEditAgent` is trained for ``episodes`` passes over the
+   :class:`~mmre_cli.learn.policy.GraphEditAgent` is trained for ``episodes`` passes over the
    training graphs, one batched episode per batch: reward
    ``R = λ·Acc(G') − μ·Complexity(G')`` with Acc the classifier's likelihood of the gold label
    (``reward_mode``; gold-``None`` graphs scaled by ``none_weight``) and, by default
@@ -31,7 +31,8 @@ import torch
 
 from mmre_cli.graphs.graph import NODE_KINDS
 from mmre_cli.hashing import sha256_file
-from mmre_cli.learn.agent import GraphEditAgent, agent_step
+from mmre_cli.learn.agent import agent_step
+from mmre_cli.learn.policy import GraphEditAgent
 from mmre_cli.learn.checkpoint import save_checkpoint
 from mmre_cli.learn.resume import STATE_DIR, load_state, save_state
 from mmre_cli.learn.trainer import evaluate, fit_classifier

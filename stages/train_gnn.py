@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from mmre_cli.errors import MmreError
-from mmre_cli.features.encoders import TEXT_ENCODERS
+from mmre_cli.features.text_networks import TEXT_ENCODERS
 from mmre_cli.hashing import sha256_file
 from mmre_cli.learn.checkpoint import save_checkpoint
 from mmre_cli.learn.finetune import fit_finetuned
@@ -43,7 +43,7 @@ from mmre_cli.pipeline.records import finish, merge_records, upstream_params, wr
 from mmre_cli.plots import curves_png
 from mmre_cli.predict.folder import AGENT_FILES, MEMBERS_DIR, PIPELINE_FILE, list_members, write_pipeline
 from mmre_cli.reporting import Reporter, reporter_or_null
-from mmre_cli.store.shards import read_manifest
+from mmre_cli.store.manifest import read_manifest
 
 #: the params this stage reads (dvc.yaml lists the same; tests/test_params_declared.py);
 #: data.on_error: what a malformed line of train_gnn.pair_captions does

@@ -88,6 +88,12 @@ def tiny_mpnet(tmp_path_factory) -> Path:
     return make_tiny_hf(tmp_path_factory.mktemp("tiny-mpnet") / "model", "mpnet")
 
 
+@pytest.fixture(params=["bert", "mpnet"])
+def tiny_hf(request, tiny_bert, tiny_mpnet) -> Path:
+    """A tiny random-initialised Hugging Face model folder: each test runs on BERT, then on MPNet."""
+    return {"bert": tiny_bert, "mpnet": tiny_mpnet}[request.param]
+
+
 def make_tiny_blip(folder: Path) -> Path:
     """A tiny random-initialised BLIP captioner folder (model + processor), built offline."""
     import torch

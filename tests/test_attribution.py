@@ -79,7 +79,7 @@ def test_piece_attribution_is_none_without_an_encoder():
 def test_the_picture_shows_the_evidence_and_the_pieces(tmp_path, tiny_bert):
     import matplotlib
 
-    from mmre_cli.explain import draw_explanation
+    from mmre_cli.explain.draw import draw_explanation
 
     model = _hf_model(tiny_bert, in_dim=16, train_layers=1).eval()
     graph = _graph(3)

@@ -54,7 +54,7 @@ def model_locations() -> dict[str, str]:
     explicit ``weights`` param first, then the environment variable, then the mmre cache, then
     an installed package, then the hub (unless offline).
     """
-    from mmre_cli.features.encoders import resolve_minilm_dir
+    from mmre_cli.features.minilm import resolve_minilm_dir
     from mmre_cli.features.mpnet import MPNET_DIR_NAME, installed_parts
     from mmre_cli.features.resolver import cache_dir
 

@@ -29,7 +29,8 @@ def inspect_data(
     from rich.table import Table
 
     from mmre_cli.cli.console import out
-    from mmre_cli.data.load import detect_format, load_split, split_files
+    from mmre_cli.data.load import load_split
+    from mmre_cli.data.locate import detect_format, split_files
 
     params = resolve_params(params_file, {
         "data.root": str(dataset), "data.captions": captions, "data.image_policy": image_policy,

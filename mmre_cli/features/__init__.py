@@ -4,8 +4,10 @@ Public API (imported lazily: importing this package never imports torch or ultra
 
 * :mod:`~mmre_cli.features.resolver` — :func:`resolve_weights` (explicit → env var → cache →
   download unless offline), :func:`cache_dir`, :func:`is_offline`.
-* :mod:`~mmre_cli.features.encoders` — :class:`Encoder`, :class:`MiniLMEncoder`,
-  :class:`ClipEncoder`, :func:`build_encoder`, :data:`KNOWN_ENCODERS`.
+* :mod:`~mmre_cli.features.encoders` — :func:`build_encoder`, :data:`KNOWN_ENCODERS`; the
+  encoders one per module: :class:`Encoder` (:mod:`~mmre_cli.features.base`, the contract),
+  :class:`MiniLMEncoder` (:mod:`~mmre_cli.features.minilm`), :class:`HFEncoder`
+  (:mod:`~mmre_cli.features.hf_encoder`), :class:`ClipEncoder` (:mod:`~mmre_cli.features.clip`).
 * :mod:`~mmre_cli.features.detect` — :class:`Detection`, :class:`YoloDetector`,
   :func:`boxes_from_dataset`, :func:`build_detector`.
 * :mod:`~mmre_cli.features.imageio` — :func:`open_image`, :func:`decode_images`, :func:`crop`.
@@ -20,9 +22,10 @@ _EXPORTS = {
     "resolve_weights": "resolver",
     "cache_dir": "resolver",
     "is_offline": "resolver",
-    "Encoder": "encoders",
-    "MiniLMEncoder": "encoders",
-    "ClipEncoder": "encoders",
+    "Encoder": "base",
+    "MiniLMEncoder": "minilm",
+    "HFEncoder": "hf_encoder",
+    "ClipEncoder": "clip",
     "build_encoder": "encoders",
     "KNOWN_ENCODERS": "encoders",
     "Detection": "detect",

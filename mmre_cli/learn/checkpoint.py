@@ -185,7 +185,7 @@ def read_sidecar(dir: str | os.PathLike, name: str) -> dict:
 
 #: model classes registered (``register_model``) by modules the loader imports only when a
 #: checkpoint names them, so every caller can load any model without importing its module first
-_REGISTERED_IN = {"FinetunedRelationModel": "mmre_cli.learn.finetune", "GraphEditAgent": "mmre_cli.learn.agent"}
+_REGISTERED_IN = {"FinetunedRelationModel": "mmre_cli.learn.finetune", "GraphEditAgent": "mmre_cli.learn.policy"}
 
 
 def load_checkpoint(dir: str | os.PathLike, name: str, map_location: str | torch.device = "cpu"

@@ -56,7 +56,7 @@ Protected nodes (:func:`protected_nodes`): the head and tail nodes and, when the
 tail token span, e.g. the tokens "David" and "Bowie" of the head "David Bowie"), those too.
 
 Shapes:
-    batch: ``B`` graphs, ``N`` nodes, ``E`` edges (see :mod:`mmre_cli.learn.agent`)
+    batch: ``B`` graphs, ``N`` nodes, ``E`` edges (see :mod:`mmre_cli.learn.policy`)
     cand_edge_index: ``[2, K]`` global node ids with row 0 < row 1; cand_graph: ``[K]``
     node_mask ``[N]``, edge_mask ``[E]``, add_mask ``[K]`` bool
 """

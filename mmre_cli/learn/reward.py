@@ -26,21 +26,24 @@ Shapes:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 from torch import Tensor
+from torch_geometric.data import Batch
 
 from mmre_cli.learn.editing import apply_edits, complexity, edit_complexity, graph_sizes
+from mmre_cli.learn.policy import AgentConfig, EditState
 
-if TYPE_CHECKING:  # the editor's types; agent.py imports this module
-    from torch_geometric.data import Batch
-
-    from mmre_cli.learn.agent import AgentConfig, Classifier, EditState
-
-__all__ = ["REWARD_MODES", "graph_accuracy", "reward", "batch_reward", "step_reward"]
+__all__ = ["REWARD_MODES", "Classifier", "graph_accuracy", "reward", "batch_reward", "step_reward"]
 
 REWARD_MODES = ("likelihood", "correct")
+
+
+class Classifier(Protocol):
+    """Anything called as ``classifier(batch) -> logits [B, C]`` (e.g. ``RelationGNN``)."""
+
+    def __call__(self, batch: Batch) -> Tensor: ...
 
 
 def graph_accuracy(

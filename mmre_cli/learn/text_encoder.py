@@ -11,7 +11,7 @@ sentence (issues 4, 10 and 25).
 the marked sentence is tokenised as words (at most ``max_length`` = 128 word pieces,
 ``[CLS]``/``[SEP]`` included) and run through the transformer; the contextual vector
 of word :math:`i` is the mean of the last hidden states of its word pieces (``word_ids``), the
-same pooling as :class:`~mmre_cli.features.encoders.MiniLMEncoder`. Marker words are dropped from
+same pooling as :class:`~mmre_cli.features.minilm.MiniLMEncoder`. Marker words are dropped from
 the output, so row :math:`i` of the result is still dataset token :math:`i`. The marker styles are :mod:`mmre_cli.learn.markers`'.
 
 A word that gets no word piece (cut off by ``max_length``, or a zero-width character) gets a zero
@@ -99,7 +99,7 @@ class TextNodeEncoder(nn.Module):
         if str(precision) not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
         self.precision = str(precision)
-        from mmre_cli.features.encoders import load_text_network
+        from mmre_cli.features.text_networks import load_text_network
 
         if markers not in MARKER_STYLES:
             raise ValueError(f"markers must be one of {MARKER_STYLES}, not {markers!r}")

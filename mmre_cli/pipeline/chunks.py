@@ -25,14 +25,14 @@ def require_artifact(path: Path, producer: str) -> None:
 
 
 def num_chunks(artifact: Path, table: str) -> int:
-    from mmre_cli.store.shards import shard_paths
+    from mmre_cli.store.manifest import shard_paths
 
     return len(shard_paths(artifact, table))
 
 
 def read_chunk(artifact: Path, table: str, k: int):
     """Shard ``k`` of ``table`` as a pyarrow Table."""
-    from mmre_cli.store.shards import shard_paths
+    from mmre_cli.store.manifest import shard_paths
 
     return pq.read_table(shard_paths(artifact, table)[k])
 

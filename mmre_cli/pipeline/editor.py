@@ -10,10 +10,10 @@ from mmre_cli.graphs.graph import Graph
 
 
 def agent_config(cfg: dict, none_id: int, policy: str = "two_level"):
-    """The :class:`~mmre_cli.learn.agent.AgentConfig` of a ``train_agent`` params section (keys a
+    """The :class:`~mmre_cli.learn.policy.AgentConfig` of a ``train_agent`` params section (keys a
     section written by an older mmre lacks take their defaults; ``policy`` comes from the saved
     editor: ``"flat"`` for one trained before the two-level policy)."""
-    from mmre_cli.learn.agent import AgentConfig
+    from mmre_cli.learn.policy import AgentConfig
 
     return AgentConfig(max_steps=cfg["max_steps"], lam=cfg["lam"], mu=cfg["mu"], gamma=cfg["gamma"], lr=cfg["lr"],
                        entropy=cfg["entropy"], add_k=cfg["add_k"], add_threshold=cfg["add_threshold"],

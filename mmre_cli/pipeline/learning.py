@@ -15,7 +15,7 @@ def graphs_by_split(artifact: Path, splits: Iterable[str] | None = None) -> dict
 
     With ``splits``, only those splits' graphs are kept; every other split seen still gets a key
     (an empty list), so a message can name the splits the artifact has."""
-    from mmre_cli.store.shards import iter_graphs
+    from mmre_cli.store.readers import iter_graphs
 
     wanted = None if splits is None else set(splits)
     out: dict[str, list[Graph]] = {}
@@ -29,7 +29,7 @@ def graphs_by_split(artifact: Path, splits: Iterable[str] | None = None) -> dict
 
 def label_info(artifact: Path) -> tuple[list[str], int]:
     """``(labels, none_id)`` recorded by extract-features (carried in every manifest's info)."""
-    from mmre_cli.store.shards import read_manifest
+    from mmre_cli.store.manifest import read_manifest
 
     info = read_manifest(artifact).get("info", {})
     labels = info.get("labels")
@@ -67,7 +67,7 @@ def load_graph_batches(artifact_dir: Path, batch_size: int, *, shuffle: bool = F
     import numpy as np
 
     from mmre_cli.graphs.pyg import graphs_to_batches
-    from mmre_cli.store.shards import iter_graphs
+    from mmre_cli.store.readers import iter_graphs
 
     graphs: Iterable[Graph] = iter_graphs(artifact_dir, batch_graphs=max(batch_size, 256))
     if shuffle:

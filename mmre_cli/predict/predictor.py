@@ -392,7 +392,7 @@ def explain(predictor: Predictor, results: list[Prediction], path: str | Path,
     the most probable non-``None`` prediction, else the first, with the Integrated-Gradients
     attribution of its class (:mod:`mmre_cli.attribution`). ``image_name`` titles the image
     (default: its file name). Returns the one drawn."""
-    from mmre_cli.explain import draw_explanation
+    from mmre_cli.explain.draw import draw_explanation
 
     none = predictor.pipeline["labels"][int(predictor.pipeline["none_id"])]
     pick = next((r for r in sorted(results, key=lambda r: -r.probability) if r.relation != none), results[0])

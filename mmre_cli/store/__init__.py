@@ -4,7 +4,9 @@ An artifact is a directory of tables; each table is a set of shards ``TABLE-0000
 plus one ``manifest.json`` (tables, shard files, row counts, sha256) written last and atomically.
 Schemas are in :mod:`.schemas` (written out in its docstring), conversions from/to
 :class:`~mmre_cli.data.instance.Instance` and :class:`~mmre_cli.graphs.graph.Graph` in
-:mod:`.tables`, writers and readers in :mod:`.shards`, and ``validate`` in :mod:`.validate`.
+:mod:`.tables`, the directory layout and ``manifest.json`` in :mod:`.manifest`, one table's
+shards written by :mod:`.shard_writer`, whole artifacts by :mod:`.writers`, streaming readers in
+:mod:`.readers`, and ``validate`` in :mod:`.validate`.
 
 Typical use::
 
@@ -21,6 +23,17 @@ Typical use::
 Nothing here imports torch.
 """
 
+from mmre_cli.store.manifest import MANIFEST, ShardInfo, num_rows, read_manifest, shard_paths, table_names
+from mmre_cli.store.readers import (
+    iter_batches,
+    iter_graphs,
+    iter_instances,
+    read_graphs,
+    read_instances,
+    read_meta,
+    read_schema,
+    read_table,
+)
 from mmre_cli.store.schemas import (
     GRAPH_TABLES,
     META_KEYS,
@@ -37,27 +50,7 @@ from mmre_cli.store.schemas import (
     vector,
     with_metadata,
 )
-from mmre_cli.store.shards import (
-    MANIFEST,
-    PARQUET_OPTIONS,
-    ArtifactWriter,
-    GraphWriter,
-    ShardInfo,
-    ShardWriter,
-    iter_batches,
-    iter_graphs,
-    iter_instances,
-    num_rows,
-    read_graphs,
-    read_instances,
-    read_manifest,
-    read_meta,
-    read_schema,
-    read_table,
-    shard_paths,
-    table_names,
-    write_artifact,
-)
+from mmre_cli.store.shard_writer import PARQUET_OPTIONS, ShardWriter
 from mmre_cli.store.tables import (
     array_to_vectors,
     features_to_table,
@@ -68,6 +61,7 @@ from mmre_cli.store.tables import (
     vectors_to_array,
 )
 from mmre_cli.store.validate import ValidationReport, check, validate
+from mmre_cli.store.writers import ArtifactWriter, GraphWriter, write_artifact
 
 __all__ = [
     "GRAPH_TABLES", "META_KEYS", "SCHEMAS", "MANIFEST", "PARQUET_OPTIONS",

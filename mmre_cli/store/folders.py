@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mmre_cli.store.shards import sha256_file
+from mmre_cli.hashing import sha256_file
 
 __all__ = ["folder_kind", "check_folder", "folder_checks", "EVAL_KEYS"]
 

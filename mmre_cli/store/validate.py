@@ -37,15 +37,9 @@ import pyarrow.parquet as pq
 
 from mmre_cli import SCHEMA_VERSION
 from mmre_cli.graphs.graph import EDGE_TYPES, MODALITIES, NODE_KINDS
+from mmre_cli.hashing import sha256_file
+from mmre_cli.store.manifest import FORMAT, MANIFEST, SHARD_RE, list_shard_files, list_tmp_files
 from mmre_cli.store.schemas import GRAPH_TABLES, SCHEMAS, decode_metadata, schema_diff, schema_for
-from mmre_cli.store.shards import (
-    FORMAT,
-    MANIFEST,
-    SHARD_RE,
-    list_shard_files,
-    list_tmp_files,
-    sha256_file,
-)
 
 MAX_PER_KIND = 5  # row-level problems reported per shard and check
 SAMPLES_CHECK = "samples: unique sample ids, labels >= -1"

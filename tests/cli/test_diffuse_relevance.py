@@ -12,7 +12,7 @@ from mmre_cli.errors import MmreError
 
 def test_editor_relevance_through_the_diffuse_stage(trained, tmp_path):
     from mmre_cli.params import DEFAULTS
-    from mmre_cli.store.shards import iter_graphs
+    from mmre_cli.store.readers import iter_graphs
     from stages import diffuse
 
     root = trained["root"]
@@ -36,7 +36,7 @@ def test_default_minmax_pruning_reports_its_fraction(trained, tmp_path):
     ``deleted_words``."""
     from mmre_cli.graphs.graph import ROLE_OTHER
     from mmre_cli.params import DEFAULTS
-    from mmre_cli.store.shards import iter_graphs
+    from mmre_cli.store.readers import iter_graphs
     from stages import diffuse
 
     root = trained["root"]

@@ -111,3 +111,10 @@ def test_train_gnn_ensemble_trains_k_seeds_into_one_folder_that_evaluate_and_pre
     (ens / "members" / "seed14" / "model.safetensors").unlink()
     broken = runner.invoke(app, ["validate", str(ens), "--json"])
     assert broken.exit_code == 1 and "seed14" in broken.stdout
+
+
+def test_evaluate_on_a_split_the_graphs_lack_names_the_ones_they_have(trained, tmp_path):
+    result = runner.invoke(app, ["evaluate", "--model", str(trained["model"]), "--graphs", str(trained["diffused"]),
+                                 "--out", str(tmp_path / "eval"), "--split", "test"])
+    assert result.exit_code == 2
+    assert "no graphs of split 'test' (have: train, val)" in result.stderr

@@ -7,11 +7,8 @@ shipped sample (epochs 1, small GNN): MiniLM + spaCy sm, captions as the image's
 from __future__ import annotations
 
 import ast
-import copy
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -67,24 +64,6 @@ def test_json_keys_and_same_result_as_the_stages(trained):
     assert abs(float(scored["prob"][k].max()) - line["probability"]) < 0.01
 
 
-def _predict_equals_evaluate(model: Path, trained: dict, graphs: Path | None = None) -> list[str]:
-    """``mmre predict`` on val line 1 (with its caption) gives evaluate's prediction on ``graphs``
-    (default: the diffused graphs); returns the argv."""
-    from mmre_cli.predict.scoring import score_split
-
-    v = _val(1)
-    args = [v["image"], v["text"], "--head", v["head"], "--tail", v["tail"], "--image-caption", v["caption"],
-            "--model", str(model), "--json"]
-    out = _predict(*args)
-    assert out.exit_code == 0, out.output
-    (line,) = _json_lines(out)
-    scored = score_split(model, graphs or trained["diffused"], "val")
-    k = scored["ids"].index("val-000002")
-    assert scored["labels"][int(scored["pred"][k])] == line["relation"]
-    assert abs(float(scored["prob"][k].max()) - line["probability"]) < 0.01
-    return args
-
-
 def test_an_ensemble_predicts_the_mean_of_its_members(trained, second_model):
     """--model twice: the relation and probability of the mean of both models' probabilities,
     as ``mmre evaluate`` scores that ensemble on the stage-built graphs."""
@@ -102,29 +81,6 @@ def test_an_ensemble_predicts_the_mean_of_its_members(trained, second_model):
     assert abs(float(both["prob"][k].max()) - line["probability"]) < 1e-4
     for alone in members:  # and it is not either member's own probability
         assert abs(float(alone["prob"][alone["ids"].index("val-000002")].max()) - line["probability"]) > 1e-3
-
-
-def test_finetuned_model_trains_evaluates_and_predicts(trained, tmp_path):
-    """train_gnn.model=finetune: MiniLM trained with the GNN; evaluate and predict feed it the words."""
-    from mmre_cli.features.encoders import resolve_minilm_dir
-    from mmre_cli.params import DEFAULTS
-    from stages import train_gnn
-
-    if resolve_minilm_dir(None) is None:
-        pytest.skip("all-MiniLM-L6-v2 weights not installed")
-    params = copy.deepcopy(DEFAULTS)
-    params["train_gnn"].update(model="finetune", epochs=1, hidden=32, heads=2, train_layers=1, batch_size=16)
-    model = tmp_path / "ft_model"
-    result = train_gnn.run(graphs=trained["diffused"], out=model, params=params, agent=trained["root"] / "agent")
-    assert result["model"] == "finetune" and result["epochs_run"] == 1
-    assert json.loads((model / "model.json").read_text())["model_class"] == "FinetunedRelationModel"
-    # a fresh process (mmre evaluate, mmre predict) loads it without importing the fine-tuning module first
-    code = ("import sys; from mmre_cli.learn.checkpoint import load_checkpoint; "
-            "print(type(load_checkpoint(sys.argv[1], 'model')[0]).__name__)")
-    fresh = subprocess.run([sys.executable, "-c", code, str(model)], capture_output=True, text=True)
-    assert fresh.returncode == 0 and fresh.stdout.strip() == "FinetunedRelationModel", fresh.stderr[-2000:]
-
-    _predict_equals_evaluate(model, trained)
 
 
 def test_batch_of_three_lines(trained, tmp_path):
@@ -291,104 +247,6 @@ def test_bad_input_is_one_line_and_exit_2(trained, tmp_path, case):
         assert "minilm:all-MiniLM-L6-v2:sha256=" in message.replace("0000000000000000", "")
 
 
-def test_hf_encoder_with_caption_pairs_trains_evaluates_and_predicts(trained, tmp_path, tiny_bert):
-    """train_gnn.encoder=hf (a tiny random BERT folder) over MiniLM features, the caption as 2nd segment."""
-    from mmre_cli.params import DEFAULTS
-    from stages import train_gnn
-
-    params = copy.deepcopy(DEFAULTS)
-    params["train_gnn"].update(model="finetune", epochs=1, hidden=16, heads=2, batch_size=16, encoder="hf",
-                               encoder_weights=str(tiny_bert), caption_tokens=8, train_layers=1)
-    model = tmp_path / "hf_model"
-    train_gnn.run(graphs=trained["diffused"], out=model, params=params, agent=trained["root"] / "agent")
-    kwargs = json.loads((model / "model.json").read_text())["model_kwargs"]
-    assert kwargs["encoder"] == "hf" and kwargs["caption_tokens"] == 8 and kwargs["in_dim"] == 384
-    pipeline = json.loads((model / "pipeline.json").read_text())
-    assert pipeline["finetune_encoder"].startswith("hf:model:")
-
-    args = _predict_equals_evaluate(model, trained)
-
-    # another tokenizer under the same name is refused, not silently mis-read
-    pipeline["finetune_encoder"] = "hf:model:0000000000000000"
-    (model / "pipeline.json").write_text(json.dumps(pipeline))
-    refused = _predict(*args)
-    assert refused.exit_code == 2 and "fine-tuned encoder mismatch" in refused.output
-
-
-@pytest.mark.parametrize("readout", ["gnn_markers", "markers"])
-def test_a_caption_pass_model_predicts_as_it_evaluates_and_reads_the_given_caption(trained, tmp_path, tiny_bert,
-                                                                                   readout):
-    """train_gnn.caption_pass (the caption's own pass) + relation_text: predict = evaluate, and the
-    caption given to predict is the one the model reads."""
-    from mmre_cli.params import DEFAULTS
-    from stages import train_gnn
-
-    params = copy.deepcopy(DEFAULTS)
-    params["train_gnn"].update(model="finetune", epochs=1, hidden=16, heads=2, batch_size=16, encoder="hf",
-                               encoder_weights=str(tiny_bert), caption_pass=16, train_layers=1, readout=readout,
-                               relation_text=True)
-    model = tmp_path / "caption_pass_model"
-    train_gnn.run(graphs=trained["diffused"], out=model, params=params, agent=trained["root"] / "agent")
-    kwargs = json.loads((model / "model.json").read_text())["model_kwargs"]
-    assert kwargs["caption_pass"] == 16 and kwargs["readout"] == readout and len(kwargs["relation_descriptions"]) > 1
-    args = _predict_equals_evaluate(model, trained)
-    k = args.index("--image-caption")
-    first = _json_lines(_predict(*args))[0]
-    other = _json_lines(_predict(*args[: k + 1], "a completely different scene with a red car", *args[k + 2:]))[0]
-    assert first["probability"] != other["probability"] or first["top3"] != other["top3"]
-
-
-@pytest.mark.parametrize("switches", [
-    ("train_gnn.graph_encoder=hop_attention",),
-    ("train_gnn.fusion=mm_qformer",),
-    ("train_gnn.loss=ce+negative_learning",),
-    ("train_gnn.graph_encoder=hop_attention", "train_gnn.fusion=mm_qformer", "train_gnn.loss=ce+negative_learning"),
-], ids=["hop_attention", "mm_qformer", "negative_learning", "all_three"])
-def test_classifier_switches_train_through_the_cli_and_predict(trained, tmp_path, switches):
-    """Issue 12: `mmre train-gnn -S train_gnn.<switch>=...` trains; predict and evaluate agree."""
-    model = tmp_path / "model"
-    sets = [a for s in switches for a in ("-S", s)]
-    result = runner.invoke(app, ["train-gnn", "--graphs", str(trained["diffused"]), "--agent", str(trained["root"] / "agent"),
-                                 "--out", str(model), "-S", "train_gnn.epochs=1", "-S", "train_gnn.hidden=32",
-                                 "-S", "train_gnn.heads=2", *sets, "-q"])
-    assert result.exit_code == 0, result.output
-    config = json.loads((model / "model.json").read_text())["model_kwargs"]
-    for s in switches:
-        key, value = s.removeprefix("train_gnn.").split("=")
-        expect = {"graph_encoder": ("conv", {"hop_attention": "hop_attention"})}.get(key)
-        if expect:
-            assert config[expect[0]] == expect[1][value]
-        else:
-            assert config[key] == value
-    recorded = json.loads((model / "pipeline.json").read_text())["params"]["train_gnn"]
-    assert all(str(recorded[s.split("=")[0].removeprefix("train_gnn.")]) == s.split("=")[1] for s in switches)
-    _predict_equals_evaluate(model, trained)
-
-
-def test_finetuned_model_with_all_switches_predicts(trained, tmp_path):
-    from mmre_cli.features.encoders import resolve_minilm_dir
-    from mmre_cli.params import DEFAULTS
-    from stages import train_gnn
-
-    if resolve_minilm_dir(None) is None:
-        pytest.skip("all-MiniLM-L6-v2 weights not installed")
-    params = copy.deepcopy(DEFAULTS)
-    params["train_gnn"].update(model="finetune", epochs=1, hidden=32, heads=2, train_layers=1, batch_size=16,
-                               graph_encoder="hop_attention", fusion="mm_qformer", loss="ce+negative_learning")
-    model = tmp_path / "ft_switches"
-    train_gnn.run(graphs=trained["diffused"], out=model, params=params, agent=trained["root"] / "agent")
-    config = json.loads((model / "model.json").read_text())["model_kwargs"]
-    assert (config["conv"], config["fusion"], config["loss"]) == ("hop_attention", "mm_qformer", "ce+negative_learning")
-    _predict_equals_evaluate(model, trained)
-
-
-def test_unknown_switch_value_is_one_clear_error(trained, tmp_path):
-    result = runner.invoke(app, ["train-gnn", "--graphs", str(trained["diffused"]), "--out", str(tmp_path / "m"),
-                                 "--agent", str(trained["root"] / "agent"), "-S", "train_gnn.fusion=transformer", "-q"])
-    assert result.exit_code != 0
-    assert "train_gnn.fusion must be one of none | mm_qformer" in result.output
-
-
 def test_token_spans_in_batch_lines_put_the_tail_where_it_is_said(trained, tmp_path):
     """ "Camila" inside "Camila Cabello": by words the tail cannot be placed; by span it can."""
     batch = tmp_path / "spans.jsonl"
@@ -450,32 +308,6 @@ def test_a_captioner_that_is_not_one_is_a_clear_error(trained, tmp_path):
     result = _predict(v["image"], v["text"], "--head", v["head"], "--tail", v["tail"], "--model", str(trained["model"]),
                       "--captioner", str(tmp_path / "nothing-here"))
     assert result.exit_code == 2 and "cannot load an image-to-text model" in result.stderr
-
-
-def test_evaluate_on_a_split_the_graphs_lack_names_the_ones_they_have(trained, tmp_path):
-    result = runner.invoke(app, ["evaluate", "--model", str(trained["model"]), "--graphs", str(trained["diffused"]),
-                                 "--out", str(tmp_path / "eval"), "--split", "test"])
-    assert result.exit_code == 2
-    assert "no graphs of split 'test' (have: train, val)" in result.stderr
-
-
-def test_a_finetuned_model_trained_on_the_merged_cmgs_evaluates_and_predicts(trained, tmp_path, tiny_bert):
-    """The w/o-editor-and-diffusion setup (train-gnn straight on merge-cmg's output, as configs/mnre_cpu
-    does through diffuse with both off): the model records both as disabled, so evaluate and predict
-    rebuild the same graphs."""
-    from mmre_cli.params import DEFAULTS
-    from stages import train_gnn
-
-    params = copy.deepcopy(DEFAULTS)
-    params["train_gnn"].update(model="finetune", epochs=1, hidden=16, heads=2, batch_size=16, encoder="hf",
-                               encoder_weights=str(tiny_bert), train_layers=1)
-    model = tmp_path / "cmg_model"
-    cmg = trained["root"] / "cmg"
-    train_gnn.run(graphs=cmg, out=model, params=params, agent=trained["root"] / "agent")
-    pipeline = json.loads((model / "pipeline.json").read_text())["params"]
-    assert pipeline["train_agent"]["enabled"] is False and pipeline["diffuse"]["enabled"] is False
-    assert not (model / "agent.safetensors").exists()
-    _predict_equals_evaluate(model, trained, graphs=cmg)
 
 
 # -- issue 24: text kept verbatim, argument checks first, the batch table's line numbers -----------

@@ -186,7 +186,7 @@ def test_answers_name_images_as_the_client_does_never_by_server_path(client, app
 
 
 def test_the_explanation_is_titled_with_the_uploads_own_name(client, monkeypatch):
-    import mmre_cli.explain as explain
+    import mmre_cli.explain.draw as explain
 
     seen = {}
     original = explain.draw_explanation

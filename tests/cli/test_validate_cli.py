@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from mmre_cli.cli.app import app
 from mmre_cli.graphs.graph import EDGE_ATTR_DIM, Graph
-from mmre_cli.store.shards import ArtifactWriter
+from mmre_cli.store.writers import ArtifactWriter
 
 runner = CliRunner()
 

@@ -8,7 +8,8 @@ import pytest
 
 from mmre_cli.data.instance import Entity
 from mmre_cli.data.jsonl import locate
-from mmre_cli.data.load import detect_format, load_split, resolve_label_map
+from mmre_cli.data.load import load_split
+from mmre_cli.data.locate import detect_format, resolve_label_map
 from mmre_cli.errors import InputError
 
 

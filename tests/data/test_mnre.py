@@ -8,7 +8,8 @@ import pytest
 
 from mmre_cli.data.instance import Entity
 from mmre_cli.data.labels import LabelMap
-from mmre_cli.data.load import detect_format, iter_split, load_split, resolve_label_map, split_files
+from mmre_cli.data.load import iter_split, load_split
+from mmre_cli.data.locate import detect_format, resolve_label_map, split_files
 from mmre_cli.errors import InputError
 from mmre_cli.reporting import NullReporter
 

@@ -10,7 +10,8 @@ import zipfile
 import pytest
 
 from mmre_cli.data.instance import Entity
-from mmre_cli.data.load import detect_format, load_split, split_files
+from mmre_cli.data.load import load_split
+from mmre_cli.data.locate import detect_format, split_files
 from mmre_cli.data.more import load_object_dict, load_torch_pickle
 from mmre_cli.errors import InputError
 

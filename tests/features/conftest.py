@@ -1,10 +1,11 @@
-"""Shared fixtures for the features tests: isolated env/cache, a network guard, loaded models."""
+"""Shared fixtures for the features tests: isolated env/cache, a network guard, loaded models; vector checks."""
 
 from __future__ import annotations
 
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 _ENV_VARS = (
@@ -77,3 +78,12 @@ def real_images() -> list[Path]:
     if not paths:
         pytest.skip(f"real MNRE sample images absent ({REAL_IMAGES_DIR})")
     return paths
+
+
+def cos(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def assert_unit_rows(x: np.ndarray, dim: int) -> None:
+    assert x.dtype == np.float32 and x.ndim == 2 and x.shape[1] == dim
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5)

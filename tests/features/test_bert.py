@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mmre_cli.features.encoders import resolve_minilm_dir
+from mmre_cli.features.minilm import resolve_minilm_dir
 
 MINILM = resolve_minilm_dir()
 pytestmark = pytest.mark.skipif(MINILM is None, reason="all-MiniLM-L6-v2 weights not installed")

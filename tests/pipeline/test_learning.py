@@ -57,7 +57,7 @@ def test_load_graph_batches_roundtrip(tmp_path):
 
     from mmre_cli.pipeline.learning import load_graph_batches
 
-    from mmre_cli.store.shards import write_artifact
+    from mmre_cli.store.writers import write_artifact
 
     write_artifact(tmp_path / "g", {}, graphs=GRAPHS, stage="graphs", dim=8)
     batches = list(load_graph_batches(tmp_path / "g", 2))

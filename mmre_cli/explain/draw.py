@@ -1,4 +1,4 @@
-"""The picture ``mmre predict --explain`` draws: why a relation was predicted.
+"""Draws the explanation picture of one prediction: :func:`draw_explanation`.
 
 One matplotlib figure, two panels:
 
@@ -23,14 +23,7 @@ One matplotlib figure, two panels:
   - title: the predicted relation and its probability in %, the runners-up below it; IG
     importances are in logits of the predicted class, edge similarities are cosines.
 
-A long sentence is cut down: beyond ``max_tokens`` token nodes only the tokens adjacent to the
-head/tail (and to their tokens) are drawn, and the legend says how many were left out. Node
-labels longer than ``max_label`` characters are truncated with "…".
-
-Mapping the refined graph back: :func:`mmre_cli.graphs.refine.apply_edit_record` records its
-edits in the CMG's numbering and keeps the CMG's node order minus the deleted nodes, so refined
-node ``k`` is the ``k``-th surviving CMG node; diffusion's ``pruned_edges`` are in the refined
-numbering.
+What each node and edge became, and the layout, come from :mod:`.content`.
 
 Only matplotlib (no pyplot state) and networkx are used; importing this module is cheap.
 """
@@ -42,7 +35,19 @@ from typing import Sequence
 
 import numpy as np
 
-from mmre_cli.graphs.graph import EDGE_ATTR_COLUMNS, EDGE_TYPES, MODALITIES, NODE_KINDS, ROLE_HEAD, ROLE_TAIL, Graph
+from mmre_cli.explain.content import (
+    IMAGE,
+    OBJECT,
+    TOKEN,
+    Explained,
+    attribution_in_cmg,
+    bend,
+    edge_label,
+    layered_layout,
+    select_nodes,
+    short,
+)
+from mmre_cli.graphs.graph import MODALITIES, NODE_KINDS, ROLE_HEAD, ROLE_TAIL, Graph
 
 MODALITY_COLOURS = {"text": "#9ecae1", "visual": "#fdae6b", "caption": "#c9b3e6"}
 #: the outline of the HEAD and TAIL nodes and boxes: black, so that red and blue keep one meaning
@@ -51,91 +56,6 @@ HEAD_COLOUR = TAIL_COLOUR = ROLE_COLOUR = "#111111"
 #: the cross over a node the editor deleted (grey: not a colour of the attribution scale)
 CROSS_COLOUR = "#555555"
 ADDED_COLOUR, KEPT_COLOUR, PRUNED_COLOUR, DELETED_COLOUR = "#2ca02c", "#4a4a4a", "#9a9a9a", "#c8c8c8"
-_TOKEN, _ENTITY, _NP, _IMAGE, _OBJECT, _CAPTION = (NODE_KINDS.index(k) for k in NODE_KINDS)
-
-
-def _short(text: str, limit: int) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: max(1, limit - 1)] + "…"
-
-
-class _Explained:
-    """The CMG's nodes and edges with what became of each (kept, deleted, added, pruned)."""
-
-    def __init__(self, cmg: Graph, refined: Graph | None) -> None:
-        n = cmg.num_nodes
-        refined = refined if refined is not None else cmg
-        edits = refined.meta.get("edits", {}) or {}
-        deleted = sorted({int(i) for i in edits.get("deleted_nodes", [])})
-        alive = [i for i in range(n) if i not in set(deleted)]
-        if len(alive) != refined.num_nodes:
-            raise ValueError(f"{cmg.graph_id}: {refined.num_nodes} refined nodes, but {len(alive)} CMG nodes survive the edits")
-        self.cmg, self.refined = cmg, refined
-        self.deleted = set(deleted)
-        self.back = np.asarray(alive, np.int64)  # refined node -> CMG node
-        relevance = refined.meta.get("relevance")
-        self.relevance = np.full(n, np.nan)
-        if relevance is not None and len(relevance) == refined.num_nodes:
-            self.relevance[self.back] = np.asarray(relevance, float)
-        # undirected edges keyed by (min, max) in CMG numbering: status and weight
-        self.edges: dict[tuple[int, int], dict] = {}
-        added = {tuple(sorted((int(a), int(b)))) for a, b in edits.get("added_edges", [])}
-        wcol = 0
-        for e in range(refined.num_edges):
-            a, b = (int(self.back[refined.edge_index[0, e]]), int(self.back[refined.edge_index[1, e]]))
-            key = (min(a, b), max(a, b))
-            if a == b:
-                continue
-            status = "added" if key in added or EDGE_TYPES[int(refined.edge_type[e])] == "added" else "kept"
-            w = float(refined.edge_attr[e, wcol])
-            cos = float(refined.edge_attr[e, EDGE_ATTR_COLUMNS.index("cosine")])
-            cur = self.edges.get(key)
-            if cur is None or (cur["status"] == "kept" and status == "added") or w > cur["weight"]:
-                self.edges[key] = {"status": status if cur is None else ("added" if "added" in (status, cur["status"]) else "kept"),
-                                   "weight": max(w, cur["weight"]) if cur else w, "type": EDGE_TYPES[int(refined.edge_type[e])],
-                                   "cosine": cos}
-        for src, dst, etype, weight in refined.meta.get("pruned_edges", []) or []:
-            a, b = int(self.back[int(src)]), int(self.back[int(dst)])
-            key = (min(a, b), max(a, b))
-            if a != b and key not in self.edges:
-                self.edges[key] = {"status": "pruned", "weight": float(weight), "type": etype}
-        for e in range(cmg.num_edges):  # whatever the CMG had and is gone now: the editor deleted it
-            a, b = int(cmg.edge_index[0, e]), int(cmg.edge_index[1, e])
-            key = (min(a, b), max(a, b))
-            if a != b and key not in self.edges:
-                self.edges[key] = {"status": "deleted", "weight": 0.0, "type": EDGE_TYPES[int(cmg.edge_type[e])]}
-
-    def neighbours(self, nodes: set[int]) -> set[int]:
-        out = set()
-        for a, b in self.edges:
-            if a in nodes:
-                out.add(b)
-            if b in nodes:
-                out.add(a)
-        return out
-
-
-def _attribution_in_cmg(ex: _Explained, attribution) -> tuple[np.ndarray | None, dict | None]:
-    """Node importances in CMG numbering (NaN for deleted nodes) and ``|edge importance|`` per
-    undirected CMG edge, scaled to ``[0, 1]`` by the largest (both directions summed)."""
-    if attribution is None:
-        return None, None
-    node = np.full(ex.cmg.num_nodes, np.nan)
-    values = np.asarray(attribution.node, float)
-    if values.size != ex.back.size:
-        raise ValueError(f"attribution has {values.size} nodes, the refined graph {ex.back.size}")
-    node[ex.back] = values
-    if attribution.edge is None:
-        return node, None
-    edges: dict[tuple[int, int], float] = {}
-    ref = ex.refined
-    for e, v in enumerate(attribution.edge):
-        a, b = int(ex.back[ref.edge_index[0, e]]), int(ex.back[ref.edge_index[1, e]])
-        if a != b:
-            key = (min(a, b), max(a, b))
-            edges[key] = edges.get(key, 0.0) + abs(float(v))
-    top = max(edges.values(), default=0.0)
-    return node, {k: v / top for k, v in edges.items()} if top > 0 else edges
 
 
 def _importance_colour(value: float, scale: float):
@@ -157,7 +77,8 @@ def _draw_pieces(fig, pieces: list[tuple[str, float]], width: float = 0.96) -> N
     renderer = FigureCanvasAgg(fig).get_renderer()
     scale = max((abs(v) for _, v in pieces), default=0.0)
     x0, x, y = 0.02, 0.02, 0.035
-    fig.text(x0, y + 0.035, "word pieces (IG of the encoder's input embeddings for the prediction, in logits; red for, blue against):", fontsize=8,
+    fig.text(x0, y + 0.035, "word pieces (IG of the encoder's input embeddings for the prediction, in logits; "
+             "red for, blue against):", fontsize=8,
              color="#555555")
     fw = fig.bbox.width
     for piece, value in pieces:
@@ -170,86 +91,6 @@ def _draw_pieces(fig, pieces: list[tuple[str, float]], width: float = 0.96) -> N
             x = x0
             t.set_position((x, y))
         x += w + (0.0 if piece.startswith("##") else 0.004)
-
-
-def _select(ex: _Explained, max_tokens: int) -> tuple[list[int], int]:
-    """Nodes to draw and how many token nodes were left out."""
-    g = ex.cmg
-    tokens = [i for i in range(g.num_nodes) if g.node_kind[i] == _TOKEN]
-    if len(tokens) <= max_tokens:
-        return list(range(g.num_nodes)), 0
-    anchors = {i for i in range(g.num_nodes) if g.node_role[i] in (ROLE_HEAD, ROLE_TAIL)}
-    near = ex.neighbours(anchors)
-    wanted = {i for i in near if g.node_kind[i] == _TOKEN}
-    wider = {i for i in ex.neighbours(wanted) if g.node_kind[i] == _TOKEN} | wanted
-    if len(wider) <= max_tokens:
-        wanted = wider
-    keep = [i for i in range(g.num_nodes) if g.node_kind[i] != _TOKEN or i in wanted]
-    return keep, len(tokens) - sum(1 for i in keep if g.node_kind[i] == _TOKEN)
-
-
-def _layout(g: Graph, nodes: list[int]) -> dict[int, tuple[float, float]]:
-    """Fixed layered positions: tokens (y=0), entities/phrases (1), caption (2), visual (3)."""
-    spans = g.meta.get("spans") or [[-1, -1]] * g.num_nodes
-    mod = [MODALITIES[int(m)] for m in g.node_modality]
-    tokens = [i for i in nodes if g.node_kind[i] == _TOKEN]
-    tokens.sort(key=lambda i: spans[i][0])
-    pos: dict[int, tuple[float, float]] = {}
-    width = max(len(tokens), 4)
-    for k, i in enumerate(tokens):
-        pos[i] = (k * width / max(len(tokens), 1) + 0.5, 0.0)
-    # entities / noun phrases: above the mean x of their (drawn) tokens, spread where they collide
-    token_x = {spans[i][0]: pos[i][0] for i in tokens}
-    phrases = [i for i in nodes if mod[i] == "text" and g.node_kind[i] != _TOKEN]
-    wanted = []
-    for order, i in enumerate(phrases):
-        xs = [token_x[t] for t in range(int(spans[i][0]), int(spans[i][1])) if t in token_x]
-        wanted.append((float(np.mean(xs)) if xs else order * width / max(len(phrases), 1), i))
-    _spread_row(pos, sorted(wanted), 1.0, width)
-    for row, name in ((2.0, "caption"), (3.0, "visual")):
-        members = [i for i in nodes if mod[i] == name]
-        n = len(members)
-        _spread_row(pos, [((k + 0.5) * width / max(n, 1), i) for k, i in enumerate(members)], row, width)
-    return pos
-
-
-def _bend(pa: tuple[float, float], pb: tuple[float, float]) -> float:
-    """Curvature of an edge: edges along one row arc over the nodes between their ends."""
-    if abs(pa[1] - pb[1]) < 0.3 and abs(pa[0] - pb[0]) > 1.2:
-        return -0.3 if pa[0] < pb[0] else 0.3  # arcs bow upwards, away from the labels under tokens
-    return 0.0
-
-
-def _edge_label(info: dict, g: Graph, a: int, b: int) -> str:
-    """A short label: the dependency / caption connector, or ``cos 0.42`` (the cosine similarity
-    of the two nodes' embeddings) for cross-modal edges."""
-    etype = info["type"]
-    if etype in ("similar", "added"):
-        return f"{'cos' if etype == 'similar' else 'added, cos'} {info.get('cosine', info['weight']):.2f}"
-    if etype == "cooccur":
-        return "same word"
-    if etype == "dep":
-        for e in range(g.num_edges):
-            if {int(g.edge_index[0, e]), int(g.edge_index[1, e])} == {a, b} and g.edge_label[e]:
-                return _short(g.edge_label[e], 14)
-    if etype == "spatial":
-        for e in range(g.num_edges):
-            if {int(g.edge_index[0, e]), int(g.edge_index[1, e])} == {a, b} and g.edge_label[e]:
-                return _short(g.edge_label[e], 14)
-    return ""
-
-
-def _spread_row(pos: dict, wanted: list[tuple[float, int]], y: float, width: float, gap: float | None = None) -> None:
-    """Place nodes of one row at their wanted x, pushed apart to at least ``gap``."""
-    if not wanted:
-        return
-    gap = gap if gap is not None else min(1.6, width / max(len(wanted), 1))
-    xs = []
-    for x, _ in wanted:
-        xs.append(max(x, xs[-1] + gap) if xs else x)
-    shift = max(0.0, xs[-1] - (width + 0.5)) / 2
-    for (x, i), px in zip(wanted, xs):
-        pos[i] = (px - shift, y + (0.18 if len(wanted) > 6 and wanted.index((x, i)) % 2 else 0.0))
 
 
 def _place_edge_labels(fig, ax, pos: dict, edge_labels: list, nodes: list[tuple[tuple[float, float], float]],
@@ -330,15 +171,15 @@ def draw_explanation(path: str | Path, *, cmg: Graph, refined: Graph | None, ima
     from matplotlib.patches import Patch, Rectangle
 
     path = Path(path)
-    ex = _Explained(cmg, refined)
+    ex = Explained(cmg, refined)
     g = cmg
-    node_imp, edge_imp = _attribution_in_cmg(ex, attribution)
-    nodes, hidden = _select(ex, max_tokens)
-    pos = _layout(g, nodes)
+    node_imp, edge_imp = attribution_in_cmg(ex, attribution)
+    nodes, hidden = select_nodes(ex, max_tokens)
+    pos = layered_layout(g, nodes)
     mod = [MODALITIES[int(m)] for m in g.node_modality]
-    objects = [i for i in range(g.num_nodes) if g.node_kind[i] in (_OBJECT, _IMAGE)]
-    tag = {i: f"o{k}" for k, i in enumerate([j for j in objects if g.node_kind[j] == _OBJECT], 1)}
-    tag.update({i: "image" for i in objects if g.node_kind[i] == _IMAGE})
+    objects = [i for i in range(g.num_nodes) if g.node_kind[i] in (OBJECT, IMAGE)]
+    tag = {i: f"o{k}" for k, i in enumerate([j for j in objects if g.node_kind[j] == OBJECT], 1)}
+    tag.update({i: "image" for i in objects if g.node_kind[i] == IMAGE})
     heads = [i for i in range(g.num_nodes) if g.node_role[i] == ROLE_HEAD]
     tails = [i for i in range(g.num_nodes) if g.node_role[i] == ROLE_TAIL]
     head = head or (g.node_text[heads[0]] if heads else "?")
@@ -359,7 +200,7 @@ def draw_explanation(path: str | Path, *, cmg: Graph, refined: Graph | None, ima
         w, h = im.size
         ax_img.imshow(np.asarray(im))
         for i in objects:
-            if g.node_kind[i] != _OBJECT or not np.isfinite(g.box[i]).all():
+            if g.node_kind[i] != OBJECT or not np.isfinite(g.box[i]).all():
                 continue
             x1, y1, x2, y2 = (float(v) for v in g.box[i])
             gone = i in ex.deleted
@@ -368,13 +209,15 @@ def draw_explanation(path: str | Path, *, cmg: Graph, refined: Graph | None, ima
             ax_img.add_patch(Rectangle((x1 * w, y1 * h), (x2 - x1) * w, (y2 - y1) * h, fill=False, edgecolor=colour,
                                        linewidth=3.5 if role else 2, linestyle="--" if gone else "-",
                                        alpha=0.4 if gone else 1.0))
-            ax_img.text(x1 * w + 2, y1 * h + 2, f"{tag[i]} {_short(g.node_text[i], 14)}" + (" (deleted)" if gone else ""),
+            ax_img.text(x1 * w + 2, y1 * h + 2,
+                        f"{tag[i]} {short(g.node_text[i], 14)}" + (" (deleted)" if gone else ""),
                         fontsize=8, va="top", color="white", bbox={"facecolor": colour, "alpha": 0.4 if gone else 0.85,
                                                                      "pad": 1.5, "linewidth": 0})
-        n_obj = sum(1 for i in objects if g.node_kind[i] == _OBJECT)
+        n_obj = sum(1 for i in objects if g.node_kind[i] == OBJECT)
         # two lines, the name cut to 44 characters: one line overflowed the image panel and the
         # figure's left edge cut its first letters
-        ax_img.set_title(f"{_short(image_name or Path(image).name, 44)}\n({n_obj} object box{'es' if n_obj != 1 else ''})",
+        ax_img.set_title(f"{short(image_name or Path(image).name, 44)}\n"
+                         f"({n_obj} object box{'es' if n_obj != 1 else ''})",
                          fontsize=10)
         ax_img.set_xticks([])
         ax_img.set_yticks([])
@@ -405,11 +248,11 @@ def draw_explanation(path: str | Path, *, cmg: Graph, refined: Graph | None, ima
                                          ("kept", KEPT_COLOUR, "-", 0.8), ("added", ADDED_COLOUR, "-", 1.0)):
         for k, (a, b) in enumerate(groups[status]):
             width = widths[status][k] if status in widths else (1.0 if status == "deleted" else 1.4)
-            rad = _bend(pos[a], pos[b])
+            rad = bend(pos[a], pos[b])
             nx.draw_networkx_edges(G, pos, ax=ax, edgelist=[(a, b)], edge_color=colour, style=style, width=width,
                                    alpha=alpha, arrows=True, arrowstyle="-", connectionstyle=f"arc3,rad={rad}",
                                    node_size=0)
-            label = _edge_label(ex.edges[(a, b)], g, a, b) if status in ("kept", "added") else ""
+            label = edge_label(ex.edges[(a, b)], g, a, b) if status in ("kept", "added") else ""
             if not label:
                 continue
             edge_labels.append(((a, b, rad), label, ADDED_COLOUR if status == "added" else "#555555"))
@@ -421,7 +264,7 @@ def draw_explanation(path: str | Path, *, cmg: Graph, refined: Graph | None, ima
     sizes: dict[int, float] = {}
     for i in nodes:
         kind = int(g.node_kind[i])
-        base = 380 if kind == _TOKEN else 1500
+        base = 380 if kind == TOKEN else 1500
         r = rel[i] if np.isfinite(rel[i]) else (float(finite.mean()) if finite.size else 0.5)
         size = sizes[i] = base * (0.55 + 0.9 * float(np.clip(r, 0, 1)))
         gone = i in ex.deleted
@@ -433,18 +276,20 @@ def draw_explanation(path: str | Path, *, cmg: Graph, refined: Graph | None, ima
         nx.draw_networkx_nodes(G, pos, ax=ax, nodelist=[i], node_size=size,
                                node_color=["#eeeeee" if gone else fill],
                                edgecolors=edge if not gone else "#bbbbbb", linewidths=4.0 if role else 0.8,
-                               alpha=0.45 if gone else 1.0, node_shape="o" if kind == _TOKEN else "s" if mod[i] == "visual" else "o")
+                               alpha=0.45 if gone else 1.0,
+                               node_shape="o" if kind == TOKEN else "s" if mod[i] == "visual" else "o")
         if gone:
-            ax.scatter([pos[i][0]], [pos[i][1]], marker="x", s=size * 0.55, c=CROSS_COLOUR, linewidths=2.0, alpha=0.8, zorder=3)
+            ax.scatter([pos[i][0]], [pos[i][1]], marker="x", s=size * 0.55, c=CROSS_COLOUR, linewidths=2.0, alpha=0.8,
+                       zorder=3)
     labels = {}
     for i in nodes:
-        text = _short(g.node_text[i] or NODE_KINDS[int(g.node_kind[i])], max_label)
-        if g.node_kind[i] != _TOKEN and len(text) > 11:  # two short lines read better than one wide one
+        text = short(g.node_text[i] or NODE_KINDS[int(g.node_kind[i])], max_label)
+        if g.node_kind[i] != TOKEN and len(text) > 11:  # two short lines read better than one wide one
             import textwrap
 
             text = "\n".join(textwrap.wrap(text, 11, break_long_words=False)[:2])
         if i in tag:
-            text = f"{tag[i]} {text}" if g.node_kind[i] == _OBJECT else "image"
+            text = f"{tag[i]} {text}" if g.node_kind[i] == OBJECT else "image"
         role = int(g.node_role[i])
         if role == ROLE_HEAD:
             text = "HEAD\n" + text
@@ -455,8 +300,8 @@ def draw_explanation(path: str | Path, *, cmg: Graph, refined: Graph | None, ima
     for i, text in labels.items():
         gone = i in ex.deleted
         role = int(g.node_role[i])
-        labels_drawn.append(ax.text(pos[i][0], pos[i][1] - (0.2 if g.node_kind[i] == _TOKEN else 0.0), text, ha="center",
-                va="top" if g.node_kind[i] == _TOKEN else "center", fontsize=8.5 if g.node_kind[i] != _TOKEN else 8,
+        labels_drawn.append(ax.text(pos[i][0], pos[i][1] - (0.2 if g.node_kind[i] == TOKEN else 0.0), text, ha="center",
+                va="top" if g.node_kind[i] == TOKEN else "center", fontsize=8.5 if g.node_kind[i] != TOKEN else 8,
                 fontweight="bold" if role else "normal", color="#999999" if gone else "#111111", zorder=4))
     rows = [(0.0, "tokens"), (1.0, "entities /\nphrases"), (2.0, "caption"), (3.0, "visual")]
     used = {round(p[1]) for p in pos.values()}
@@ -479,9 +324,10 @@ def draw_explanation(path: str | Path, *, cmg: Graph, refined: Graph | None, ima
         import textwrap
 
         evidence = "\n" + textwrap.fill("evidence (IG for the prediction): " + ", ".join(
-            f"{_short(g.node_text[i] or NODE_KINDS[int(g.node_kind[i])], 16)} {node_imp[i]:+.3f}" for i in ranked)
+            f"{short(g.node_text[i] or NODE_KINDS[int(g.node_kind[i])], 16)} {node_imp[i]:+.3f}" for i in ranked)
             + " (logits of the predicted class)", 100 if has_image else 80)  # within the graph panel's width
-    ax.set_title(f"HEAD {_short(head, 30)}  →  TAIL {_short(tail, 30)}" + (f"\nrunners-up: {runners}" if runners else "")
+    ax.set_title(f"HEAD {short(head, 30)}  →  TAIL {short(tail, 30)}"
+                 + (f"\nrunners-up: {runners}" if runners else "")
                  + evidence, fontsize=10)
     n_del = len(ex.deleted)
     handles = [Patch(facecolor=MODALITY_COLOURS[m], edgecolor="#666666", label=f"{m} node") for m in MODALITIES
@@ -492,7 +338,8 @@ def draw_explanation(path: str | Path, *, cmg: Graph, refined: Graph | None, ima
         Line2D([], [], marker="x", linestyle="", markersize=10, color=CROSS_COLOUR, markeredgewidth=2,
                label=f"node deleted by the RL editor ({n_del})"),
         Line2D([], [], color=KEPT_COLOUR, linewidth=3,
-               label="kept edge (width = |IG importance|)" if edge_imp is not None else "kept edge (width = final weight)"),
+               label="kept edge (width = |IG importance|)" if edge_imp is not None
+               else "kept edge (width = final weight)"),
         Line2D([], [], color=ADDED_COLOUR, linewidth=3, label=f"edge added by the editor ({len(groups['added'])})"),
         Line2D([], [], color=PRUNED_COLOUR, linestyle="--", linewidth=1.5,
                label=f"edge pruned by diffusion ({len(groups['pruned'])})"),
@@ -504,8 +351,10 @@ def draw_explanation(path: str | Path, *, cmg: Graph, refined: Graph | None, ima
     if hidden:
         handles.append(Line2D([], [], linestyle="", label=f"{hidden} token node(s) away from HEAD/TAIL not drawn"))
     if node_imp is not None:
-        handles[:0] = [Patch(facecolor=_importance_colour(1.0, 1.0), edgecolor="#666666", label="node for the prediction (IG)"),
-                       Patch(facecolor=_importance_colour(-1.0, 1.0), edgecolor="#666666", label="node against it (IG)")]
+        handles[:0] = [Patch(facecolor=_importance_colour(1.0, 1.0), edgecolor="#666666",
+                             label="node for the prediction (IG)"),
+                       Patch(facecolor=_importance_colour(-1.0, 1.0), edgecolor="#666666",
+                             label="node against it (IG)")]
         handles = [h for h in handles if not str(h.get_label()).endswith(" node")]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8.5, frameon=False)
     if attribution is not None and getattr(attribution, "pieces", None):

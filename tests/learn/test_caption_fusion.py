@@ -1,0 +1,66 @@
+"""The caption pass (mmre_cli.learn.caption_fusion): the caption read apart and cached, head/tail match
+flags, a checkpoint round trip; on a tiny random BERT/MPNet."""
+
+import torch
+from torch_geometric.loader import DataLoader
+
+from mmre_cli.learn.checkpoint import load_checkpoint, save_checkpoint
+from tests.learn.test_finetune import (  # noqa: F401 (threads: the fixture)
+    D,
+    _hf_model,
+    captioned,
+    needs_minilm,
+    threads,
+)
+
+
+def test_caption_pass_reads_the_caption_apart_and_caches_it(tiny_hf):
+    model = _hf_model(tiny_hf, caption_tokens=0, caption_pass=16).eval()
+    data = captioned(1, seed=2, dim=32)[0]
+    other = data.clone()
+    data.caption, other.caption = "a man holds a trophy on a stage", "a crowd in a stadium"
+    with torch.no_grad():
+        a, b = model(data), model(other)
+        assert not torch.allclose(a, b)
+        assert set(model.caption_reader._cache) == {data.caption, other.caption}
+        # the sentence encoding does not see the caption: the marker states are the same
+        run_a, m_a = model.readout_inputs(data)
+        run_b, m_b = model.readout_inputs(other)
+        d = 2 * model.encoder.dim
+        assert torch.allclose(m_a[:, :d], m_b[:, :d]) and not torch.allclose(m_a[:, d:], m_b[:, d:])
+    # no state of the frozen copy enters the checkpoint, and training does not move it
+    assert not any("caption_reader" in k for k in model.state_dict())
+    before = [p.clone() for p in model.caption_reader.network.parameters()]
+    model.train()
+    model(DataLoader(captioned(4, seed=3, dim=32), batch_size=4).__iter__().__next__()).sum().backward()
+    assert all(p.grad is None for p in model.caption_reader.network.parameters())
+    assert all(torch.equal(p, q) for p, q in zip(before, model.caption_reader.network.parameters()))
+    assert model.caption_fusion.gate.weight.grad is not None
+
+
+def test_caption_match_flags_mark_head_and_tail_words(tiny_hf):
+    from mmre_cli.learn.caption_fusion import entity_words
+
+    model = _hf_model(tiny_hf, caption_tokens=0, caption_pass=32).eval()
+    reader = model.caption_reader
+    words = ["Alice", "met", "Bob", "in", "Paris", "."]
+    heads, tails = [entity_words(words, (0, 1))], [entity_words(words, (2, 3))]
+    states, mask, match = reader.read(["alice holds a trophy with bob"], heads, tails)
+    pieces = [w for w, m in zip(reader.tokenizer.texts(["alice holds a trophy with bob"], 32)[1][0], mask[0]) if m]
+    got = {w: int(m) for w, m, k in zip(reader.tokenizer.texts(["alice holds a trophy with bob"], 32)[1][0],
+                                        match[0].tolist(), mask[0].tolist()) if k}
+    assert got["alice"] == 1 and got["bob"] == 2 and got["holds"] == 0 and pieces
+    _, mask, match = reader.read([None], heads, tails)
+    assert not mask.any() and not match.any()
+    assert entity_words(["@The", "#Beatles", "a"], (0, 3)) == {"beatles"}
+
+
+def test_caption_pass_round_trips_through_a_checkpoint(tiny_hf, tmp_path):
+    model = _hf_model(tiny_hf, caption_tokens=0, caption_pass=16, relation_descriptions=["none", "a b", "c d"]).eval()
+    save_checkpoint(tmp_path, "model", model, {"labels": ["None", "x", "y"]})
+    loaded, meta = load_checkpoint(tmp_path, "model")
+    loaded.eval()
+    batch = next(iter(DataLoader(captioned(4, seed=4, dim=32), batch_size=4)))
+    with torch.no_grad():
+        assert torch.allclose(model(batch), loaded(batch), atol=1e-5)
+    assert meta["model_kwargs"]["caption_pass"] == 16

@@ -41,8 +41,12 @@ VARIANTS = {  # name: (label, graphs, classifier)
     "editor_relevance": ("full, learned relevance", "editor_relevance", "gnn"),
 }
 #: the diffuse switch that makes each derived graph set from the merged CMGs
-DIFFUSE_FLAGS = {"full": [], "no_rl": ["-S", "train_agent.enabled=false"], "no_diffusion": ["-S", "diffuse.enabled=false"],
-                 "editor_relevance": ["-S", "diffuse.relevance=editor"]}
+DIFFUSE_FLAGS = {
+    "full": [],
+    "no_rl": ["-S", "train_agent.enabled=false"],
+    "no_diffusion": ["-S", "diffuse.enabled=false"],
+    "editor_relevance": ["-S", "diffuse.relevance=editor"],
+}
 
 
 def mmre(*args: str) -> None:
@@ -55,8 +59,9 @@ def main() -> None:
     ap.add_argument("--run", type=Path, required=True, help="folder holding cmg/ and agent/")
     ap.add_argument("--agent", type=Path, default=None, help="editor folder (default RUN/agent)")
     ap.add_argument("--tag", default="", help="suffix of this editor's folders under RUN (default: none)")
-    ap.add_argument("--variants", nargs="+", default=[v for v in VARIANTS if v != "editor_relevance"],
-                    choices=list(VARIANTS))
+    ap.add_argument(
+        "--variants", nargs="+", default=[v for v in VARIANTS if v != "editor_relevance"], choices=list(VARIANTS)
+    )
     ap.add_argument("--split", default="val")
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--patience", type=int, default=4)
@@ -77,8 +82,17 @@ def main() -> None:
     for source in sorted(needed - {"cmg"}):
         graphs[source] = run / f"ablation{tag}_{source}"
         if not (graphs[source] / "manifest.json").exists():
-            mmre("diffuse", *p, "--cmg", str(run / "cmg"), "--agent", str(agent), "--out", str(graphs[source]),
-                 *DIFFUSE_FLAGS[source])
+            mmre(
+                "diffuse",
+                *p,
+                "--cmg",
+                str(run / "cmg"),
+                "--agent",
+                str(agent),
+                "--out",
+                str(graphs[source]),
+                *DIFFUSE_FLAGS[source],
+            )
 
     rows = []
     for name in a.variants:
@@ -89,20 +103,65 @@ def main() -> None:
             seconds = None
             if not (ev / "stats.json").exists():
                 t0 = time.time()
-                mmre("train-gnn", *p, "--graphs", str(graphs[source]), "--agent", str(agent), "--out", str(model_dir),
-                     *train, "-S", f"train_gnn.model={model}", "-S", f"train_gnn.seed={seed}")
+                mmre(
+                    "train-gnn",
+                    *p,
+                    "--graphs",
+                    str(graphs[source]),
+                    "--agent",
+                    str(agent),
+                    "--out",
+                    str(model_dir),
+                    *train,
+                    "-S",
+                    f"train_gnn.model={model}",
+                    "-S",
+                    f"train_gnn.seed={seed}",
+                )
                 seconds = round(time.time() - t0, 1)
-                mmre("evaluate", *p, "--model", str(model_dir), "--graphs", str(graphs[source]), "--out", str(ev),
-                     "--split", a.split)
+                mmre(
+                    "evaluate",
+                    *p,
+                    "--model",
+                    str(model_dir),
+                    "--graphs",
+                    str(graphs[source]),
+                    "--out",
+                    str(ev),
+                    "--split",
+                    a.split,
+                )
             m = json.loads((ev / "stats.json").read_text())
-            rows.append({"variant": label, "key": name, "graphs": str(graphs[source]), "model": model, "seed": seed,
-                         "acc": m["acc"], "p": m["micro_p"], "r": m["micro_r"], "f1": m["micro_f1"],
-                         "train_seconds": seconds})
-            print(f"{label:24s} seed {seed}  Acc {m['acc']:.4f}  P {m['micro_p']:.4f}  R {m['micro_r']:.4f}  "
-                  f"F1 {m['micro_f1']:.4f}  ({seconds if seconds is not None else 'cached'} s)", flush=True)
+            rows.append(
+                {
+                    "variant": label,
+                    "key": name,
+                    "graphs": str(graphs[source]),
+                    "model": model,
+                    "seed": seed,
+                    "acc": m["acc"],
+                    "p": m["micro_p"],
+                    "r": m["micro_r"],
+                    "f1": m["micro_f1"],
+                    "train_seconds": seconds,
+                }
+            )
+            print(
+                f"{label:24s} seed {seed}  Acc {m['acc']:.4f}  P {m['micro_p']:.4f}  R {m['micro_r']:.4f}  "
+                f"F1 {m['micro_f1']:.4f}  ({seconds if seconds is not None else 'cached'} s)",
+                flush=True,
+            )
 
-    summary = {"split": a.split, "params": a.params, "agent": str(agent), "extra": a.set, "epochs": a.epochs,
-               "patience": a.patience, "rows": rows, "variants": {}}
+    summary = {
+        "split": a.split,
+        "params": a.params,
+        "agent": str(agent),
+        "extra": a.set,
+        "epochs": a.epochs,
+        "patience": a.patience,
+        "rows": rows,
+        "variants": {},
+    }
     print(f"\n{'variant':24s} micro-F1 mean ± std over {a.seeds} seeds")
     for name in a.variants:
         f1s = [r["f1"] for r in rows if r["key"] == name]

@@ -51,7 +51,7 @@ def marker_features(view: str, cap_words: int, rel2id: dict) -> dict:
         feats, t0 = [], time.time()
         for i in range(0, len(rows), 64):
             toks, hs, ts = [], [], []
-            for r in rows[i:i + 64]:
+            for r in rows[i : i + 64]:
                 words = list(r["token"])
                 if view == "cap":
                     words = words + ["[SEP]"] + caps.get(r["img_id"], "").split()[:cap_words]
@@ -114,8 +114,11 @@ def main() -> None:
             clf = LogisticRegression(C=c, max_iter=2000).fit(scaler.transform(d["Xtr"]), d["ytr"])
             m = peer_scores(clf.predict(scaler.transform(d["Xva"])), d["yva"], rel2id["None"])
             best[view] = max(best.get(view, 0.0), m["micro_f1"])
-            print(f"{view:7s} C={c:<6} Acc {m['acc']:.4f} P {m['micro_p']:.4f} R {m['micro_r']:.4f} "
-                  f"F1 {m['micro_f1']:.4f}", flush=True)
+            print(
+                f"{view:7s} C={c:<6} Acc {m['acc']:.4f} P {m['micro_p']:.4f} R {m['micro_r']:.4f} "
+                f"F1 {m['micro_f1']:.4f}",
+                flush=True,
+            )
     print(json.dumps(best))  # best val micro-F1 over C, per view
 
 

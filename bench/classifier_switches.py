@@ -41,10 +41,27 @@ def run_one(a, enc: str, fusion: str, loss: str, seed: int) -> dict:
     out = a.out / tag
     stats = a.out / f"{tag}.stats.json"
     if not stats.exists():  # resumable: a finished run is not redone
-        cmd = ["mmre", "train-gnn", "--params", a.params, "--graphs", str(a.graphs), "--out", str(out),
-               "--stats", str(stats), "-q",
-               "-S", f"train_gnn.graph_encoder={enc}", "-S", f"train_gnn.fusion={fusion}",
-               "-S", f"train_gnn.loss={loss}", "-S", f"train_gnn.seed={seed}"]
+        cmd = [
+            "mmre",
+            "train-gnn",
+            "--params",
+            a.params,
+            "--graphs",
+            str(a.graphs),
+            "--out",
+            str(out),
+            "--stats",
+            str(stats),
+            "-q",
+            "-S",
+            f"train_gnn.graph_encoder={enc}",
+            "-S",
+            f"train_gnn.fusion={fusion}",
+            "-S",
+            f"train_gnn.loss={loss}",
+            "-S",
+            f"train_gnn.seed={seed}",
+        ]
         if a.agent:
             cmd += ["--agent", str(a.agent)]
         for s in a.set or []:
@@ -57,9 +74,20 @@ def run_one(a, enc: str, fusion: str, loss: str, seed: int) -> dict:
         m["wall_seconds"] = round(time.time() - t0, 1)
         stats.write_text(json.dumps(m, indent=2) + "\n")
     m = json.loads(stats.read_text())
-    row = {"combination": combo_name(enc, fusion, loss), "graph_encoder": enc, "fusion": fusion, "loss": loss,
-           "seed": seed, "acc": m["val_acc"], "p": m["val_micro_p"], "r": m["val_micro_r"], "f1": m["val_micro_f1"],
-           "best_epoch": m["best_epoch"], "epochs_run": m["epochs_run"], "wall_seconds": m.get("wall_seconds")}
+    row = {
+        "combination": combo_name(enc, fusion, loss),
+        "graph_encoder": enc,
+        "fusion": fusion,
+        "loss": loss,
+        "seed": seed,
+        "acc": m["val_acc"],
+        "p": m["val_micro_p"],
+        "r": m["val_micro_r"],
+        "f1": m["val_micro_f1"],
+        "best_epoch": m["best_epoch"],
+        "epochs_run": m["epochs_run"],
+        "wall_seconds": m.get("wall_seconds"),
+    }
     print(f"{row['combination']:45s} seed {seed}  F1 {row['f1']:.4f}  ({row['wall_seconds']} s)", flush=True)
     return row
 
@@ -87,20 +115,45 @@ def main() -> None:
     for c in combos:
         rs = [r for r in rows if r["combination"] == combo_name(*c)]
         f1 = [r["f1"] for r in rs]
-        table.append({"combination": combo_name(*c), "seeds": [r["seed"] for r in rs], "f1": f1,
-                      "f1_mean": statistics.mean(f1), "f1_std": statistics.pstdev(f1),
-                      "acc_mean": statistics.mean(r["acc"] for r in rs),
-                      "p_mean": statistics.mean(r["p"] for r in rs), "r_mean": statistics.mean(r["r"] for r in rs),
-                      "wall_mean": statistics.mean(r["wall_seconds"] or 0 for r in rs)})
-    print("\n| graph_encoder / fusion / loss | Acc | micro P | micro R | micro F1 (mean ± std) | per seed | wall / run |")
+        table.append(
+            {
+                "combination": combo_name(*c),
+                "seeds": [r["seed"] for r in rs],
+                "f1": f1,
+                "f1_mean": statistics.mean(f1),
+                "f1_std": statistics.pstdev(f1),
+                "acc_mean": statistics.mean(r["acc"] for r in rs),
+                "p_mean": statistics.mean(r["p"] for r in rs),
+                "r_mean": statistics.mean(r["r"] for r in rs),
+                "wall_mean": statistics.mean(r["wall_seconds"] or 0 for r in rs),
+            }
+        )
+    print(
+        "\n| graph_encoder / fusion / loss | Acc | micro P | micro R | micro F1 (mean ± std) | per seed | wall / run |"
+    )
     print("|---|---|---|---|---|---|---|")
     for t in sorted(table, key=lambda t: -t["f1_mean"]):
         seeds = " / ".join(f"{f:.4f}" for f in t["f1"])
-        print(f"| {t['combination']} | {t['acc_mean']:.4f} | {t['p_mean']:.4f} | {t['r_mean']:.4f} | "
-              f"**{t['f1_mean']:.4f} ± {t['f1_std']:.4f}** | {seeds} | {t['wall_mean']:.0f} s |")
+        print(
+            f"| {t['combination']} | {t['acc_mean']:.4f} | {t['p_mean']:.4f} | {t['r_mean']:.4f} | "
+            f"**{t['f1_mean']:.4f} ± {t['f1_std']:.4f}** | {seeds} | {t['wall_mean']:.0f} s |"
+        )
     a.results.parent.mkdir(parents=True, exist_ok=True)
-    a.results.write_text(json.dumps({"params": a.params, "graphs": str(a.graphs), "set": a.set, "seeds": a.seeds,
-                                     "rows": rows, "table": table, "argv": sys.argv[1:]}, indent=2) + "\n")
+    a.results.write_text(
+        json.dumps(
+            {
+                "params": a.params,
+                "graphs": str(a.graphs),
+                "set": a.set,
+                "seeds": a.seeds,
+                "rows": rows,
+                "table": table,
+                "argv": sys.argv[1:],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

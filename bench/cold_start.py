@@ -59,18 +59,46 @@ def _wall(cmd: list[str]) -> float:
 
 def predict_cmd(model: Path) -> list[str]:
     q = sample_queries(1)[0]
-    return [PY, "-m", "mmre_cli", "predict", q["image"], q["text"], "--head", q["head"], "--tail", q["tail"],
-            "--image-caption", q["caption"], "--model", str(model), "--json", "-q"]
+    return [
+        PY,
+        "-m",
+        "mmre_cli",
+        "predict",
+        q["image"],
+        q["text"],
+        "--head",
+        q["head"],
+        "--tail",
+        q["tail"],
+        "--image-caption",
+        q["caption"],
+        "--model",
+        str(model),
+        "--json",
+        "-q",
+    ]
 
 
 def serve_first_answer(model: Path, port: int, limit: float = 300.0) -> float:
     """Seconds from starting ``mmre serve`` to its first ``POST /predict`` answered 200."""
     q = sample_queries(1)[0]
-    body = json.dumps({"text": q["text"], "head": q["head"], "tail": q["tail"], "caption": q["caption"],
-                       "image": Path(q["image"]).name}).encode()
+    body = json.dumps(
+        {
+            "text": q["text"],
+            "head": q["head"],
+            "tail": q["tail"],
+            "caption": q["caption"],
+            "image": Path(q["image"]).name,
+        }
+    ).encode()
     t0 = time.perf_counter()
-    proc = subprocess.Popen([PY, "-m", "mmre_cli", "serve", "--model", str(model), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV, cwd=REPO)
+    proc = subprocess.Popen(
+        [PY, "-m", "mmre_cli", "serve", "--model", str(model), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=ENV,
+        cwd=REPO,
+    )
     try:
         while time.perf_counter() - t0 < limit:
             if proc.poll() is not None:
@@ -93,7 +121,12 @@ def serve_first_answer(model: Path, port: int, limit: float = 300.0) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=Path, required=True, help="a model folder (the sample model: `mmre run params.yaml --out DIR` → DIR/model)")
+    ap.add_argument(
+        "--model",
+        type=Path,
+        required=True,
+        help="a model folder (the sample model: `mmre run params.yaml --out DIR` → DIR/model)",
+    )
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--out", type=Path, default=None)
@@ -110,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python bench/cold_start.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "loadavg_after": Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else None,
-        "best_s": best, "all_s": {k: [round(x, 2) for x in v] for k, v in times.items()},
+        "best_s": best,
+        "all_s": {k: [round(x, 2) for x in v] for k, v in times.items()},
         "ratio_to_import_torch": {k: round(v / best["torch"], 2) for k, v in best.items()},
     }
     path = args.out or REPO / "bench" / "results" / f"cold_start_{out['date'][:10]}.json"

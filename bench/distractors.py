@@ -1,4 +1,4 @@
-# Over 500 lines on purpose: one self-contained benchmark run (inject distractors, train and score each condition, score the deletions) whose settings and figures read in one file.
+# Over 500 lines on purpose: one self-contained benchmark whose settings and figures read in one file.
 """Distractor benchmark: does the RL editor remove nodes that are known to be noise?
 
 MNRE-2's merged CMGs (frozen MiniLM features, ``merge-cmg``'s output) get ``k`` distractor nodes
@@ -18,9 +18,9 @@ and only through nodes within one hop of the head or tail, so that the distracto
 ``--sample`` random phrases of the split's pool plus every phrase sharing a co-occurrence key with
 the host are tried, and ``k`` of those that link are drawn at random (fewer when fewer link; the
 log gives the mean injected). Since a phrase must beat the host's own ``top_k``-th caption match
-to link, the distractors are phrases that look relevant to the sentence. Distractors carry only these cross-modal edges (a
-caption phrase of the host's own caption usually has caption ``dep`` edges too): a structural cue
-the editor can see and the plain rule does not use.
+to link, the distractors are phrases that look relevant to the sentence. Distractors carry only
+these cross-modal edges (a caption phrase of the host's own caption usually has caption ``dep``
+edges too): a structural cue the editor can see and the plain rule does not use.
 
 Then, per seed, the frozen-feature GNN classifier (``RelationGNN``, the plain GATv2 + cross
 entropy that ``train-agent`` fits as its reward model; ``train_gnn``'s hidden/layers/heads/
@@ -131,8 +131,17 @@ class CaptionPool:
         self.graph = np.asarray(self.graph, np.int64)
 
 
-def inject(g: Graph, gi: int, pool: CaptionPool, k: int, rng: np.random.Generator, top_k: int, threshold: float,
-           hops: int, sample: int) -> Graph:
+def inject(
+    g: Graph,
+    gi: int,
+    pool: CaptionPool,
+    k: int,
+    rng: np.random.Generator,
+    top_k: int,
+    threshold: float,
+    hops: int,
+    sample: int,
+) -> Graph:
     """``g`` with up to ``k`` distractors linked by merge-cmg's rules (module docstring): ``k`` drawn
     at random among the phrases (of other graphs) that would link, out of ``sample`` random phrases
     of the pool plus those sharing a co-occurrence key with the host; their node ids are listed in
@@ -236,9 +245,14 @@ def deletion_scores(noisy: list[Graph], edited: list[Graph]) -> dict:
         hit += len(dist & dead)
         deleted += len(dead)
         injected += len(dist)
-    return {"precision": hit / deleted if deleted else float("nan"), "recall": hit / injected if injected else float("nan"),
-            "deleted_nodes": deleted, "deleted_distractors": hit, "injected": injected,
-            "deleted_per_graph": deleted / max(1, len(noisy))}
+    return {
+        "precision": hit / deleted if deleted else float("nan"),
+        "recall": hit / injected if injected else float("nan"),
+        "deleted_nodes": deleted,
+        "deleted_distractors": hit,
+        "injected": injected,
+        "deleted_per_graph": deleted / max(1, len(noisy)),
+    }
 
 
 def deletion_signal(clf, graphs: list[Graph], none_id: int, lam: float, mu: float, limit: int = 300) -> dict:
@@ -265,32 +279,46 @@ def deletion_signal(clf, graphs: list[Graph], none_id: int, lam: float, mu: floa
         for i, d in zip(free, delta):
             (dd if i in g.meta["distractors"] else do).append(float(d))
             (pays_d if i in g.meta["distractors"] else pays_o).append(bool(d > cost))
-    return {"graphs": min(limit, len(graphs)), "distractor_mean": float(np.mean(dd)), "other_mean": float(np.mean(do)),
-            "distractor_pays": float(np.mean(pays_d)), "other_pays": float(np.mean(pays_o)),
-            "distractors": len(dd), "others": len(do)}
+    return {
+        "graphs": min(limit, len(graphs)),
+        "distractor_mean": float(np.mean(dd)),
+        "other_mean": float(np.mean(do)),
+        "distractor_pays": float(np.mean(pays_d)),
+        "other_pays": float(np.mean(pays_o)),
+        "distractors": len(dd),
+        "others": len(do),
+    }
 
 
-def train_classifier(train: list[Graph], val: list[Graph], gcfg: dict, labels, none_id: int, seed: int,
-                     epochs: int):
+def train_classifier(train: list[Graph], val: list[Graph], gcfg: dict, labels, none_id: int, seed: int, epochs: int):
     """The plain GATv2 classifier (``train-agent``'s reward model) on ``train``; best val epoch."""
+    import torch
+
     from mmre_cli.learn.trainer import evaluate, fit_classifier
     from mmre_cli.pipeline.classifiers import SWITCH_KEYS, build_classifier
     from mmre_cli.pipeline.learning import loader
 
-    import torch
-
     in_dim = int(train[0].x.shape[1])
     torch.manual_seed(seed)  # the initial weights too: every condition of a seed starts from the same ones
     clf = build_classifier("gnn", in_dim, len(labels), {k: v for k, v in gcfg.items() if k not in SWITCH_KEYS})
-    fit_classifier(clf, loader(train, gcfg["batch_size"], True, seed=seed), loader(val, gcfg["batch_size"], False),
-                   epochs=epochs, lr=gcfg["lr"], weight_decay=gcfg["weight_decay"], class_weights="none",
-                   none_id=none_id, seed=seed, num_classes=len(labels))
+    fit_classifier(
+        clf,
+        loader(train, gcfg["batch_size"], True, seed=seed),
+        loader(val, gcfg["batch_size"], False),
+        epochs=epochs,
+        lr=gcfg["lr"],
+        weight_decay=gcfg["weight_decay"],
+        class_weights="none",
+        none_id=none_id,
+        seed=seed,
+        num_classes=len(labels),
+    )
     clf = getattr(clf, "module", clf).eval()
     return clf, evaluate(clf, loader(val, gcfg["batch_size"], False), none_id)
 
 
 class OracleClassifier:
-    """A stand-in reward model that knows the answer: with ``r`` of the graph's ``r0`` injected
+    r"""A stand-in reward model that knows the answer: with ``r`` of the graph's ``r0`` injected
     distractors left, the gold likelihood is :math:`0.9 - 0.6\,r/r_0` (0.9 with none injected),
     so every distractor deleted raises it by :math:`0.6/r_0` (0.2 for ``r0 = 3``, 0.1 for 6), more
     than an edit's cost, and any other edit gains nothing. It tests the editor's machinery (policy,
@@ -347,13 +375,18 @@ def train_editor(clf, train: list[Graph], acfg, seed: int, episodes: int, batch_
     opt = torch.optim.Adam(agent.parameters(), lr=acfg.lr)
     logs = []
     for ep in range(episodes):
-        batches = distractor_loader(train, batch_size, seed + 1 + ep) if oracle else \
-            loader(train, batch_size, True, seed=seed + 1 + ep)
+        batches = (
+            distractor_loader(train, batch_size, seed + 1 + ep)
+            if oracle
+            else loader(train, batch_size, True, seed=seed + 1 + ep)
+        )
         for batch in batches:
             logs.append(agent_step(agent, clf, batch, opt, acfg))
-    tail = logs[-max(1, len(logs) // 10):]
-    summary = {key: float(np.mean([r[key] for r in tail])) for key in ("reward_gain", "steps", "node_filter_ratio",
-                                                                       "edge_adjust_ratio", "acc")}
+    tail = logs[-max(1, len(logs) // 10) :]
+    summary = {
+        key: float(np.mean([r[key] for r in tail]))
+        for key in ("reward_gain", "steps", "node_filter_ratio", "edge_adjust_ratio", "acc")
+    }
     return agent.eval(), summary
 
 
@@ -368,8 +401,11 @@ def main() -> None:
     ap.add_argument("--max-steps", type=int, default=0, help="editor actions per graph (0 = k + 1)")
     ap.add_argument("--mu", type=float, default=None, help="editor's mu (default: train_agent.mu)")
     ap.add_argument("--sample", type=int, default=4000, help="random pool phrases tried per graph")
-    ap.add_argument("--oracle", action="store_true",
-                    help="also train an editor against OracleClassifier (a reward that knows the distractors)")
+    ap.add_argument(
+        "--oracle",
+        action="store_true",
+        help="also train an editor against OracleClassifier (a reward that knows the distractors)",
+    )
     ap.add_argument("--out", type=Path, default=None, help="JSON log (default bench/results/distractors_<date>.json)")
     args = ap.parse_args()
 
@@ -394,24 +430,41 @@ def main() -> None:
     groups = graphs_by_split(args.cmg, ["train", "val"])
     train_all, val = [g for g in groups["train"] if g.label >= 0], [g for g in groups["val"] if g.label >= 0]
     rng0 = np.random.default_rng(0)
-    train = train_all if not args.train_subset else [train_all[i] for i in
-                                                      sorted(rng0.permutation(len(train_all))[:args.train_subset])]
+    train = (
+        train_all
+        if not args.train_subset
+        else [train_all[i] for i in sorted(rng0.permutation(len(train_all))[: args.train_subset])]
+    )
     acfg = agent_config(params["train_agent"], none_id)
     acfg.max_steps = args.max_steps or args.k + 1
     if args.mu is not None:
         acfg.mu = args.mu
-    log = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-           "command": "MMRE_TORCH_THREADS=1 OMP_NUM_THREADS=1 python " + " ".join(sys.argv),
-           "cmg": str(args.cmg), "encoder": man.get("encoder"), "k": args.k,
-           "train_graphs": len(train), "train_graphs_all": len(train_all), "val_graphs": len(val),
-           "classifier": {"model": "RelationGNN (GATv2 + CE, train-agent's reward model)", "epochs": args.epochs,
-                          "class_weights": "none", "selection": "best val epoch (as train-gnn)",
-                          **{k: gcfg[k] for k in ("hidden", "layers", "heads", "dropout", "lr", "weight_decay",
-                                                  "batch_size")}},
-           "editor": {**acfg.to_dict(), "episodes": args.episodes}, "merge_cmg": mcfg, "seeds": {}}
-    print(f"{len(train)} train graphs (of {len(train_all)}), {len(val)} val; k = {args.k}; "
-          f"classifier {args.epochs} epochs; editor {args.episodes} episodes, max_steps {acfg.max_steps}, "
-          f"lam {acfg.lam}, mu {acfg.mu}, complexity {acfg.complexity}", flush=True)
+    log = {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": "MMRE_TORCH_THREADS=1 OMP_NUM_THREADS=1 python " + " ".join(sys.argv),
+        "cmg": str(args.cmg),
+        "encoder": man.get("encoder"),
+        "k": args.k,
+        "train_graphs": len(train),
+        "train_graphs_all": len(train_all),
+        "val_graphs": len(val),
+        "classifier": {
+            "model": "RelationGNN (GATv2 + CE, train-agent's reward model)",
+            "epochs": args.epochs,
+            "class_weights": "none",
+            "selection": "best val epoch (as train-gnn)",
+            **{k: gcfg[k] for k in ("hidden", "layers", "heads", "dropout", "lr", "weight_decay", "batch_size")},
+        },
+        "editor": {**acfg.to_dict(), "episodes": args.episodes},
+        "merge_cmg": mcfg,
+        "seeds": {},
+    }
+    print(
+        f"{len(train)} train graphs (of {len(train_all)}), {len(val)} val; k = {args.k}; "
+        f"classifier {args.epochs} epochs; editor {args.episodes} episodes, max_steps {acfg.max_steps}, "
+        f"lam {acfg.lam}, mu {acfg.mu}, complexity {acfg.complexity}",
+        flush=True,
+    )
     out = args.out or Path(__file__).resolve().parent / "results" / f"distractors_{dt.date.today().isoformat()}.json"
     partial = out.with_name(out.stem + ".partial.json")
     for seed in args.seeds:
@@ -420,17 +473,23 @@ def main() -> None:
         noisy = {}
         for name, gs in (("train", train), ("val", val)):
             pool = CaptionPool(gs)
-            noisy[name] = [inject(g, i, pool, args.k, rng, mcfg["top_k"], mcfg["threshold"], mcfg["hops"], args.sample)
-                           for i, g in enumerate(gs)]
+            noisy[name] = [
+                inject(g, i, pool, args.k, rng, mcfg["top_k"], mcfg["threshold"], mcfg["hops"], args.sample)
+                for i, g in enumerate(gs)
+            ]
         injected = float(np.mean([len(g.meta["distractors"]) for g in noisy["val"]]))
-        row: dict = {"injected_per_val_graph": injected,
-                     "injected_per_train_graph": float(np.mean([len(g.meta["distractors"]) for g in noisy["train"]]))}
+        row: dict = {
+            "injected_per_val_graph": injected,
+            "injected_per_train_graph": float(np.mean([len(g.meta["distractors"]) for g in noisy["train"]])),
+        }
         torch.manual_seed(seed)
         _, s_clean = train_classifier(train, val, gcfg, labels, none_id, seed, args.epochs)
         clf_noisy, s_noisy = train_classifier(noisy["train"], noisy["val"], gcfg, labels, none_id, seed, args.epochs)
         row["reward_signal"] = deletion_signal(clf_noisy, noisy["val"], none_id, acfg.lam, acfg.mu)
         t_ed = time.time()
-        agent, ed_log = train_editor(clf_noisy, noisy["train"], acfg, seed, args.episodes, params["train_agent"]["batch_size"])
+        agent, ed_log = train_editor(
+            clf_noisy, noisy["train"], acfg, seed, args.episodes, params["train_agent"]["batch_size"]
+        )
         ed_train, ed_val = edit_only(noisy["train"], agent, acfg), edit_only(noisy["val"], agent, acfg)
         row["editor_train_s"] = round(time.time() - t_ed, 1)
         row["editor_last10pct"] = ed_log
@@ -439,15 +498,25 @@ def main() -> None:
         _, s_edit = train_classifier(ed_train, ed_val, gcfg, labels, none_id, seed, args.epochs)
         if args.oracle:
             t_or = time.time()
-            oagent, or_log = train_editor(OracleClassifier(len(labels)), noisy["train"], acfg, seed, args.episodes,
-                                          params["train_agent"]["batch_size"], oracle=True)
+            oagent, or_log = train_editor(
+                OracleClassifier(len(labels)),
+                noisy["train"],
+                acfg,
+                seed,
+                args.episodes,
+                params["train_agent"]["batch_size"],
+                oracle=True,
+            )
             or_train, or_val = edit_only(noisy["train"], oagent, acfg), edit_only(noisy["val"], oagent, acfg)
             row["oracle_editor_train_s"] = round(time.time() - t_or, 1)
             row["oracle_editor_last10pct"] = or_log
             row["oracle_editor_val"] = deletion_scores(noisy["val"], or_val)
             _, s_or = train_classifier(or_train, or_val, gcfg, labels, none_id, seed, args.epochs)
             row["f1_oracle_editor"] = round(float(s_or["micro_f1"]), 4)
-        ru_train, ru_val = [plain_rule(g, args.k) for g in noisy["train"]], [plain_rule(g, args.k) for g in noisy["val"]]
+        ru_train, ru_val = (
+            [plain_rule(g, args.k) for g in noisy["train"]],
+            [plain_rule(g, args.k) for g in noisy["val"]],
+        )
         row["rule_val"] = deletion_scores(noisy["val"], ru_val)
         _, s_rule = train_classifier(ru_train, ru_val, gcfg, labels, none_id, seed, args.epochs)
         for name, s in (("clean", s_clean), ("noisy", s_noisy), ("editor", s_edit), ("rule", s_rule)):
@@ -460,39 +529,63 @@ def main() -> None:
         partial.parent.mkdir(parents=True, exist_ok=True)
         partial.write_text(json.dumps(log, indent=2, default=float) + "\n")  # seeds so far, overwritten at the end
         ev = row["editor_val"]
-        print(f"seed {seed}: F1 clean {row['f1_clean']:.4f} noisy {row['f1_noisy']:.4f} editor {row['f1_editor']:.4f} "
-              f"rule {row['f1_rule']:.4f} | editor on val: P {ev['precision']:.3f} R {ev['recall']:.3f} "
-              f"({ev['deleted_per_graph']:.2f} deleted/graph, {injected:.2f} injected) | rule P "
-              f"{row['rule_val']['precision']:.3f} R {row['rule_val']['recall']:.3f} | {row['seconds']:.0f}s", flush=True)
+        print(
+            f"seed {seed}: F1 clean {row['f1_clean']:.4f} noisy {row['f1_noisy']:.4f} editor {row['f1_editor']:.4f} "
+            f"rule {row['f1_rule']:.4f} | editor on val: P {ev['precision']:.3f} R {ev['recall']:.3f} "
+            f"({ev['deleted_per_graph']:.2f} deleted/graph, {injected:.2f} injected) | rule P "
+            f"{row['rule_val']['precision']:.3f} R {row['rule_val']['recall']:.3f} | {row['seconds']:.0f}s",
+            flush=True,
+        )
         if args.oracle:
             ov = row["oracle_editor_val"]
-            print(f"  editor with the oracle reward: P {ov['precision']:.3f} R {ov['recall']:.3f} "
-                  f"({ov['deleted_per_graph']:.2f} deleted/graph), F1 {row['f1_oracle_editor']:.4f}", flush=True)
+            print(
+                f"  editor with the oracle reward: P {ov['precision']:.3f} R {ov['recall']:.3f} "
+                f"({ov['deleted_per_graph']:.2f} deleted/graph), F1 {row['f1_oracle_editor']:.4f}",
+                flush=True,
+            )
         sig = row["reward_signal"]
-        print(f"  reward signal (noisy classifier, val): deleting one distractor changes the gold likelihood by "
-              f"{sig['distractor_mean']:+.4f} on average (pays more than an edit's cost in {sig['distractor_pays']:.1%}), "
-              f"one other node {sig['other_mean']:+.4f} ({sig['other_pays']:.1%})", flush=True)
+        print(
+            f"  reward signal (noisy classifier, val): deleting one distractor changes the gold likelihood by "
+            f"{sig['distractor_mean']:+.4f} on average (pays more than an edit's cost in "
+            f"{sig['distractor_pays']:.1%}), "
+            f"one other node {sig['other_mean']:+.4f} ({sig['other_pays']:.1%})",
+            flush=True,
+        )
     rows = list(log["seeds"].values())
 
     def ms(key, sub=None):
         vals = np.array([(r[key][sub] if sub else r[key]) for r in rows], float)
         return {"mean": round(float(np.nanmean(vals)), 4), "std": round(float(np.nanstd(vals)), 4)}
 
-    log["summary"] = {"f1_clean": ms("f1_clean"), "f1_noisy": ms("f1_noisy"), "f1_editor": ms("f1_editor"),
-                      "f1_rule": ms("f1_rule"), "editor_precision": ms("editor_val", "precision"),
-                      "editor_recall": ms("editor_val", "recall"), "rule_precision": ms("rule_val", "precision"),
-                      "rule_recall": ms("rule_val", "recall"), "recovered_editor": ms("recovered_editor"),
-                      "recovered_rule": ms("recovered_rule")}
+    log["summary"] = {
+        "f1_clean": ms("f1_clean"),
+        "f1_noisy": ms("f1_noisy"),
+        "f1_editor": ms("f1_editor"),
+        "f1_rule": ms("f1_rule"),
+        "editor_precision": ms("editor_val", "precision"),
+        "editor_recall": ms("editor_val", "recall"),
+        "rule_precision": ms("rule_val", "precision"),
+        "rule_recall": ms("rule_val", "recall"),
+        "recovered_editor": ms("recovered_editor"),
+        "recovered_rule": ms("recovered_rule"),
+    }
     if args.oracle:
-        log["summary"].update(f1_oracle_editor=ms("f1_oracle_editor"), oracle_precision=ms("oracle_editor_val", "precision"),
-                              oracle_recall=ms("oracle_editor_val", "recall"))
+        log["summary"].update(
+            f1_oracle_editor=ms("f1_oracle_editor"),
+            oracle_precision=ms("oracle_editor_val", "precision"),
+            oracle_recall=ms("oracle_editor_val", "recall"),
+        )
     s = log["summary"]
     lost = s["f1_clean"]["mean"] - s["f1_noisy"]["mean"]
     rec = (s["f1_editor"]["mean"] - s["f1_noisy"]["mean"]) / lost if lost > 0 else float("nan")
-    log["targets"] = {"distractors_cost_2_points": lost >= 0.02, "precision_0.8": s["editor_precision"]["mean"] >= 0.8,
-                      "recall_0.6": s["editor_recall"]["mean"] >= 0.6, "recovers_half": rec >= 0.5,
-                      "editor_at_least_rule": s["f1_editor"]["mean"] >= s["f1_rule"]["mean"],
-                      "recovered_of_mean_loss": rec}
+    log["targets"] = {
+        "distractors_cost_2_points": lost >= 0.02,
+        "precision_0.8": s["editor_precision"]["mean"] >= 0.8,
+        "recall_0.6": s["editor_recall"]["mean"] >= 0.6,
+        "recovers_half": rec >= 0.5,
+        "editor_at_least_rule": s["f1_editor"]["mean"] >= s["f1_rule"]["mean"],
+        "recovered_of_mean_loss": rec,
+    }
     log["seconds"] = round(time.time() - t_all, 1)
     print(json.dumps({"summary": s, "targets": log["targets"]}, indent=1))
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -44,15 +44,21 @@ def main() -> None:
         scored.append(s)
         rows.append({"model": str(path), **{k: round(float(v), 4) for k, v in s["metrics"].items() if k != "n"}})
     ens = ensemble_scores(scored)
-    rows.append({"model": f"ensemble of {len(scored)} (mean probability)",
-                 **{k: round(float(v), 4) for k, v in ens["metrics"].items() if k != "n"}})
+    rows.append(
+        {
+            "model": f"ensemble of {len(scored)} (mean probability)",
+            **{k: round(float(v), 4) for k, v in ens["metrics"].items() if k != "n"},
+        }
+    )
     width = max(len(r["model"]) for r in rows)
     print(f"{'model':<{width}}  {'acc':>6} {'P':>6} {'R':>6} {'F1':>6}")
     for r in rows:
         print(f"{r['model']:<{width}}  {r['acc']:.4f} {r['micro_p']:.4f} {r['micro_r']:.4f} {r['micro_f1']:.4f}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"split": args.split, "graphs": str(args.graphs), "rows": rows}, indent=2) + "\n")
+        args.out.write_text(
+            json.dumps({"split": args.split, "graphs": str(args.graphs), "rows": rows}, indent=2) + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -25,8 +25,17 @@ from datetime import datetime
 from pathlib import Path
 
 #: params that tell configurations apart in the table (anything else that differs is shown too)
-SHOWN = ("readout", "caption_pass", "caption_tokens", "relation_text", "markers", "train_layers", "epochs",
-         "encoder", "enc_lr")
+SHOWN = (
+    "readout",
+    "caption_pass",
+    "caption_tokens",
+    "relation_text",
+    "markers",
+    "train_layers",
+    "epochs",
+    "encoder",
+    "enc_lr",
+)
 
 
 def _run(folder: Path, same: dict[str, str] | None = None) -> dict | None:
@@ -47,11 +56,25 @@ def _run(folder: Path, same: dict[str, str] | None = None) -> dict | None:
     tg = dict(params.get("train_gnn", {}))
     seed = tg.pop("seed", None)
     data = params.get("data", {})
-    return {"name": folder.name, "f1": float(metrics["micro_f1"]), "acc": float(metrics["acc"]), "seed": seed,
-            "code": code, "overrides": overrides, "minutes": minutes,
-            "graphs": graphs,
-            "key": json.dumps({"code": (same or {}).get(code, code), "train_gnn": tg, "pair_captions": tg.get("pair_captions", data.get("pair_captions")),
-                               "graphs": graphs}, sort_keys=True)}
+    return {
+        "name": folder.name,
+        "f1": float(metrics["micro_f1"]),
+        "acc": float(metrics["acc"]),
+        "seed": seed,
+        "code": code,
+        "overrides": overrides,
+        "minutes": minutes,
+        "graphs": graphs,
+        "key": json.dumps(
+            {
+                "code": (same or {}).get(code, code),
+                "train_gnn": tg,
+                "pair_captions": tg.get("pair_captions", data.get("pair_captions")),
+                "graphs": graphs,
+            },
+            sort_keys=True,
+        ),
+    }
 
 
 def collect(root: Path, same: dict[str, str] | None = None) -> list[dict]:
@@ -63,24 +86,38 @@ def collect(root: Path, same: dict[str, str] | None = None) -> list[dict]:
     for key, group in rows.items():
         f1 = [r["f1"] for r in sorted(group, key=lambda r: r["seed"])]
         spec = json.loads(key)
-        out.append({"runs": [r["name"] for r in group], "seeds": sorted(r["seed"] for r in group), "f1": f1,
-                    "mean": statistics.mean(f1), "sd": statistics.stdev(f1) if len(f1) > 1 else None,
-                    "code": "+".join(sorted({r["code"] for r in group})), "captions": spec["pair_captions"], "graphs": spec["graphs"],
-                    "shown": {k: spec["train_gnn"].get(k) for k in SHOWN},
-                    "overrides": sorted({r["overrides"].replace(f"-S train_gnn.seed={r['seed']}", "").strip()
-                                         for r in group}),
-                    "minutes": [round(r["minutes"], 1) for r in group if r["minutes"] is not None]})
+        out.append(
+            {
+                "runs": [r["name"] for r in group],
+                "seeds": sorted(r["seed"] for r in group),
+                "f1": f1,
+                "mean": statistics.mean(f1),
+                "sd": statistics.stdev(f1) if len(f1) > 1 else None,
+                "code": "+".join(sorted({r["code"] for r in group})),
+                "captions": spec["pair_captions"],
+                "graphs": spec["graphs"],
+                "shown": {k: spec["train_gnn"].get(k) for k in SHOWN},
+                "overrides": sorted(
+                    {r["overrides"].replace(f"-S train_gnn.seed={r['seed']}", "").strip() for r in group}
+                ),
+                "minutes": [round(r["minutes"], 1) for r in group if r["minutes"] is not None],
+            }
+        )
     return sorted(out, key=lambda r: r["runs"][0])
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| runs | seeds | val micro-F1 per seed | mean ± sd | code | overrides | graphs | minutes |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| runs | seeds | val micro-F1 per seed | mean ± sd | code | overrides | graphs | minutes |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         sd = "-" if r["sd"] is None else f"{r['sd']:.4f}"
-        lines.append(f"| {', '.join(r['runs'])} | {', '.join(map(str, r['seeds']))} | "
-                     f"{' / '.join(f'{v:.4f}' for v in r['f1'])} | {r['mean']:.4f} ± {sd} | {r['code']} | "
-                     f"`{'; '.join(r['overrides'])}` | {r['graphs'] or '-'} | {', '.join(map(str, r['minutes']))} |")
+        lines.append(
+            f"| {', '.join(r['runs'])} | {', '.join(map(str, r['seeds']))} | "
+            f"{' / '.join(f'{v:.4f}' for v in r['f1'])} | {r['mean']:.4f} ± {sd} | {r['code']} | "
+            f"`{'; '.join(r['overrides'])}` | {r['graphs'] or '-'} | {', '.join(map(str, r['minutes']))} |"
+        )
     return "\n".join(lines)
 
 
@@ -88,8 +125,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("root", type=Path)
     ap.add_argument("--json", type=Path)
-    ap.add_argument("--same-code", action="append", default=[], metavar="NEW=OLD",
-                    help="count runs of commit NEW as commit OLD's (a diff that does not touch training)")
+    ap.add_argument(
+        "--same-code",
+        action="append",
+        default=[],
+        metavar="NEW=OLD",
+        help="count runs of commit NEW as commit OLD's (a diff that does not touch training)",
+    )
     args = ap.parse_args()
     rows = collect(args.root, dict(pair.split("=", 1) for pair in args.same_code))
     print(markdown(rows))

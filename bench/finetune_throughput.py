@@ -71,8 +71,9 @@ def main() -> None:
     def epoch(enc, batches, probe):
         t = time.perf_counter()
         for idx in batches:
-            _, _, ents = enc.encode([words[i] for i in idx], [heads[i] for i in idx], [tails[i] for i in idx],
-                                    [captions[i] for i in idx])
+            _, _, ents = enc.encode(
+                [words[i] for i in idx], [heads[i] for i in idx], [tails[i] for i in idx], [captions[i] for i in idx]
+            )
             loss = probe(ents.reshape(len(idx), -1)).logsumexp(-1).mean()
             loss.backward()
         return time.perf_counter() - t
@@ -81,20 +82,31 @@ def main() -> None:
     probe = torch.nn.Linear(2 * bare.dim, 23)
     rng = np.random.default_rng(0)
     perm = rng.permutation(args.n)
-    plain = [perm[i:i + args.batch].tolist() for i in range(0, args.n, args.batch)]
+    plain = [perm[i : i + args.batch].tolist() for i in range(0, args.n, args.batch)]
     t_bare = epoch(bare, plain, probe)
     del bare
 
-    mine = TextNodeEncoder(encoder=args.encoder, caption_tokens=k, train_layers=args.train_layers,
-                           precision=args.precision).train()
+    mine = TextNodeEncoder(
+        encoder=args.encoder, caption_tokens=k, train_layers=args.train_layers, precision=args.precision
+    ).train()
     lengths = [len(w) + (len(str(c).split()) if c else 0) for w, c in zip(words, captions)]
     sampler = LengthBuckets(lengths, args.batch, shuffle=True, seed=0)
     t_first = epoch(mine, list(iter(sampler)), probe)
     t_second = epoch(mine, list(iter(sampler)), probe)
-    res = {"encoder": args.encoder, "n": args.n, "batch": args.batch, "train_layers": args.train_layers,
-           "captioner": args.caption or None, "caption_tokens": k, "threads": args.threads, "precision": args.precision,
-           "bare_fwd_bwd_per_s": round(args.n / t_bare, 2), "mmre_first_epoch_per_s": round(args.n / t_first, 2),
-           "mmre_cached_epoch_per_s": round(args.n / t_second, 2), "speedup": round(t_bare / t_second, 2)}
+    res = {
+        "encoder": args.encoder,
+        "n": args.n,
+        "batch": args.batch,
+        "train_layers": args.train_layers,
+        "captioner": args.caption or None,
+        "caption_tokens": k,
+        "threads": args.threads,
+        "precision": args.precision,
+        "bare_fwd_bwd_per_s": round(args.n / t_bare, 2),
+        "mmre_first_epoch_per_s": round(args.n / t_first, 2),
+        "mmre_cached_epoch_per_s": round(args.n / t_second, 2),
+        "speedup": round(t_bare / t_second, 2),
+    }
     print(json.dumps(res))
     if args.out:
         with args.out.open("a", encoding="utf-8") as fh:

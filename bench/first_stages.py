@@ -76,8 +76,9 @@ def load_instances(n: int) -> tuple[list, str, dict]:
     text = SHARED_MNRE / "v2_text"
     if text.exists():
         captions = SHARED_MNRE / "v2_captions" / "BLIP_{split}.txt"
-        params = apply_overrides(params, {"data.root": str(text), "data.captions": str(captions),
-                                          "data.image_root": None})
+        params = apply_overrides(
+            params, {"data.root": str(text), "data.captions": str(captions), "data.image_root": None}
+        )
         out = []
         for split in ("val", "train"):
             insts, _ = load_split(text, split, captions=str(captions), image_policy="text-only")
@@ -96,7 +97,7 @@ def load_instances(n: int) -> tuple[list, str, dict]:
 
 def chunks(items: list, size: int):
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,11 +158,19 @@ def bench_extract(instances: list, params: dict, repeats: int) -> dict:
     n = len(instances)
     best_stage, best_bare = min(stage_t), min(bare_t)
     return {
-        "instances": n, "chunk_instances": size, "encoder": enc.name, "dim": enc.dim, "feature_rows": rows,
-        "unique_sentences": sum(len(s) for s, _ in batches), "captions": sum(len(w) for _, w in batches),
-        "stage_seconds": stage_t, "bare_encoder_seconds": bare_t,
-        "stage_instances_per_s": n / best_stage, "bare_instances_per_s": n / best_bare,
-        "ratio_bare_over_stage": best_bare / best_stage, "target_ratio": 0.85,
+        "instances": n,
+        "chunk_instances": size,
+        "encoder": enc.name,
+        "dim": enc.dim,
+        "feature_rows": rows,
+        "unique_sentences": sum(len(s) for s, _ in batches),
+        "captions": sum(len(w) for _, w in batches),
+        "stage_seconds": stage_t,
+        "bare_encoder_seconds": bare_t,
+        "stage_instances_per_s": n / best_stage,
+        "bare_instances_per_s": n / best_bare,
+        "ratio_bare_over_stage": best_bare / best_stage,
+        "target_ratio": 0.85,
         # each repeat times the stage then the bare encoder back to back: the median of those
         # paired ratios is less sensitive to other jobs than best-of-each
         "paired_ratios": [b / t for t, b in zip(stage_t, bare_t)],
@@ -203,8 +212,13 @@ def bench_build_graphs(instances: list, params: dict, repeats: int) -> dict:
             times.append(time.perf_counter() - t0)
         out[label] = {"graphs": graphs, "seconds": times, "instances_per_s": len(instances) / min(times)}
     n = len(instances)
-    return {"instances": n, **out, "instances_per_s": out["text_only"]["instances_per_s"],
-            "spacy_model": nlp.meta.get("name", "?"), "target_per_s": 200}
+    return {
+        "instances": n,
+        **out,
+        "instances_per_s": out["text_only"]["instances_per_s"],
+        "spacy_model": nlp.meta.get("name", "?"),
+        "target_per_s": 200,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,11 +229,11 @@ def make_synthetic(root: Path, n: int, dim: int = 32, chunk: int = 2048, seed: i
     """Features + graphs artifacts of n instances, shaped as extract-features/build-graphs write them."""
     from mmre_cli.data.load import load_split
     from mmre_cli.data.locate import resolve_label_map
-    from mmre_cli.store.writers import ArtifactWriter
-    from mmre_cli.store.tables import features_to_table, instances_to_table
+    from mmre_cli.graphs.nlp import load_spacy
     from mmre_cli.pipeline.owners import caption_owner, text_owner
     from mmre_cli.pipeline.scene import chunk_graphs
-    from mmre_cli.graphs.nlp import load_spacy
+    from mmre_cli.store.tables import features_to_table, instances_to_table
+    from mmre_cli.store.writers import ArtifactWriter
 
     params = base_params()
     templates = []
@@ -232,14 +246,20 @@ def make_synthetic(root: Path, n: int, dim: int = 32, chunk: int = 2048, seed: i
     labels, _ = resolve_label_map(SAMPLE, None, None)
     rng = np.random.default_rng(seed)
     fdir, gdir = root / "features", root / "graphs"
-    fw = ArtifactWriter(fdir, stage="extract_features", encoder="synthetic", dim=dim, params_hash="synthetic",
-                        max_rows_per_shard=None, max_bytes_per_shard=None,
-                        info={"encoder": "synthetic", "labels": list(labels.labels), "none_label": labels.none_label})
+    fw = ArtifactWriter(
+        fdir,
+        stage="extract_features",
+        encoder="synthetic",
+        dim=dim,
+        params_hash="synthetic",
+        max_rows_per_shard=None,
+        max_bytes_per_shard=None,
+        info={"encoder": "synthetic", "labels": list(labels.labels), "none_label": labels.none_label},
+    )
     gw_art = ArtifactWriter(gdir, stage="build_graphs", dim=0, params_hash="synthetic-graphs")
     with fw, gw_art:
         samples, features = fw.table("samples"), fw.table("features")
-        gw = gw_art.graph_writer(max_graphs_per_shard=1 << 30, max_nodes_per_shard=1 << 40,
-                                 max_edges_per_shard=1 << 40)
+        gw = gw_art.graph_writer(max_graphs_per_shard=1 << 30, max_nodes_per_shard=1 << 40, max_edges_per_shard=1 << 40)
         for start in range(0, n, chunk):
             insts, texts, caps = [], [], []
             owner, unit, kind, text = [], [], [], []
@@ -248,8 +268,7 @@ def make_synthetic(root: Path, n: int, dim: int = 32, chunk: int = 2048, seed: i
                 t = templates[j]
                 sid = f"syn-{i:07d}"
                 tokens = t.tokens[:-1] + (f"{t.tokens[-1]}~{i}",)  # a unique sentence: its own owner
-                inst = dataclasses.replace(t, sample_id=sid, tokens=tokens, img_id=f"syn_{i:07d}.png",
-                                           image_path=None)
+                inst = dataclasses.replace(t, sample_id=sid, tokens=tokens, img_id=f"syn_{i:07d}.png", image_path=None)
                 insts.append(inst)
                 tg, cg = tgraphs[j][0], tgraphs[j][1:]
                 texts.append(dataclasses.replace(tg, graph_id=f"{sid}:text", meta={**tg.meta, "sample_id": sid}))
@@ -267,8 +286,11 @@ def make_synthetic(root: Path, n: int, dim: int = 32, chunk: int = 2048, seed: i
             emb = rng.standard_normal((len(owner), dim)).astype(np.float32)
             emb /= np.linalg.norm(emb, axis=1, keepdims=True)
             samples.write(instances_to_table(insts, lambda rel: labels.id(rel) if rel is not None else -1))
-            features.write(features_to_table(owner, unit, kind, emb, texts=text,
-                                             boxes=np.full((len(owner), 4), np.nan, np.float32)))
+            features.write(
+                features_to_table(
+                    owner, unit, kind, emb, texts=text, boxes=np.full((len(owner), 4), np.nan, np.float32)
+                )
+            )
             samples.roll(allow_empty=True)
             features.roll(allow_empty=True)
             gw.write(texts + caps)
@@ -306,24 +328,45 @@ def bench_merge_memory(sizes: list[int], workdir: Path) -> dict:
     for n in sizes:
         root = workdir / f"syn-{n}"
         t0 = time.perf_counter()  # generated in a child too, so this process stays small
-        subprocess.run([sys.executable, str(Path(__file__).resolve()), "--generate", str(root), str(n)],
-                       check=True, cwd=str(REPO))
+        subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), "--generate", str(root), str(n)], check=True, cwd=str(REPO)
+        )
         fdir, gdir = root / "features", root / "graphs"
         gen = time.perf_counter() - t0
-        res = subprocess.run([sys.executable, "-c", MERGE_CHILD, str(fdir), str(gdir), str(root / "cmg"), str(REPO)],
-                             capture_output=True, text=True, cwd=str(REPO), check=False)
+        res = subprocess.run(
+            [sys.executable, "-c", MERGE_CHILD, str(fdir), str(gdir), str(root / "cmg"), str(REPO)],
+            capture_output=True,
+            text=True,
+            cwd=str(REPO),
+            check=False,
+        )
         if res.returncode != 0:
             raise RuntimeError(f"merge-cmg child failed for n={n}:\n{res.stderr[-3000:]}")
         rec = json.loads(res.stdout.strip().splitlines()[-1])
-        rec.update(instances=n, generate_seconds=gen, instances_per_s=n / rec["seconds"],
-                   maxrss_mib=rec["maxrss_kib"] / 1024, vmhwm_mib=rec["vmhwm_kib"] / 1024, loadavg_after=loadavg())
+        rec.update(
+            instances=n,
+            generate_seconds=gen,
+            instances_per_s=n / rec["seconds"],
+            maxrss_mib=rec["maxrss_kib"] / 1024,
+            vmhwm_mib=rec["vmhwm_kib"] / 1024,
+            loadavg_after=loadavg(),
+        )
         out[str(n)] = rec
-        print(f"  merge-cmg n={n}: peak RSS {rec['maxrss_mib']:.0f} MiB (VmHWM {rec['vmhwm_mib']:.0f}), {rec['seconds']:.1f} s "
-              f"({rec['instances_per_s']:.0f}/s), generated in {gen:.1f} s", file=sys.stderr, flush=True)
+        print(
+            f"  merge-cmg n={n}: peak RSS {rec['maxrss_mib']:.0f} MiB (VmHWM {rec['vmhwm_mib']:.0f}), "
+            f"{rec['seconds']:.1f} s "
+            f"({rec['instances_per_s']:.0f}/s), generated in {gen:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
     small, large = str(sizes[0]), str(sizes[-1])
-    return {"sizes": out, "ratio_large_over_small": out[large]["maxrss_kib"] / out[small]["maxrss_kib"],
-            "vmhwm_ratio_large_over_small": out[large]["vmhwm_kib"] / out[small]["vmhwm_kib"],
-            "target_ratio": 1.3, "dim": 32}
+    return {
+        "sizes": out,
+        "ratio_large_over_small": out[large]["maxrss_kib"] / out[small]["maxrss_kib"],
+        "vmhwm_ratio_large_over_small": out[large]["vmhwm_kib"] / out[small]["vmhwm_kib"],
+        "target_ratio": 1.3,
+        "dim": 32,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,22 +426,47 @@ def main(argv: list[str] | None = None) -> int:
     rows = [("benchmark", "measured", "target")]
     if "extract_features" in result:
         e = result["extract_features"]
-        rows.append((f"extract-features: stage {e['stage_instances_per_s']:.1f}/s, bare encoder "
-                     f"{e['bare_instances_per_s']:.1f}/s ({e['instances']} inst)",
-                     f"ratio {e['ratio_bare_over_stage']:.3f} (median paired {e['median_paired_ratio']:.3f})", ">= 0.85"))
+        rows.append(
+            (
+                f"extract-features: stage {e['stage_instances_per_s']:.1f}/s, bare encoder "
+                f"{e['bare_instances_per_s']:.1f}/s ({e['instances']} inst)",
+                f"ratio {e['ratio_bare_over_stage']:.3f} (median paired {e['median_paired_ratio']:.3f})",
+                ">= 0.85",
+            )
+        )
     if "build_graphs" in result:
         b = result["build_graphs"]
-        rows.append((f"build-graphs text graphs, parse+build ({b['instances']} inst)",
-                     f"{b['text_only']['instances_per_s']:.0f}/s", ">= 200/s"))
-        rows.append((f"build-graphs text + caption graphs ({b['instances']} inst)",
-                     f"{b['text_and_captions']['instances_per_s']:.0f}/s", ""))
+        rows.append(
+            (
+                f"build-graphs text graphs, parse+build ({b['instances']} inst)",
+                f"{b['text_only']['instances_per_s']:.0f}/s",
+                ">= 200/s",
+            )
+        )
+        rows.append(
+            (
+                f"build-graphs text + caption graphs ({b['instances']} inst)",
+                f"{b['text_and_captions']['instances_per_s']:.0f}/s",
+                "",
+            )
+        )
     if "merge_cmg" in result:
         m = result["merge_cmg"]
         for k, v in m["sizes"].items():
-            rows.append((f"merge-cmg peak RSS at {int(k):,} instances ({v['seconds']:.0f} s, {v['instances_per_s']:.0f}/s)",
-                         f"{v['maxrss_mib']:.0f} MiB (VmHWM {v['vmhwm_mib']:.0f})", ""))
-        rows.append(("merge-cmg peak RSS large / small", f"{m['ratio_large_over_small']:.3f} "
-                     f"(VmHWM {m['vmhwm_ratio_large_over_small']:.3f})", "<= 1.3"))
+            rows.append(
+                (
+                    f"merge-cmg peak RSS at {int(k):,} instances ({v['seconds']:.0f} s, {v['instances_per_s']:.0f}/s)",
+                    f"{v['maxrss_mib']:.0f} MiB (VmHWM {v['vmhwm_mib']:.0f})",
+                    "",
+                )
+            )
+        rows.append(
+            (
+                "merge-cmg peak RSS large / small",
+                f"{m['ratio_large_over_small']:.3f} (VmHWM {m['vmhwm_ratio_large_over_small']:.3f})",
+                "<= 1.3",
+            )
+        )
     width = [max(len(r[i]) for r in rows) for i in range(3)]
     for i, r in enumerate(rows):
         print("  ".join(c.ljust(w) for c, w in zip(r, width)))

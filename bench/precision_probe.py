@@ -50,9 +50,16 @@ def main() -> None:
             hidden.float().sum().backward()
             runs.append(time.perf_counter() - t0)
         seconds[precision] = {"median_s": round(statistics.median(runs), 3), "runs_s": [round(r, 3) for r in runs]}
-    row = {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "processor": platform.processor(),
-           "bf16_native": bf16_is_native("cpu"), "batch": a.batch, "length": a.length, "threads": a.threads,
-           "seconds": seconds, "bf16_over_fp32": round(seconds["bf16"]["median_s"] / seconds["32"]["median_s"], 2)}
+    row = {
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "processor": platform.processor(),
+        "bf16_native": bf16_is_native("cpu"),
+        "batch": a.batch,
+        "length": a.length,
+        "threads": a.threads,
+        "seconds": seconds,
+        "bf16_over_fp32": round(seconds["bf16"]["median_s"] / seconds["32"]["median_s"], 2),
+    }
     print(json.dumps(row))
     if a.out:
         with a.out.open("a") as f:

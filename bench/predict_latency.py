@@ -47,11 +47,21 @@ def sample_queries(n: int) -> list[dict]:
     """``n`` instances from the sample (val then train, cycled): image, text, head, tail, caption."""
     items = []
     for split in ("val", "train"):
-        caps = {d["img_id"]: d["text"] for d in map(ast.literal_eval, (SAMPLE / f"captions_{split}.txt").read_text().splitlines())}
+        caps = {
+            d["img_id"]: d["text"]
+            for d in map(ast.literal_eval, (SAMPLE / f"captions_{split}.txt").read_text().splitlines())
+        }
         for line in (SAMPLE / f"ours_{split}.txt").read_text().splitlines():
             rec = ast.literal_eval(line)
-            items.append({"image": str(SAMPLE / "img_org" / split / rec["img_id"]), "text": " ".join(rec["token"]),
-                          "head": rec["h"]["name"], "tail": rec["t"]["name"], "caption": caps.get(rec["img_id"])})
+            items.append(
+                {
+                    "image": str(SAMPLE / "img_org" / split / rec["img_id"]),
+                    "text": " ".join(rec["token"]),
+                    "head": rec["h"]["name"],
+                    "tail": rec["t"]["name"],
+                    "caption": caps.get(rec["img_id"]),
+                }
+            )
     return [items[i % len(items)] for i in range(n)]
 
 
@@ -66,8 +76,10 @@ def warm(model: Path, n: int, repeats: int, chunks: list[int]) -> dict:
     load_s = time.perf_counter() - t0
 
     def queries():
-        return [Query(text=r["text"], image=Path(r["image"]), head=r["head"], tail=r["tail"], caption=r["caption"])
-                for r in records]
+        return [
+            Query(text=r["text"], image=Path(r["image"]), head=r["head"], tail=r["tail"], caption=r["caption"])
+            for r in records
+        ]
 
     predictor.predict(queries())  # warm-up (lazy inits), not timed
     out = {"load_s": round(load_s, 3), "n": n, "repeats": repeats, "by_chunk": {}}
@@ -83,22 +95,38 @@ def warm(model: Path, n: int, repeats: int, chunks: list[int]) -> dict:
             starts = []
             for start in range(0, len(items), size):
                 c0 = time.perf_counter()
-                list(predictor.predict_instances(items[start:start + size]))
+                list(predictor.predict_instances(items[start : start + size]))
                 starts.append(time.perf_counter() - c0)
             total = time.perf_counter() - t
             per_instance.append(total / n)
             per_chunk.extend(starts)
-        out["by_chunk"][str(size)] = {"median_ms_per_instance": round(1000 * statistics.median(per_instance), 2),
-                                      "median_ms_per_chunk": round(1000 * statistics.median(per_chunk), 2),
-                                      "chunks_per_pass": len(per_chunk) // repeats}
+        out["by_chunk"][str(size)] = {
+            "median_ms_per_instance": round(1000 * statistics.median(per_instance), 2),
+            "median_ms_per_chunk": round(1000 * statistics.median(per_chunk), 2),
+            "chunks_per_pass": len(per_chunk) // repeats,
+        }
     return out
 
 
 def cold(model: Path, runs: int) -> dict:
     rec = sample_queries(1)[0]
     exe = Path(sys.executable).with_name("mmre")
-    cmd = [str(exe) if exe.exists() else "mmre", "predict", rec["image"], rec["text"], "--head", rec["head"], "--tail",
-           rec["tail"], "--image-caption", rec["caption"], "--model", str(model), "--json", "-q"]
+    cmd = [
+        str(exe) if exe.exists() else "mmre",
+        "predict",
+        rec["image"],
+        rec["text"],
+        "--head",
+        rec["head"],
+        "--tail",
+        rec["tail"],
+        "--image-caption",
+        rec["caption"],
+        "--model",
+        str(model),
+        "--json",
+        "-q",
+    ]
     env = dict(os.environ, MMRE_OFFLINE="1", HF_HUB_OFFLINE="1")
     times = []
     for _ in range(runs):
@@ -107,8 +135,12 @@ def cold(model: Path, runs: int) -> dict:
         times.append(time.perf_counter() - t)
         if proc.returncode != 0 or not proc.stdout.strip():
             raise SystemExit(f"cold run failed ({proc.returncode}): {proc.stderr[-500:]}")
-    return {"runs": runs, "median_s": round(statistics.median(times), 2), "all_s": [round(x, 2) for x in times],
-            "command": " ".join(cmd[1:])}
+    return {
+        "runs": runs,
+        "median_s": round(statistics.median(times), 2),
+        "all_s": [round(x, 2) for x in times],
+        "command": " ".join(cmd[1:]),
+    }
 
 
 def main() -> None:
@@ -123,9 +155,14 @@ def main() -> None:
     if not (args.model / "pipeline.json").exists():
         raise SystemExit(f"{args.model}: no trained model; run `dvc repro` (or the stage commands) first")
     os.chdir(REPO)
-    result = {"date": dt.datetime.now().isoformat(timespec="seconds"), "host": platform.node(),
-              "cpus": os.cpu_count(), "loadavg_before": _loadavg(), "model": str(args.model),
-              "torch_threads": os.environ.get("MMRE_TORCH_THREADS", "1")}
+    result = {
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "loadavg_before": _loadavg(),
+        "model": str(args.model),
+        "torch_threads": os.environ.get("MMRE_TORCH_THREADS", "1"),
+    }
     result["cold"] = cold(args.model, args.cold_runs)
     result["warm"] = warm(args.model, args.n, args.repeats, [int(c) for c in args.chunks.split(",")])
     result["loadavg_after"] = _loadavg()

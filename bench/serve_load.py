@@ -50,12 +50,22 @@ def sample_lines(root: Path = SAMPLE) -> list[dict]:
     """The sample's val then train lines as ``POST /predict`` objects (image = the sample's name)."""
     lines = []
     for split in ("val", "train"):
-        caps = {d["img_id"]: d["text"] for d in map(ast.literal_eval, (root / f"captions_{split}.txt").read_text().splitlines())}
+        caps = {
+            d["img_id"]: d["text"]
+            for d in map(ast.literal_eval, (root / f"captions_{split}.txt").read_text().splitlines())
+        }
         for line in (root / f"ours_{split}.txt").read_text().splitlines():
             rec = ast.literal_eval(line)
-            lines.append({"text": " ".join(rec["token"]), "head": rec["h"]["name"], "tail": rec["t"]["name"],
-                          "caption": caps.get(rec["img_id"]), "image": rec["img_id"],
-                          "_path": str(root / "img_org" / split / rec["img_id"])})
+            lines.append(
+                {
+                    "text": " ".join(rec["token"]),
+                    "head": rec["h"]["name"],
+                    "tail": rec["t"]["name"],
+                    "caption": caps.get(rec["img_id"]),
+                    "image": rec["img_id"],
+                    "_path": str(root / "img_org" / split / rec["img_id"]),
+                }
+            )
     return lines
 
 
@@ -68,8 +78,12 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 
 def _summary(ms: list[float], prefix: str = "") -> dict:
-    return {f"{prefix}p50_ms": _round(_percentile(ms, 50)), f"{prefix}p90_ms": _round(_percentile(ms, 90)),
-            f"{prefix}p99_ms": _round(_percentile(ms, 99)), f"{prefix}max_ms": _round(max(ms) if ms else None)}
+    return {
+        f"{prefix}p50_ms": _round(_percentile(ms, 50)),
+        f"{prefix}p90_ms": _round(_percentile(ms, 90)),
+        f"{prefix}p99_ms": _round(_percentile(ms, 99)),
+        f"{prefix}max_ms": _round(max(ms) if ms else None),
+    }
 
 
 def _round(x: float | None) -> float | None:
@@ -81,9 +95,17 @@ def _connect(url: str, timeout: float) -> http.client.HTTPConnection:
     return http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
 
 
-def load(url: str, *, clients: int = 8, requests: int = 400, lines: list[dict] | None = None,
-         upload_every: int = 4, health_every: float = 0.25, deadline: float = 600.0,
-         timeout: float = 120.0) -> dict:
+def load(
+    url: str,
+    *,
+    clients: int = 8,
+    requests: int = 400,
+    lines: list[dict] | None = None,
+    upload_every: int = 4,
+    health_every: float = 0.25,
+    deadline: float = 600.0,
+    timeout: float = 120.0,
+) -> dict:
     """Send ``requests`` predictions from ``clients`` threads to the server at ``url``; returns the
     figures (latencies in ms, ``failed`` with the first few ``errors``). Stops by itself: after the
     count or at ``deadline`` seconds, whichever comes first."""
@@ -114,7 +136,9 @@ def load(url: str, *, clients: int = 8, requests: int = 400, lines: list[dict] |
                 break
             t0 = time.perf_counter()
             try:
-                conn.request("POST", "/predict", body=bodies[i % len(bodies)], headers={"content-type": "application/json"})
+                conn.request(
+                    "POST", "/predict", body=bodies[i % len(bodies)], headers={"content-type": "application/json"}
+                )
                 r = conn.getresponse()
                 data = r.read()
                 ms = (time.perf_counter() - t0) * 1000
@@ -160,12 +184,21 @@ def load(url: str, *, clients: int = 8, requests: int = 400, lines: list[dict] |
     unsent = requests - len(latencies) - len(errors)
     if unsent:
         errors.append(f"{unsent} request(s) not sent before the {deadline:g} s deadline")
-    return {"clients": clients, "requests": requests, "ok": len(latencies), "failed": requests - len(latencies),
-            **_summary(latencies), "mean_ms": _round(statistics.fmean(latencies) if latencies else None),
-            "wall_s": round(wall, 2), "requests_per_s": round(len(latencies) / wall, 2) if wall else None,
-            "uploads": sum(uploads[i % len(bodies)] for i in range(requests)),
-            "health_probes": len(health), "health_failed": health_failed[0], **_summary(health, "health_"),
-            "errors": errors[:5]}
+    return {
+        "clients": clients,
+        "requests": requests,
+        "ok": len(latencies),
+        "failed": requests - len(latencies),
+        **_summary(latencies),
+        "mean_ms": _round(statistics.fmean(latencies) if latencies else None),
+        "wall_s": round(wall, 2),
+        "requests_per_s": round(len(latencies) / wall, 2) if wall else None,
+        "uploads": sum(uploads[i % len(bodies)] for i in range(requests)),
+        "health_probes": len(health),
+        "health_failed": health_failed[0],
+        **_summary(health, "health_"),
+        "errors": errors[:5],
+    }
 
 
 def _free_port() -> int:
@@ -195,7 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--url", help="a running server to load instead of starting one")
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--requests", type=int, default=400)
-    ap.add_argument("--upload-every", type=int, default=4, help="every N-th line sends its image as image_b64 (0: never)")
+    ap.add_argument(
+        "--upload-every", type=int, default=4, help="every N-th line sends its image as image_b64 (0: never)"
+    )
     ap.add_argument("--health-every", type=float, default=0.25, help="seconds between GET /health probes")
     ap.add_argument("--deadline", type=float, default=900, help="stop sending after this many seconds")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="folder of the dated JSON log")
@@ -206,15 +241,36 @@ def main(argv: list[str] | None = None) -> int:
     if url is None:
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
-        proc = subprocess.Popen([sys.executable, "-m", "mmre_cli", "serve", "--model", str(args.model),
-                                 "--port", str(port), "--samples", str(SAMPLE / "img_org")],
-                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mmre_cli",
+                "serve",
+                "--model",
+                str(args.model),
+                "--port",
+                str(port),
+                "--samples",
+                str(SAMPLE / "img_org"),
+            ],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
     try:
         first = _wait_health(url, proc, 300)
         load(url, clients=1, requests=2, upload_every=0, health_every=60)  # warm-up, not counted
         loadavg_before = os.getloadavg()
-        result = load(url, clients=args.clients, requests=args.requests, upload_every=args.upload_every,
-                      health_every=args.health_every, deadline=args.deadline)
+        result = load(
+            url,
+            clients=args.clients,
+            requests=args.requests,
+            upload_every=args.upload_every,
+            health_every=args.health_every,
+            deadline=args.deadline,
+        )
         loadavg_after = os.getloadavg()
         alive = _wait_health(url, proc, 10) is not None
     finally:
@@ -228,13 +284,22 @@ def main(argv: list[str] | None = None) -> int:
                 stderr = proc.communicate()[1]
             code = proc.returncode
     now = dt.datetime.now(dt.timezone.utc)
-    out = {"bench": "serve_load", "when": now.isoformat(timespec="seconds"), "model": str(args.model),
-           "url": url if args.url else "127.0.0.1 (a child mmre serve)", **result,
-           "server_alive_after": alive, "first_health_s": round(first, 2) if proc is not None else None,
-           "server_exit_on_ctrl_c": code, "server_stderr_tail": stderr.strip().splitlines()[-3:] if stderr else [],
-           "loadavg_before": [round(x, 2) for x in loadavg_before], "loadavg_after": [round(x, 2) for x in loadavg_after],
-           "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(),
-           "threads_env": {k: os.environ.get(k) for k in ("MMRE_TORCH_THREADS", "OMP_NUM_THREADS")}}
+    out = {
+        "bench": "serve_load",
+        "when": now.isoformat(timespec="seconds"),
+        "model": str(args.model),
+        "url": url if args.url else "127.0.0.1 (a child mmre serve)",
+        **result,
+        "server_alive_after": alive,
+        "first_health_s": round(first, 2) if proc is not None else None,
+        "server_exit_on_ctrl_c": code,
+        "server_stderr_tail": stderr.strip().splitlines()[-3:] if stderr else [],
+        "loadavg_before": [round(x, 2) for x in loadavg_before],
+        "loadavg_after": [round(x, 2) for x in loadavg_after],
+        "cpus": os.cpu_count(),
+        "machine": platform.processor() or platform.machine(),
+        "threads_env": {k: os.environ.get(k) for k in ("MMRE_TORCH_THREADS", "OMP_NUM_THREADS")},
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"serve_load_{now.strftime('%Y-%m-%dT%H%M%S')}.json").write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out, indent=2))

@@ -2,7 +2,8 @@ r"""Why a relation was predicted: Integrated Gradients over the graph (and the s
 
 **Graph.** :func:`graph_attribution` runs PyG's :class:`torch_geometric.explain.Explainer` with
 ``CaptumExplainer("IntegratedGradients")`` on the refined graph, for the predicted class's logit
-(``explanation_type="phenomenon"`` with that class as the target, graph-level multiclass, raw logits). Node features get an
+(``explanation_type="phenomenon"`` with that class as the target, graph-level multiclass, raw logits). Node features
+get an
 attribution per feature (``node_mask_type="attributes"``) and every edge a scalar mask
 (``edge_mask_type="object"``, injected into the GATv2 layers' messages by PyG). With the zero
 baseline, IG's completeness axiom makes the attributions add up to the logit's change from the
@@ -81,8 +82,9 @@ def _message_passing(model: nn.Module) -> bool:
     return any(isinstance(m, MessagePassing) for m in model.modules())
 
 
-def graph_attribution(model: nn.Module, data, target: int | None = None, steps: int = 32
-                      ) -> tuple[int, Tensor, Tensor | None]:
+def graph_attribution(
+    model: nn.Module, data, target: int | None = None, steps: int = 32
+) -> tuple[int, Tensor, Tensor | None]:
     """``(target, node [N], edge [E] or None)``: IG of the ``target`` logit (default: the predicted class).
 
     Shapes:
@@ -99,10 +101,14 @@ def graph_attribution(model: nn.Module, data, target: int | None = None, steps: 
         with torch.no_grad():
             target = int(wrapped(x, data.edge_index).argmax(dim=-1)[0])
     edges = data.edge_index.size(1) > 0 and _message_passing(wrapped)
-    explainer = Explainer(model=wrapped, algorithm=CaptumExplainer("IntegratedGradients", n_steps=steps),
-                          explanation_type="phenomenon", node_mask_type="attributes",
-                          edge_mask_type="object" if edges else None,
-                          model_config=dict(mode="multiclass_classification", task_level="graph", return_type="raw"))
+    explainer = Explainer(
+        model=wrapped,
+        algorithm=CaptumExplainer("IntegratedGradients", n_steps=steps),
+        explanation_type="phenomenon",
+        node_mask_type="attributes",
+        edge_mask_type="object" if edges else None,
+        model_config=dict(mode="multiclass_classification", task_level="graph", return_type="raw"),
+    )
     explanation = explainer(x, data.edge_index, target=torch.tensor([target]))
     model.train(was_training)
     node = explanation.node_mask.sum(dim=-1).detach()

@@ -32,4 +32,3 @@ class InputError(MmreError):
             where = self.path if line is None else f"{self.path}:{line}"
             where += ": "
         super().__init__(where + message)
-

@@ -33,8 +33,10 @@ class Data:
     on_error: str = key("raise", "a malformed record", ("raise", "skip"))
     label_map: str | None = key(None, "rel2id JSON; null = found next to the text files")
     captioner: str | None = key(
-        None, "predict/serve: image-to-text model folder or cached hub id, used when the model reads "
-              "captions and none is given; null = none")
+        None,
+        "predict/serve: image-to-text model folder or cached hub id, used when the model reads "
+        "captions and none is given; null = none",
+    )
 
 
 @dataclass(frozen=True)
@@ -94,16 +96,26 @@ class Diffuse:
     alpha: float = key(0.85, "v <- alpha * A v + (1 - alpha) * v0")
     max_iter: int = key(10, "diffusion iterations")
     tau: float = key(0.1, "prune edges whose weight is below tau (see prune)")
-    prune: str = key("minmax", "minmax: v rescaled per graph to [0, 1] | quantile: tau is the graph's edge-weight "
-                               "quantile | absolute: the raw v (the paper)", ("minmax", "quantile", "absolute"))
-    relevance: str = key("clipped", "v0: clipped = max(0, cos) | shifted = (1 + cos) / 2 | editor (learned)",
-                         ("clipped", "shifted", "editor"))
+    prune: str = key(
+        "minmax",
+        "minmax: v rescaled per graph to [0, 1] | quantile: tau is the graph's edge-weight "
+        "quantile | absolute: the raw v (the paper)",
+        ("minmax", "quantile", "absolute"),
+    )
+    relevance: str = key(
+        "clipped",
+        "v0: clipped = max(0, cos) | shifted = (1 + cos) / 2 | editor (learned)",
+        ("clipped", "shifted", "editor"),
+    )
 
 
 @dataclass(frozen=True)
 class TrainGnn:
-    model: str = key("gnn", "gnn | pooled (the 'w/o GNN' ablation) | finetune (the text encoder trained too)",
-                     ("gnn", "pooled", "finetune"))
+    model: str = key(
+        "gnn",
+        "gnn | pooled (the 'w/o GNN' ablation) | finetune (the text encoder trained too)",
+        ("gnn", "pooled", "finetune"),
+    )
     hidden: int = key(256, "hidden size")
     layers: int = key(2, "graph layers")
     heads: int = key(4, "attention heads")
@@ -112,13 +124,15 @@ class TrainGnn:
     lr: float = key(0.001, "learning rate (also the reward classifier's)")
     weight_decay: float = key(0.01, "AdamW weight decay (also the reward classifier's)")
     batch_size: int = key(64, "graphs per batch")
-    class_weights: str = key("inverse_sqrt", "loss weights per class (also the reward classifier's)",
-                             ("none", "inverse_sqrt", "balanced"))
+    class_weights: str = key(
+        "inverse_sqrt", "loss weights per class (also the reward classifier's)", ("none", "inverse_sqrt", "balanced")
+    )
     patience: int = key(5, "epochs without a better val F1 before stopping")
     seed: int = key(13, "random seed (ensemble: seed, seed+1, ...)")
     enc_lr: float = key(5.0e-5, "finetune: the encoder's learning rate")
-    markers: str = key("special", "finetune: entity markers; typed adds spaCy's NER type",
-                       ("special", "typed", "punct", "none"))
+    markers: str = key(
+        "special", "finetune: entity markers; typed adds spaCy's NER type", ("special", "typed", "punct", "none")
+    )
     train_layers: int | None = key(None, "finetune: top encoder layers trained; null = all")
     warmup: float = key(0.1, "finetune: warm-up fraction of the steps")
     layer_decay: float = key(1.0, "finetune: layer l of L learns at enc_lr * layer_decay^(L-1-l) (1 = off)")
@@ -130,20 +144,27 @@ class TrainGnn:
     caption_tokens: int = key(0, "finetune: caption word pieces read as the 2nd segment; 0 = none")
     caption_pass: int = key(0, "finetune: caption word pieces read in their own pass, fused with the markers; 0 = none")
     pair_captions: str | list[str] | None = key(
-        None, "finetune: the captions file (may hold {split}) caption_tokens / caption_pass read; a list of "
-              "captioners is joined; null = data.captions, the caption graph's")
-    readout: str = key("gnn_markers", "finetune: GNN + entity-start markers, or the markers alone",
-                       ("gnn_markers", "markers"))
+        None,
+        "finetune: the captions file (may hold {split}) caption_tokens / caption_pass read; a list of "
+        "captioners is joined; null = data.captions, the caption graph's",
+    )
+    readout: str = key(
+        "gnn_markers", "finetune: GNN + entity-start markers, or the markers alone", ("gnn_markers", "markers")
+    )
     relation_text: bool = key(False, "finetune: score the pair against encoded relation descriptions")
     precision: str = key("32", "finetune: 32 | bf16 (autocast) | auto (bf16 where native)", ("32", "bf16", "auto"))
-    graph_encoder: str = key("gatv2", "gatv2 (GATv2, edge features) | gat (the original GAT) | hop_attention (Graph4MM)",
-                             ("gatv2", "gat", "hop_attention"))
+    graph_encoder: str = key(
+        "gatv2",
+        "gatv2 (GATv2, edge features) | gat (the original GAT) | hop_attention (Graph4MM)",
+        ("gatv2", "gat", "hop_attention"),
+    )
     hop_alpha: float = key(0.1, "hop_attention: alpha of sum_k alpha (1 - alpha)^k T^k")
     hop_k: int = key(4, "hop_attention: K terms (T^0 .. T^(K-1))")
     fusion: str = key("none", "none | mm_qformer (Graph4MM's learnable queries)", ("none", "mm_qformer"))
     queries: int = key(8, "mm_qformer: number of queries")
-    loss: str = key("ce+negative_learning", "ce | ce+negative_learning (GraphMNL-style branches)",
-                    ("ce", "ce+negative_learning"))
+    loss: str = key(
+        "ce+negative_learning", "ce | ce+negative_learning (GraphMNL-style branches)", ("ce", "ce+negative_learning")
+    )
     nl_weight: float = key(0.5, "ce+negative_learning: lambda of the negative-learning term")
 
 
@@ -154,8 +175,14 @@ class Evaluate:
 
 #: section name → its dataclass, in params.yaml's order (the stages' order)
 SECTIONS: dict[str, type] = {
-    "data": Data, "extract_features": ExtractFeatures, "build_graphs": BuildGraphs, "merge_cmg": MergeCmg,
-    "train_agent": TrainAgent, "diffuse": Diffuse, "train_gnn": TrainGnn, "evaluate": Evaluate,
+    "data": Data,
+    "extract_features": ExtractFeatures,
+    "build_graphs": BuildGraphs,
+    "merge_cmg": MergeCmg,
+    "train_agent": TrainAgent,
+    "diffuse": Diffuse,
+    "train_gnn": TrainGnn,
+    "evaluate": Evaluate,
 }
 
 

@@ -59,8 +59,10 @@ def load_params(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
         for key, value in values.items():
             if key not in params[section]:
                 moved = {("data", "pair_captions"): "train_gnn.pair_captions"}.get((section, key))
-                raise MmreError(f"{path}: unknown key '{section}.{key}'"
-                                + (f" (it moved to {moved})" if moved else " (`mmre params` lists the keys)"))
+                raise MmreError(
+                    f"{path}: unknown key '{section}.{key}'"
+                    + (f" (it moved to {moved})" if moved else " (`mmre params` lists the keys)")
+                )
             params[section][key] = check_value(section, key, _number(value), source=str(path))
     return params
 
@@ -102,8 +104,14 @@ def check_value(section: str, key: str, value: Any, *, source: str = "params") -
     elif isinstance(value, list) and any(t.startswith("list") for t in allowed):
         if all(isinstance(v, str) for v in value):
             return value
-    kinds = {"str": "a word or path", "int": "an integer", "float": "a number", "bool": "true or false",
-             "None": "null", "list[str]": "a list of words or paths"}
+    kinds = {
+        "str": "a word or path",
+        "int": "an integer",
+        "float": "a number",
+        "bool": "true or false",
+        "None": "null",
+        "list[str]": "a list of words or paths",
+    }
     wanted = " or ".join(kinds.get(t, t) for t in allowed)
     raise MmreError(f"{where} must be {wanted}, not {value!r}")
 
@@ -142,8 +150,9 @@ def apply_overrides(params: dict, overrides: Mapping[str, Any], *, skip_none: bo
             continue
         section, _, key = dotted.partition(".")
         if not key or section not in out or key not in out[section]:
-            raise MmreError(f"unknown parameter '{dotted}' (write it as section.key, e.g. train_gnn.lr; "
-                            "`mmre params` lists them)")
+            raise MmreError(
+                f"unknown parameter '{dotted}' (write it as section.key, e.g. train_gnn.lr; `mmre params` lists them)"
+            )
         out[section][key] = check_value(section, key, value, source="--set")
     return out
 

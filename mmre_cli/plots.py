@@ -84,9 +84,16 @@ def _kept(rows: Sequence[Mapping[str, float]], keep_by: Sequence[str] | None) ->
     return max(range(len(rows)), key=key)
 
 
-def curves_png(rows: Sequence[Mapping[str, float]], x: str, panels: Sequence[Sequence[str]], path: str | Path,
-               title: str, ylabels: Sequence[str] | None = None, smooth: int = 1,
-               keep_by: Sequence[str] | None = KEEP_BY) -> Path:
+def curves_png(
+    rows: Sequence[Mapping[str, float]],
+    x: str,
+    panels: Sequence[Sequence[str]],
+    path: str | Path,
+    title: str,
+    ylabels: Sequence[str] | None = None,
+    smooth: int = 1,
+    keep_by: Sequence[str] | None = KEEP_BY,
+) -> Path:
     """Line plots of ``rows`` (dicts with ``x`` and the panels' columns), one panel per column group.
 
     Args:
@@ -124,18 +131,22 @@ def curves_png(rows: Sequence[Mapping[str, float]], x: str, panels: Sequence[Seq
             colour = f"C{n}"
             label = f"{col} (right axis)" if other else col
             if smooth > 1:
-                line, = target.plot(xs, _rolling(ys, smooth), color=colour, label=f"{label}, mean of {smooth}")
+                (line,) = target.plot(xs, _rolling(ys, smooth), color=colour, label=f"{label}, mean of {smooth}")
                 target.plot(xs, ys, color=colour, alpha=0.2, linewidth=0.8)
             else:
-                line, = target.plot(xs, ys, color=colour, marker="o" if len(xs) <= 30 else None, markersize=3,
-                                    label=label)
+                (line,) = target.plot(
+                    xs, ys, color=colour, marker="o" if len(xs) <= 30 else None, markersize=3, label=label
+                )
             handles.append(line)
             if other:
                 target.set_ylabel(col, color=colour)
                 target.tick_params(axis="y", colors=colour)
         if kept is not None:
-            handles.append(ax.axvline(xs[kept], color="#333333", linestyle="--", linewidth=1,
-                                      label=f"kept ({x} {rows[kept][x]:g})"))
+            handles.append(
+                ax.axvline(
+                    xs[kept], color="#333333", linestyle="--", linewidth=1, label=f"kept ({x} {rows[kept][x]:g})"
+                )
+            )
         if whole:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
@@ -169,8 +180,15 @@ def confusion_png(labels: Sequence[str], matrix: Sequence[Sequence[int]], path: 
     for i in range(m.shape[0]):
         for j in range(m.shape[1]):
             if m[i, j]:
-                ax.text(j, i, str(int(m[i, j])), ha="center", va="center", fontsize=6.5,
-                        color="white" if norm[i, j] > 0.6 else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(int(m[i, j])),
+                    ha="center",
+                    va="center",
+                    fontsize=6.5,
+                    color="white" if norm[i, j] > 0.6 else "black",
+                )
     ax.set_xticks(range(len(short)), short, rotation=70, ha="right", fontsize=7)
     ax.set_yticks(range(len(short)), short, fontsize=7)
     ax.set_xlabel("predicted")

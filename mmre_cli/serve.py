@@ -43,8 +43,14 @@ from pathlib import Path
 __all__ = ["LIMITS", "create_app"]
 
 #: request bounds (bytes / characters / inputs)
-LIMITS = {"body_bytes": 12 * 1024 * 1024, "image_bytes": 8 * 1024 * 1024, "text_chars": 2000,
-          "caption_chars": 2000, "entity_chars": 200, "batch": 32}
+LIMITS = {
+    "body_bytes": 12 * 1024 * 1024,
+    "image_bytes": 8 * 1024 * 1024,
+    "text_chars": 2000,
+    "caption_chars": 2000,
+    "entity_chars": 200,
+    "batch": 32,
+}
 _FIELDS = {"text", "head", "tail", "caption", "image", "image_b64"}  # a --batch line's + image_b64
 
 
@@ -171,8 +177,9 @@ class Service:
 
     def _save_upload(self, data: bytes, index: int) -> Path:
         if len(data) > LIMITS["image_bytes"]:
-            raise BadRequest(f"input {index}: the image is {len(data)} bytes, more than the "
-                             f"{LIMITS['image_bytes']} allowed", 413)
+            raise BadRequest(
+                f"input {index}: the image is {len(data)} bytes, more than the {LIMITS['image_bytes']} allowed", 413
+            )
         if not data:
             raise BadRequest(f"input {index}: the image is empty")
         f = tempfile.NamedTemporaryFile(dir=self.workdir, suffix=".upload", delete=False)
@@ -204,7 +211,9 @@ class Service:
                 raise BadRequest(f"input {i}: the text has {len(text)} characters, at most {LIMITS['text_chars']}", 413)
             caption = rec.get("caption") or None
             if caption is not None and (not isinstance(caption, str) or len(caption) > LIMITS["caption_chars"]):
-                raise BadRequest(f"input {i}: 'caption' must be a string of at most {LIMITS['caption_chars']} characters")
+                raise BadRequest(
+                    f"input {i}: 'caption' must be a string of at most {LIMITS['caption_chars']} characters"
+                )
             for key in ("head", "tail"):
                 if isinstance(rec.get(key), str) and len(rec[key]) > LIMITS["entity_chars"]:
                     raise BadRequest(f"input {i}: '{key}' has more than {LIMITS['entity_chars']} characters", 413)
@@ -219,9 +228,9 @@ class Service:
 
     def predict(self, records: list[dict], explain: bool, upload_name: str | None = None) -> dict:
         from mmre_cli.errors import MmreError
-        from mmre_cli.reporting import NullReporter
         from mmre_cli.predict.predictor import explain as draw
         from mmre_cli.predict.queries import check_query
+        from mmre_cli.reporting import NullReporter
 
         shown: dict[str, str] = {}  # server path -> the name the client knows
         try:
@@ -239,10 +248,18 @@ class Service:
                         png = Path(tempfile.mkstemp(dir=self.workdir, suffix=".png")[1])
                         try:
                             image = first[0].image
-                            pick = draw(self.predictor, first, png,
-                                        image_name=None if image is None else self.hide_paths(str(image), shown))
-                            picture = {"head": pick.head, "tail": pick.tail, "relation": pick.relation,
-                                       "png": "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode()}
+                            pick = draw(
+                                self.predictor,
+                                first,
+                                png,
+                                image_name=None if image is None else self.hide_paths(str(image), shown),
+                            )
+                            picture = {
+                                "head": pick.head,
+                                "tail": pick.tail,
+                                "relation": pick.relation,
+                                "png": "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode(),
+                            }
                         finally:
                             png.unlink(missing_ok=True)
                 finally:
@@ -253,8 +270,11 @@ class Service:
                 if line["image"] is not None:
                     line["image"] = self.hide_paths(line["image"], shown)
                 predictions.append(line)
-            return {"predictions": predictions, "explanation": picture,
-                    "warnings": [self.hide_paths(w, shown) for w in notes.warnings]}
+            return {
+                "predictions": predictions,
+                "explanation": picture,
+                "warnings": [self.hide_paths(w, shown) for w in notes.warnings],
+            }
         except MmreError as err:  # bad input found by the predictor: the user's to fix
             raise BadRequest(self.hide_paths(str(err), shown)) from None
         except BadRequest as err:
@@ -285,15 +305,18 @@ def create_app(model: Path, *, samples: Path | None = None, predictor=None, capt
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         """FastAPI's own answers (404 unknown route, 405 wrong method) in the API's error shape."""
-        message = {404: f"no such route: {request.method} {request.url.path} (see GET /, POST /predict, "
-                        "GET /samples, GET /health)",
-                   405: f"{request.method} is not allowed on {request.url.path}"}.get(exc.status_code, str(exc.detail))
+        message = {
+            404: f"no such route: {request.method} {request.url.path} (see GET /, POST /predict, "
+            "GET /samples, GET /health)",
+            405: f"{request.method} is not allowed on {request.url.path}",
+        }.get(exc.status_code, str(exc.detail))
         return JSONResponse({"error": message}, exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg', '')}"
-                             for e in exc.errors())
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg', '')}" for e in exc.errors()
+        )
         return JSONResponse({"error": f"bad request parameters ({problems})"}, 422)
 
     @app.exception_handler(BodyTooLarge)
@@ -348,8 +371,13 @@ def create_app(model: Path, *, samples: Path | None = None, predictor=None, capt
         body = await request.body()  # at most LIMITS["body_bytes"] (Guard); form() parses this copy
         boundary = re.search(r'boundary="?([^";,\s]+)', request.headers.get("content-type", ""))
         if boundary and b"--" + boundary.group(1).encode("latin-1") + b"--" not in body:
-            return JSONResponse({"error": "could not read the form (a multipart/form-data body: it ends before "
-                                          "its closing boundary, cut short?)"}, 400)
+            return JSONResponse(
+                {
+                    "error": "could not read the form (a multipart/form-data body: it ends before "
+                    "its closing boundary, cut short?)"
+                },
+                400,
+            )
         try:
             form = await request.form(max_files=1, max_fields=10)
         except BodyTooLarge:
@@ -373,10 +401,17 @@ def create_app(model: Path, *, samples: Path | None = None, predictor=None, capt
 
 def _page(samples: list[str], model_name: str, captions: bool) -> str:
     options = "".join(f'<option value="{html.escape(s)}">{html.escape(s)}</option>' for s in samples)
-    caption_hint = ("this model reads the image through its caption: type one, or leave it empty and the "
-                    "server's captioner (if one was given) writes it" if captions else "this model does not read captions")
-    return _PAGE.replace("{{options}}", options).replace("{{model}}", html.escape(model_name)) \
+    caption_hint = (
+        "this model reads the image through its caption: type one, or leave it empty and the "
+        "server's captioner (if one was given) writes it"
+        if captions
+        else "this model does not read captions"
+    )
+    return (
+        _PAGE.replace("{{options}}", options)
+        .replace("{{model}}", html.escape(model_name))
         .replace("{{caption_hint}}", html.escape(caption_hint))
+    )
 
 
 _PAGE = """<!doctype html>
@@ -397,13 +432,15 @@ _PAGE = """<!doctype html>
  #warnings{color:#8a5a00;margin:10px 0}
  #status{color:#555}
 </style></head><body>
-<h1>mmre</h1><p class="sub">Relation between two entities of a sentence, with its image. Model: <code>{{model}}</code></p>
+<h1>mmre</h1>
+<p class="sub">Relation between two entities of a sentence, with its image. Model: <code>{{model}}</code></p>
 <form id="form">
  <label for="image">image</label><div><input type="file" id="image" name="image" accept="image/*">
    or a sample <select id="sample" name="sample"><option value="">(none)</option>{{options}}</select></div>
  <label for="text">sentence</label><textarea id="text" name="text" required></textarea>
  <label for="head">head entity</label><div><input type="text" id="head" name="head">
-   <span class="hint">its words as in the sentence; leave head and tail empty to pair the entities spaCy finds</span></div>
+   <span class="hint">
+   its words as in the sentence; leave head and tail empty to pair the entities spaCy finds</span></div>
  <label for="tail">tail entity</label><input type="text" id="tail" name="tail">
  <label for="caption">caption</label><div><input type="text" id="caption" name="caption">
    <span class="hint">{{caption_hint}}</span></div>
@@ -436,7 +473,8 @@ form.addEventListener('submit', async (ev) => {
     }
     res.appendChild(table);
     for (const w of data.warnings || []) {
-      const p = document.createElement('div'); p.className = 'warning'; p.textContent = 'note: ' + w; warn.appendChild(p);
+      const p = document.createElement('div'); p.className = 'warning';
+      p.textContent = 'note: ' + w; warn.appendChild(p);
     }
     if (data.explanation) {  // the window's whole width (the labels stay readable), never below 3/4 of
       const box = document.createElement('div'); box.className = 'picture';  // its size; a click: full size

@@ -32,9 +32,7 @@ from mmre_cli.store.writers import ArtifactWriter
 
 #: the params this stage reads (dvc.yaml lists the same; tests/test_params_declared.py);
 #: data.root: the features must come from the dataset named
-PARAMS = declared(
-    "data.root", "build_graphs.spacy_model", "build_graphs.batch_size", "build_graphs.caption_graph",
-)
+PARAMS = declared("data.root", "build_graphs.spacy_model", "build_graphs.batch_size", "build_graphs.caption_graph")
 
 
 def _check_dataset(features: Path, dataset_root: str) -> None:
@@ -47,7 +45,9 @@ def _check_dataset(features: Path, dataset_root: str) -> None:
         raise MmreError(f"{features} was extracted from {used}, not {dataset_root}; rerun extract-features on it")
 
 
-def run(*, features: Path, out: Path, params: dict, stats: Path | None = None, reporter: Reporter | None = None) -> dict:
+def run(
+    *, features: Path, out: Path, params: dict, stats: Path | None = None, reporter: Reporter | None = None
+) -> dict:
     """Run the stage; returns (and writes) its statistics."""
     reporter = reporter_or_null(reporter)
     features, out = Path(features), Path(out)
@@ -66,12 +66,19 @@ def run(*, features: Path, out: Path, params: dict, stats: Path | None = None, r
         with reporter.progress("build-graphs", total=instances_total) as task:
             for k in range(done):
                 task.advance(read_chunk(features, "samples", k).num_rows)
-            for k, chunk, feats in iter_feature_chunks(features, start=done):
+            for _, chunk, feats in iter_feature_chunks(features, start=done):
                 graphs = chunk_graphs(chunk, feats, nlp, cfg)
                 gw.write(graphs)
                 gw.roll()
                 task.advance(len(chunk))
-    return finish(out, params, PARAMS, {"resumed_chunks": done, "chunks": total, **scene_statistics(out)}, stats, upstream=(features,))
+    return finish(
+        out,
+        params,
+        PARAMS,
+        {"resumed_chunks": done, "chunks": total, **scene_statistics(out)},
+        stats,
+        upstream=(features,),
+    )
 
 
 def graph_view(graph_id: str) -> str:
@@ -94,10 +101,12 @@ def scene_statistics(graphs_dir: Path) -> dict:
     for name in ("text", "caption", "visual"):
         v = views.get(name, {"nodes": [], "edges": [], "by_type": {}})
         n = len(v["nodes"])
-        out[name] = {"graphs": n,
-                     "mean_nodes": float(np.mean(v["nodes"])) if n else 0.0,
-                     "median_nodes": float(np.median(v["nodes"])) if n else 0.0,
-                     "mean_edges": float(np.mean(v["edges"])) if n else 0.0,
-                     "median_edges": float(np.median(v["edges"])) if n else 0.0,
-                     "edges_by_type": v["by_type"]}
+        out[name] = {
+            "graphs": n,
+            "mean_nodes": float(np.mean(v["nodes"])) if n else 0.0,
+            "median_nodes": float(np.median(v["nodes"])) if n else 0.0,
+            "mean_edges": float(np.mean(v["edges"])) if n else 0.0,
+            "median_edges": float(np.median(v["edges"])) if n else 0.0,
+            "edges_by_type": v["by_type"],
+        }
     return out

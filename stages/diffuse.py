@@ -42,15 +42,31 @@ from mmre_cli.store.writers import ArtifactWriter
 #: the params this stage reads (dvc.yaml lists the same; tests/test_params_declared.py);
 #: train_agent's keys configure the editor it applies
 PARAMS = declared(
-    "diffuse.enabled", "diffuse.alpha", "diffuse.max_iter", "diffuse.tau", "diffuse.prune", "diffuse.relevance",
-    "train_agent.enabled", "train_agent.max_steps", "train_agent.lam", "train_agent.mu", "train_agent.gamma",
-    "train_agent.lr", "train_agent.entropy", "train_agent.add_k", "train_agent.add_threshold",
-    "train_agent.reward_mode", "train_agent.evidence_penalty", "train_agent.none_weight", "train_agent.complexity",
+    "diffuse.enabled",
+    "diffuse.alpha",
+    "diffuse.max_iter",
+    "diffuse.tau",
+    "diffuse.prune",
+    "diffuse.relevance",
+    "train_agent.enabled",
+    "train_agent.max_steps",
+    "train_agent.lam",
+    "train_agent.mu",
+    "train_agent.gamma",
+    "train_agent.lr",
+    "train_agent.entropy",
+    "train_agent.add_k",
+    "train_agent.add_threshold",
+    "train_agent.reward_mode",
+    "train_agent.evidence_penalty",
+    "train_agent.none_weight",
+    "train_agent.complexity",
 )
 
 
-def run(*, cmg: Path, agent: Path, out: Path, params: dict, stats: Path | None = None,
-        reporter: Reporter | None = None) -> dict:
+def run(
+    *, cmg: Path, agent: Path, out: Path, params: dict, stats: Path | None = None, reporter: Reporter | None = None
+) -> dict:
     """Run the stage; returns (and writes) its statistics."""
     reporter = reporter_or_null(reporter)
     cmg, agent_dir, out = Path(cmg), Path(agent), Path(out)
@@ -61,12 +77,22 @@ def run(*, cmg: Path, agent: Path, out: Path, params: dict, stats: Path | None =
     dcfg = params["diffuse"]
     man = read_manifest(cmg)
     phash = params_hash(params, PARAMS) + "-" + man["params_hash"]
-    totals = {"graphs": 0, "nodes_before": 0, "nodes_after": 0, "edges_before": 0, "edges_after": 0,
-              "deleted_nodes": 0, "added_edges": 0, "pruned_edges": 0, "edges_diffused": 0}
+    totals = {
+        "graphs": 0,
+        "nodes_before": 0,
+        "nodes_after": 0,
+        "edges_before": 0,
+        "edges_after": 0,
+        "deleted_nodes": 0,
+        "added_edges": 0,
+        "pruned_edges": 0,
+        "edges_diffused": 0,
+    }
     graph_ratios: list[float] = []
     batch_size = 256
-    with ArtifactWriter(out, stage="diffuse", encoder=man["encoder"], dim=man["dim"], params_hash=phash,
-                        info=man.get("info", {})) as art:
+    with ArtifactWriter(
+        out, stage="diffuse", encoder=man["encoder"], dim=man["dim"], params_hash=phash, info=man.get("info", {})
+    ) as art:
         gw = art.graph_writer()
         pending: list[Graph] = []
 

@@ -8,7 +8,8 @@ CSV and PNG too, ``--metrics`` the few numbers to compare across experiments
 (:func:`summary_metrics`).
 
 **Ensembles.** Given several model folders (``mmre evaluate --model A --model B ...``, e.g. seeds or
-captioners), or one trained with ``train_gnn.ensemble: k`` (whose members it lists), each scores the split as it would alone (its own caption pair) and the ensemble
+captioners), or one trained with ``train_gnn.ensemble: k`` (whose members it lists), each scores the split as it
+would alone (its own caption pair) and the ensemble
 predicts :math:`\hat y = \arg\max_c \frac1M \sum_m p_m(c \mid x)`
 (:func:`mmre_cli.predict.scoring.ensemble_scores`);
 ``stats.json`` lists every member's own scores under ``members``.
@@ -20,9 +21,9 @@ import json
 from pathlib import Path
 
 from mmre_cli.errors import MmreError
+from mmre_cli.params import declared, stage_view
 from mmre_cli.pipeline.chunks import require_artifact
 from mmre_cli.pipeline.devices import cpu_threads
-from mmre_cli.params import declared, stage_view
 from mmre_cli.pipeline.records import finish, write_json, write_plots
 from mmre_cli.plots import confusion_png
 from mmre_cli.predict.folder import ensemble_folders
@@ -30,13 +31,20 @@ from mmre_cli.predict.scoring import ensemble_scores, score_split
 from mmre_cli.reporting import Reporter, reporter_or_null
 
 #: the params this stage reads (dvc.yaml lists the same; tests/test_params_declared.py)
-PARAMS = declared(
-    "evaluate.split",
-)
+PARAMS = declared("evaluate.split")
 
 
-def run(*, model: Path | list[Path], graphs: Path, out: Path, params: dict, stats: Path | None = None,
-        reporter: Reporter | None = None, plots: Path | None = None, metrics: Path | None = None) -> dict:
+def run(
+    *,
+    model: Path | list[Path],
+    graphs: Path,
+    out: Path,
+    params: dict,
+    stats: Path | None = None,
+    reporter: Reporter | None = None,
+    plots: Path | None = None,
+    metrics: Path | None = None,
+) -> dict:
     """Run the stage; returns (and writes) its metrics, with ``per_class`` added for display.
 
     ``model``: one train-gnn folder, or several for a mean-probability ensemble (module docstring).
@@ -59,20 +67,38 @@ def run(*, model: Path | list[Path], graphs: Path, out: Path, params: dict, stat
     write_json(out / "confusion_matrix.json", {"labels": labels, "rows_gold_cols_pred": scored["confusion"]})
     with (out / "predictions.jsonl").open("w") as fh:
         for sid, p, g, pr in zip(scored["ids"], scored["pred"], scored["gold"], scored["prob"]):
-            fh.write(json.dumps({"sample_id": sid, "gold": labels[int(g)], "pred": labels[int(p)],
-                                 "prob": round(float(pr[int(p)]), 6)}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "sample_id": sid,
+                        "gold": labels[int(g)],
+                        "pred": labels[int(p)],
+                        "prob": round(float(pr[int(p)]), 6),
+                    }
+                )
+                + "\n"
+            )
     rows = [{"actual": labels[int(g)], "predicted": labels[int(p)]} for p, g in zip(scored["pred"], scored["gold"])]
 
     def draw(_rows, path: Path) -> Path:
-        return confusion_png(labels, scored["confusion"], path,
-                             f"{split}: gold x predicted (F1 {m['micro_f1']:.3f}, n={m['n']})")
+        return confusion_png(
+            labels, scored["confusion"], path, f"{split}: gold x predicted (F1 {m['micro_f1']:.3f}, n={m['n']})"
+        )
 
     write_plots([out, plots], "confusion", rows, draw)
-    result = {"split": split, "acc": m["acc"], "micro_p": m["micro_p"], "micro_r": m["micro_r"],
-              "micro_f1": m["micro_f1"], "n": m["n"]}
+    result = {
+        "split": split,
+        "acc": m["acc"],
+        "micro_p": m["micro_p"],
+        "micro_r": m["micro_r"],
+        "micro_f1": m["micro_f1"],
+        "n": m["n"],
+    }
     if len(members) > 1:
-        result["members"] = [{"model": str(path), **{k: s["metrics"][k] for k in ("acc", "micro_p", "micro_r", "micro_f1")}}
-                             for path, s in zip(models, members)]
+        result["members"] = [
+            {"model": str(path), **{k: s["metrics"][k] for k in ("acc", "micro_p", "micro_r", "micro_f1")}}
+            for path, s in zip(models, members)
+        ]
     stats_out = finish(out, params, PARAMS, result, stats, upstream=(models[0],))  # the first member's lineage
     if metrics is not None:
         write_json(metrics, summary_metrics(result, given, scored["sizes"]))
@@ -86,10 +112,16 @@ def summary_metrics(result: dict, model: Path | list[Path], sizes: dict) -> dict
     (from the model's stats; an ensemble: the members' summed seconds, no epoch), and the scored
     graphs' mean ``nodes`` and ``edges``."""
     models = [Path(m) for m in (model if isinstance(model, (list, tuple)) else [model])]
-    trained = [json.loads((m / "stats.json").read_text(encoding="utf-8")) if (m / "stats.json").is_file() else {}
-               for m in models]
+    trained = [
+        json.loads((m / "stats.json").read_text(encoding="utf-8")) if (m / "stats.json").is_file() else {}
+        for m in models
+    ]
     seconds = [t.get("train_seconds") for t in trained]
-    return {**{k: round(float(result[k]), 4) for k in ("acc", "micro_p", "micro_r", "micro_f1")}, "n": result["n"],
-            "train_s": round(sum(seconds), 1) if None not in seconds else None,
-            "best_epoch": trained[0].get("best_epoch") if len(trained) == 1 else None,
-            "nodes": sizes["nodes_mean"], "edges": sizes["edges_mean"]}
+    return {
+        **{k: round(float(result[k]), 4) for k in ("acc", "micro_p", "micro_r", "micro_f1")},
+        "n": result["n"],
+        "train_s": round(sum(seconds), 1) if None not in seconds else None,
+        "best_epoch": trained[0].get("best_epoch") if len(trained) == 1 else None,
+        "nodes": sizes["nodes_mean"],
+        "edges": sizes["edges_mean"],
+    }

@@ -39,17 +39,30 @@ from mmre_cli.params import declared, params_hash, stage_view
 from mmre_cli.pipeline.features import FeatureExtractor
 from mmre_cli.pipeline.records import finish
 from mmre_cli.reporting import Reporter, reporter_or_null
-from mmre_cli.store.writers import ArtifactWriter
 from mmre_cli.store.tables import instances_to_table
+from mmre_cli.store.writers import ArtifactWriter
 
 #: the params this stage reads (dvc.yaml lists the same; tests/test_params_declared.py);
 #: the dataset and the encoder; build_graphs.spacy_model parses the captions into the phrases it encodes
 PARAMS = declared(
-    "data.root", "data.format", "data.splits", "data.captions", "data.image_root", "data.image_policy",
-    "data.on_error", "data.label_map", "extract_features.encoder", "extract_features.weights",
-    "extract_features.detector", "extract_features.max_objects", "extract_features.det_conf",
-    "extract_features.batch_size", "extract_features.workers", "extract_features.shard_instances",
-    "extract_features.max_image_pixels", "build_graphs.spacy_model",
+    "data.root",
+    "data.format",
+    "data.splits",
+    "data.captions",
+    "data.image_root",
+    "data.image_policy",
+    "data.on_error",
+    "data.label_map",
+    "extract_features.encoder",
+    "extract_features.weights",
+    "extract_features.detector",
+    "extract_features.max_objects",
+    "extract_features.det_conf",
+    "extract_features.batch_size",
+    "extract_features.workers",
+    "extract_features.shard_instances",
+    "extract_features.max_image_pixels",
+    "build_graphs.spacy_model",
 )
 
 
@@ -60,9 +73,16 @@ def iter_dataset(params: dict, reporter: Reporter) -> Iterator[tuple[list[Instan
     fmt = detect_format(root) if data["format"] == "auto" else data["format"]
     for split in data["splits"]:
         instances, report = load_split(
-            root, split, fmt=fmt, captions=data["captions"], image_root=data["image_root"],
-            image_policy=data["image_policy"], on_error=data["on_error"], label_map=data["label_map"],
-            reporter=reporter, verify_images=data["image_policy"] == "skip",  # skip: the broken ones too
+            root,
+            split,
+            fmt=fmt,
+            captions=data["captions"],
+            image_root=data["image_root"],
+            image_policy=data["image_policy"],
+            on_error=data["on_error"],
+            label_map=data["label_map"],
+            reporter=reporter,
+            verify_images=data["image_policy"] == "skip",  # skip: the broken ones too
         )
         yield instances, report
 
@@ -71,14 +91,26 @@ def data_fingerprint(instances: list[Instance]) -> str:
     """16 hex of sha256 over everything the stage reads from each instance."""
     digest = hashlib.sha256()
     for inst in instances:
-        digest.update(repr((inst.sample_id, inst.tokens, inst.head, inst.tail, inst.relation, inst.img_id,
-                            inst.image_path, inst.caption)).encode("utf-8"))
+        digest.update(
+            repr(
+                (
+                    inst.sample_id,
+                    inst.tokens,
+                    inst.head,
+                    inst.tail,
+                    inst.relation,
+                    inst.img_id,
+                    inst.image_path,
+                    inst.caption,
+                )
+            ).encode("utf-8")
+        )
     return digest.hexdigest()[:16]
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 #: every record left out under ``data.on_error: skip`` / ``image_policy: skip``, one JSON line each
@@ -109,12 +141,21 @@ def run(*, out: Path, params: dict, gpus: int = 0, stats: Path | None = None, re
     # the params hash + a fingerprint of the data decide whether whole shards can be reused
     phash = params_hash(params, PARAMS) + "-" + data_fingerprint(instances)
     unit_counts: dict[str, int] = {}
-    writer = ArtifactWriter(out, stage="extract_features", encoder=extractor.encoder.fingerprint(),
-                            dim=extractor.encoder.dim, params_hash=phash, resume=True,
-                            max_rows_per_shard=None, max_bytes_per_shard=None,
-                            info={"encoder": extractor.encoder.name,
-                                  "labels": list(labels.labels) if labels else None,
-                                  "none_label": labels.none_label if labels else None})
+    writer = ArtifactWriter(
+        out,
+        stage="extract_features",
+        encoder=extractor.encoder.fingerprint(),
+        dim=extractor.encoder.dim,
+        params_hash=phash,
+        resume=True,
+        max_rows_per_shard=None,
+        max_bytes_per_shard=None,
+        info={
+            "encoder": extractor.encoder.name,
+            "labels": list(labels.labels) if labels else None,
+            "none_label": labels.none_label if labels else None,
+        },
+    )
     with writer:
         samples, features = writer.table("samples"), writer.table("features")
         done = min(len(samples.shards), len(features.shards))
@@ -141,8 +182,16 @@ def run(*, out: Path, params: dict, gpus: int = 0, stats: Path | None = None, re
         "skipped": len(skipped),
         "encoder": extractor.encoder.name,
         "dim": extractor.encoder.dim,
-        "splits": {r.split: {"read": r.read, "kept": r.kept, "skipped": r.skipped, "text_only": r.text_only,
-                             "captioned": r.captioned} for r in reports},
+        "splits": {
+            r.split: {
+                "read": r.read,
+                "kept": r.kept,
+                "skipped": r.skipped,
+                "text_only": r.text_only,
+                "captioned": r.captioned,
+            }
+            for r in reports
+        },
         "units_this_run": unit_counts,
     }
     return finish(out, params, PARAMS, result, stats)

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow.compute as pc
 
 from mmre_cli.errors import MmreError
-from mmre_cli.graphs.graph import EDGE_TYPES, Graph, MODALITIES, NODE_KINDS
+from mmre_cli.graphs.graph import EDGE_TYPES, MODALITIES, NODE_KINDS, Graph
 from mmre_cli.params import declared, params_hash, stage_view
 from mmre_cli.pipeline.chunks import chunk_labels, iter_feature_chunks, num_chunks, read_chunk, require_artifact
 from mmre_cli.pipeline.merge import instance_cmg
@@ -30,9 +30,7 @@ from mmre_cli.store.tables import tables_to_graphs
 from mmre_cli.store.writers import ArtifactWriter
 
 #: the params this stage reads (dvc.yaml lists the same; tests/test_params_declared.py)
-PARAMS = declared(
-    "merge_cmg.top_k", "merge_cmg.threshold", "merge_cmg.hops", "merge_cmg.cooccur",
-)
+PARAMS = declared("merge_cmg.top_k", "merge_cmg.threshold", "merge_cmg.hops", "merge_cmg.cooccur")
 
 
 def _chunk_scene_graphs(graphs_dir: Path, k: int) -> dict[str, Graph]:
@@ -40,8 +38,15 @@ def _chunk_scene_graphs(graphs_dir: Path, k: int) -> dict[str, Graph]:
     return {g.graph_id: g for g in tables_to_graphs(*tables)}
 
 
-def run(*, features: Path, graphs: Path, out: Path, params: dict, stats: Path | None = None,
-        reporter: Reporter | None = None) -> dict:
+def run(
+    *,
+    features: Path,
+    graphs: Path,
+    out: Path,
+    params: dict,
+    stats: Path | None = None,
+    reporter: Reporter | None = None,
+) -> dict:
     """Run the stage; returns (and writes) its statistics."""
     reporter = reporter_or_null(reporter)
     features, graphs, out = Path(features), Path(graphs), Path(out)
@@ -50,12 +55,21 @@ def run(*, features: Path, graphs: Path, out: Path, params: dict, stats: Path | 
     require_artifact(graphs, "build-graphs")
     total = num_chunks(features, "samples")
     if num_chunks(graphs, "graphs") != total:
-        raise MmreError(f"{graphs} has {num_chunks(graphs, 'graphs')} chunks but {features} has {total}; rerun build-graphs")
+        raise MmreError(
+            f"{graphs} has {num_chunks(graphs, 'graphs')} chunks but {features} has {total}; rerun build-graphs"
+        )
     cfg = params["merge_cmg"]
     fman = read_manifest(features)
     phash = params_hash(params, PARAMS) + "-" + read_manifest(graphs)["params_hash"]
-    with ArtifactWriter(out, stage="merge_cmg", encoder=fman["encoder"], dim=fman["dim"], params_hash=phash,
-                        resume=True, info=fman.get("info", {})) as art:
+    with ArtifactWriter(
+        out,
+        stage="merge_cmg",
+        encoder=fman["encoder"],
+        dim=fman["dim"],
+        params_hash=phash,
+        resume=True,
+        info=fman.get("info", {}),
+    ) as art:
         gw = art.graph_writer(max_graphs_per_shard=1 << 30, max_nodes_per_shard=1 << 40, max_edges_per_shard=1 << 40)
         done = len(gw.writers["graphs"].shards)
         n_total = sum(read_chunk(features, "samples", k).num_rows for k in range(total))
@@ -74,7 +88,14 @@ def run(*, features: Path, graphs: Path, out: Path, params: dict, stats: Path | 
                 gw.write(cmgs)
                 gw.roll()
                 task.advance(len(chunk))
-    return finish(out, params, PARAMS, {"resumed_chunks": done, **cmg_statistics(out, features)}, stats, upstream=(features, graphs))
+    return finish(
+        out,
+        params,
+        PARAMS,
+        {"resumed_chunks": done, **cmg_statistics(out, features)},
+        stats,
+        upstream=(features, graphs),
+    )
 
 
 def cmg_statistics(cmg_dir: Path, features: Path) -> dict:
@@ -106,8 +127,12 @@ def cmg_statistics(cmg_dir: Path, features: Path) -> dict:
             cross = (mod[src] != mod[dst]) & ((mod[src] == cap) | (mod[dst] == cap))
             stats["caption_with_cross_edge"] += int(bool(cross.any()))
     if nodes:
-        stats.update(mean_nodes=float(np.mean(nodes)), median_nodes=float(np.median(nodes)),
-                     mean_edges=float(np.mean(edges)), median_edges=float(np.median(edges)))
+        stats.update(
+            mean_nodes=float(np.mean(nodes)),
+            median_nodes=float(np.median(nodes)),
+            mean_edges=float(np.mean(edges)),
+            median_edges=float(np.median(edges)),
+        )
         stats["mean_nodes_by_kind"] = {k: v / len(nodes) for k, v in by_kind.items()}
         stats["mean_edges_by_type"] = {k: v / len(nodes) for k, v in by_type.items()}
     return stats

@@ -32,8 +32,8 @@ import torch
 from mmre_cli.graphs.graph import NODE_KINDS
 from mmre_cli.hashing import sha256_file
 from mmre_cli.learn.agent import agent_step
-from mmre_cli.learn.policy import GraphEditAgent
 from mmre_cli.learn.checkpoint import save_checkpoint
+from mmre_cli.learn.policy import GraphEditAgent
 from mmre_cli.learn.resume import STATE_DIR, load_state, save_state
 from mmre_cli.learn.trainer import evaluate, fit_classifier
 from mmre_cli.params import declared, params_hash, stage_view
@@ -47,12 +47,32 @@ from mmre_cli.reporting import Reporter, reporter_or_null
 #: the params this stage reads (dvc.yaml lists the same; tests/test_params_declared.py);
 #: the reward classifier is built and trained with train_gnn's size, lr, weight decay and class weights
 PARAMS = declared(
-    "train_agent.enabled", "train_agent.episodes", "train_agent.max_steps", "train_agent.lam", "train_agent.mu",
-    "train_agent.gamma", "train_agent.lr", "train_agent.entropy", "train_agent.add_k", "train_agent.add_threshold",
-    "train_agent.reward_mode", "train_agent.warmup_epochs", "train_agent.batch_size", "train_agent.seed",
-    "train_agent.evidence_penalty", "train_agent.complexity", "train_agent.none_weight", "train_agent.rounds",
-    "train_agent.round_epochs", "train_gnn.hidden", "train_gnn.layers", "train_gnn.heads", "train_gnn.dropout",
-    "train_gnn.lr", "train_gnn.weight_decay", "train_gnn.class_weights",
+    "train_agent.enabled",
+    "train_agent.episodes",
+    "train_agent.max_steps",
+    "train_agent.lam",
+    "train_agent.mu",
+    "train_agent.gamma",
+    "train_agent.lr",
+    "train_agent.entropy",
+    "train_agent.add_k",
+    "train_agent.add_threshold",
+    "train_agent.reward_mode",
+    "train_agent.warmup_epochs",
+    "train_agent.batch_size",
+    "train_agent.seed",
+    "train_agent.evidence_penalty",
+    "train_agent.complexity",
+    "train_agent.none_weight",
+    "train_agent.rounds",
+    "train_agent.round_epochs",
+    "train_gnn.hidden",
+    "train_gnn.layers",
+    "train_gnn.heads",
+    "train_gnn.dropout",
+    "train_gnn.lr",
+    "train_gnn.weight_decay",
+    "train_gnn.class_weights",
 )
 
 
@@ -61,16 +81,26 @@ AGENT_CURVE = ("step", "node_filter_ratio", "edge_adjust_ratio", "reward", "acc"
 
 
 def _draw_agent_curve(rows: list[dict], path: Path) -> Path:
-    return curves_png(rows, "step", [["node_filter_ratio", "edge_adjust_ratio"], ["reward", "acc", "complexity"]], path,
-                      "train-agent: what the editor does per step (the paper's Figs. 3-4)",
-                      ["share of the graph", "reward terms"], smooth=max(1, len(rows) // 50))
+    return curves_png(
+        rows,
+        "step",
+        [["node_filter_ratio", "edge_adjust_ratio"], ["reward", "acc", "complexity"]],
+        path,
+        "train-agent: what the editor does per step (the paper's Figs. 3-4)",
+        ["share of the graph", "reward terms"],
+        smooth=max(1, len(rows) // 50),
+    )
 
 
 def _draw_rounds(rows: list[dict], path: Path) -> Path:
-    return curves_png(rows, "round", [["node_filter_ratio", "edge_adjust_ratio", "add_rate"],
-                                      ["val_f1_edited", "val_f1_unedited"]], path,
-                      "train-agent rounds (Alg. 1): edits on val, and the classifier on edited vs unedited val",
-                      ["share (val)", "val micro-F1"])
+    return curves_png(
+        rows,
+        "round",
+        [["node_filter_ratio", "edge_adjust_ratio", "add_rate"], ["val_f1_edited", "val_f1_unedited"]],
+        path,
+        "train-agent rounds (Alg. 1): edits on val, and the classifier on edited vs unedited val",
+        ["share (val)", "val micro-F1"],
+    )
 
 
 def edit_diagnostics(before: list, after: list) -> dict:
@@ -91,9 +121,13 @@ def edit_diagnostics(before: list, after: list) -> dict:
         added += add
         with_add += add > 0
         gone_edges += g0.num_edges - (g1.num_edges - add)
-    return {"node_filter_ratio": deleted / max(1, nodes), "edge_adjust_ratio": (gone_edges + added) / max(1, edges),
-            "add_rate": with_add / max(1, len(before)), "added_edges_per_graph": added / max(1, len(before)),
-            "deleted_kinds": kinds}
+    return {
+        "node_filter_ratio": deleted / max(1, nodes),
+        "edge_adjust_ratio": (gone_edges + added) / max(1, edges),
+        "add_rate": with_add / max(1, len(before)),
+        "added_edges_per_graph": added / max(1, len(before)),
+        "deleted_kinds": kinds,
+    }
 
 
 def _classifier_round(clf, agent, acfg, train, val, cfg, gcfg, none_id, num_classes, fabric, reporter, rnd):
@@ -104,10 +138,19 @@ def _classifier_round(clf, agent, acfg, train, val, cfg, gcfg, none_id, num_clas
     agent.cpu()
     edited_train, edited_val = edit_only(train, agent, acfg), edit_only(val, agent, acfg)
     agent.to(device)
-    fit_classifier(clf, loader(edited_train, cfg["batch_size"], True, seed=cfg["seed"] + 100 + rnd),
-                   loader(edited_val, cfg["batch_size"], False), epochs=max(1, int(cfg["round_epochs"])),
-                   lr=gcfg["lr"], weight_decay=gcfg["weight_decay"], class_weights=gcfg["class_weights"],
-                   none_id=none_id, seed=cfg["seed"] + 100 + rnd, fabric=fabric, num_classes=num_classes)
+    fit_classifier(
+        clf,
+        loader(edited_train, cfg["batch_size"], True, seed=cfg["seed"] + 100 + rnd),
+        loader(edited_val, cfg["batch_size"], False),
+        epochs=max(1, int(cfg["round_epochs"])),
+        lr=gcfg["lr"],
+        weight_decay=gcfg["weight_decay"],
+        class_weights=gcfg["class_weights"],
+        none_id=none_id,
+        seed=cfg["seed"] + 100 + rnd,
+        fabric=fabric,
+        num_classes=num_classes,
+    )
     clf = getattr(clf, "module", clf)
     clf.eval()
     clf.to(device)
@@ -115,14 +158,29 @@ def _classifier_round(clf, agent, acfg, train, val, cfg, gcfg, none_id, num_clas
     f1_plain = evaluate(clf, loader(val, cfg["batch_size"], False), none_id)["micro_f1"]
     digest = hashlib.sha256(b"".join(v.detach().cpu().numpy().tobytes() for v in clf.state_dict().values()))
     edits = edit_diagnostics(val, edited_val)
-    row = {"round": rnd + 1, **{k: v for k, v in edits.items() if k != "deleted_kinds"},
-           "val_f1_edited": f1_edited, "val_f1_unedited": f1_plain, "classifier_sha256": digest.hexdigest()[:16]}
+    row = {
+        "round": rnd + 1,
+        **{k: v for k, v in edits.items() if k != "deleted_kinds"},
+        "val_f1_edited": f1_edited,
+        "val_f1_unedited": f1_plain,
+        "classifier_sha256": digest.hexdigest()[:16],
+    }
     row.update({f"deleted_{k}": v for k, v in edits["deleted_kinds"].items()})
     return clf, row
 
 
-def run(*, cmg: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None = None,
-        reporter: Reporter | None = None, plots: Path | None = None, nodes: int = 1, resume: bool = False) -> dict:
+def run(
+    *,
+    cmg: Path,
+    out: Path,
+    params: dict,
+    gpus: int = 0,
+    stats: Path | None = None,
+    reporter: Reporter | None = None,
+    plots: Path | None = None,
+    nodes: int = 1,
+    resume: bool = False,
+) -> dict:
     """Run the stage; returns (and writes) its statistics.
 
     The training state is saved under ``out/checkpoint`` after every warm-up epoch
@@ -144,11 +202,23 @@ def run(*, cmg: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None
     state_dir = out / STATE_DIR
     fingerprint = f"{params_hash(params, PARAMS)}:{sha256_file(cmg / 'manifest.json')[:16]}"
     reporter.info(f"reward classifier: {cfg['warmup_epochs']} epoch(s) on {len(train)} unedited train graphs")
-    _, history = fit_classifier(clf, train_loader, loader(val, cfg["batch_size"], False), epochs=max(1, cfg["warmup_epochs"]),
-                                lr=gcfg["lr"], weight_decay=gcfg["weight_decay"], class_weights=gcfg["class_weights"],
-                                none_id=none_id, seed=cfg["seed"], reporter=reporter, fabric=fabric,
-                                num_classes=len(labels), state_dir=state_dir / "warmup", resume=resume,
-                                fingerprint=fingerprint)
+    _, history = fit_classifier(
+        clf,
+        train_loader,
+        loader(val, cfg["batch_size"], False),
+        epochs=max(1, cfg["warmup_epochs"]),
+        lr=gcfg["lr"],
+        weight_decay=gcfg["weight_decay"],
+        class_weights=gcfg["class_weights"],
+        none_id=none_id,
+        seed=cfg["seed"],
+        reporter=reporter,
+        fabric=fabric,
+        num_classes=len(labels),
+        state_dir=state_dir / "warmup",
+        resume=resume,
+        fingerprint=fingerprint,
+    )
     clf = getattr(clf, "module", clf)
     clf.eval()
     meta = {"labels": labels, "none_id": none_id, "history": history}
@@ -170,8 +240,16 @@ def run(*, cmg: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None
         batches = len(train_loader)
         rounds = max(1, int(cfg["rounds"]))
         done = 0  # episodes finished, over all rounds (a round's classifier counts with its last episode)
-        restored = load_state(state_dir / "agent", fingerprint=fingerprint, modules={"agent": agent, "clf": clf},
-                              optimizers={"adam": optimizer}) if resume else None
+        restored = (
+            load_state(
+                state_dir / "agent",
+                fingerprint=fingerprint,
+                modules={"agent": agent, "clf": clf},
+                optimizers={"adam": optimizer},
+            )
+            if resume
+            else None
+        )
         if restored is not None:
             saved = restored[0]
             done, step, steps_log, rounds_log = saved["done"], saved["step"], saved["steps_log"], saved["rounds_log"]
@@ -179,9 +257,13 @@ def run(*, cmg: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None
 
         def checkpoint() -> None:
             if fabric.is_global_zero:
-                save_state(state_dir / "agent", fingerprint=fingerprint, modules={"agent": agent, "clf": clf},
-                           optimizers={"adam": optimizer},
-                           meta={"done": done, "step": step, "steps_log": steps_log, "rounds_log": rounds_log})
+                save_state(
+                    state_dir / "agent",
+                    fingerprint=fingerprint,
+                    modules={"agent": agent, "clf": clf},
+                    optimizers={"adam": optimizer},
+                    meta={"done": done, "step": step, "steps_log": steps_log, "rounds_log": rounds_log},
+                )
 
         with reporter.progress("train-agent", total=rounds * cfg["episodes"] * batches) as task:
             task.advance(done * batches)
@@ -193,27 +275,34 @@ def run(*, cmg: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None
                     for batch in setup.train_loader(cfg["batch_size"], seed):
                         batch = fabric.to_device(batch)
                         log = agent_step(agent, clf, batch, optimizer, acfg, grad_hook=hook)
-                        steps_log.append({"step": step, "round": rnd, "episode": episode,
-                                          **{k: float(v) for k, v in log.items()}})
+                        steps_log.append(
+                            {"step": step, "round": rnd, "episode": episode, **{k: float(v) for k, v in log.items()}}
+                        )
                         step += 1
                         task.advance(1)
                     last = episode == cfg["episodes"] - 1
                     if last and rounds > 1:
                         # Alg. 1: the classifier learns the edited graphs; the next round's reward is its
-                        clf, row = _classifier_round(clf, agent, acfg, train, val, cfg, gcfg, none_id, len(labels),
-                                                     fabric, reporter, rnd)
+                        clf, row = _classifier_round(
+                            clf, agent, acfg, train, val, cfg, gcfg, none_id, len(labels), fabric, reporter, rnd
+                        )
                         rounds_log.append(row)
-                        reporter.info(f"round {rnd + 1}/{rounds}: val F1 {row['val_f1_edited']:.4f} on edited graphs, "
-                                      f"{row['val_f1_unedited']:.4f} unedited; node filter "
-                                      f"{row['node_filter_ratio']:.3f}, edge adjust {row['edge_adjust_ratio']:.3f}, "
-                                      f"add rate {row['add_rate']:.3f}")
+                        reporter.info(
+                            f"round {rnd + 1}/{rounds}: val F1 {row['val_f1_edited']:.4f} on edited graphs, "
+                            f"{row['val_f1_unedited']:.4f} unedited; node filter "
+                            f"{row['node_filter_ratio']:.3f}, edge adjust {row['edge_adjust_ratio']:.3f}, "
+                            f"add rate {row['add_rate']:.3f}"
+                        )
                     done += 1
                     checkpoint()
         agent.cpu()
-    result = {"classifier_val_f1": max(h["val_micro_f1"] for h in history), "agent_enabled": bool(cfg["enabled"]),
-              "agent_steps": len(steps_log)}
+    result = {
+        "classifier_val_f1": max(h["val_micro_f1"] for h in history),
+        "agent_enabled": bool(cfg["enabled"]),
+        "agent_steps": len(steps_log),
+    }
     if steps_log:
-        tail = steps_log[-max(1, len(steps_log) // 10):]
+        tail = steps_log[-max(1, len(steps_log) // 10) :]
         for key in ("reward", "reward_gain", "node_filter_ratio", "edge_adjust_ratio", "f1"):
             result[f"last10pct_{key}"] = sum(r[key] for r in tail) / len(tail)
         result["first_reward"] = steps_log[0]["reward"]
@@ -221,11 +310,15 @@ def run(*, cmg: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None
         clf.cpu()
         save_checkpoint(out, "classifier", clf, meta)
         if cfg["enabled"]:
-            save_checkpoint(out, "agent", agent, {"config": cfg, "none_id": none_id, "in_dim": in_dim,
-                                                 "policy": acfg.policy})
-        write_csv(out / "steps.csv", steps_log or [{"step": 0, "node_filter_ratio": 0.0, "edge_adjust_ratio": 0.0, "f1": 0.0}])
-        curve = [{k: r[k] for k in AGENT_CURVE if k in r} for r in steps_log] or \
-            [{"step": 0, **{k: 0.0 for k in AGENT_CURVE[1:]}}]
+            save_checkpoint(
+                out, "agent", agent, {"config": cfg, "none_id": none_id, "in_dim": in_dim, "policy": acfg.policy}
+            )
+        write_csv(
+            out / "steps.csv", steps_log or [{"step": 0, "node_filter_ratio": 0.0, "edge_adjust_ratio": 0.0, "f1": 0.0}]
+        )
+        curve = [{k: r[k] for k in AGENT_CURVE if k in r} for r in steps_log] or [
+            {"step": 0, **{k: 0.0 for k in AGENT_CURVE[1:]}}
+        ]
         write_plots([out, plots], "agent_steps", curve, _draw_agent_curve)
         if rounds_log:
             write_plots([out, plots], "agent_rounds", rounds_log, _draw_rounds)

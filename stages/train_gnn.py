@@ -33,7 +33,7 @@ from mmre_cli.errors import MmreError
 from mmre_cli.features.text_networks import TEXT_ENCODERS
 from mmre_cli.hashing import sha256_file
 from mmre_cli.learn.checkpoint import save_checkpoint
-from mmre_cli.learn.finetune import fit_finetuned
+from mmre_cli.learn.finetune_training import fit_finetuned
 from mmre_cli.learn.resume import STATE_DIR
 from mmre_cli.learn.trainer import fit_classifier
 from mmre_cli.params import DEFAULTS, declared, params_hash, select, stage_view
@@ -48,15 +48,42 @@ from mmre_cli.store.manifest import read_manifest
 #: the params this stage reads (dvc.yaml lists the same; tests/test_params_declared.py);
 #: data.on_error: what a malformed line of train_gnn.pair_captions does
 PARAMS = declared(
-    "train_gnn.model", "train_gnn.hidden", "train_gnn.layers", "train_gnn.heads", "train_gnn.dropout",
-    "train_gnn.epochs", "train_gnn.lr", "train_gnn.weight_decay", "train_gnn.batch_size", "train_gnn.class_weights",
-    "train_gnn.patience", "train_gnn.seed", "train_gnn.enc_lr", "train_gnn.markers", "train_gnn.train_layers",
-    "train_gnn.warmup", "train_gnn.layer_decay", "train_gnn.rdrop", "train_gnn.ema", "train_gnn.ensemble",
-    "train_gnn.encoder", "train_gnn.encoder_weights", "train_gnn.caption_tokens", "train_gnn.caption_pass",
+    "train_gnn.model",
+    "train_gnn.hidden",
+    "train_gnn.layers",
+    "train_gnn.heads",
+    "train_gnn.dropout",
+    "train_gnn.epochs",
+    "train_gnn.lr",
+    "train_gnn.weight_decay",
+    "train_gnn.batch_size",
+    "train_gnn.class_weights",
+    "train_gnn.patience",
+    "train_gnn.seed",
+    "train_gnn.enc_lr",
+    "train_gnn.markers",
+    "train_gnn.train_layers",
+    "train_gnn.warmup",
+    "train_gnn.layer_decay",
+    "train_gnn.rdrop",
+    "train_gnn.ema",
+    "train_gnn.ensemble",
+    "train_gnn.encoder",
+    "train_gnn.encoder_weights",
+    "train_gnn.caption_tokens",
+    "train_gnn.caption_pass",
     "train_gnn.pair_captions",
-    "train_gnn.readout", "train_gnn.relation_text", "train_gnn.precision", "train_gnn.graph_encoder",
-    "train_gnn.hop_alpha", "train_gnn.hop_k", "train_gnn.fusion", "train_gnn.queries", "train_gnn.loss",
-    "train_gnn.nl_weight", "data.on_error",
+    "train_gnn.readout",
+    "train_gnn.relation_text",
+    "train_gnn.precision",
+    "train_gnn.graph_encoder",
+    "train_gnn.hop_alpha",
+    "train_gnn.hop_k",
+    "train_gnn.fusion",
+    "train_gnn.queries",
+    "train_gnn.loss",
+    "train_gnn.nl_weight",
+    "data.on_error",
 )
 
 
@@ -70,8 +97,10 @@ def _finetune_encoder(graphs: Path, cfg: dict) -> tuple[str, str | None]:
     ef = upstream_params(graphs).get("extract_features", {})
     name = cfg.get("encoder") or ef.get("encoder")
     if str(name).lower() not in TEXT_ENCODERS:
-        raise MmreError(f"train_gnn.model=finetune fine-tunes a text encoder ({', '.join(TEXT_ENCODERS)}), but the "
-                        f"features were made by '{ef.get('encoder')}'; set train_gnn.encoder (e.g. minilm or mpnet)")
+        raise MmreError(
+            f"train_gnn.model=finetune fine-tunes a text encoder ({', '.join(TEXT_ENCODERS)}), but the "
+            f"features were made by '{ef.get('encoder')}'; set train_gnn.encoder (e.g. minilm or mpnet)"
+        )
     if cfg.get("encoder_weights"):
         return str(name).lower(), str(cfg["encoder_weights"])
     same = not cfg.get("encoder") or str(cfg["encoder"]).lower() == str(ef.get("encoder")).lower()
@@ -90,8 +119,10 @@ def _editor_to_copy(graphs: Path, agent: Path | None) -> Path | None:
     agent = Path(agent)
     missing = [n for n in AGENT_FILES if not (agent / n).is_file()]
     if missing:
-        raise MmreError(f"{graphs} was edited by the RL editor, but {agent} has no {', '.join(missing)}: pass "
-                        f"--agent with train-agent's output folder (the model carries the editor for predict)")
+        raise MmreError(
+            f"{graphs} was edited by the RL editor, but {agent} has no {', '.join(missing)}: pass "
+            f"--agent with train-agent's output folder (the model carries the editor for predict)"
+        )
     return agent
 
 
@@ -107,27 +138,42 @@ def _precision(asked: str, device, reporter) -> str:
     native = bf16_is_native(device)
     if chosen == "bf16" and not native:
         where = f"CPU ({torch.backends.cpu.get_cpu_capability()})" if device.type == "cpu" else device.type
-        reporter.warn(f"train_gnn.precision=bf16 on a {where} without native bfloat16: autocast is emulated, "
-                      "~14x slower than float32 on an AVX2 CPU; use precision: auto or 32")
+        reporter.warn(
+            f"train_gnn.precision=bf16 on a {where} without native bfloat16: autocast is emulated, "
+            "~14x slower than float32 on an AVX2 CPU; use precision: auto or 32"
+        )
     elif asked == "auto":
-        reporter.info(f"train_gnn.precision=auto: {'bfloat16 autocast' if chosen == 'bf16' else 'float32'} "
-                      f"({'native' if native else 'no native'} bfloat16 on this {device.type})")
+        reporter.info(
+            f"train_gnn.precision=auto: {'bfloat16 autocast' if chosen == 'bf16' else 'float32'} "
+            f"({'native' if native else 'no native'} bfloat16 on this {device.type})"
+        )
     return chosen
 
 
 def _draw_train_curve(rows: list[dict], path: Path) -> Path:
-    return curves_png(rows, "epoch", [["loss", "val_loss"], ["val_f1", "val_acc"]], path,
-                      "train-gnn: loss and val scores per epoch (best epoch kept)", ["loss", "val score"])
+    return curves_png(
+        rows,
+        "epoch",
+        [["loss", "val_loss"], ["val_f1", "val_acc"]],
+        path,
+        "train-gnn: loss and val scores per epoch (best epoch kept)",
+        ["loss", "val score"],
+    )
 
 
-def _run_ensemble(k: int, *, graphs: Path, out: Path, params: dict, stats: Path | None = None,
-                  reporter: Reporter | None = None, **kw) -> dict:
+def _run_ensemble(
+    k: int, *, graphs: Path, out: Path, params: dict, stats: Path | None = None, reporter: Reporter | None = None, **kw
+) -> dict:
     """Train the ``k - 1`` other members under ``out/members/seed<S>``, then the first model in
     ``out`` (module docstring); its ``pipeline.json`` lists the members and ``stats.json`` their
     val scores."""
+
     def summary(folder: str, member_seed: int, result: dict) -> dict:
-        return {"model": folder, "seed": member_seed,
-                **{key: result.get(key) for key in ("best_epoch", "val_micro_f1", "train_seconds")}}
+        return {
+            "model": folder,
+            "seed": member_seed,
+            **{key: result.get(key) for key in ("best_epoch", "val_micro_f1", "train_seconds")},
+        }
 
     reporter = reporter_or_null(reporter)
     seed = int(params["train_gnn"]["seed"])
@@ -158,9 +204,19 @@ def _run_ensemble(k: int, *, graphs: Path, out: Path, params: dict, stats: Path 
     return finish(out, params, PARAMS, result, stats, upstream=(graphs,))
 
 
-def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | None = None,
-        reporter: Reporter | None = None, agent: Path | None = None, plots: Path | None = None,
-        resume: bool = False, nodes: int = 1) -> dict:
+def run(
+    *,
+    graphs: Path,
+    out: Path,
+    params: dict,
+    gpus: int = 0,
+    stats: Path | None = None,
+    reporter: Reporter | None = None,
+    agent: Path | None = None,
+    plots: Path | None = None,
+    resume: bool = False,
+    nodes: int = 1,
+) -> dict:
     """Run the stage; returns (and writes) its statistics.
 
     The training state is saved after every epoch under ``out/checkpoint``
@@ -173,12 +229,24 @@ def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | N
     agent_dir = _editor_to_copy(graphs, agent)  # checked before training, not after it
     k = int(cfg["ensemble"] or 1)
     if k > 1:
-        return _run_ensemble(k, graphs=graphs, out=out, params=params, gpus=gpus, stats=stats, reporter=reporter,
-                             agent=agent, plots=plots, resume=resume, nodes=nodes)
+        return _run_ensemble(
+            k,
+            graphs=graphs,
+            out=out,
+            params=params,
+            gpus=gpus,
+            stats=stats,
+            reporter=reporter,
+            agent=agent,
+            plots=plots,
+            resume=resume,
+            nodes=nodes,
+        )
     finetune = cfg["model"] == "finetune"
     encoder, weights = _finetune_encoder(graphs, cfg) if finetune else ("minilm", None)
-    setup = TrainingSetup(graphs, "diffuse", gpus, cfg["seed"], reporter_or_null(reporter),
-                          threads=0 if finetune else 1, nodes=nodes)
+    setup = TrainingSetup(
+        graphs, "diffuse", gpus, cfg["seed"], reporter_or_null(reporter), threads=0 if finetune else 1, nodes=nodes
+    )
     fabric, reporter, labels, none_id = setup.fabric, setup.reporter, setup.labels, setup.none_id
     pair_captions = cfg["pair_captions"]
     if finetune and pair_captions:
@@ -187,8 +255,9 @@ def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | N
     train, val = setup.train, setup.val
     if finetune:
         cfg = {**cfg, "precision": _precision(cfg["precision"], fabric.device, reporter)}
-    model = build_classifier(cfg["model"], setup.in_dim, len(labels), cfg, encoder_weights=weights, encoder=encoder,
-                             labels=labels)
+    model = build_classifier(
+        cfg["model"], setup.in_dim, len(labels), cfg, encoder_weights=weights, encoder=encoder, labels=labels
+    )
     words = needs_words(model)
     train_loader = setup.train_loader(cfg["batch_size"], cfg["seed"], words)
     val_loader = loader(val, cfg["batch_size"], False, words=words)
@@ -196,28 +265,67 @@ def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | N
     state_dir = out / STATE_DIR
 
     fingerprint = f"{params_hash(params, PARAMS)}:{sha256_file(graphs / 'manifest.json')[:16]}"
-    common = dict(epochs=cfg["epochs"], weight_decay=cfg["weight_decay"], class_weights=cfg["class_weights"],
-                  none_id=none_id, seed=cfg["seed"], patience=cfg["patience"], reporter=reporter, fabric=fabric,
-                  num_classes=len(labels), state_dir=state_dir, resume=resume, fingerprint=fingerprint,
-                  rdrop=float(cfg["rdrop"]), ema=float(cfg["ema"]))
+    common = dict(
+        epochs=cfg["epochs"],
+        weight_decay=cfg["weight_decay"],
+        class_weights=cfg["class_weights"],
+        none_id=none_id,
+        seed=cfg["seed"],
+        patience=cfg["patience"],
+        reporter=reporter,
+        fabric=fabric,
+        num_classes=len(labels),
+        state_dir=state_dir,
+        resume=resume,
+        fingerprint=fingerprint,
+        rdrop=float(cfg["rdrop"]),
+        ema=float(cfg["ema"]),
+    )
     if finetune:  # two learning rates, warm-up then linear decay
-        _, history = fit_finetuned(model, train_loader, val_loader, enc_lr=cfg["enc_lr"], head_lr=cfg["lr"],
-                                   warmup=cfg["warmup"], layer_decay=float(cfg["layer_decay"]), **common)
+        _, history = fit_finetuned(
+            model,
+            train_loader,
+            val_loader,
+            enc_lr=cfg["enc_lr"],
+            head_lr=cfg["lr"],
+            warmup=cfg["warmup"],
+            layer_decay=float(cfg["layer_decay"]),
+            **common,
+        )
     else:
         _, history = fit_classifier(model, train_loader, val_loader, lr=cfg["lr"], **common)
     model = getattr(model, "module", model)
     best = max(history, key=lambda h: (h["val_micro_f1"], -h["val_loss"]))
-    result = {"best_epoch": best["epoch"], "val_acc": best["val_acc"], "val_micro_p": best["val_micro_p"],
-              "val_micro_r": best["val_micro_r"], "val_micro_f1": best["val_micro_f1"], "epochs_run": len(history),
-              "train_graphs": len(train), "val_graphs": len(val), "model": cfg["model"],
-              "processes": fabric.world_size, "steps_per_epoch": len(train_loader),
-              "train_seconds": round(sum(h["seconds"] for h in history), 1)}
+    result = {
+        "best_epoch": best["epoch"],
+        "val_acc": best["val_acc"],
+        "val_micro_p": best["val_micro_p"],
+        "val_micro_r": best["val_micro_r"],
+        "val_micro_f1": best["val_micro_f1"],
+        "epochs_run": len(history),
+        "train_graphs": len(train),
+        "val_graphs": len(val),
+        "model": cfg["model"],
+        "processes": fabric.world_size,
+        "steps_per_epoch": len(train_loader),
+        "train_seconds": round(sum(h["seconds"] for h in history), 1),
+    }
     if not fabric.is_global_zero:
         return result
     man = read_manifest(graphs)
     model.cpu()
-    save_checkpoint(out, "model", model, {"labels": labels, "none_id": none_id, "encoder": man["encoder"],
-                                          "encoder_name": man.get("info", {}).get("encoder"), "history": history})
+    save_checkpoint(
+        out,
+        "model",
+        model,
+        {
+            "labels": labels,
+            "none_id": none_id,
+            "encoder": man["encoder"],
+            "encoder_name": man.get("info", {}).get("encoder"),
+            "history": history,
+        },
+    )
     upstream = upstream_params(graphs)
     for section in ("train_agent", "diffuse"):  # trained on merge-cmg's output: no editor, no diffusion
         if not isinstance(upstream.get(section), dict):
@@ -226,10 +334,24 @@ def run(*, graphs: Path, out: Path, params: dict, gpus: int = 0, stats: Path | N
         for name in AGENT_FILES:
             shutil.copyfile(agent_dir / name, out / name)
     recorded = merge_records(upstream, select(params, PARAMS))  # the whole chain's params travel with the model
-    write_pipeline(out, manifest=man, labels=labels, none_id=none_id, params=recorded,
-                   finetune_encoder=model.encoder.fingerprint if finetune else None)
-    curve = [{"epoch": h["epoch"], "loss": h["loss"], "val_loss": h["val_loss"], "val_f1": h["val_micro_f1"],
-              "val_acc": h["val_acc"]} for h in history]
+    write_pipeline(
+        out,
+        manifest=man,
+        labels=labels,
+        none_id=none_id,
+        params=recorded,
+        finetune_encoder=model.encoder.fingerprint if finetune else None,
+    )
+    curve = [
+        {
+            "epoch": h["epoch"],
+            "loss": h["loss"],
+            "val_loss": h["val_loss"],
+            "val_f1": h["val_micro_f1"],
+            "val_acc": h["val_acc"],
+        }
+        for h in history
+    ]
     write_plots([out, plots], "train_curve", curve, _draw_train_curve)
     shutil.rmtree(state_dir, ignore_errors=True)  # the model folder is whole: nothing left to resume
     return finish(out, params, PARAMS, result, stats, recorded=recorded)

@@ -31,8 +31,14 @@ def browser(offline: bool = True, width: int = 1280, height: int = 1000):
         pytest.skip("no headless Chromium here (Debian: apt-get install chromium chromium-driver; .ci/run does it)")
     options = webdriver.ChromeOptions()
     options.binary_location = binary
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                f"--window-size={width},{height}", "--allow-file-access-from-files"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        f"--window-size={width},{height}",
+        "--allow-file-access-from-files",
+    ):
         options.add_argument(arg)
     if offline:
         options.add_argument("--proxy-server=http://127.0.0.1:9")  # nothing listens there
@@ -49,4 +55,5 @@ def images_loaded(driver) -> list[dict]:
     """``[{"src", "width", "height", "complete"}]`` of every ``<img>`` on the current page."""
     return driver.execute_script(
         "return Array.from(document.images).map(i => ({src: i.src, width: i.naturalWidth, height: i.naturalHeight,"
-        " complete: i.complete}));")
+        " complete: i.complete}));"
+    )

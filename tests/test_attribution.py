@@ -13,8 +13,17 @@ from tests.learn.test_finetune import _hf_model, make_graph
 
 
 def _graph(seed: int = 0, dim: int = 16):
-    return make_graph("g", ["Alice", "met", "Bob", "in", "Paris", "."], (0, 1), (2, 3), 1, np.random.default_rng(seed),
-                      n_caption=2, dim=dim, caption="a man on a stage")
+    return make_graph(
+        "g",
+        ["Alice", "met", "Bob", "in", "Paris", "."],
+        (0, 1),
+        (2, 3),
+        1,
+        np.random.default_rng(seed),
+        n_caption=2,
+        dim=dim,
+        caption="a man on a stage",
+    )
 
 
 def test_node_attributions_add_up_to_the_logit_change_from_the_zero_input():
@@ -57,9 +66,11 @@ def test_word_pieces_of_a_finetuned_encoder(tiny_bert):
     assert model.encoder.frozen_below == 2 and all(p.grad is None for p in model.parameters())
 
 
-@pytest.mark.parametrize("kw", [dict(markers="typed"), dict(caption_pass=8, caption_tokens=0),
-                                dict(relation_descriptions=["none", "a b", "c d"])],
-                         ids=["typed", "caption_pass", "relation_text"])
+@pytest.mark.parametrize(
+    "kw",
+    [dict(markers="typed"), dict(caption_pass=8, caption_tokens=0), dict(relation_descriptions=["none", "a b", "c d"])],
+    ids=["typed", "caption_pass", "relation_text"],
+)
 def test_word_pieces_for_typed_markers_a_caption_pass_and_relations_as_text(tiny_bert, kw):
     """The pieces attributed are the ones the model reads: with typed markers the type words are
     there too (they were left out, and the IG shapes then did not match)."""
@@ -85,8 +96,16 @@ def test_the_picture_shows_the_evidence_and_the_pieces(tmp_path, tiny_bert):
     graph = _graph(3)
     a = attribute(model, graph, target=1, steps=4)
     with matplotlib.rc_context({"svg.fonttype": "none"}):  # text stays text in the SVG
-        out = draw_explanation(tmp_path / "x.svg", cmg=graph, refined=graph, image=None, relation="rel",
-                               probability=0.5, top3=[("rel", 0.5)], attribution=a)
+        out = draw_explanation(
+            tmp_path / "x.svg",
+            cmg=graph,
+            refined=graph,
+            image=None,
+            relation="rel",
+            probability=0.5,
+            top3=[("rel", 0.5)],
+            attribution=a,
+        )
     svg = out.read_text()
     assert "evidence (IG for the prediction)" in svg and "node for the prediction (IG)" in svg
     assert "word pieces (IG" in svg and "&lt;h&gt;" in svg

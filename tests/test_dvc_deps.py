@@ -61,8 +61,9 @@ def _stages() -> dict:
 @pytest.mark.parametrize("stage", sorted(_stages()))
 def test_every_file_a_stage_can_import_is_a_declared_dependency(stage):
     deps = [Path(d) for d in _stages()[stage]["deps"] if not str(d).startswith(("${", "out/"))]
-    missing = sorted(str(f) for f in import_closure(f"stages.{stage}")
-                     if not any(f == d or d in f.parents for d in deps))
+    missing = sorted(
+        str(f) for f in import_closure(f"stages.{stage}") if not any(f == d or d in f.parents for d in deps)
+    )
     assert not missing, f"{stage}: add to its deps in dvc.yaml: {missing}"
 
 
@@ -87,8 +88,7 @@ def declared_code(stage: str) -> list[str]:
             files = {p.relative_to(REPO) for p in (REPO / folder).rglob("*.py")}
             if folder != Path(top) and files <= closure:
                 out.append(str(folder))
-        out += sorted(str(f) for f in closure
-                      if f.parts[0] == top and not any(str(f).startswith(o + "/") for o in out))
+        out += sorted(str(f) for f in closure if f.parts[0] == top and not any(str(f).startswith(o + "/") for o in out))
     return out
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-
 def _contracts() -> dict[str, dict]:
     config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
     return {c["id"]: c for c in config["tool"]["importlinter"]["contracts"]}
@@ -32,13 +31,14 @@ def _children(package: str) -> set[str]:
 def _run(code: str) -> subprocess.CompletedProcess:
     """``code`` in a fresh interpreter that imports this checkout's packages (not an installed copy)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_the_import_contracts_are_kept():
-    done = _run("from importlinter.cli import lint_imports\n"
-                "raise SystemExit(lint_imports(config_filename='pyproject.toml', no_cache=True, no_logo=True))")
+    done = _run(
+        "from importlinter.cli import lint_imports\n"
+        "raise SystemExit(lint_imports(config_filename='pyproject.toml', no_cache=True, no_logo=True))"
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "0 broken" in done.stdout
 
@@ -90,7 +90,9 @@ print(cycles)
 
 
 def test_the_architecture_picture_is_current():
-    done = _run("import runpy, sys; sys.argv = ['import_graph']; runpy.run_path('tools/import_graph.py', run_name='__main__')")
+    done = _run(
+        "import runpy, sys; sys.argv = ['import_graph']; runpy.run_path('tools/import_graph.py', run_name='__main__')"
+    )
     assert done.returncode == 0, done.stderr
     doc = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
     assert done.stdout.strip() in doc, "docs/architecture.md is stale: run python tools/import_graph.py --write"

@@ -34,7 +34,8 @@ def test_dvc_yaml_names_the_stages_of_mmre_run_in_order():
 def test_dvc_yaml_lists_exactly_the_keys_the_stage_declares(stage):
     wanted = list(importlib.import_module(f"stages.{stage}").PARAMS)
     assert _dvc_params()[stage] == wanted, f"dvc.yaml {stage}.params should be:\n" + "\n".join(
-        f"    - {k}" for k in wanted)
+        f"    - {k}" for k in wanted
+    )
 
 
 @pytest.mark.parametrize("stage", STAGE_NAMES)

@@ -28,14 +28,24 @@ def figures(monkeypatch):
 
 def _curve(epochs: int = 6) -> list[dict]:
     """A summed train loss (12 → 5) beside a mean val loss (2 → 0.3); val F1 tied at its best."""
-    return [{"epoch": e, "loss": 12 - 1.4 * (e - 1), "val_loss": 2 / e, "val_f1": min(0.5, 0.15 * e),
-             "val_acc": 0.3 + 0.05 * e} for e in range(1, epochs + 1)]
+    return [
+        {
+            "epoch": e,
+            "loss": 12 - 1.4 * (e - 1),
+            "val_loss": 2 / e,
+            "val_f1": min(0.5, 0.15 * e),
+            "val_acc": 0.3 + 0.05 * e,
+        }
+        for e in range(1, epochs + 1)
+    ]
 
 
 def test_a_loss_on_another_scale_gets_its_own_axis_and_the_kept_epoch_is_marked(tmp_path, figures):
     from mmre_cli.plots import curves_png
 
-    curves_png(_curve(), "epoch", [["loss", "val_loss"], ["val_f1", "val_acc"]], tmp_path / "c.png", "t", ["loss", "val"])
+    curves_png(
+        _curve(), "epoch", [["loss", "val_loss"], ["val_f1", "val_acc"]], tmp_path / "c.png", "t", ["loss", "val"]
+    )
     (fig,) = figures
     loss, twin, scores = fig.axes  # the first panel, its right axis, the second panel
     assert [line.get_label() for line in twin.get_lines()] == ["val_loss (right axis)"]

@@ -90,8 +90,8 @@ def mermaid() -> str:
     edges = reduce(group_edges())
     lines = ["```mermaid", "graph TD"]
     for k, members in enumerate(layers(), 1):
-        lines.append(f"    subgraph L{k}[\"layer {k}\"]")
-        lines += [f"        {node_id(m)}[\"{m}\"]" for m in members]
+        lines.append(f'    subgraph L{k}["layer {k}"]')
+        lines += [f'        {node_id(m)}["{m}"]' for m in members]
         lines.append("    end")
     lines += [f"    {node_id(a)} --> {node_id(b)}" for a, b in sorted(edges)]
     lines.append("```")

@@ -9,12 +9,60 @@ from typing import Any, Callable, List, Optional
 import typer
 from typing_extensions import Annotated
 
-ParamsOpt = Annotated[Optional[Path], typer.Option("--params", help="params.yaml to read (default: ./params.yaml if present, else built-in defaults).", show_default=False)]
-SetOpt = Annotated[Optional[List[str]], typer.Option("--set", "-S", help="Override one parameter, as section.key=value (repeatable), e.g. -S train_gnn.lr=0.0005; `mmre params` lists every key with its type and help.", show_default=False)]
-NodesOpt = Annotated[int, typer.Option("--nodes", min=1, help="Machines for DDP (Lightning Fabric num_nodes), each with --gpus devices (one CPU process with --gpus 0). Start the command on every machine with torchrun (--nnodes M --node-rank R --master-addr HOST --master-port PORT -m mmre_cli ...) or srun under SLURM; docs/usage.md 'Training on several machines'.")]
-GpusOpt = Annotated[int, typer.Option("--gpus", min=0, help="Devices on this machine: 0 = CPU; N > 0 = N CUDA devices (DDP via Lightning Fabric when N > 1).")]
-StatsOpt = Annotated[Optional[Path], typer.Option("--stats", help="Also write the stage's statistics JSON here (dvc.yaml keeps these under stats/: outputs, not metrics).", show_default=False)]
-PlotsOpt = Annotated[Optional[Path], typer.Option("--plots", help="Also write the stage's curves into this folder: CSV (DVC's linear / confusion templates) and PNG (shown on `dvc plots show`'s page with no network).", show_default=False)]
+ParamsOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--params",
+        help="params.yaml to read (default: ./params.yaml if present, else built-in defaults).",
+        show_default=False,
+    ),
+]
+SetOpt = Annotated[
+    Optional[List[str]],
+    typer.Option(
+        "--set",
+        "-S",
+        help="Override one parameter, as section.key=value (repeatable), e.g. -S train_gnn.lr=0.0005; "
+        "`mmre params` lists every key with its type and help.",
+        show_default=False,
+    ),
+]
+NodesOpt = Annotated[
+    int,
+    typer.Option(
+        "--nodes",
+        min=1,
+        help="Machines for DDP (Lightning Fabric num_nodes), each with --gpus devices (one CPU "
+        "process with --gpus 0). Start the command on every machine with torchrun (--nnodes M "
+        "--node-rank R --master-addr HOST --master-port PORT -m mmre_cli ...) or srun under "
+        "SLURM; docs/usage.md 'Training on several machines'.",
+    ),
+]
+GpusOpt = Annotated[
+    int,
+    typer.Option(
+        "--gpus",
+        min=0,
+        help="Devices on this machine: 0 = CPU; N > 0 = N CUDA devices (DDP via Lightning Fabric when N > 1).",
+    ),
+]
+StatsOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--stats",
+        help="Also write the stage's statistics JSON here (dvc.yaml keeps these under stats/: outputs, not metrics).",
+        show_default=False,
+    ),
+]
+PlotsOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--plots",
+        help="Also write the stage's curves into this folder: CSV (DVC's linear / confusion "
+        "templates) and PNG (shown on `dvc plots show`'s page with no network).",
+        show_default=False,
+    ),
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr; no progress bars.")]
 
 
@@ -39,8 +87,9 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def resolve_params(params_file: Path | None, overrides: dict[str, Any], sets: list[str] | None,
-                   quiet: bool = False) -> dict:
+def resolve_params(
+    params_file: Path | None, overrides: dict[str, Any], sets: list[str] | None, quiet: bool = False
+) -> dict:
     """Load params, apply ``--set`` items, then the command's own options (which win).
 
     A ``data.root`` override (a DATASET argument) naming another folder than the params file's
@@ -84,6 +133,10 @@ def _leave_the_other_dataset(params: dict, dataset: Path, overrides: dict[str, A
     if dropped and not quiet:
         from mmre_cli.cli.console import err
 
-        err.print(f"note: {dataset} is not the params' data.root ({data['root']}): its "
-                  + ", ".join(dropped) + " not used (give --captions / -S data.KEY=... "
-                  "for this dataset)", soft_wrap=True)
+        err.print(
+            f"note: {dataset} is not the params' data.root ({data['root']}): its "
+            + ", ".join(dropped)
+            + " not used (give --captions / -S data.KEY=... "
+            "for this dataset)",
+            soft_wrap=True,
+        )

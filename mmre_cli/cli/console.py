@@ -13,8 +13,8 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from rich.console import Console
-from rich.text import Text
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
 
 #: Messages, warnings, progress bars.
 err = Console(stderr=True, highlight=False, markup=False)
@@ -99,8 +99,13 @@ class RichReporter:
             finally:
                 live.remove_task(task_id)
             return
-        columns = [TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), TimeRemainingColumn()]
+        columns = [
+            TextColumn("{task.description}", markup=False),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        ]
         with Progress(*columns, console=err, transient=False, disable=self.quiet or not err.is_terminal) as progress:
             self._live = progress
             try:

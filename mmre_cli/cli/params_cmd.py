@@ -26,8 +26,9 @@ def readers() -> dict[str, list[str]]:
 
 @handle_errors
 def params(
-    section: Annotated[Optional[str], typer.Argument(help="Only this section (e.g. train_gnn).",
-                                                     show_default=False)] = None,
+    section: Annotated[
+        Optional[str], typer.Argument(help="Only this section (e.g. train_gnn).", show_default=False)
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="JSON on stdout: one object per key.")] = False,
 ) -> None:
     """List the params keys: type, default, allowed values, what each does and which stages read it.
@@ -49,9 +50,16 @@ def params(
     for name in [section] if section else list(SECTIONS):
         for f in fields(name):
             default = f.default_factory() if callable(f.default_factory) else f.default
-            rows.append({"key": f"{name}.{f.name}", "type": str(f.type), "default": default,
-                         "choices": list(f.metadata["choices"] or []), "help": f.metadata["help"],
-                         "read_by": read_by.get(f"{name}.{f.name}", ["predict/serve"])})
+            rows.append(
+                {
+                    "key": f"{name}.{f.name}",
+                    "type": str(f.type),
+                    "default": default,
+                    "choices": list(f.metadata["choices"] or []),
+                    "help": f.metadata["help"],
+                    "read_by": read_by.get(f"{name}.{f.name}", ["predict/serve"]),
+                }
+            )
     if json_out:
         out.print_json(json.dumps(rows))
         return

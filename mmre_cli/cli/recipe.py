@@ -39,8 +39,15 @@ STAGES: list[tuple[str, str, tuple[str, ...]]] = [
 STAGE_NAMES = [s[0] for s in STAGES]
 
 
-MODULES = {"extract_features": extract_features, "build_graphs": build_graphs, "merge_cmg": merge_cmg,
-           "train_agent": train_agent, "diffuse": diffuse, "train_gnn": train_gnn, "evaluate": evaluate}
+MODULES = {
+    "extract_features": extract_features,
+    "build_graphs": build_graphs,
+    "merge_cmg": merge_cmg,
+    "train_agent": train_agent,
+    "diffuse": diffuse,
+    "train_gnn": train_gnn,
+    "evaluate": evaluate,
+}
 
 
 def _expected(out: Path, keys: tuple[str, ...], records_from: tuple[str, ...], params: dict) -> dict:
@@ -78,8 +85,9 @@ def plan(*, params: dict, out: Path, rerun_from: str | None = None) -> list[str]
     return []
 
 
-def run(*, params: dict, out: Path, gpus: int = 0, rerun_from: str | None = None,
-        reporter: Reporter | None = None) -> dict[str, Any]:
+def run(
+    *, params: dict, out: Path, gpus: int = 0, rerun_from: str | None = None, reporter: Reporter | None = None
+) -> dict[str, Any]:
     """Run (or resume) the chain into ``out``.
 
     Returns (and writes to ``out/recipe.json``): ``{"order", "stages": {name: {"seconds",
@@ -91,20 +99,27 @@ def run(*, params: dict, out: Path, gpus: int = 0, rerun_from: str | None = None
     out.mkdir(parents=True, exist_ok=True)
     d = {folder: out / folder for _, folder, _ in STAGES}
     calls = {
-        "extract_features": lambda: extract_features.run(out=d["features"], params=params, gpus=gpus,
-                                                         reporter=reporter),
-        "build_graphs": lambda: build_graphs.run(features=d["features"], out=d["graphs"], params=params,
-                                                 reporter=reporter),
-        "merge_cmg": lambda: merge_cmg.run(features=d["features"], graphs=d["graphs"], out=d["cmg"], params=params,
-                                           reporter=reporter),
-        "train_agent": lambda: train_agent.run(cmg=d["cmg"], out=d["agent"], params=params, gpus=gpus,
-                                               reporter=reporter),
-        "diffuse": lambda: diffuse.run(cmg=d["cmg"], agent=d["agent"], out=d["diffused"], params=params,
-                                       reporter=reporter),
-        "train_gnn": lambda: train_gnn.run(graphs=d["diffused"], agent=d["agent"], out=d["model"], params=params,
-                                           gpus=gpus, reporter=reporter),
-        "evaluate": lambda: evaluate.run(model=d["model"], graphs=d["diffused"], out=d["eval"], params=params,
-                                         reporter=reporter),
+        "extract_features": lambda: extract_features.run(
+            out=d["features"], params=params, gpus=gpus, reporter=reporter
+        ),
+        "build_graphs": lambda: build_graphs.run(
+            features=d["features"], out=d["graphs"], params=params, reporter=reporter
+        ),
+        "merge_cmg": lambda: merge_cmg.run(
+            features=d["features"], graphs=d["graphs"], out=d["cmg"], params=params, reporter=reporter
+        ),
+        "train_agent": lambda: train_agent.run(
+            cmg=d["cmg"], out=d["agent"], params=params, gpus=gpus, reporter=reporter
+        ),
+        "diffuse": lambda: diffuse.run(
+            cmg=d["cmg"], agent=d["agent"], out=d["diffused"], params=params, reporter=reporter
+        ),
+        "train_gnn": lambda: train_gnn.run(
+            graphs=d["diffused"], agent=d["agent"], out=d["model"], params=params, gpus=gpus, reporter=reporter
+        ),
+        "evaluate": lambda: evaluate.run(
+            model=d["model"], graphs=d["diffused"], out=d["eval"], params=params, reporter=reporter
+        ),
     }
     log_file = out / "recipe.json"
     seconds = json.loads(log_file.read_text(encoding="utf-8")).get("seconds", {}) if log_file.is_file() else {}

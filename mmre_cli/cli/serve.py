@@ -14,14 +14,46 @@ from mmre_cli.cli.common import handle_errors
 @handle_errors
 def serve(
     model: Annotated[Path, typer.Option("--model", help="Model folder written by train-gnn.")] = Path("out/model"),
-    host: Annotated[str, typer.Option(help="Address to bind. The default serves this machine only; 0.0.0.0 exposes the demo to your network.")] = "127.0.0.1",
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Address to bind. The default serves this machine only; 0.0.0.0 exposes the demo to your network."
+        ),
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
-    captioner: Annotated[Optional[str], typer.Option("--captioner", help="Image-to-text model that captions an image sent without a caption (as in `mmre predict --captioner`).", show_default=False)] = None,
-    samples: Annotated[Optional[Path], typer.Option("--samples", help="Folder of images the page offers as samples (default: the shipped sample's images, if present).", show_default=False)] = None,
+    captioner: Annotated[
+        Optional[str],
+        typer.Option(
+            "--captioner",
+            help="Image-to-text model that captions an image sent without a caption (as in `mmre predict "
+            "--captioner`).",
+            show_default=False,
+        ),
+    ] = None,
+    samples: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--samples",
+            help="Folder of images the page offers as samples (default: the shipped sample's images, if present).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve a demo page and a JSON API on http://HOST:PORT with the model loaded once.
 
-    Page (GET /): upload an image or pick a sample, type the sentence (and optionally head, tail and caption) and see the relation table and the explanation picture. API: POST /predict takes one JSON object or a list — the fields of `mmre predict --batch` lines (text, head, tail, caption; image = a sample's name, or image_b64 = the file in base64) — and answers {"predictions": [...], "explanation": null, "warnings": [...]} (a prediction's image is named as sent: the sample's name, the upload's file name, or "upload"; warnings: notes such as a missing caption); add ?explain=1 for the picture (a PNG data URL). GET /samples lists the samples, GET /health says the server is up. Requests are bounded: a request body over 12 MB is refused with 413 before it is read whole (by its Content-Length, or as a chunked body passes 12 MB); an image of at most 8 MB, text of 2,000 characters, 32 inputs, the model's pixel limit. A bad request (not JSON, a broken form, a file that is not an image, a truncated image, a decompression bomb, ...) gets a 4xx answer with {"error": ...}, as does an unknown route, and the server keeps serving; predictions run one at a time in a worker thread, so GET /health answers while they run. A port already in use is one error line and exit 2, before the model loads. Needs the `serve` extra: pip install 'mmre[serve]'.
+    Page (GET /): upload an image or pick a sample, type the sentence (and optionally head, tail and caption) and
+    see the relation table and the explanation picture. API: POST /predict takes one JSON object or a list — the
+    fields of `mmre predict --batch` lines (text, head, tail, caption; image = a sample's name, or image_b64 = the
+    file in base64) — and answers {"predictions": [...], "explanation": null, "warnings": [...]} (a prediction's
+    image is named as sent: the sample's name, the upload's file name, or "upload"; warnings: notes such as a
+    missing caption); add ?explain=1 for the picture (a PNG data URL). GET /samples lists the samples, GET /health
+    says the server is up. Requests are bounded: a request body over 12 MB is refused with 413 before it is read
+    whole (by its Content-Length, or as a chunked body passes 12 MB); an image of at most 8 MB, text of 2,000
+    characters, 32 inputs, the model's pixel limit. A bad request (not JSON, a broken form, a file that is not an
+    image, a truncated image, a decompression bomb, ...) gets a 4xx answer with {"error": ...}, as does an unknown
+    route, and the server keeps serving; predictions run one at a time in a worker thread, so GET /health answers
+    while they run. A port already in use is one error line and exit 2, before the model loads. Needs the `serve`
+    extra: pip install 'mmre[serve]'.
     """
     from mmre_cli.errors import MmreError
 
@@ -30,7 +62,9 @@ def serve(
 
         from mmre_cli.serve import create_app
     except ImportError as err:
-        raise MmreError(f"mmre serve needs FastAPI and uvicorn ({err.name} is missing): pip install 'mmre[serve]'") from None
+        raise MmreError(
+            f"mmre serve needs FastAPI and uvicorn ({err.name} is missing): pip install 'mmre[serve]'"
+        ) from None
     from mmre_cli.cli.console import err as stderr
 
     if samples is None:
@@ -57,8 +91,9 @@ def listen(host: str, port: int):
     from mmre_cli.errors import MmreError
 
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                             flags=socket.AI_PASSIVE)[0]
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
     except socket.gaierror as err:
         raise MmreError(f"--host {host}: not an address this machine can serve on ({err.strerror})") from None
     sock = socket.socket(family, kind, proto)
@@ -69,11 +104,14 @@ def listen(host: str, port: int):
     except OSError as err:
         sock.close()
         if err.errno == errno.EADDRINUSE:
-            raise MmreError(f"port {port} on {host} is already in use (another server is listening there); "
-                            "stop it or pick another with --port") from None
+            raise MmreError(
+                f"port {port} on {host} is already in use (another server is listening there); "
+                "stop it or pick another with --port"
+            ) from None
         if err.errno in (errno.EACCES, errno.EPERM):
-            raise MmreError(f"port {port} on {host}: permission denied (ports below 1024 need privileges); "
-                            "pick another with --port") from None
+            raise MmreError(
+                f"port {port} on {host}: permission denied (ports below 1024 need privileges); pick another with --port"
+            ) from None
         if err.errno == errno.EADDRNOTAVAIL:
             raise MmreError(f"--host {host}: not an address of this machine") from None
         raise MmreError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None

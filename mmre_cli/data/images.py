@@ -40,7 +40,9 @@ def check_safe_relative(img_id: str) -> None:
     """Raise ``RecordError('unsafe img_id')`` if ``img_id`` is absolute or contains ``..``."""
     posix, win = PurePosixPath(img_id), PureWindowsPath(img_id)
     if posix.is_absolute() or win.is_absolute() or win.drive or img_id.startswith(("/", "\\", "~")):
-        raise RecordError("unsafe img_id", f"image id {img_id!r} is an absolute path; it must be relative to the image folder")
+        raise RecordError(
+            "unsafe img_id", f"image id {img_id!r} is an absolute path; it must be relative to the image folder"
+        )
     if ".." in posix.parts or ".." in win.parts:
         raise RecordError("unsafe img_id", f"image id {img_id!r} escapes the image folder ('..')")
     if "\x00" in img_id:

@@ -57,7 +57,7 @@ def locate(name: str, tokens: tuple[str, ...]) -> tuple[int, int] | None:
     for fold in (False, True):
         want = [p.casefold() for p in parts] if fold else parts
         for i in range(len(tokens) - n + 1):
-            window = tokens[i:i + n]
+            window = tokens[i : i + n]
             if fold:
                 window = tuple(t.casefold() for t in window)
             if list(window) == want:
@@ -112,8 +112,7 @@ def parse_jsonl_record(obj: dict) -> Record:
         sample_id = str(sample_id)
     extra = {k: v for k, v in obj.items() if k not in _KNOWN}
     return Record(
-        tokens, head, tail, relation, image, extra,
-        caption=caption or None, sample_id=sample_id, image_is_path=True,
+        tokens, head, tail, relation, image, extra, caption=caption or None, sample_id=sample_id, image_is_path=True
     )
 
 

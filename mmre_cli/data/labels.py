@@ -137,9 +137,7 @@ class LabelMap:
         except json.JSONDecodeError as err:
             raise InputError(f"invalid JSON in label map: {err.msg}", str(path), err.lineno) from None
         if not isinstance(obj, dict):
-            raise InputError(
-                f"label map must be a JSON object {{label: id}}, got {type(obj).__name__}", str(path), 1
-            )
+            raise InputError(f"label map must be a JSON object {{label: id}}, got {type(obj).__name__}", str(path), 1)
         return cls.from_dict(obj, source=str(path))
 
     @classmethod

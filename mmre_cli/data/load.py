@@ -20,14 +20,7 @@ from mmre_cli.data.images import ImageResolver, find_image_root
 from mmre_cli.data.instance import Instance
 from mmre_cli.data.jsonl import parse_jsonl_line
 from mmre_cli.data.labels import LabelMap
-from mmre_cli.data.locate import (
-    FORMATS,
-    TXT_SUBDIRS,
-    base_dir,
-    detect_format,
-    find_split_file,
-    resolve_label_map,
-)
+from mmre_cli.data.locate import FORMATS, TXT_SUBDIRS, base_dir, detect_format, find_split_file, resolve_label_map
 from mmre_cli.data.mnre import Record, RecordError, iter_text_lines, parse_mnre_line
 from mmre_cli.data.more import load_object_dict, parse_more_line
 from mmre_cli.errors import InputError, MmreError
@@ -79,6 +72,7 @@ class LoadReport:
     def to_dict(self) -> dict:
         """A JSON-ready dict (for ``--json`` output)."""
         return asdict(self)
+
 
 class SplitReader:
     """Streaming reader for one split; iterate it for :class:`Instance` records.
@@ -286,8 +280,16 @@ def iter_split(
     (:class:`LoadReport`) is complete once it is exhausted.
     """
     return SplitReader(
-        dataset_dir, split, fmt=fmt, captions=captions, image_root=image_root, image_policy=image_policy,
-        label_map=label_map, on_error=on_error, reporter=reporter, verify_images=verify_images,
+        dataset_dir,
+        split,
+        fmt=fmt,
+        captions=captions,
+        image_root=image_root,
+        image_policy=image_policy,
+        label_map=label_map,
+        on_error=on_error,
+        reporter=reporter,
+        verify_images=verify_images,
     )
 
 
@@ -329,8 +331,16 @@ def load_split(
         ``(instances, report)``.
     """
     reader = iter_split(
-        dataset_dir, split, fmt=fmt, captions=captions, image_root=image_root, image_policy=image_policy,
-        label_map=label_map, on_error=on_error, reporter=reporter, verify_images=verify_images,
+        dataset_dir,
+        split,
+        fmt=fmt,
+        captions=captions,
+        image_root=image_root,
+        image_policy=image_policy,
+        label_map=label_map,
+        on_error=on_error,
+        reporter=reporter,
+        verify_images=verify_images,
     )
     instances = list(reader)
     return instances, reader.report

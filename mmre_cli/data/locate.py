@@ -38,7 +38,7 @@ def base_dir(path: Path) -> Path:
 def _split_name(stem: str) -> str:
     for prefix in _PREFIXES:
         if stem.startswith(prefix):
-            return stem[len(prefix):].strip()
+            return stem[len(prefix) :].strip()
     return stem.strip()
 
 
@@ -210,7 +210,7 @@ def resolve_label_map(
         train = files.get("train")
     else:
         train = None
-        for f in (p.parent.glob("*.jsonl") if fmt == "jsonl" else p.parent.glob("*.txt")):
+        for f in p.parent.glob("*.jsonl") if fmt == "jsonl" else p.parent.glob("*.txt"):
             if _split_name(f.stem) == "train":
                 train = f
     if train is not None and _reading is not None and Path(train).absolute() == Path(_reading).absolute():

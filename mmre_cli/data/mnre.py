@@ -78,20 +78,22 @@ def iter_text_lines(path: str | Path) -> Iterator[tuple[int, str | RecordError]]
                     chunk = fh.readline(MAX_LINE_BYTES)
                     if not chunk or chunk.endswith(b"\n"):
                         break
-                yield lineno, RecordError(
-                    "line too long", f"line longer than {MAX_LINE_BYTES} bytes (binary or garbage?)"
+                yield (
+                    lineno,
+                    RecordError("line too long", f"line longer than {MAX_LINE_BYTES} bytes (binary or garbage?)"),
                 )
                 continue
             if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
-                raw = raw[len(codecs.BOM_UTF8):]
+                raw = raw[len(codecs.BOM_UTF8) :]
             if b"\x00" in raw:
                 yield lineno, RecordError("binary data", "line holds NUL bytes (binary data?)")
                 continue
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as err:
-                yield lineno, RecordError(
-                    "not UTF-8", f"invalid UTF-8 byte 0x{raw[err.start]:02x} at column {err.start + 1}"
+                yield (
+                    lineno,
+                    RecordError("not UTF-8", f"invalid UTF-8 byte 0x{raw[err.start]:02x} at column {err.start + 1}"),
                 )
                 continue
             text = text.strip()
@@ -182,8 +184,7 @@ def text_entity(value: Any, key: str, tokens: tuple[str, ...], *, check_names: b
     start, end = check_span(value["pos"], len(tokens), key)
     if check_names and not names_match(name, tokens[start:end]):
         raise RecordError(
-            "name mismatch",
-            f"entity {key!r}: name {name!r} does not match its tokens {' '.join(tokens[start:end])!r}",
+            "name mismatch", f"entity {key!r}: name {name!r} does not match its tokens {' '.join(tokens[start:end])!r}"
         )
     return Entity(name, start, end)
 

@@ -14,40 +14,115 @@ import random
 from pathlib import Path
 
 MNRE_RELATIONS = (
-    "None", "/per/per/parent", "/per/per/siblings", "/per/per/couple", "/per/per/neighbor", "/per/per/peer",
-    "/per/per/charges", "/per/per/alumi", "/per/per/alternate_names", "/per/org/member_of",
-    "/per/loc/place_of_residence", "/per/loc/place_of_birth", "/org/org/alternate_names", "/org/org/subsidiary",
-    "/org/loc/locate_at", "/loc/loc/contain", "/per/misc/present_in", "/per/misc/awarded", "/per/misc/race",
-    "/per/misc/religion", "/per/misc/nationality", "/misc/misc/part_of", "/misc/loc/held_on",
+    "None",
+    "/per/per/parent",
+    "/per/per/siblings",
+    "/per/per/couple",
+    "/per/per/neighbor",
+    "/per/per/peer",
+    "/per/per/charges",
+    "/per/per/alumi",
+    "/per/per/alternate_names",
+    "/per/org/member_of",
+    "/per/loc/place_of_residence",
+    "/per/loc/place_of_birth",
+    "/org/org/alternate_names",
+    "/org/org/subsidiary",
+    "/org/loc/locate_at",
+    "/loc/loc/contain",
+    "/per/misc/present_in",
+    "/per/misc/awarded",
+    "/per/misc/race",
+    "/per/misc/religion",
+    "/per/misc/nationality",
+    "/misc/misc/part_of",
+    "/misc/loc/held_on",
 )
 
-PEOPLE = ["Mara Quell", "Tobin Vale", "Ilse Brandt", "Oren Pike", "Lena Sorrow", "Caspar Finch", "Nadia Holt", "Rufus Crane"]
+PEOPLE = [
+    "Mara Quell",
+    "Tobin Vale",
+    "Ilse Brandt",
+    "Oren Pike",
+    "Lena Sorrow",
+    "Caspar Finch",
+    "Nadia Holt",
+    "Rufus Crane",
+]
 ORGS = ["Northwind FC", "Bluefield Labs", "Orchard Records", "Kestrel Motors", "Harbor Bank", "Silverline News"]
 PLACES = ["Port Alder", "Greymoor", "Lake Sable", "Westhaven", "Brightwater", "Old Quarry"]
 EVENTS = ["Summer Lights Festival", "Harbor Marathon", "Golden Reel Awards", "Tech Harbor Expo"]
 
 # relation -> (sentence template, head slot, tail slot, caption, picture kind)
 TEMPLATES = {
-    "/per/org/member_of": ("RT @fans : {P} scores again for {O} tonight !", "P", "O",
-                           "A football player in a striped jersey celebrates on a green pitch.", "pitch"),
-    "/per/loc/place_of_residence": ("{P} enjoying a quiet evening at home in {L} .", "P", "L",
-                                    "A woman sits on a porch of a small house at sunset.", "house"),
-    "/org/loc/locate_at": ("{O} opens its new headquarters in {L} today", "O", "L",
-                           "A tall glass office building stands under a blue sky.", "building"),
-    "/per/per/couple": ("{P} and his wife {P2} arrive at the gala", "P", "P2",
-                        "A man in a suit and a woman in a red dress pose together on a carpet.", "couple"),
-    "/per/misc/awarded": ("Congratulations to {P} on winning the {E} !", "P", "E",
-                          "A smiling person holds a golden trophy on a stage.", "trophy"),
-    "/misc/loc/held_on": ("The {E} returns to {L} this weekend", "E", "L",
-                          "A crowd gathers in front of a stage with bright lights.", "stage"),
-    "/per/per/peer": ("{P} and {P2} train together before the final", "P", "P2",
-                      "Two athletes run side by side on a track.", "track"),
-    "None": ("{P} shared a photo while thinking about {O}", "P", "O",
-             "A blurry photo of a street with cars.", "street"),
+    "/per/org/member_of": (
+        "RT @fans : {P} scores again for {O} tonight !",
+        "P",
+        "O",
+        "A football player in a striped jersey celebrates on a green pitch.",
+        "pitch",
+    ),
+    "/per/loc/place_of_residence": (
+        "{P} enjoying a quiet evening at home in {L} .",
+        "P",
+        "L",
+        "A woman sits on a porch of a small house at sunset.",
+        "house",
+    ),
+    "/org/loc/locate_at": (
+        "{O} opens its new headquarters in {L} today",
+        "O",
+        "L",
+        "A tall glass office building stands under a blue sky.",
+        "building",
+    ),
+    "/per/per/couple": (
+        "{P} and his wife {P2} arrive at the gala",
+        "P",
+        "P2",
+        "A man in a suit and a woman in a red dress pose together on a carpet.",
+        "couple",
+    ),
+    "/per/misc/awarded": (
+        "Congratulations to {P} on winning the {E} !",
+        "P",
+        "E",
+        "A smiling person holds a golden trophy on a stage.",
+        "trophy",
+    ),
+    "/misc/loc/held_on": (
+        "The {E} returns to {L} this weekend",
+        "E",
+        "L",
+        "A crowd gathers in front of a stage with bright lights.",
+        "stage",
+    ),
+    "/per/per/peer": (
+        "{P} and {P2} train together before the final",
+        "P",
+        "P2",
+        "Two athletes run side by side on a track.",
+        "track",
+    ),
+    "None": (
+        "{P} shared a photo while thinking about {O}",
+        "P",
+        "O",
+        "A blurry photo of a street with cars.",
+        "street",
+    ),
 }
 
-_COLORS = {"pitch": (40, 140, 60), "house": (200, 120, 60), "building": (90, 140, 220), "couple": (180, 30, 50),
-           "trophy": (230, 190, 40), "stage": (120, 40, 160), "track": (210, 80, 40), "street": (110, 110, 110)}
+_COLORS = {
+    "pitch": (40, 140, 60),
+    "house": (200, 120, 60),
+    "building": (90, 140, 220),
+    "couple": (180, 30, 50),
+    "trophy": (230, 190, 40),
+    "stage": (120, 40, 160),
+    "track": (210, 80, 40),
+    "street": (110, 110, 110),
+}
 
 
 def _draw(kind: str, rng: random.Random, path: Path) -> None:
@@ -76,8 +151,13 @@ def _instance(relation: str, rng: random.Random, img_id: str) -> dict:
             spans[slot] = [start, len(tokens)]
         else:
             tokens.append(word)
-    return {"token": tokens, "h": {"name": fill[hs], "pos": spans[hs]}, "t": {"name": fill[ts], "pos": spans[ts]},
-            "img_id": img_id, "relation": relation}
+    return {
+        "token": tokens,
+        "h": {"name": fill[hs], "pos": spans[hs]},
+        "t": {"name": fill[ts], "pos": spans[ts]},
+        "img_id": img_id,
+        "relation": relation,
+    }
 
 
 def make_sample(out_dir: str | Path, n_train: int = 64, n_val: int = 24, seed: int = 7) -> Path:

@@ -36,8 +36,9 @@ class Explained:
         deleted = sorted({int(i) for i in edits.get("deleted_nodes", [])})
         alive = [i for i in range(n) if i not in set(deleted)]
         if len(alive) != refined.num_nodes:
-            raise ValueError(f"{cmg.graph_id}: {refined.num_nodes} refined nodes, "
-                             f"but {len(alive)} CMG nodes survive the edits")
+            raise ValueError(
+                f"{cmg.graph_id}: {refined.num_nodes} refined nodes, but {len(alive)} CMG nodes survive the edits"
+            )
         self.cmg, self.refined = cmg, refined
         self.deleted = set(deleted)
         self.back = np.asarray(alive, np.int64)  # refined node -> CMG node
@@ -59,11 +60,12 @@ class Explained:
             cos = float(refined.edge_attr[e, EDGE_ATTR_COLUMNS.index("cosine")])
             cur = self.edges.get(key)
             if cur is None or (cur["status"] == "kept" and status == "added") or w > cur["weight"]:
-                self.edges[key] = {"status": status if cur is None else
-                                   ("added" if "added" in (status, cur["status"]) else "kept"),
-                                   "weight": max(w, cur["weight"]) if cur else w,
-                                   "type": EDGE_TYPES[int(refined.edge_type[e])],
-                                   "cosine": cos}
+                self.edges[key] = {
+                    "status": status if cur is None else ("added" if "added" in (status, cur["status"]) else "kept"),
+                    "weight": max(w, cur["weight"]) if cur else w,
+                    "type": EDGE_TYPES[int(refined.edge_type[e])],
+                    "cosine": cos,
+                }
         for src, dst, etype, weight in refined.meta.get("pruned_edges", []) or []:
             a, b = int(self.back[int(src)]), int(self.back[int(dst)])
             key = (min(a, b), max(a, b))

@@ -47,6 +47,7 @@ from mmre_cli.explain.content import (
     select_nodes,
     short,
 )
+from mmre_cli.explain.pieces import draw_pieces, importance_colour
 from mmre_cli.graphs.graph import MODALITIES, NODE_KINDS, ROLE_HEAD, ROLE_TAIL, Graph
 
 MODALITY_COLOURS = {"text": "#9ecae1", "visual": "#fdae6b", "caption": "#c9b3e6"}
@@ -58,43 +59,9 @@ CROSS_COLOUR = "#555555"
 ADDED_COLOUR, KEPT_COLOUR, PRUNED_COLOUR, DELETED_COLOUR = "#2ca02c", "#4a4a4a", "#9a9a9a", "#c8c8c8"
 
 
-def _importance_colour(value: float, scale: float):
-    """Red for evidence for the prediction, blue against, white for none (``RdBu_r`` at ``value/scale``)."""
-    from matplotlib import colormaps
-
-    t = 0.0 if scale <= 0 or not np.isfinite(value) else float(np.clip(value / scale, -1.0, 1.0))
-    return colormaps["RdBu_r"](0.5 + 0.33 * t)  # at most a middle red / blue: black text stays readable on it
-
-
-def _draw_pieces(fig, pieces: list[tuple[str, float]], width: float = 0.96) -> None:
-    """The sentence's word pieces along the bottom of ``fig``, each on a background coloured by its
-    importance (the same red/blue scale), wrapped to ``width`` of the figure."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    engine = fig.get_layout_engine()
-    if engine is not None and hasattr(engine, "set"):
-        engine.set(rect=(0.0, 0.1, 1.0, 0.9))  # room for the pieces below the panels
-    renderer = FigureCanvasAgg(fig).get_renderer()
-    scale = max((abs(v) for _, v in pieces), default=0.0)
-    x0, x, y = 0.02, 0.02, 0.035
-    fig.text(x0, y + 0.035, "word pieces (IG of the encoder's input embeddings for the prediction, in logits; "
-             "red for, blue against):", fontsize=8,
-             color="#555555")
-    fw = fig.bbox.width
-    for piece, value in pieces:
-        label = piece[2:] if piece.startswith("##") else piece.replace("\u2581", "").replace("\u0120", "") or piece
-        t = fig.text(x, y, label, fontsize=9, family="monospace",
-                     bbox={"facecolor": _importance_colour(value, scale), "edgecolor": "none", "pad": 1.2})
-        w = t.get_window_extent(renderer).width / fw
-        if x + w > width and x > x0:  # wrap
-            y -= 0.03
-            x = x0
-            t.set_position((x, y))
-        x += w + (0.0 if piece.startswith("##") else 0.004)
-
-
-def _place_edge_labels(fig, ax, pos: dict, edge_labels: list, nodes: list[tuple[tuple[float, float], float]],
-                       texts: list) -> None:
+def _place_edge_labels(
+    fig, ax, pos: dict, edge_labels: list, nodes: list[tuple[tuple[float, float], float]], texts: list
+) -> None:
     """Draw each edge label at its edge's middle unless its box would overlap a node, a node's
     label or an edge label already drawn (then it is left out: a hidden label beats two that
     cannot be read). Positions are taken after the layout is final (``draw_without_rendering``);
@@ -121,8 +88,17 @@ def _place_edge_labels(fig, ax, pos: dict, edge_labels: list, nodes: list[tuple[
             spots = [lower + 0.62 * (upper - lower), mid, lower + 0.38 * (upper - lower)]
             if abs(d[1]) < 1.0:  # along a row: above the line, clear of the labels under the nodes
                 spots += [mid + np.array([0.0, dy * px_per_pt]) for dy in (15.0, -15.0)]
-        t = ax.text(0, 0, label, fontsize=7, color=colour, ha="center", va="center", zorder=5,
-                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 0.5})
+        t = ax.text(
+            0,
+            0,
+            label,
+            fontsize=7,
+            color=colour,
+            ha="center",
+            va="center",
+            zorder=5,
+            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 0.5},
+        )
         t.set_in_layout(False)
         for at in spots:
             t.set_position(ax.transData.inverted().transform(at))
@@ -134,11 +110,24 @@ def _place_edge_labels(fig, ax, pos: dict, edge_labels: list, nodes: list[tuple[
             t.remove()
 
 
-def draw_explanation(path: str | Path, *, cmg: Graph, refined: Graph | None, image: str | Path | None,
-                     relation: str, probability: float, top3: Sequence[tuple[str, float]] = (),
-                     head: str | None = None, tail: str | None = None, image_note: str | None = None,
-                     max_tokens: int = 14, max_label: int = 18, dpi: int = 130, attribution=None,
-                     image_name: str | None = None) -> Path:
+def draw_explanation(
+    path: str | Path,
+    *,
+    cmg: Graph,
+    refined: Graph | None,
+    image: str | Path | None,
+    relation: str,
+    probability: float,
+    top3: Sequence[tuple[str, float]] = (),
+    head: str | None = None,
+    tail: str | None = None,
+    image_note: str | None = None,
+    max_tokens: int = 14,
+    max_label: int = 18,
+    dpi: int = 130,
+    attribution=None,
+    image_name: str | None = None,
+) -> Path:
     """Draw the explanation of one prediction to ``path`` (``.png`` or ``.svg``).
 
     Args:
@@ -206,19 +195,34 @@ def draw_explanation(path: str | Path, *, cmg: Graph, refined: Graph | None, ima
             gone = i in ex.deleted
             role = g.node_role[i]
             colour = ROLE_COLOUR if role in (ROLE_HEAD, ROLE_TAIL) else "#e6550d"
-            ax_img.add_patch(Rectangle((x1 * w, y1 * h), (x2 - x1) * w, (y2 - y1) * h, fill=False, edgecolor=colour,
-                                       linewidth=3.5 if role else 2, linestyle="--" if gone else "-",
-                                       alpha=0.4 if gone else 1.0))
-            ax_img.text(x1 * w + 2, y1 * h + 2,
-                        f"{tag[i]} {short(g.node_text[i], 14)}" + (" (deleted)" if gone else ""),
-                        fontsize=8, va="top", color="white", bbox={"facecolor": colour, "alpha": 0.4 if gone else 0.85,
-                                                                     "pad": 1.5, "linewidth": 0})
+            ax_img.add_patch(
+                Rectangle(
+                    (x1 * w, y1 * h),
+                    (x2 - x1) * w,
+                    (y2 - y1) * h,
+                    fill=False,
+                    edgecolor=colour,
+                    linewidth=3.5 if role else 2,
+                    linestyle="--" if gone else "-",
+                    alpha=0.4 if gone else 1.0,
+                )
+            )
+            ax_img.text(
+                x1 * w + 2,
+                y1 * h + 2,
+                f"{tag[i]} {short(g.node_text[i], 14)}" + (" (deleted)" if gone else ""),
+                fontsize=8,
+                va="top",
+                color="white",
+                bbox={"facecolor": colour, "alpha": 0.4 if gone else 0.85, "pad": 1.5, "linewidth": 0},
+            )
         n_obj = sum(1 for i in objects if g.node_kind[i] == OBJECT)
         # two lines, the name cut to 44 characters: one line overflowed the image panel and the
         # figure's left edge cut its first letters
-        ax_img.set_title(f"{short(image_name or Path(image).name, 44)}\n"
-                         f"({n_obj} object box{'es' if n_obj != 1 else ''})",
-                         fontsize=10)
+        ax_img.set_title(
+            f"{short(image_name or Path(image).name, 44)}\n({n_obj} object box{'es' if n_obj != 1 else ''})",
+            fontsize=10,
+        )
         ax_img.set_xticks([])
         ax_img.set_yticks([])
         if image_note:
@@ -244,14 +248,29 @@ def draw_explanation(path: str | Path, *, cmg: Graph, refined: Graph | None, ima
     ax.set_xlim(min(xs) - 1.0, max(xs) + 1.0)
     ax.set_ylim(-0.75, 3.55)
     edge_labels: list[tuple[tuple[float, float], str, str]] = []  # (data position, text, colour): placed last
-    for status, colour, style, alpha in (("deleted", DELETED_COLOUR, ":", 0.9), ("pruned", PRUNED_COLOUR, "--", 1.0),
-                                         ("kept", KEPT_COLOUR, "-", 0.8), ("added", ADDED_COLOUR, "-", 1.0)):
+    for status, colour, style, alpha in (
+        ("deleted", DELETED_COLOUR, ":", 0.9),
+        ("pruned", PRUNED_COLOUR, "--", 1.0),
+        ("kept", KEPT_COLOUR, "-", 0.8),
+        ("added", ADDED_COLOUR, "-", 1.0),
+    ):
         for k, (a, b) in enumerate(groups[status]):
             width = widths[status][k] if status in widths else (1.0 if status == "deleted" else 1.4)
             rad = bend(pos[a], pos[b])
-            nx.draw_networkx_edges(G, pos, ax=ax, edgelist=[(a, b)], edge_color=colour, style=style, width=width,
-                                   alpha=alpha, arrows=True, arrowstyle="-", connectionstyle=f"arc3,rad={rad}",
-                                   node_size=0)
+            nx.draw_networkx_edges(
+                G,
+                pos,
+                ax=ax,
+                edgelist=[(a, b)],
+                edge_color=colour,
+                style=style,
+                width=width,
+                alpha=alpha,
+                arrows=True,
+                arrowstyle="-",
+                connectionstyle=f"arc3,rad={rad}",
+                node_size=0,
+            )
             label = edge_label(ex.edges[(a, b)], g, a, b) if status in ("kept", "added") else ""
             if not label:
                 continue
@@ -259,8 +278,9 @@ def draw_explanation(path: str | Path, *, cmg: Graph, refined: Graph | None, ima
 
     rel = ex.relevance
     finite = rel[np.isfinite(rel)]
-    node_scale = max((abs(node_imp[i]) for i in nodes if np.isfinite(node_imp[i])), default=0.0) \
-        if node_imp is not None else 0.0
+    node_scale = (
+        max((abs(node_imp[i]) for i in nodes if np.isfinite(node_imp[i])), default=0.0) if node_imp is not None else 0.0
+    )
     sizes: dict[int, float] = {}
     for i in nodes:
         kind = int(g.node_kind[i])
@@ -272,15 +292,23 @@ def draw_explanation(path: str | Path, *, cmg: Graph, refined: Graph | None, ima
         edge = ROLE_COLOUR if role in (ROLE_HEAD, ROLE_TAIL) else "#666666"
         fill = MODALITY_COLOURS[mod[i]]
         if node_imp is not None and not gone:
-            fill = _importance_colour(node_imp[i], node_scale)
-        nx.draw_networkx_nodes(G, pos, ax=ax, nodelist=[i], node_size=size,
-                               node_color=["#eeeeee" if gone else fill],
-                               edgecolors=edge if not gone else "#bbbbbb", linewidths=4.0 if role else 0.8,
-                               alpha=0.45 if gone else 1.0,
-                               node_shape="o" if kind == TOKEN else "s" if mod[i] == "visual" else "o")
+            fill = importance_colour(node_imp[i], node_scale)
+        nx.draw_networkx_nodes(
+            G,
+            pos,
+            ax=ax,
+            nodelist=[i],
+            node_size=size,
+            node_color=["#eeeeee" if gone else fill],
+            edgecolors=edge if not gone else "#bbbbbb",
+            linewidths=4.0 if role else 0.8,
+            alpha=0.45 if gone else 1.0,
+            node_shape="o" if kind == TOKEN else "s" if mod[i] == "visual" else "o",
+        )
         if gone:
-            ax.scatter([pos[i][0]], [pos[i][1]], marker="x", s=size * 0.55, c=CROSS_COLOUR, linewidths=2.0, alpha=0.8,
-                       zorder=3)
+            ax.scatter(
+                [pos[i][0]], [pos[i][1]], marker="x", s=size * 0.55, c=CROSS_COLOUR, linewidths=2.0, alpha=0.8, zorder=3
+            )
     labels = {}
     for i in nodes:
         text = short(g.node_text[i] or NODE_KINDS[int(g.node_kind[i])], max_label)
@@ -300,9 +328,19 @@ def draw_explanation(path: str | Path, *, cmg: Graph, refined: Graph | None, ima
     for i, text in labels.items():
         gone = i in ex.deleted
         role = int(g.node_role[i])
-        labels_drawn.append(ax.text(pos[i][0], pos[i][1] - (0.2 if g.node_kind[i] == TOKEN else 0.0), text, ha="center",
-                va="top" if g.node_kind[i] == TOKEN else "center", fontsize=8.5 if g.node_kind[i] != TOKEN else 8,
-                fontweight="bold" if role else "normal", color="#999999" if gone else "#111111", zorder=4))
+        labels_drawn.append(
+            ax.text(
+                pos[i][0],
+                pos[i][1] - (0.2 if g.node_kind[i] == TOKEN else 0.0),
+                text,
+                ha="center",
+                va="top" if g.node_kind[i] == TOKEN else "center",
+                fontsize=8.5 if g.node_kind[i] != TOKEN else 8,
+                fontweight="bold" if role else "normal",
+                color="#999999" if gone else "#111111",
+                zorder=4,
+            )
+        )
     rows = [(0.0, "tokens"), (1.0, "entities /\nphrases"), (2.0, "caption"), (3.0, "visual")]
     used = {round(p[1]) for p in pos.values()}
     shown_rows = [(y, name) for y, name in rows if int(y) in used]
@@ -310,55 +348,110 @@ def draw_explanation(path: str | Path, *, cmg: Graph, refined: Graph | None, ima
     for side in ax.spines.values():
         side.set_visible(False)
     ax.set_xticks([])
-    ax.set_yticks([y for y, _ in shown_rows], [name for _, name in shown_rows], fontsize=8, color="#888888",
-                  style="italic")
+    ax.set_yticks(
+        [y for y, _ in shown_rows], [name for _, name in shown_rows], fontsize=8, color="#888888", style="italic"
+    )
     ax.tick_params(axis="y", length=0, left=False, labelleft=True)  # networkx turned the labels off
 
     # -- title and legend ----------------------------------------------------------------------
     runners = ", ".join(f"{lab} {100 * p:.1f} %" for lab, p in list(top3)[1:3])
-    fig.suptitle(f"{relation}{' (no relation)' if relation.lower() == 'none' else ''}  (p = {100 * probability:.1f} %)",
-                 fontsize=15, fontweight="bold")
+    fig.suptitle(
+        f"{relation}{' (no relation)' if relation.lower() == 'none' else ''}  (p = {100 * probability:.1f} %)",
+        fontsize=15,
+        fontweight="bold",
+    )
     evidence = ""
     if node_imp is not None:
         ranked = sorted((i for i in range(g.num_nodes) if np.isfinite(node_imp[i])), key=lambda i: -node_imp[i])[:5]
         import textwrap
 
-        evidence = "\n" + textwrap.fill("evidence (IG for the prediction): " + ", ".join(
-            f"{short(g.node_text[i] or NODE_KINDS[int(g.node_kind[i])], 16)} {node_imp[i]:+.3f}" for i in ranked)
-            + " (logits of the predicted class)", 100 if has_image else 80)  # within the graph panel's width
-    ax.set_title(f"HEAD {short(head, 30)}  →  TAIL {short(tail, 30)}"
-                 + (f"\nrunners-up: {runners}" if runners else "")
-                 + evidence, fontsize=10)
+        evidence = "\n" + textwrap.fill(
+            "evidence (IG for the prediction): "
+            + ", ".join(
+                f"{short(g.node_text[i] or NODE_KINDS[int(g.node_kind[i])], 16)} {node_imp[i]:+.3f}" for i in ranked
+            )
+            + " (logits of the predicted class)",
+            100 if has_image else 80,
+        )  # within the graph panel's width
+    ax.set_title(
+        f"HEAD {short(head, 30)}  →  TAIL {short(tail, 30)}"
+        + (f"\nrunners-up: {runners}" if runners else "")
+        + evidence,
+        fontsize=10,
+    )
     n_del = len(ex.deleted)
-    handles = [Patch(facecolor=MODALITY_COLOURS[m], edgecolor="#666666", label=f"{m} node") for m in MODALITIES
-               if any(mod[i] == m for i in nodes)]
+    handles = [
+        Patch(facecolor=MODALITY_COLOURS[m], edgecolor="#666666", label=f"{m} node")
+        for m in MODALITIES
+        if any(mod[i] == m for i in nodes)
+    ]
     handles += [
-        Line2D([], [], marker="o", linestyle="", markersize=11, markerfacecolor="white", markeredgecolor=ROLE_COLOUR,
-               markeredgewidth=3, label="HEAD / TAIL entity (as labelled)"),
-        Line2D([], [], marker="x", linestyle="", markersize=10, color=CROSS_COLOUR, markeredgewidth=2,
-               label=f"node deleted by the RL editor ({n_del})"),
-        Line2D([], [], color=KEPT_COLOUR, linewidth=3,
-               label="kept edge (width = |IG importance|)" if edge_imp is not None
-               else "kept edge (width = final weight)"),
+        Line2D(
+            [],
+            [],
+            marker="o",
+            linestyle="",
+            markersize=11,
+            markerfacecolor="white",
+            markeredgecolor=ROLE_COLOUR,
+            markeredgewidth=3,
+            label="HEAD / TAIL entity (as labelled)",
+        ),
+        Line2D(
+            [],
+            [],
+            marker="x",
+            linestyle="",
+            markersize=10,
+            color=CROSS_COLOUR,
+            markeredgewidth=2,
+            label=f"node deleted by the RL editor ({n_del})",
+        ),
+        Line2D(
+            [],
+            [],
+            color=KEPT_COLOUR,
+            linewidth=3,
+            label="kept edge (width = |IG importance|)" if edge_imp is not None else "kept edge (width = final weight)",
+        ),
         Line2D([], [], color=ADDED_COLOUR, linewidth=3, label=f"edge added by the editor ({len(groups['added'])})"),
-        Line2D([], [], color=PRUNED_COLOUR, linestyle="--", linewidth=1.5,
-               label=f"edge pruned by diffusion ({len(groups['pruned'])})"),
-        Line2D([], [], color=DELETED_COLOUR, linestyle=":", linewidth=1.5,
-               label=f"edge deleted by the editor ({len(groups['deleted'])})"),
-        Line2D([], [], marker="o", linestyle="", markersize=8, color="#bbbbbb",
-               label="node size = diffused relevance v (0 to 1)"),
+        Line2D(
+            [],
+            [],
+            color=PRUNED_COLOUR,
+            linestyle="--",
+            linewidth=1.5,
+            label=f"edge pruned by diffusion ({len(groups['pruned'])})",
+        ),
+        Line2D(
+            [],
+            [],
+            color=DELETED_COLOUR,
+            linestyle=":",
+            linewidth=1.5,
+            label=f"edge deleted by the editor ({len(groups['deleted'])})",
+        ),
+        Line2D(
+            [],
+            [],
+            marker="o",
+            linestyle="",
+            markersize=8,
+            color="#bbbbbb",
+            label="node size = diffused relevance v (0 to 1)",
+        ),
     ]
     if hidden:
         handles.append(Line2D([], [], linestyle="", label=f"{hidden} token node(s) away from HEAD/TAIL not drawn"))
     if node_imp is not None:
-        handles[:0] = [Patch(facecolor=_importance_colour(1.0, 1.0), edgecolor="#666666",
-                             label="node for the prediction (IG)"),
-                       Patch(facecolor=_importance_colour(-1.0, 1.0), edgecolor="#666666",
-                             label="node against it (IG)")]
+        handles[:0] = [
+            Patch(facecolor=importance_colour(1.0, 1.0), edgecolor="#666666", label="node for the prediction (IG)"),
+            Patch(facecolor=importance_colour(-1.0, 1.0), edgecolor="#666666", label="node against it (IG)"),
+        ]
         handles = [h for h in handles if not str(h.get_label()).endswith(" node")]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8.5, frameon=False)
     if attribution is not None and getattr(attribution, "pieces", None):
-        _draw_pieces(fig, attribution.pieces)
+        draw_pieces(fig, attribution.pieces)
     _place_edge_labels(fig, ax, pos, edge_labels, [(pos[i], sizes[i]) for i in nodes], labels_drawn)
     fig.savefig(path, dpi=dpi, format=path.suffix.lower().lstrip(".") or "png")
     return path

@@ -55,8 +55,10 @@ class BertConfig:
     def from_file(cls, path: str | Path) -> "BertConfig":
         raw = json.loads(Path(path).read_text(encoding="utf-8"))
         if raw.get("model_type", "bert") != "bert" or raw.get("hidden_act", "gelu") != "gelu":
-            raise ValueError(f"{path}: not a BERT config with GELU (model_type={raw.get('model_type')!r}, "
-                             f"hidden_act={raw.get('hidden_act')!r})")
+            raise ValueError(
+                f"{path}: not a BERT config with GELU (model_type={raw.get('model_type')!r}, "
+                f"hidden_act={raw.get('hidden_act')!r})"
+            )
         if raw.get("position_embedding_type", "absolute") != "absolute":
             raise ValueError(f"{path}: only absolute position embeddings are supported")
         return cls(**{k: raw[k] for k in cls.__dataclass_fields__ if k in raw})
@@ -83,10 +85,18 @@ class BertModel(nn.Module):
         self.embedding_norm = nn.LayerNorm(h, eps=config.layer_norm_eps)
         self.embedding_dropout = nn.Dropout(config.hidden_dropout_prob)
         self.layers = nn.ModuleList(
-            nn.TransformerEncoderLayer(h, config.num_attention_heads, config.intermediate_size,
-                                       dropout=config.hidden_dropout_prob, activation="gelu",
-                                       layer_norm_eps=config.layer_norm_eps, batch_first=True, norm_first=False)
-            for _ in range(config.num_hidden_layers))
+            nn.TransformerEncoderLayer(
+                h,
+                config.num_attention_heads,
+                config.intermediate_size,
+                dropout=config.hidden_dropout_prob,
+                activation="gelu",
+                layer_norm_eps=config.layer_norm_eps,
+                batch_first=True,
+                norm_first=False,
+            )
+            for _ in range(config.num_hidden_layers)
+        )
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.word_embeddings
@@ -110,11 +120,21 @@ class BertModel(nn.Module):
         """The modules below the first transformer layer (frozen with the lower layers, and kept in
         eval mode with them: the embedding dropout included, so cached lower states hold no
         dropout sample)."""
-        return [self.word_embeddings, self.position_embeddings, self.token_type_embeddings, self.embedding_norm,
-                self.embedding_dropout]
+        return [
+            self.word_embeddings,
+            self.position_embeddings,
+            self.token_type_embeddings,
+            self.embedding_norm,
+            self.embedding_dropout,
+        ]
 
-    def lower(self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
-              stop: int | None = None) -> Tensor:
+    def lower(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        stop: int | None = None,
+    ) -> Tensor:
         """Embeddings and layers ``[0, stop)``: the hidden states entering layer ``stop``.
 
         Shapes:
@@ -122,17 +142,27 @@ class BertModel(nn.Module):
         """
         length = input_ids.shape[1]
         if length > self.config.max_position_embeddings:
-            raise ValueError(f"sequence of {length} word pieces > max_position_embeddings "
-                             f"{self.config.max_position_embeddings}")
+            raise ValueError(
+                f"sequence of {length} word pieces > max_position_embeddings {self.config.max_position_embeddings}"
+            )
         pos = torch.arange(length, device=input_ids.device)
-        types = (self.token_type_embeddings.weight[0] if token_type_ids is None
-                 else self.token_type_embeddings(token_type_ids))
+        types = (
+            self.token_type_embeddings.weight[0]
+            if token_type_ids is None
+            else self.token_type_embeddings(token_type_ids)
+        )
         x = self.word_embeddings(input_ids) + self.position_embeddings(pos)[None] + types
         x = self.embedding_dropout(self.embedding_norm(x))
         return self.upper(x, attention_mask, 0, self.num_layers if stop is None else stop, zero_pad=False)
 
-    def upper(self, hidden: Tensor, attention_mask: Tensor | None = None, start: int = 0, stop: int | None = None,
-              zero_pad: bool = True) -> Tensor:
+    def upper(
+        self,
+        hidden: Tensor,
+        attention_mask: Tensor | None = None,
+        start: int = 0,
+        stop: int | None = None,
+        zero_pad: bool = True,
+    ) -> Tensor:
         """Layers ``[start, stop)`` on hidden states (``stop=None``: to the top); padded rows zeroed.
 
         Shapes:
@@ -148,8 +178,9 @@ class BertModel(nn.Module):
             x = x.masked_fill(pad.unsqueeze(-1), 0.0)
         return x
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
-                token_type_ids: Tensor | None = None) -> Tensor:
+    def forward(
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None
+    ) -> Tensor:
         x = self.lower(input_ids, attention_mask, token_type_ids, stop=0)
         return self.upper(x, attention_mask, 0)
 
@@ -166,22 +197,26 @@ class BertModel(nn.Module):
         for i in range(self.config.num_hidden_layers):
             p = f"encoder.layer.{i}."
             att = p + "attention.self."
-            mine.update({
-                f"layers.{i}.self_attn.in_proj_weight": torch.cat(
-                    [state[att + n + ".weight"] for n in ("query", "key", "value")]),
-                f"layers.{i}.self_attn.in_proj_bias": torch.cat(
-                    [state[att + n + ".bias"] for n in ("query", "key", "value")]),
-                f"layers.{i}.self_attn.out_proj.weight": state[p + "attention.output.dense.weight"],
-                f"layers.{i}.self_attn.out_proj.bias": state[p + "attention.output.dense.bias"],
-                f"layers.{i}.norm1.weight": state[p + "attention.output.LayerNorm.weight"],
-                f"layers.{i}.norm1.bias": state[p + "attention.output.LayerNorm.bias"],
-                f"layers.{i}.linear1.weight": state[p + "intermediate.dense.weight"],
-                f"layers.{i}.linear1.bias": state[p + "intermediate.dense.bias"],
-                f"layers.{i}.linear2.weight": state[p + "output.dense.weight"],
-                f"layers.{i}.linear2.bias": state[p + "output.dense.bias"],
-                f"layers.{i}.norm2.weight": state[p + "output.LayerNorm.weight"],
-                f"layers.{i}.norm2.bias": state[p + "output.LayerNorm.bias"],
-            })
+            mine.update(
+                {
+                    f"layers.{i}.self_attn.in_proj_weight": torch.cat(
+                        [state[att + n + ".weight"] for n in ("query", "key", "value")]
+                    ),
+                    f"layers.{i}.self_attn.in_proj_bias": torch.cat(
+                        [state[att + n + ".bias"] for n in ("query", "key", "value")]
+                    ),
+                    f"layers.{i}.self_attn.out_proj.weight": state[p + "attention.output.dense.weight"],
+                    f"layers.{i}.self_attn.out_proj.bias": state[p + "attention.output.dense.bias"],
+                    f"layers.{i}.norm1.weight": state[p + "attention.output.LayerNorm.weight"],
+                    f"layers.{i}.norm1.bias": state[p + "attention.output.LayerNorm.bias"],
+                    f"layers.{i}.linear1.weight": state[p + "intermediate.dense.weight"],
+                    f"layers.{i}.linear1.bias": state[p + "intermediate.dense.bias"],
+                    f"layers.{i}.linear2.weight": state[p + "output.dense.weight"],
+                    f"layers.{i}.linear2.bias": state[p + "output.dense.bias"],
+                    f"layers.{i}.norm2.weight": state[p + "output.LayerNorm.weight"],
+                    f"layers.{i}.norm2.bias": state[p + "output.LayerNorm.bias"],
+                }
+            )
         self.load_state_dict(mine, strict=True)
 
 
@@ -232,7 +267,7 @@ class WordPieces:
             self._tok = Tokenizer.from_file(str(file))
         configured = pad_token or (self._tok.padding or {}).get("pad_token")
         if configured is None and not isinstance(path, Tokenizer):
-            cfg = (file.parent / "tokenizer_config.json")
+            cfg = file.parent / "tokenizer_config.json"
             if cfg.is_file():
                 import json
 
@@ -271,8 +306,9 @@ class WordPieces:
         encs = self._tok.encode_batch([list(x) if pretokenized else x for x in batch], is_pretokenized=pretokenized)
         return self._collate(encs)
 
-    def pairs(self, word_lists: Sequence[Sequence[str]], seconds: Sequence[str | None],
-              second_tokens: int) -> Tokenized:
+    def pairs(
+        self, word_lists: Sequence[Sequence[str]], seconds: Sequence[str | None], second_tokens: int
+    ) -> Tokenized:
         """Word lists (first sequence) paired with texts (second), padded to the longest.
 
         A ``None``/empty second text, or ``second_tokens <= 0``, gives the single-sequence form.
@@ -311,8 +347,12 @@ class WordPieces:
                     spans.setdefault(w, [a, b])[1] = b
             e = self._tok.post_process(e, None, add_special_tokens=True)
             done.append(e)
-            words.append([None if w is None or w not in spans else str(t)[spans[w][0]:spans[w][1]].lower().strip("@#")
-                          for w in e.word_ids])
+            words.append(
+                [
+                    None if w is None or w not in spans else str(t)[spans[w][0] : spans[w][1]].lower().strip("@#")
+                    for w in e.word_ids
+                ]
+            )
         tok = self._collate(done)
         width = tok.input_ids.size(1) if done else 0
         return tok, [w + [None] * (width - len(w)) for w in words]

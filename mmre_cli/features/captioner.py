@@ -55,9 +55,10 @@ class Captioner:
             self.model = AutoModelForImageTextToText.from_pretrained(where, local_files_only=True).eval()
         except (OSError, ValueError, KeyError) as err:
             first = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise MmreError(f"captioner {self.source}: cannot load an image-to-text model from it ({first}); give a "
-                            "local folder (e.g. a saved BLIP or GIT) or a hub id already in the Hugging Face cache"
-                            ) from None
+            raise MmreError(
+                f"captioner {self.source}: cannot load an image-to-text model from it ({first}); give a "
+                "local folder (e.g. a saved BLIP or GIT) or a hub id already in the Hugging Face cache"
+            ) from None
         self._no_grad = torch.no_grad
 
     def __call__(self, image: str | Path) -> str:

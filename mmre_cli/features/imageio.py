@@ -52,10 +52,7 @@ def _fail(path: str | Path, reason: str) -> InputError:
 
 
 def open_image(
-    path: str | Path,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    *,
-    exif_transpose: bool = False,
+    path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS, *, exif_transpose: bool = False
 ) -> Image.Image:
     """Open an image file as a fully decoded RGB :class:`PIL.Image.Image`.
 
@@ -78,9 +75,7 @@ def open_image(
         with warnings.catch_warnings():
             # We enforce our own limit below; Pillow's >MAX_IMAGE_PIXELS warning is noise here.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            if max_pixels is None or (
-                Image.MAX_IMAGE_PIXELS is not None and max_pixels > 2 * Image.MAX_IMAGE_PIXELS
-            ):
+            if max_pixels is None or (Image.MAX_IMAGE_PIXELS is not None and max_pixels > 2 * Image.MAX_IMAGE_PIXELS):
                 # Caller allows more than Pillow's own hard limit: lift it for this open only.
                 with _PIL_LIMIT_LOCK:
                     saved = Image.MAX_IMAGE_PIXELS
@@ -101,9 +96,7 @@ def open_image(
     with im:
         w, h = im.size
         if max_pixels is not None and w * h > max_pixels:
-            raise _fail(
-                p, f"image has too many pixels: {w}x{h} = {w * h} > max_pixels={max_pixels}"
-            )
+            raise _fail(p, f"image has too many pixels: {w}x{h} = {w * h} > max_pixels={max_pixels}")
         if w <= 0 or h <= 0:
             raise _fail(p, f"image has an empty size {w}x{h}")
         try:

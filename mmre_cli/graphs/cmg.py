@@ -10,7 +10,8 @@ k-hop context of the head and tail entities (DESIGN step 3). numpy only.
    nodes' ``x``): a text node (token, entity or noun phrase) whose lemma equals a caption node's
    lemma or a visual object's label (the whole lower-cased label or its last word, so
    ``"cell phone"`` matches ``phone``). With ``cross_cooccur=True`` caption nodes are likewise
-   linked to visual objects. ``edge_label`` is the shared lemma. Lemmas that are stop words (:data:`COOCCUR_STOP`), shorter than two
+   linked to visual objects. ``edge_label`` is the shared lemma. Lemmas that are stop words (:data:`COOCCUR_STOP`),
+   shorter than two
    characters, or not alphanumeric never match.
 3. **Similarity** (``similar``, both directions, weight = cosine column = cosine): for each text
    entity / noun-phrase node, the ``top_k`` visual nodes and, separately, the ``top_k`` caption
@@ -34,16 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .graph import (
-    EDGE_ATTR_COLUMNS,
-    EDGE_ATTR_DIM,
-    EDGE_TYPES,
-    MODALITIES,
-    NODE_KINDS,
-    ROLE_HEAD,
-    ROLE_TAIL,
-    Graph,
-)
+from .graph import EDGE_ATTR_COLUMNS, EDGE_ATTR_DIM, EDGE_TYPES, MODALITIES, NODE_KINDS, ROLE_HEAD, ROLE_TAIL, Graph
 from .visual import mark_visual_tail  # noqa: F401  (re-exported: part of the CMG recipe)
 
 #: ``Graph.meta`` keys that hold one entry per node; :func:`subgraph` re-indexes them.
@@ -254,7 +246,11 @@ def merge_cmg(
     Returns:
         The CMG, validated.
     """
-    parts = [(name, g) for name, g in (("text", text), ("visual", visual), ("caption", caption)) if g is not None and g.num_nodes]
+    parts = [
+        (name, g)
+        for name, g in (("text", text), ("visual", visual), ("caption", caption))
+        if g is not None and g.num_nodes
+    ]
     if not parts:
         raise ValueError(f"{graph_id}: all scene graphs are empty")
     dims = set()
@@ -270,7 +266,7 @@ def merge_cmg(
         offsets[name] = n
         n += g.num_nodes
     lemmas, spans, source_index, modalities = [], [], [], []
-    for name, g in parts:
+    for _name, g in parts:
         lem = g.meta.get("lemmas") or [""] * g.num_nodes
         lemmas.extend(str(v) for v in lem)
         sp = g.meta.get("spans") or [[-1, -1]] * g.num_nodes
@@ -303,9 +299,7 @@ def merge_cmg(
         eattr.append(attr)
 
     node_ids = np.arange(n)
-    sel = {
-        name: node_ids[offsets[name] : offsets[name] + g.num_nodes] for name, g in parts
-    }
+    sel = {name: node_ids[offsets[name] : offsets[name] + g.num_nodes] for name, g in parts}
     text_nodes = sel.get("text", np.zeros(0, np.int64))
     text_ents = text_nodes[np.isin(kind[text_nodes], [_K["entity"], _K["noun_phrase"]])]
     vis_nodes = sel.get("visual", np.zeros(0, np.int64))
@@ -349,12 +343,7 @@ def merge_cmg(
         edge_attr=np.concatenate(eattr, 0),
         x=x,
         label=int(label),
-        meta={
-            "lemmas": lemmas,
-            "spans": spans,
-            "source_index": source_index,
-            "modalities": modalities,
-        },
+        meta={"lemmas": lemmas, "spans": spans, "source_index": source_index, "modalities": modalities},
     )
     merged.validate()
     before = graph_counts(merged)

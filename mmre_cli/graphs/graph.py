@@ -27,13 +27,13 @@ ROLE_OTHER, ROLE_HEAD, ROLE_TAIL = 0, 1, 2
 #: Edge type families. Fine-grained dependency labels are folded into ``dep`` with the label
 #: kept in ``edge_label``; the learning stages see the family id plus ``edge_attr``.
 EDGE_TYPES = (
-    "dep",          # textual/caption dependency relation (head token -> dependent)
-    "member",       # token -> entity / noun phrase that contains it
-    "spatial",      # object <-> object spatial relation (edge_attr holds the features)
+    "dep",  # textual/caption dependency relation (head token -> dependent)
+    "member",  # token -> entity / noun phrase that contains it
+    "spatial",  # object <-> object spatial relation (edge_attr holds the features)
     "part_of_image",  # object -> image
-    "cooccur",      # cross-modal: same lemma / label shared by a text and a visual/caption node
-    "similar",      # cross-modal: embedding cosine similarity (top-k and threshold)
-    "added",        # added by the RL editor
+    "cooccur",  # cross-modal: same lemma / label shared by a text and a visual/caption node
+    "similar",  # cross-modal: embedding cosine similarity (top-k and threshold)
+    "added",  # added by the RL editor
 )
 
 #: edge_attr columns: [weight, iou, containment, dx, dy, log_size_ratio, cosine]

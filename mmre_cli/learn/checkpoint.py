@@ -188,8 +188,9 @@ def read_sidecar(dir: str | os.PathLike, name: str) -> dict:
 _REGISTERED_IN = {"FinetunedRelationModel": "mmre_cli.learn.finetune", "GraphEditAgent": "mmre_cli.learn.policy"}
 
 
-def load_checkpoint(dir: str | os.PathLike, name: str, map_location: str | torch.device = "cpu"
-                    ) -> tuple[nn.Module, dict]:
+def load_checkpoint(
+    dir: str | os.PathLike, name: str, map_location: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict]:
     """Rebuild a model saved by :func:`save_checkpoint` and load its weights.
 
     Args:

@@ -86,8 +86,14 @@ PRUNE_RULES = ("absolute", "minmax", "quantile")
 RelevanceFn = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
 
 
-def node_relevance(x: Tensor, head_index: Tensor, tail_index: Tensor, batch: Tensor | None = None,
-                   eps: float = 1e-8, mode: Literal["clipped", "shifted"] = "shifted") -> Tensor:
+def node_relevance(
+    x: Tensor,
+    head_index: Tensor,
+    tail_index: Tensor,
+    batch: Tensor | None = None,
+    eps: float = 1e-8,
+    mode: Literal["clipped", "shifted"] = "shifted",
+) -> Tensor:
     r"""Cosine relevance of every node to its graph's entity pair, mapped to [0, 1].
 
     .. math::
@@ -127,9 +133,14 @@ def node_relevance(x: Tensor, head_index: Tensor, tail_index: Tensor, batch: Ten
     return ((cos + 1.0) * 0.5).clamp(0.0, 1.0)
 
 
-def propagation_weights(edge_index: Tensor, num_nodes: int, *, norm: Literal["row", "gcn"] = "row",
-                        undirected: bool = True, dtype: torch.dtype = torch.float32
-                        ) -> tuple[Tensor, Tensor]:
+def propagation_weights(
+    edge_index: Tensor,
+    num_nodes: int,
+    *,
+    norm: Literal["row", "gcn"] = "row",
+    undirected: bool = True,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[Tensor, Tensor]:
     r"""The sparse :math:`\hat{\mathbf{A}}` used by :func:`diffuse`, as ``(edge_index, weight)``.
 
     Entry ``(edge_index[:, e], weight[e])`` means :math:`\hat{A}_{dst, src} = weight[e]` (message
@@ -191,10 +202,20 @@ def minmax_per_graph(v: Tensor, batch: Tensor | None = None) -> Tensor:
     return torch.where(flat, torch.ones_like(v), (v - lo) / span.clamp_min(1e-12)).clamp(0.0, 1.0)
 
 
-def diffuse(edge_index: Tensor, num_nodes: int, v0: Tensor, *, alpha: float = 0.85, max_iter: int = 10,
-            tau: float = 0.05, keep_mask: Tensor | None = None, norm: Literal["row", "gcn"] = "row",
-            undirected: bool = True, prune: str = "absolute", batch: Tensor | None = None
-            ) -> tuple[Tensor, Tensor, Tensor]:
+def diffuse(
+    edge_index: Tensor,
+    num_nodes: int,
+    v0: Tensor,
+    *,
+    alpha: float = 0.85,
+    max_iter: int = 10,
+    tau: float = 0.05,
+    keep_mask: Tensor | None = None,
+    norm: Literal["row", "gcn"] = "row",
+    undirected: bool = True,
+    prune: str = "absolute",
+    batch: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
     r"""Run Algorithm 3: diffuse relevance, weight edges, mark edges to keep.
 
     :math:`\mathbf{v} \leftarrow \alpha \hat{\mathbf{A}} \mathbf{v} + (1-\alpha)\mathbf{v}^{(0)}`
@@ -237,8 +258,7 @@ def diffuse(edge_index: Tensor, num_nodes: int, v0: Tensor, *, alpha: float = 0.
         v0 = v0.float()
     edge_index = edge_index.long()
     if max_iter > 0 and edge_index.numel() > 0:
-        pei, pw = propagation_weights(edge_index, num_nodes, norm=norm, undirected=undirected,
-                                      dtype=v0.dtype)
+        pei, pw = propagation_weights(edge_index, num_nodes, norm=norm, undirected=undirected, dtype=v0.dtype)
         prop = APPNP(K=max_iter, alpha=1.0 - alpha, add_self_loops=False, normalize=False)
         v = prop(v0.unsqueeze(-1), pei, pw).squeeze(-1)
     else:
@@ -254,8 +274,11 @@ def diffuse(edge_index: Tensor, num_nodes: int, v0: Tensor, *, alpha: float = 0.
     if prune == "quantile":
         if not 0.0 <= tau <= 1.0:
             raise ValueError(f"prune='quantile' reads tau as a quantile in [0, 1], got {tau}")
-        egraph = (batch.long()[edge_index[0]] if batch is not None
-                  else torch.zeros(w.numel(), dtype=torch.long, device=w.device))
+        egraph = (
+            batch.long()[edge_index[0]]
+            if batch is not None
+            else torch.zeros(w.numel(), dtype=torch.long, device=w.device)
+        )
         thr = torch.empty_like(w)
         for g in torch.unique(egraph).tolist():
             sel = egraph == g
@@ -285,9 +308,18 @@ def endpoint_edge_mask(edge_index: Tensor, nodes: Tensor) -> Tensor:
     return torch.isin(edge_index[0], nodes) | torch.isin(edge_index[1], nodes)
 
 
-def diffuse_and_prune(data, *, alpha: float = 0.85, max_iter: int = 10, tau: float = 0.05,
-                      protect_head_tail: bool = True, relevance: RelevanceFn | None = None,
-                      norm: Literal["row", "gcn"] = "row", undirected: bool = True, prune: str = "absolute"):
+def diffuse_and_prune(
+    data,
+    *,
+    alpha: float = 0.85,
+    max_iter: int = 10,
+    tau: float = 0.05,
+    protect_head_tail: bool = True,
+    relevance: RelevanceFn | None = None,
+    norm: Literal["row", "gcn"] = "row",
+    undirected: bool = True,
+    prune: str = "absolute",
+):
     """Apply :func:`diffuse` to a PyG ``Data``/``Batch`` and return a pruned copy.
 
     The copy keeps only the kept edges (``edge_index``, ``edge_type``, ``edge_attr`` filtered
@@ -319,8 +351,19 @@ def diffuse_and_prune(data, *, alpha: float = 0.85, max_iter: int = 10, tau: flo
     with torch.no_grad():
         v0 = relevance(data.x, head, tail, batch)
         keep_mask = endpoint_edge_mask(data.edge_index, torch.cat([head, tail])) if protect_head_tail else None
-        v, w, keep = diffuse(data.edge_index, n, v0, alpha=alpha, max_iter=max_iter, tau=tau,
-                             keep_mask=keep_mask, norm=norm, undirected=undirected, prune=prune, batch=batch)
+        v, w, keep = diffuse(
+            data.edge_index,
+            n,
+            v0,
+            alpha=alpha,
+            max_iter=max_iter,
+            tau=tau,
+            keep_mask=keep_mask,
+            norm=norm,
+            undirected=undirected,
+            prune=prune,
+            batch=batch,
+        )
     e = data.edge_index.size(1)
     for key in ("edge_index",):
         out[key] = data[key][:, keep]

@@ -144,10 +144,7 @@ def candidate_additions(batch: Batch, k: int = 2, threshold: float = 0.5) -> tup
         cand_edge_index[1]`` (global node ids) and ``cand_graph`` the graph of each pair.
     """
     device = batch.x.device
-    empty = (
-        torch.zeros(2, 0, dtype=torch.long, device=device),
-        torch.zeros(0, dtype=torch.long, device=device),
-    )
+    empty = (torch.zeros(2, 0, dtype=torch.long, device=device), torch.zeros(0, dtype=torch.long, device=device))
     if k <= 0 or batch.num_nodes < 2:
         return empty
     bvec = batch.batch
@@ -202,11 +199,7 @@ def _effective_edge_alive(batch: Batch, node_alive: Tensor, edge_alive: Tensor) 
 
 
 def action_masks(
-    batch: Batch,
-    node_alive: Tensor,
-    edge_alive: Tensor,
-    cand_used: Tensor,
-    cand_edge_index: Tensor | None = None,
+    batch: Batch, node_alive: Tensor, edge_alive: Tensor, cand_used: Tensor, cand_edge_index: Tensor | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Which edit actions are valid in the current state.
 
@@ -281,7 +274,8 @@ def apply_edits(batch: Batch, node_alive: Tensor, edge_alive: Tensor, added_edge
     batch's ``_slice_dict``, or by length for tensors set after batching; e.g. ``node_kind``,
     ``node_modality``, ``edge_weight``) are filtered alike; added edges get
     ``edge_weight = cos_ij`` and zeros in any other edge-level tensor. Graph-level values (``y``,
-    ``has_head``, ``graph_id``, …) are copied. The result keeps ``_slice_dict`` / ``_inc_dict`` consistent, so ``to_data_list()`` works.
+    ``has_head``, ``graph_id``, …) are copied. The result keeps ``_slice_dict`` / ``_inc_dict`` consistent, so
+    ``to_data_list()`` works.
 
     Edges of one graph must be contiguous in ``edge_index`` (as ``Batch.from_data_list`` makes
     them).

@@ -35,10 +35,11 @@ batches: :func:`~mmre_cli.graphs.pyg.graph_to_data` adds them with ``words=True`
 merge-cmg records in each graph's meta), and every stage asks for them when the model's
 ``needs_words`` is true.
 
-**Training.** :func:`fit_finetuned` is :func:`~mmre_cli.learn.trainer.fit_classifier` with two
-learning rates (:func:`param_groups`: ``enc_lr`` for the transformer, no weight decay on its biases
-and LayerNorms; ``head_lr`` for the GNN and classifier), linear warm-up then linear decay, the
-same class weights, the same val micro-F1 model selection and the same history keys.
+**Training** (:mod:`mmre_cli.learn.finetune_training`). :func:`fit_finetuned` is
+:func:`~mmre_cli.learn.trainer.fit_classifier` with two learning rates (``enc_lr`` for the
+transformer, no weight decay on its biases and LayerNorms; ``head_lr`` for the GNN and
+classifier), linear warm-up then linear decay, the same class weights, the same val micro-F1 model
+selection and the same history keys.
 
 Shapes:
     FinetunedRelationModel: a batch of ``graph_to_data(g, words=True)`` -> logits ``[B, C]``
@@ -47,7 +48,7 @@ Shapes:
 from __future__ import annotations
 
 import copy
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -58,7 +59,7 @@ from mmre_cli.learn.gnn import RelationGNN, register_model
 from mmre_cli.learn.markers import Span
 from mmre_cli.learn.text_encoder import TextNodeEncoder
 
-__all__ = ["READOUTS", "FinetunedRelationModel", "param_groups", "fit_finetuned"]
+__all__ = ["READOUTS", "FinetunedRelationModel"]
 
 #: what the classifier reads: the GNN alone, the GNN + the entity-start marker states, the markers alone
 READOUTS = ("gnn", "gnn_markers", "markers")
@@ -77,7 +78,7 @@ def _batch_deleted(data, words: list[list[str]]) -> list[list[int]] | None:
         return None
     out, at = [], 0
     for w in words:
-        part = keep[at:at + len(w)]
+        part = keep[at : at + len(w)]
         out.append((~part).nonzero().reshape(-1).tolist())
         at += len(w)
     return out
@@ -146,15 +147,36 @@ class FinetunedRelationModel(nn.Module):
     #: batches must carry the sentence words and spans (``graph_to_data(..., words=True)``)
     needs_words = True
 
-    def __init__(self, in_dim: int, num_classes: int, markers: str = "special", readout: str = "gnn",
-                 encoder_weights: str | None = None, max_length: int = 128, train_layers: int | None = None,
-                 encoder: str = "minilm", caption_tokens: int = 0, precision: str = "32",
-                 hidden: int = 256, layers: int = 2,
-                 heads: int = 4, edge_dim: int = EDGE_ATTR_DIM, num_edge_types: int = len(EDGE_TYPES),
-                 conv: str = "gatv2", dropout: float = 0.2, gnn_readout: str = "head_tail_pool",
-                 use_node_types: bool = True, hop_alpha: float = 0.1, hop_k: int = 4, fusion: str = "none",
-                 queries: int = 8, loss: str = "ce", nl_weight: float = 0.5, caption_pass: int = 0,
-                 relation_descriptions: Sequence[str] | None = None):
+    def __init__(
+        self,
+        in_dim: int,
+        num_classes: int,
+        markers: str = "special",
+        readout: str = "gnn",
+        encoder_weights: str | None = None,
+        max_length: int = 128,
+        train_layers: int | None = None,
+        encoder: str = "minilm",
+        caption_tokens: int = 0,
+        precision: str = "32",
+        hidden: int = 256,
+        layers: int = 2,
+        heads: int = 4,
+        edge_dim: int = EDGE_ATTR_DIM,
+        num_edge_types: int = len(EDGE_TYPES),
+        conv: str = "gatv2",
+        dropout: float = 0.2,
+        gnn_readout: str = "head_tail_pool",
+        use_node_types: bool = True,
+        hop_alpha: float = 0.1,
+        hop_k: int = 4,
+        fusion: str = "none",
+        queries: int = 8,
+        loss: str = "ce",
+        nl_weight: float = 0.5,
+        caption_pass: int = 0,
+        relation_descriptions: Sequence[str] | None = None,
+    ):
         super().__init__()
         if readout not in READOUTS:
             raise ValueError(f"readout must be one of {READOUTS}, not {readout!r}")
@@ -167,34 +189,74 @@ class FinetunedRelationModel(nn.Module):
             from mmre_cli.learn.relation_text import check_descriptions
 
             relation_descriptions = check_descriptions(relation_descriptions, num_classes)
-        self.config = dict(in_dim=in_dim, num_classes=num_classes, markers=markers, readout=readout,
-                           encoder_weights=None if encoder_weights is None else str(encoder_weights),
-                           max_length=max_length, train_layers=train_layers, encoder=encoder,
-                           caption_tokens=caption_tokens, precision=precision, hidden=hidden, layers=layers,
-                           heads=heads, edge_dim=edge_dim,
-                           num_edge_types=num_edge_types, conv=conv, dropout=dropout, gnn_readout=gnn_readout,
-                           use_node_types=use_node_types, hop_alpha=hop_alpha, hop_k=hop_k, fusion=fusion,
-                           queries=queries, loss=loss, nl_weight=nl_weight, caption_pass=caption_pass,
-                           relation_descriptions=relation_descriptions)
-        self.encoder = TextNodeEncoder(encoder_weights, markers=markers, max_length=max_length,
-                                       train_layers=train_layers, encoder=encoder, caption_tokens=caption_tokens,
-                                       precision=precision)
+        self.config = dict(
+            in_dim=in_dim,
+            num_classes=num_classes,
+            markers=markers,
+            readout=readout,
+            encoder_weights=None if encoder_weights is None else str(encoder_weights),
+            max_length=max_length,
+            train_layers=train_layers,
+            encoder=encoder,
+            caption_tokens=caption_tokens,
+            precision=precision,
+            hidden=hidden,
+            layers=layers,
+            heads=heads,
+            edge_dim=edge_dim,
+            num_edge_types=num_edge_types,
+            conv=conv,
+            dropout=dropout,
+            gnn_readout=gnn_readout,
+            use_node_types=use_node_types,
+            hop_alpha=hop_alpha,
+            hop_k=hop_k,
+            fusion=fusion,
+            queries=queries,
+            loss=loss,
+            nl_weight=nl_weight,
+            caption_pass=caption_pass,
+            relation_descriptions=relation_descriptions,
+        )
+        self.encoder = TextNodeEncoder(
+            encoder_weights,
+            markers=markers,
+            max_length=max_length,
+            train_layers=train_layers,
+            encoder=encoder,
+            caption_tokens=caption_tokens,
+            precision=precision,
+        )
         dim = self.encoder.dim
         self.readout = readout
         self.project = self.gnn = None
         if readout != "markers":
             # frozen rows of another width (e.g. MiniLM features under a fine-tuned MPNet) are mapped in
             self.project = nn.Linear(in_dim, dim) if in_dim != dim else None
-            self.gnn = RelationGNN(dim, num_classes, hidden=hidden, layers=layers, heads=heads, edge_dim=edge_dim,
-                                   num_edge_types=num_edge_types, conv=conv, dropout=dropout, readout=gnn_readout,
-                                   use_node_types=use_node_types, hop_alpha=hop_alpha, hop_k=hop_k, fusion=fusion,
-                                   queries=queries)
+            self.gnn = RelationGNN(
+                dim,
+                num_classes,
+                hidden=hidden,
+                layers=layers,
+                heads=heads,
+                edge_dim=edge_dim,
+                num_edge_types=num_edge_types,
+                conv=conv,
+                dropout=dropout,
+                readout=gnn_readout,
+                use_node_types=use_node_types,
+                hop_alpha=hop_alpha,
+                hop_k=hop_k,
+                fusion=fusion,
+                queries=queries,
+            )
         self.caption_reader = self.caption_fusion = None
         if caption_pass:
             from mmre_cli.learn.caption_fusion import CaptionFusion, CaptionReader
 
-            self.caption_reader = CaptionReader(self.encoder.tokenizer, self.encoder.transformer, caption_pass,
-                                                bf16=self.encoder.precision == "bf16")
+            self.caption_reader = CaptionReader(
+                self.encoder.tokenizer, self.encoder.transformer, caption_pass, bf16=self.encoder.precision == "bf16"
+            )
             self.caption_fusion = CaptionFusion(dim)
         self.descriptions = relation_descriptions
         self._desc_cache: tuple[tuple[str, ...], Tensor] | None = None  # eval only: see description_vectors
@@ -209,8 +271,12 @@ class FinetunedRelationModel(nn.Module):
                 self.gnn.classifier = nn.Identity()  # the GNN's readout z goes to self.classifier with the markers
             self.marker_norm = nn.LayerNorm(dim)
             extra = self.caption_fusion.out_dim if self.caption_fusion is not None else 0
-            self.classifier = nn.Sequential(nn.Linear(z_dim + 2 * dim + extra, hidden), nn.GELU(),
-                                            nn.Dropout(dropout), last or nn.Linear(hidden, num_classes))
+            self.classifier = nn.Sequential(
+                nn.Linear(z_dim + 2 * dim + extra, hidden),
+                nn.GELU(),
+                nn.Dropout(dropout),
+                last or nn.Linear(hidden, num_classes),
+            )
         elif last is not None:
             head = self.gnn.classifier  # RelationGNN's MLP: swap its last Linear for the text head
             head[-1] = RelationTextHead(head[-1].in_features, dim, num_classes)
@@ -219,8 +285,9 @@ class FinetunedRelationModel(nn.Module):
             from mmre_cli.learn.negative import BranchHeads
 
             text_dim = 2 * dim if readout != "gnn" else 4 * hidden
-            self.branch_heads = BranchHeads(text_dim, 3 * hidden, self.gnn.z_dim, num_classes, hidden, dropout,
-                                            nl_weight=nl_weight)
+            self.branch_heads = BranchHeads(
+                text_dim, 3 * hidden, self.gnn.z_dim, num_classes, hidden, dropout, nl_weight=nl_weight
+            )
 
     def text_features(self, data, vectors: list[Tensor], has: list[Tensor]) -> Tensor:
         """``data.x`` with the text nodes' rows replaced by span means of the fresh word vectors.
@@ -272,8 +339,10 @@ class FinetunedRelationModel(nn.Module):
         if self.caption_reader.device != ents.device:
             self.caption_reader.to(ents.device)
         states, mask, match = self.caption_reader.read(
-            captions, [entity_words(w, h) for w, h in zip(words, heads)],
-            [entity_words(w, t) for w, t in zip(words, tails)])
+            captions,
+            [entity_words(w, h) for w, h in zip(words, heads)],
+            [entity_words(w, t) for w, t in zip(words, tails)],
+        )
         return self.caption_fusion(self.marker_norm(ents), states, mask, match)
 
     def description_vectors(self) -> Tensor:
@@ -345,80 +414,3 @@ class FinetunedRelationModel(nn.Module):
         if markers is not None:
             views["text"] = markers[:, : 2 * self.encoder.dim]
         return self.branch_heads(logits, views, has_image)
-
-
-# --------------------------------------------------------------------------------------------
-# training
-
-
-def param_groups(model: FinetunedRelationModel, enc_lr: float, head_lr: float, weight_decay: float = 0.01,
-                 layer_decay: float = 1.0) -> list[dict]:
-    r"""AdamW parameter groups: encoder (``enc_lr``; no decay on biases / LayerNorms) and the rest.
-
-    With ``layer_decay`` :math:`\xi < 1` (layer-wise learning-rate decay, LLRD), transformer
-    layer :math:`l` of :math:`L` learns at :math:`\text{enc\_lr} \cdot \xi^{L-1-l}` and the
-    embeddings at :math:`\text{enc\_lr} \cdot \xi^{L}`: the top layer at ``enc_lr``, lower,
-    more general layers slower.
-
-    Returns:
-        groups ``{"params", "lr", "weight_decay", "name"}``: ``encoder``, ``encoder_no_decay``
-        (one pair per depth, named ``encoder.l{l}`` / ``encoder_no_decay.l{l}``, under LLRD),
-        ``head``.
-    """
-    depth_of: dict[int, int] = {}
-    n_layers = 0
-    if layer_decay != 1.0 and hasattr(model, "encoder"):
-        layers = list(model.encoder.transformer.layers)
-        n_layers = len(layers)
-        for depth, layer in enumerate(layers):
-            for p in layer.parameters():
-                depth_of[id(p)] = depth
-    groups: dict[tuple[str, int], dict] = {}
-    head = []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        if not name.startswith("encoder."):
-            head.append(p)
-            continue
-        plain = p.ndim < 2 or "LayerNorm" in name or "norm" in name.lower()
-        depth = depth_of.get(id(p), -1 if n_layers else 0)  # -1: embeddings (and markers) under LLRD
-        key = ("encoder_no_decay" if plain else "encoder", depth)
-        if key not in groups:
-            lr = enc_lr * (layer_decay ** (n_layers - 1 - depth) if n_layers else 1.0)
-            suffix = f".l{depth}" if n_layers else ""
-            groups[key] = {"params": [], "lr": lr, "weight_decay": 0.0 if plain else weight_decay,
-                           "name": key[0] + suffix}
-        groups[key]["params"].append(p)
-    out = [groups[k] for k in sorted(groups, key=lambda k: (k[0] != "encoder", k[1]))]
-    out.append({"params": head, "lr": head_lr, "weight_decay": weight_decay, "name": "head"})
-    return [g for g in out if g["params"]]
-
-
-def fit_finetuned(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, epochs: int,
-                  enc_lr: float = 3e-5, head_lr: float = 1e-3, weight_decay: float = 0.01,
-                  class_weights: str = "inverse_sqrt", none_id: int = 0, seed: int = 0, patience: int | None = None,
-                  reporter=None, grad_clip: float | None = 1.0, warmup: float = 0.1,
-                  num_classes: int | None = None, fabric=None, layer_decay: float = 1.0,
-                  **resume) -> tuple[dict[str, Tensor], list[dict]]:
-    """Train a :class:`FinetunedRelationModel` with two learning rates; keep the best val micro-F1 epoch.
-
-    Like :func:`~mmre_cli.learn.trainer.fit_classifier` (same class weights, same selection —
-    val micro-F1, ties to the lower val loss —, same ``history`` keys), but with
-    :func:`param_groups` and a schedule: linear warm-up over the first ``warmup`` fraction of all
-    steps, then linear decay to 0 at the end of ``epochs`` (both groups). Runs on the device of
-    the model's parameters, or on ``fabric``'s devices (Lightning Fabric, as ``fit_classifier``).
-
-    ``resume`` passes ``state_dir`` / ``resume`` / ``fingerprint`` through (per-epoch training
-    state, :mod:`mmre_cli.learn.resume`).
-
-    Returns:
-        ``(best_state, history)`` as :func:`fit_classifier`.
-    """
-    from mmre_cli.learn.trainer import fit_classifier
-
-    groups = param_groups(model, enc_lr, head_lr, weight_decay, layer_decay) if hasattr(model, "encoder") else None
-    return fit_classifier(model, train_loader, val_loader, epochs=epochs, lr=head_lr, weight_decay=weight_decay,
-                          class_weights=class_weights, none_id=none_id, seed=seed, patience=patience,
-                          reporter=reporter, grad_clip=grad_clip, num_classes=num_classes, param_groups=groups,
-                          warmup=warmup, fabric=fabric, **resume)

@@ -54,8 +54,7 @@ from torch import Tensor, nn
 
 from mmre_cli.graphs.graph import EDGE_ATTR_DIM, EDGE_TYPES, MODALITIES, NODE_KINDS
 
-__all__ = ["RelationGNN", "PooledMLP", "MODEL_REGISTRY", "register_model", "CONVS", "FUSIONS",
-           "classification_loss"]
+__all__ = ["RelationGNN", "PooledMLP", "MODEL_REGISTRY", "register_model", "CONVS", "FUSIONS", "classification_loss"]
 
 _NUM_ROLES = 3
 #: graph layers of :class:`RelationGNN` (``train_gnn.graph_encoder`` names one of them)
@@ -116,16 +115,12 @@ def _masked_mean(h: Tensor, batch: Tensor, size: int, mask: Tensor) -> Tensor:
 
 
 def _classifier(in_dim: int, hidden: int, num_classes: int, dropout: float) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Linear(in_dim, hidden),
-        nn.GELU(),
-        nn.Dropout(dropout),
-        nn.Linear(hidden, num_classes),
-    )
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, num_classes))
 
 
-def _node_type_embedding(data, emb_kind: nn.Embedding, emb_mod: nn.Embedding, emb_role: nn.Embedding,
-                         n: int, device) -> Tensor | float:
+def _node_type_embedding(
+    data, emb_kind: nn.Embedding, emb_mod: nn.Embedding, emb_role: nn.Embedding, n: int, device
+) -> Tensor | float:
     out: Tensor | float = 0.0
     for key, emb in (("node_kind", emb_kind), ("node_modality", emb_mod), ("node_role", emb_role)):
         val = getattr(data, key, None)
@@ -173,13 +168,26 @@ class RelationGNN(nn.Module):
         - **output:** logits ``[B, C]``
     """
 
-    def __init__(self, in_dim: int, num_classes: int, hidden: int = 256, layers: int = 2, heads: int = 4,
-                 edge_dim: int = EDGE_ATTR_DIM, num_edge_types: int = len(EDGE_TYPES),
-                 conv: Literal["gatv2", "gat"] = "gatv2", dropout: float = 0.2,
-                 readout: Literal["head_tail_pool", "head_tail"] = "head_tail_pool",
-                 use_node_types: bool = True, hop_alpha: float = 0.1, hop_k: int = 4,
-                 fusion: Literal["none", "mm_qformer"] = "none", queries: int = 8,
-                 loss: Literal["ce", "ce+negative_learning"] = "ce", nl_weight: float = 0.5):
+    def __init__(
+        self,
+        in_dim: int,
+        num_classes: int,
+        hidden: int = 256,
+        layers: int = 2,
+        heads: int = 4,
+        edge_dim: int = EDGE_ATTR_DIM,
+        num_edge_types: int = len(EDGE_TYPES),
+        conv: Literal["gatv2", "gat"] = "gatv2",
+        dropout: float = 0.2,
+        readout: Literal["head_tail_pool", "head_tail"] = "head_tail_pool",
+        use_node_types: bool = True,
+        hop_alpha: float = 0.1,
+        hop_k: int = 4,
+        fusion: Literal["none", "mm_qformer"] = "none",
+        queries: int = 8,
+        loss: Literal["ce", "ce+negative_learning"] = "ce",
+        nl_weight: float = 0.5,
+    ):
         super().__init__()
         from torch_geometric.nn import GATConv, GATv2Conv
 
@@ -196,10 +204,25 @@ class RelationGNN(nn.Module):
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {loss!r}")
         #: constructor kwargs, written to the checkpoint sidecar
-        self.config = dict(in_dim=in_dim, num_classes=num_classes, hidden=hidden, layers=layers, heads=heads,
-                           edge_dim=edge_dim, num_edge_types=num_edge_types, conv=conv, dropout=dropout,
-                           readout=readout, use_node_types=use_node_types, hop_alpha=hop_alpha, hop_k=hop_k,
-                           fusion=fusion, queries=queries, loss=loss, nl_weight=nl_weight)
+        self.config = dict(
+            in_dim=in_dim,
+            num_classes=num_classes,
+            hidden=hidden,
+            layers=layers,
+            heads=heads,
+            edge_dim=edge_dim,
+            num_edge_types=num_edge_types,
+            conv=conv,
+            dropout=dropout,
+            readout=readout,
+            use_node_types=use_node_types,
+            hop_alpha=hop_alpha,
+            hop_k=hop_k,
+            fusion=fusion,
+            queries=queries,
+            loss=loss,
+            nl_weight=nl_weight,
+        )
         self.conv = conv
         self.edge_dim = edge_dim
         self.readout = readout
@@ -216,13 +239,22 @@ class RelationGNN(nn.Module):
             from mmre_cli.learn.hop_attention import HopDiffusedAttention
 
             self.convs = nn.ModuleList(
-                HopDiffusedAttention(hidden, heads=heads, alpha=hop_alpha, hops=hop_k, edge_dim=hidden,
-                                     dropout=dropout) for _ in range(layers))
+                HopDiffusedAttention(hidden, heads=heads, alpha=hop_alpha, hops=hop_k, edge_dim=hidden, dropout=dropout)
+                for _ in range(layers)
+            )
         else:
             conv_cls = {"gatv2": GATv2Conv, "gat": GATConv}[conv]
             self.convs = nn.ModuleList(
-                conv_cls(hidden, hidden // heads, heads=heads, concat=True, dropout=dropout, edge_dim=hidden,
-                         add_self_loops=True, fill_value="mean")
+                conv_cls(
+                    hidden,
+                    hidden // heads,
+                    heads=heads,
+                    concat=True,
+                    dropout=dropout,
+                    edge_dim=hidden,
+                    add_self_loops=True,
+                    fill_value="mean",
+                )
                 for _ in range(layers)
             )
         self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(layers))
@@ -243,8 +275,9 @@ class RelationGNN(nn.Module):
         if loss == "ce+negative_learning":
             from mmre_cli.learn.negative import BranchHeads
 
-            self.branch_heads = BranchHeads(4 * hidden, 3 * hidden, self.z_dim, num_classes, hidden, dropout,
-                                            nl_weight=nl_weight)
+            self.branch_heads = BranchHeads(
+                4 * hidden, 3 * hidden, self.z_dim, num_classes, hidden, dropout, nl_weight=nl_weight
+            )
 
     def edge_features(self, data) -> Tensor:
         """Edge embeddings ``E_type[t] + W_e [edge_attr || edge_weight]``.
@@ -325,8 +358,11 @@ class RelationGNN(nn.Module):
         t_mean = _masked_mean(h0, batch, b, text)
         v_mean = _masked_mean(h0, batch, b, ~text)
         has_image = torch.bincount(batch[~text], minlength=b) > 0
-        views = {"text": torch.cat([uh, ut, uh * ut, t_mean], dim=-1),
-                 "image": torch.cat([v_mean, v_mean * uh, v_mean * ut], dim=-1), "structure": z}
+        views = {
+            "text": torch.cat([uh, ut, uh * ut, t_mean], dim=-1),
+            "image": torch.cat([v_mean, v_mean * uh, v_mean * ut], dim=-1),
+            "structure": z,
+        }
         return views, has_image
 
     def forward(self, data):

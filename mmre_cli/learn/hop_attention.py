@@ -70,8 +70,7 @@ def hop_diffusion(t: Tensor, alpha: float = 0.1, hops: int = 4) -> Tensor:
     return out
 
 
-def dense_attention_mask(edge_index: Tensor, batch: Tensor, num_graphs: int, n_max: int,
-                         node_mask: Tensor) -> Tensor:
+def dense_attention_mask(edge_index: Tensor, batch: Tensor, num_graphs: int, n_max: int, node_mask: Tensor) -> Tensor:
     """Boolean ``[B, n_max, n_max]``: entry ``[b, i, j]`` is true when node ``i`` of graph ``b`` may
     attend to node ``j`` of the same graph (an edge ``j -> i``, or ``i == j`` for a real node).
 
@@ -105,8 +104,15 @@ class HopDiffusedAttention(nn.Module):
         - **output:** ``[N, d]``
     """
 
-    def __init__(self, dim: int, heads: int = 4, alpha: float = 0.1, hops: int = 4, edge_dim: int | None = None,
-                 dropout: float = 0.0):
+    def __init__(
+        self,
+        dim: int,
+        heads: int = 4,
+        alpha: float = 0.1,
+        hops: int = 4,
+        edge_dim: int | None = None,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim={dim} must be divisible by heads={heads}")
@@ -120,8 +126,9 @@ class HopDiffusedAttention(nn.Module):
         #: the last forward's diffused attention ``[B, M, n_max, n_max]`` (for inspection)
         self.last_attention: Tensor | None = None
 
-    def attention(self, x: Tensor, edge_index: Tensor, batch: Tensor | None = None,
-                  edge_feat: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def attention(
+        self, x: Tensor, edge_index: Tensor, batch: Tensor | None = None, edge_feat: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """``(T, node_mask)``: the masked, row-normalised attention per graph and head.
 
         Shapes:
@@ -137,8 +144,9 @@ class HopDiffusedAttention(nn.Module):
         k = self.k(dense).view(b, n, self.heads, self.dk).transpose(1, 2)
         scores = q @ k.transpose(-1, -2) / math.sqrt(self.dk)  # [B, M, n(i), n(j)]
         if self.edge_bias is not None and edge_feat is not None and edge_index.numel():
-            bias = to_dense_adj(edge_index, batch, edge_attr=self.edge_bias(edge_feat), batch_size=b,
-                                max_num_nodes=n)  # [B, src j, dst i, M]
+            bias = to_dense_adj(
+                edge_index, batch, edge_attr=self.edge_bias(edge_feat), batch_size=b, max_num_nodes=n
+            )  # [B, src j, dst i, M]
             scores = scores + bias.permute(0, 3, 2, 1)
         mask = dense_attention_mask(edge_index, batch, b, n, node_mask).unsqueeze(1)  # [B, 1, n, n]
         scores = scores.masked_fill(~mask, float("-inf"))
@@ -146,8 +154,9 @@ class HopDiffusedAttention(nn.Module):
         t = torch.nan_to_num(t, nan=0.0)  # padded rows (no allowed key) -> 0
         return t, node_mask
 
-    def forward(self, x: Tensor, edge_index: Tensor, batch: Tensor | None = None,
-                edge_feat: Tensor | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, edge_index: Tensor, batch: Tensor | None = None, edge_feat: Tensor | None = None
+    ) -> Tensor:
         """Diffused attention output per node (see the class docstring for shapes)."""
         from torch_geometric.utils import to_dense_batch
 

@@ -36,8 +36,11 @@ __all__ = ["MARKER_STYLES", "Span", "insert_markers"]
 
 MARKER_STYLES = ("special", "typed", "punct", "none")
 #: marker words per style: (head open, head close, tail open, tail close)
-_MARKER_WORDS = {"special": ("<h>", "</h>", "<t>", "</t>"), "typed": ("<h>", "</h>", "<t>", "</t>"),
-                 "punct": ("@", "@", "#", "#")}
+_MARKER_WORDS = {
+    "special": ("<h>", "</h>", "<t>", "</t>"),
+    "typed": ("<h>", "</h>", "<t>", "</t>"),
+    "punct": ("@", "@", "#", "#"),
+}
 #: existing pieces whose input embeddings initialise the special markers (head open, head close,
 #: tail open, tail close): none occurs in MNRE-2 train/val text or captions (tests/learn/test_finetune.py)
 _SPECIAL_INIT = ("⟨", "⟩", "「", "」")
@@ -54,8 +57,9 @@ def _valid_span(span: Span, n: int) -> tuple[int, int] | None:
     return s, min(e, n)
 
 
-def insert_markers(tokens: Sequence[str], head: Span, tail: Span, marker_words: Sequence[str],
-                   types: Sequence[str] | None = None) -> tuple[list[str], list[int]]:
+def insert_markers(
+    tokens: Sequence[str], head: Span, tail: Span, marker_words: Sequence[str], types: Sequence[str] | None = None
+) -> tuple[list[str], list[int]]:
     """Insert ``marker_words`` (head open, head close, tail open, tail close) around the spans.
 
     Args:
@@ -117,4 +121,3 @@ def _init_markers(tokenizer, emb: Tensor, marker_words: Sequence[str], old_size:
                 emb[new_id] = emb[src]
             else:
                 emb[new_id] = (mean + spread * torch.randn(mean.shape, generator=gen)).to(emb.dtype)
-

@@ -156,15 +156,24 @@ class BranchHeads(nn.Module):
         window, tolerance: of the :class:`StabilityGate`.
     """
 
-    def __init__(self, text_dim: int, image_dim: int, structure_dim: int, num_classes: int, hidden: int,
-                 dropout: float, nl_weight: float = 0.5, window: int = 50, tolerance: float = 0.05):
+    def __init__(
+        self,
+        text_dim: int,
+        image_dim: int,
+        structure_dim: int,
+        num_classes: int,
+        hidden: int,
+        dropout: float,
+        nl_weight: float = 0.5,
+        window: int = 50,
+        tolerance: float = 0.05,
+    ):
         super().__init__()
 
         def head(d: int) -> nn.Sequential:
             return nn.Sequential(nn.Linear(d, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, num_classes))
 
-        self.heads = nn.ModuleDict({"text": head(text_dim), "image": head(image_dim),
-                                    "structure": head(structure_dim)})
+        self.heads = nn.ModuleDict({"text": head(text_dim), "image": head(image_dim), "structure": head(structure_dim)})
         self.nl_weight = float(nl_weight)
         self.gate = StabilityGate(len(BRANCHES), window, tolerance)
 

@@ -55,15 +55,7 @@ from mmre_cli.graphs.graph import EDGE_ATTR_DIM, EDGE_TYPES
 from mmre_cli.learn.editing import action_masks, candidate_additions, current_edges, pair_cosine
 from mmre_cli.learn.gnn import register_model
 
-__all__ = [
-    "AgentConfig",
-    "GraphEditAgent",
-    "PolicyOutput",
-    "EditState",
-    "init_state",
-    "masked_policy",
-    "apply_action",
-]
+__all__ = ["AgentConfig", "GraphEditAgent", "PolicyOutput", "EditState", "init_state", "masked_policy", "apply_action"]
 
 _NUM_ROLES = 3
 
@@ -218,8 +210,14 @@ class GraphEditAgent(nn.Module):
         super().__init__()
         if hidden % heads:
             raise ValueError(f"hidden={hidden} must be divisible by heads={heads}")
-        self.config = {"in_dim": in_dim, "hidden": hidden, "heads": heads, "num_layers": num_layers,
-                       "edge_dim": edge_dim, "dropout": dropout}
+        self.config = {
+            "in_dim": in_dim,
+            "hidden": hidden,
+            "heads": heads,
+            "num_layers": num_layers,
+            "edge_dim": edge_dim,
+            "dropout": dropout,
+        }
         if max_pool:
             self.config["max_pool"] = True
         self.max_pool = bool(max_pool)
@@ -256,8 +254,11 @@ class GraphEditAgent(nn.Module):
         t_col = h.new_full((b, 1), float(t_frac))
         parts = [pooled]
         if self.max_pool:
-            parts.append(scatter(h.masked_fill(~alive.unsqueeze(1), float("-inf")), batch.batch, dim=0, dim_size=b,
-                                 reduce="max").clamp(min=-1e4))
+            parts.append(
+                scatter(
+                    h.masked_fill(~alive.unsqueeze(1), float("-inf")), batch.batch, dim=0, dim_size=b, reduce="max"
+                ).clamp(min=-1e4)
+            )
         g = torch.cat(parts + [h[batch.head_index.long()], h[batch.tail_index.long()], t_col], dim=-1)
         node = self.node_scorer(torch.cat([h, g[batch.batch]], -1)).squeeze(-1)
         src, dst = batch.edge_index
@@ -267,16 +268,16 @@ class GraphEditAgent(nn.Module):
         ci, cj = state.cand_edge_index
         cand = self.cand_scorer(torch.cat([h[ci] + h[cj], h[ci] * h[cj], state.cand_cos.unsqueeze(1)], -1)).squeeze(-1)
         return PolicyOutput(
-            stop=self.stop_head(g).squeeze(-1),
-            node=node,
-            edge=edge,
-            cand=cand,
-            value=self.value_head(g).squeeze(-1),
+            stop=self.stop_head(g).squeeze(-1), node=node, edge=edge, cand=cand, value=self.value_head(g).squeeze(-1)
         )
 
 
 def masked_policy(
-    batch: Batch, state: EditState, out: PolicyOutput, greedy: bool = False, policy: str = "two_level",
+    batch: Batch,
+    state: EditState,
+    out: PolicyOutput,
+    greedy: bool = False,
+    policy: str = "two_level",
     force_edit: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     r"""Sample one action per graph from the per-graph masked policy (module docstring).
@@ -315,16 +316,20 @@ def masked_policy(
     open_ = ~state.done
     edit_group = torch.cat([batch.batch, egraph, state.cand_graph])
     group = torch.cat([torch.arange(b, device=dev), edit_group])
-    edit_valid = torch.cat([node_mask & open_[batch.batch], edge_mask & open_[egraph],
-                            add_mask & open_[state.cand_graph]])
+    edit_valid = torch.cat(
+        [node_mask & open_[batch.batch], edge_mask & open_[egraph], add_mask & open_[state.cand_graph]]
+    )
     valid = torch.cat([torch.ones(b, dtype=torch.bool, device=dev), edit_valid])
     edit_scores = torch.cat([out.node, out.edge, out.cand]).masked_fill(~edit_valid, float("-inf"))
     if policy == "two_level":
         has_edit = scatter(edit_valid.float(), edit_group, dim=0, dim_size=b, reduce="max") > 0
         m = scatter(edit_scores.detach(), edit_group, dim=0, dim_size=b, reduce="max")
         m = torch.where(has_edit, m, torch.zeros_like(m))
-        lse = m + torch.log(scatter(torch.exp(edit_scores - m[edit_group]), edit_group, dim=0, dim_size=b,
-                                    reduce="sum").clamp_min(1e-30))
+        lse = m + torch.log(
+            scatter(torch.exp(edit_scores - m[edit_group]), edit_group, dim=0, dim_size=b, reduce="sum").clamp_min(
+                1e-30
+            )
+        )
         stop = out.stop
         logp_stop = torch.where(has_edit, F.logsigmoid(stop), torch.zeros_like(stop))
         logp_edit = F.logsigmoid(-stop)[edit_group] + edit_scores - lse[edit_group]
@@ -333,8 +338,9 @@ def masked_policy(
         if force_edit is not None:
             forced = force_edit.to(dev).bool() & has_edit & open_
             cond = (edit_scores - lse[edit_group]).masked_fill(~edit_valid, float("-inf"))
-            logp_sample = torch.cat([logp_stop.masked_fill(forced, float("-inf")),
-                                     torch.where(forced[edit_group], cond, logp[b:])])
+            logp_sample = torch.cat(
+                [logp_stop.masked_fill(forced, float("-inf")), torch.where(forced[edit_group], cond, logp[b:])]
+            )
     elif policy == "flat":
         masked = torch.cat([out.stop, edit_scores])
         m = scatter(masked.detach(), group, dim=0, dim_size=b, reduce="max")

@@ -54,8 +54,10 @@ def _rng_state() -> tuple[dict[str, torch.Tensor], dict]:
             tensors[f"rng.cuda.{i}"] = s
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     version, inner, gauss_py = random.getstate()
-    return tensors, {"numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(gauss)],
-                     "python": [version, list(inner), gauss_py]}
+    return tensors, {
+        "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(gauss)],
+        "python": [version, list(inner), gauss_py],
+    }
 
 
 def _set_rng_state(tensors: dict[str, torch.Tensor], states: dict) -> None:
@@ -108,9 +110,17 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def save_state(folder: str | os.PathLike, *, fingerprint: str, modules: dict[str, torch.nn.Module] | None = None,
-               tensors: dict[str, dict[str, torch.Tensor]] | None = None, optimizers: dict | None = None,
-               schedulers: dict | None = None, loader=None, meta: dict | None = None) -> Path:
+def save_state(
+    folder: str | os.PathLike,
+    *,
+    fingerprint: str,
+    modules: dict[str, torch.nn.Module] | None = None,
+    tensors: dict[str, dict[str, torch.Tensor]] | None = None,
+    optimizers: dict | None = None,
+    schedulers: dict | None = None,
+    loader=None,
+    meta: dict | None = None,
+) -> Path:
     """Write the state to ``folder``, replacing the previous one atomically.
 
     Args:
@@ -125,8 +135,14 @@ def save_state(folder: str | os.PathLike, *, fingerprint: str, modules: dict[str
 
     folder = Path(folder)
     out: dict[str, torch.Tensor] = {}
-    doc: dict[str, Any] = {"fingerprint": fingerprint, "meta": meta or {}, "aliases": {}, "hooks": {},
-                           "optimizers": {}, "schedulers": {}}
+    doc: dict[str, Any] = {
+        "fingerprint": fingerprint,
+        "meta": meta or {},
+        "aliases": {},
+        "hooks": {},
+        "optimizers": {},
+        "schedulers": {},
+    }
     for name, module in (modules or {}).items():
         state = module.state_dict()
         aliases = shared_aliases(state)
@@ -176,9 +192,16 @@ def save_state(folder: str | os.PathLike, *, fingerprint: str, modules: dict[str
     return folder
 
 
-def load_state(folder: str | os.PathLike, *, fingerprint: str, modules: dict[str, torch.nn.Module] | None = None,
-               tensors: tuple[str, ...] = (), optimizers: dict | None = None, schedulers: dict | None = None,
-               loader=None) -> tuple[dict, dict[str, dict[str, torch.Tensor]]] | None:
+def load_state(
+    folder: str | os.PathLike,
+    *,
+    fingerprint: str,
+    modules: dict[str, torch.nn.Module] | None = None,
+    tensors: tuple[str, ...] = (),
+    optimizers: dict | None = None,
+    schedulers: dict | None = None,
+    loader=None,
+) -> tuple[dict, dict[str, dict[str, torch.Tensor]]] | None:
     """Restore what :func:`save_state` wrote into the given modules, optimizers, schedulers, loader
     and the random generators.
 
@@ -207,7 +230,7 @@ def load_state(folder: str | os.PathLike, *, fingerprint: str, modules: dict[str
         raise MmreError(f"{folder} was written by a run with other params; delete it (or drop --resume) to start over")
 
     def prefixed(name: str) -> dict[str, torch.Tensor]:
-        return {k[len(name) + 1:]: v for k, v in saved.items() if k.startswith(name + ".")}
+        return {k[len(name) + 1 :]: v for k, v in saved.items() if k.startswith(name + ".")}
 
     for name, module in (modules or {}).items():
         weights = prefixed(name)

@@ -122,8 +122,16 @@ def batch_reward(
         return reward(acc, comp, cfg.lam, cfg.mu), acc, comp, edited, logits
 
 
-def step_reward(r_prev: Tensor, r_now: Tensor, acc_prev: Tensor, acc_now: Tensor, deleted: Tensor,
-                stopped: Tensor, done: Tensor, cfg: AgentConfig) -> Tensor:
+def step_reward(
+    r_prev: Tensor,
+    r_now: Tensor,
+    acc_prev: Tensor,
+    acc_now: Tensor,
+    deleted: Tensor,
+    stopped: Tensor,
+    done: Tensor,
+    cfg: AgentConfig,
+) -> Tensor:
     r"""The reward of one step per graph (module docstring):
 
     .. math::

@@ -12,7 +12,8 @@ the marked sentence is tokenised as words (at most ``max_length`` = 128 word pie
 ``[CLS]``/``[SEP]`` included) and run through the transformer; the contextual vector
 of word :math:`i` is the mean of the last hidden states of its word pieces (``word_ids``), the
 same pooling as :class:`~mmre_cli.features.minilm.MiniLMEncoder`. Marker words are dropped from
-the output, so row :math:`i` of the result is still dataset token :math:`i`. The marker styles are :mod:`mmre_cli.learn.markers`'.
+the output, so row :math:`i` of the result is still dataset token :math:`i`. The marker styles are
+:mod:`mmre_cli.learn.markers`'.
 
 A word that gets no word piece (cut off by ``max_length``, or a zero-width character) gets a zero
 row and is left out of the span means below.
@@ -92,9 +93,17 @@ class TextNodeEncoder(nn.Module):
         - **output:** B tensors ``[T_b, D]``
     """
 
-    def __init__(self, weights: str | None = None, markers: Literal["special", "typed", "punct", "none"] = "special",
-                 max_length: int = 128, train_layers: int | None = None, encoder: str = "minilm",
-                 caption_tokens: int = 0, cache_lower: bool = True, precision: str = "32"):
+    def __init__(
+        self,
+        weights: str | None = None,
+        markers: Literal["special", "typed", "punct", "none"] = "special",
+        max_length: int = 128,
+        train_layers: int | None = None,
+        encoder: str = "minilm",
+        caption_tokens: int = 0,
+        cache_lower: bool = True,
+        precision: str = "32",
+    ):
         super().__init__()
         if str(precision) not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
@@ -145,8 +154,9 @@ class TextNodeEncoder(nn.Module):
     def device(self) -> torch.device:
         return self.transformer.get_input_embeddings().weight.device
 
-    def _hidden(self, enc, marked: list[list[str]], captions: list[str | None],
-                tags: Sequence[str] | None = None) -> Tensor:
+    def _hidden(
+        self, enc, marked: list[list[str]], captions: list[str | None], tags: Sequence[str] | None = None
+    ) -> Tensor:
         """Last hidden states ``[B, L, D]`` of a tokenised batch; the frozen lower layers from the cache.
 
         With ``frozen_below = m > 0`` the hidden states entering layer ``m`` are computed under
@@ -158,24 +168,30 @@ class TextNodeEncoder(nn.Module):
         ids, mask = enc.input_ids.to(dev), enc.attention_mask.to(dev)
         types = None if enc.token_type_ids is None else enc.token_type_ids.to(dev)
         bf16 = self.precision == "bf16"
-        autocast = (torch.autocast(device_type=dev.type, dtype=torch.bfloat16) if bf16
-                    else contextlib.nullcontext())
+        autocast = torch.autocast(device_type=dev.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
         m = self.frozen_below
         if m == 0:
             with autocast:
                 return self.transformer(ids, mask, types).float()
         lengths = mask.sum(1).tolist()
         tags = tags or [""] * len(marked)
-        keys = (["\x1f".join(w) + "\x1e" + ((c or "") if self.caption_tokens else "") + t
-                 for w, c, t in zip(marked, captions, tags)] if self.cache_lower else None)
+        keys = (
+            [
+                "\x1f".join(w) + "\x1e" + ((c or "") if self.caption_tokens else "") + t
+                for w, c, t in zip(marked, captions, tags)
+            ]
+            if self.cache_lower
+            else None
+        )
         rows: list[Tensor | None] = [self._lower_cache.get(k) for k in keys] if keys else [None] * len(lengths)
         todo = [i for i, r in enumerate(rows) if r is None or r.device != dev]
         if todo:
             width = max(lengths[i] for i in todo)
             sel = torch.tensor(todo, device=dev)
             with torch.no_grad(), autocast:
-                low = self.transformer.lower(ids[sel, :width], mask[sel, :width],
-                                             None if types is None else types[sel, :width], stop=m)
+                low = self.transformer.lower(
+                    ids[sel, :width], mask[sel, :width], None if types is None else types[sel, :width], stop=m
+                )
             low = low.to(torch.bfloat16 if bf16 else torch.float32)
             for j, i in enumerate(todo):
                 rows[i] = low[j, : lengths[i]].clone()
@@ -187,28 +203,36 @@ class TextNodeEncoder(nn.Module):
         with autocast:
             return self.transformer.upper(hidden, mask, start=m).float()
 
-    def entity_types(self, token_lists: Sequence[Sequence[str]], head_spans: Sequence[Span],
-                     tail_spans: Sequence[Span]) -> list[tuple[str, str]]:
+    def entity_types(
+        self, token_lists: Sequence[Sequence[str]], head_spans: Sequence[Span], tail_spans: Sequence[Span]
+    ) -> list[tuple[str, str]]:
         """``(head type, tail type)`` per sentence from spaCy's NER (module docstring, ``"typed"``);
         sentences not seen before are parsed as one batch, then cached."""
         from mmre_cli.graphs.nlp import UNKNOWN_TYPE, load_spacy, parse_pretokenized, span_entity_type
 
-        keys = [(tuple(str(t) for t in toks), _valid_span(h, len(toks)), _valid_span(t, len(toks)))
-                for toks, h, t in zip(token_lists, head_spans, tail_spans)]
+        keys = [
+            (tuple(str(t) for t in toks), _valid_span(h, len(toks)), _valid_span(t, len(toks)))
+            for toks, h, t in zip(token_lists, head_spans, tail_spans)
+        ]
         todo = list(dict.fromkeys(k for k in keys if k not in self._types_cache))
         if todo:
             docs = parse_pretokenized(load_spacy(ner=True), [k[0] for k in todo])
             for key, doc in zip(todo, docs):
-                self._types_cache[key] = tuple(UNKNOWN_TYPE if sp is None else span_entity_type(doc, *sp)
-                                               for sp in key[1:])
+                self._types_cache[key] = tuple(
+                    UNKNOWN_TYPE if sp is None else span_entity_type(doc, *sp) for sp in key[1:]
+                )
         return [self._types_cache[k] for k in keys]
 
-    def mark(self, token_lists: Sequence[Sequence[str]], head_spans: Sequence[Span], tail_spans: Sequence[Span]
-             ) -> tuple[list[list[str]], list[list[int]]]:
+    def mark(
+        self, token_lists: Sequence[Sequence[str]], head_spans: Sequence[Span], tail_spans: Sequence[Span]
+    ) -> tuple[list[list[str]], list[list[int]]]:
         """The words the transformer reads (markers and, for ``"typed"``, type words inserted) and,
         per marked word, its source (:func:`insert_markers`)."""
-        types = (self.entity_types(token_lists, head_spans, tail_spans) if self.markers == "typed"
-                 else [None] * len(token_lists))
+        types = (
+            self.entity_types(token_lists, head_spans, tail_spans)
+            if self.markers == "typed"
+            else [None] * len(token_lists)
+        )
         marked, sources = [], []
         for toks, hs, ts, ty in zip(token_lists, head_spans, tail_spans, types):
             if self.marker_words is None:
@@ -219,9 +243,14 @@ class TextNodeEncoder(nn.Module):
             sources.append(src)
         return marked, sources
 
-    def encode(self, token_lists: Sequence[Sequence[str]], head_spans: Sequence[Span],
-               tail_spans: Sequence[Span], captions: Sequence[str | None] | None = None,
-               deleted: Sequence[Iterable[int]] | None = None) -> tuple[list[Tensor], list[Tensor], Tensor]:
+    def encode(
+        self,
+        token_lists: Sequence[Sequence[str]],
+        head_spans: Sequence[Span],
+        tail_spans: Sequence[Span],
+        captions: Sequence[str | None] | None = None,
+        deleted: Sequence[Iterable[int]] | None = None,
+    ) -> tuple[list[Tensor], list[Tensor], Tensor]:
         """Word vectors, which words got word pieces, and the entity-marker vectors.
 
         ``deleted`` (per sentence, token indices the RL editor removed — ``meta["deleted_words"]``)
@@ -303,15 +332,20 @@ class TextNodeEncoder(nn.Module):
                     row.append(hidden[i, p])
                     continue
                 sp = _valid_span(span, lengths[i])
-                if sp is not None and bool(has_list[i][sp[0]:sp[1]].any()):
-                    sel = has_list[i][sp[0]:sp[1]]
-                    row.append(vectors[i][sp[0]:sp[1]][sel].mean(0))
+                if sp is not None and bool(has_list[i][sp[0] : sp[1]].any()):
+                    sel = has_list[i][sp[0] : sp[1]]
+                    row.append(vectors[i][sp[0] : sp[1]][sel].mean(0))
                 else:
                     row.append(hidden[i, 0])
             ents.append(torch.stack(row))
         return vectors, has_list, torch.stack(ents)
 
-    def forward(self, token_lists: Sequence[Sequence[str]], head_spans: Sequence[Span],
-                tail_spans: Sequence[Span], captions: Sequence[str | None] | None = None) -> list[Tensor]:
+    def forward(
+        self,
+        token_lists: Sequence[Sequence[str]],
+        head_spans: Sequence[Span],
+        tail_spans: Sequence[Span],
+        captions: Sequence[str | None] | None = None,
+    ) -> list[Tensor]:
         """Contextual word vectors, one ``[T_b, D]`` tensor per sentence (markers removed)."""
         return self.encode(token_lists, head_spans, tail_spans, captions)[0]

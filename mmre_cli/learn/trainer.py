@@ -143,8 +143,9 @@ def _to_device(batch, device, fabric):
 
 
 @torch.no_grad()
-def _run_eval(model: nn.Module, loader: Iterable, fabric=None, task=None
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+def _run_eval(
+    model: nn.Module, loader: Iterable, fabric=None, task=None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """``(pred [N], prob [N, C], gold [N] or empty, mean CE loss or nan)``; ``task`` (a progress
     task) advances by each batch's graphs."""
     was_training = model.training
@@ -240,18 +241,36 @@ def training_loss(model: nn.Module, run_model, batch, y: Tensor, weight: Tensor 
     out2 = run_model(batch)
     loss = 0.5 * (loss + classification_loss(model, out2, y, weight))
     logp, logq = F.log_softmax(_logits(out), dim=-1), F.log_softmax(_logits(out2), dim=-1)
-    kl = F.kl_div(logq, logp, log_target=True, reduction="batchmean") \
-        + F.kl_div(logp, logq, log_target=True, reduction="batchmean")  # KL(P||Q) + KL(Q||P)
+    kl = F.kl_div(logq, logp, log_target=True, reduction="batchmean") + F.kl_div(
+        logp, logq, log_target=True, reduction="batchmean"
+    )  # KL(P||Q) + KL(Q||P)
     return loss + 0.25 * rdrop * kl
 
 
-def fit_classifier(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, epochs: int, lr: float,
-                   weight_decay: float, class_weights: ClassWeightMode = "inverse_sqrt", none_id: int = 0,
-                   seed: int = 0, patience: int | None = None, reporter: Reporter | None = None, fabric=None,
-                   grad_clip: float | None = 5.0, num_classes: int | None = None,
-                   param_groups: list[dict] | None = None, warmup: float | None = None,
-                   state_dir: str | Path | None = None, resume: bool = False, fingerprint: str = "",
-                   rdrop: float = 0.0, ema: float = 0.0) -> tuple[dict[str, Tensor], list[dict]]:
+def fit_classifier(
+    model: nn.Module,
+    train_loader: Iterable,
+    val_loader: Iterable,
+    *,
+    epochs: int,
+    lr: float,
+    weight_decay: float,
+    class_weights: ClassWeightMode = "inverse_sqrt",
+    none_id: int = 0,
+    seed: int = 0,
+    patience: int | None = None,
+    reporter: Reporter | None = None,
+    fabric=None,
+    grad_clip: float | None = 5.0,
+    num_classes: int | None = None,
+    param_groups: list[dict] | None = None,
+    warmup: float | None = None,
+    state_dir: str | Path | None = None,
+    resume: bool = False,
+    fingerprint: str = "",
+    rdrop: float = 0.0,
+    ema: float = 0.0,
+) -> tuple[dict[str, Tensor], list[dict]]:
     """Train ``model`` and keep the epoch with the best validation micro-F1.
 
     Args:
@@ -334,11 +353,23 @@ def fit_classifier(model: nn.Module, train_loader: Iterable, val_loader: Iterabl
     if resume and state_dir is not None:
         from mmre_cli.learn.resume import load_state
 
-        restored = load_state(state_dir, fingerprint=fingerprint, modules={"model": base_model}, tensors=("best", "ema"),
-                              optimizers={"optim": optimizer}, schedulers={"sched": scheduler}, loader=train_loader)
+        restored = load_state(
+            state_dir,
+            fingerprint=fingerprint,
+            modules={"model": base_model},
+            tensors=("best", "ema"),
+            optimizers={"optim": optimizer},
+            schedulers={"sched": scheduler},
+            loader=train_loader,
+        )
         if restored is not None:
             meta, extra = restored
-            history, since_best, best_state, first = meta["history"], meta["since_best"], extra["best"], meta["epoch"] + 1
+            history, since_best, best_state, first = (
+                meta["history"],
+                meta["since_best"],
+                extra["best"],
+                meta["epoch"] + 1,
+            )
             best_key = tuple(meta["best_key"]) if meta["best_key"] is not None else None
             if averaged is not None:
                 averaged.load_state_dict(extra["ema"])
@@ -406,11 +437,21 @@ def fit_classifier(model: nn.Module, train_loader: Iterable, val_loader: Iterabl
             if state_dir is not None and (fabric is None or fabric.is_global_zero):
                 from mmre_cli.learn.resume import save_state
 
-                save_state(state_dir, fingerprint=fingerprint, modules={"model": base_model},
-                           tensors={"best": best_state, **({"ema": averaged.state_dict()} if averaged is not None else {})},
-                           optimizers={"optim": optimizer}, schedulers={"sched": scheduler}, loader=train_loader,
-                           meta={"epoch": epoch, "history": history, "since_best": since_best,
-                                 "best_key": list(best_key) if best_key is not None else None})
+                save_state(
+                    state_dir,
+                    fingerprint=fingerprint,
+                    modules={"model": base_model},
+                    tensors={"best": best_state, **({"ema": averaged.state_dict()} if averaged is not None else {})},
+                    optimizers={"optim": optimizer},
+                    schedulers={"sched": scheduler},
+                    loader=train_loader,
+                    meta={
+                        "epoch": epoch,
+                        "history": history,
+                        "since_best": since_best,
+                        "best_key": list(best_key) if best_key is not None else None,
+                    },
+                )
             task.advance()
             if patience and since_best >= patience:
                 reporter.info(f"early stop after epoch {epoch}: no val micro-F1 gain in {patience} epochs")

@@ -60,8 +60,13 @@ class OwnerFeatures:
         boxes, box_valid = array_to_vectors(table.column("box"), 4)
         self.dim = dim
         self.rows: dict[str, dict[str, tuple[np.ndarray, str | None, np.ndarray | None]]] = defaultdict(dict)
-        for i, (owner, unit, text) in enumerate(zip(table.column("sample_id").to_pylist(), table.column("unit").to_pylist(),
-                                                    table.column("text").to_pylist())):
+        for i, (owner, unit, text) in enumerate(
+            zip(
+                table.column("sample_id").to_pylist(),
+                table.column("unit").to_pylist(),
+                table.column("text").to_pylist(),
+            )
+        ):
             self.rows[owner][unit] = (emb[i], text, boxes[i] if box_valid[i] else None)
 
     def units(self, owner: str | None, prefix: str) -> list[tuple[np.ndarray, str | None, np.ndarray | None]]:

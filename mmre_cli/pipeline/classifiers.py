@@ -28,17 +28,33 @@ def graph_switches(cfg: dict) -> dict:
     enc = str(cfg.get("graph_encoder") or "gatv2")
     fusion = str(cfg.get("fusion") or "none")
     loss = str(cfg.get("loss") or "ce")
-    for key, value, choices in (("graph_encoder", enc, GRAPH_ENCODERS), ("fusion", fusion, FUSIONS),
-                                ("loss", loss, LOSSES)):
+    for key, value, choices in (
+        ("graph_encoder", enc, GRAPH_ENCODERS),
+        ("fusion", fusion, FUSIONS),
+        ("loss", loss, LOSSES),
+    ):
         if value not in choices:
             raise MmreError(f"train_gnn.{key} must be one of {' | '.join(choices)}, not {value!r}")
-    return dict(conv=enc, hop_alpha=float(cfg.get("hop_alpha", 0.1)), hop_k=int(cfg.get("hop_k", 4)),
-                fusion=fusion, queries=int(cfg.get("queries", 8)), loss=loss,
-                nl_weight=float(cfg.get("nl_weight", 0.5)))
+    return dict(
+        conv=enc,
+        hop_alpha=float(cfg.get("hop_alpha", 0.1)),
+        hop_k=int(cfg.get("hop_k", 4)),
+        fusion=fusion,
+        queries=int(cfg.get("queries", 8)),
+        loss=loss,
+        nl_weight=float(cfg.get("nl_weight", 0.5)),
+    )
 
 
-def build_classifier(kind: str, in_dim: int, num_classes: int, cfg: dict, encoder_weights: str | None = None,
-                     encoder: str = "minilm", labels: list[str] | None = None):
+def build_classifier(
+    kind: str,
+    in_dim: int,
+    num_classes: int,
+    cfg: dict,
+    encoder_weights: str | None = None,
+    encoder: str = "minilm",
+    labels: list[str] | None = None,
+):
     """``gnn`` → :class:`RelationGNN`; ``pooled`` → :class:`PooledMLP` (the w/o-GNN ablation);
     ``finetune`` → :class:`~mmre_cli.learn.finetune.FinetunedRelationModel` (MiniLM or another
     encoder fine-tuned end to end, entity markers; ``readout``: with the GNN or the markers alone;
@@ -49,15 +65,20 @@ def build_classifier(kind: str, in_dim: int, num_classes: int, cfg: dict, encode
 
     switches = graph_switches(cfg)
     if kind == "gnn":
-        return RelationGNN(in_dim, num_classes, hidden=cfg["hidden"], layers=cfg["layers"], heads=cfg["heads"],
-                           dropout=cfg["dropout"], **switches)
+        return RelationGNN(
+            in_dim,
+            num_classes,
+            hidden=cfg["hidden"],
+            layers=cfg["layers"],
+            heads=cfg["heads"],
+            dropout=cfg["dropout"],
+            **switches,
+        )
     if kind == "pooled":
         return PooledMLP(in_dim, num_classes, hidden=cfg["hidden"], dropout=cfg["dropout"])
     if kind == "finetune":
-        from mmre_cli.learn.finetune import FinetunedRelationModel
+        from mmre_cli.learn.finetune import READOUTS, FinetunedRelationModel
         from mmre_cli.learn.markers import MARKER_STYLES
-
-        from mmre_cli.learn.finetune import READOUTS
         from mmre_cli.learn.relation_text import describe
 
         if cfg["markers"] not in MARKER_STYLES:
@@ -69,11 +90,22 @@ def build_classifier(kind: str, in_dim: int, num_classes: int, cfg: dict, encode
             if labels is None or len(labels) != num_classes:
                 raise MmreError("train_gnn.relation_text needs the label names")
             descriptions = [describe(label) for label in labels]
-        return FinetunedRelationModel(in_dim, num_classes, markers=cfg["markers"], readout=cfg["readout"],
-                                      caption_pass=int(cfg["caption_pass"] or 0), relation_descriptions=descriptions,
-                                      encoder_weights=encoder_weights, train_layers=cfg["train_layers"],
-                                      encoder=encoder, caption_tokens=cfg.get("caption_tokens", 0),
-                                      precision=str(cfg.get("precision", "32")),
-                                      hidden=cfg["hidden"], layers=cfg["layers"], heads=cfg["heads"],
-                                      dropout=cfg["dropout"], **switches)
+        return FinetunedRelationModel(
+            in_dim,
+            num_classes,
+            markers=cfg["markers"],
+            readout=cfg["readout"],
+            caption_pass=int(cfg["caption_pass"] or 0),
+            relation_descriptions=descriptions,
+            encoder_weights=encoder_weights,
+            train_layers=cfg["train_layers"],
+            encoder=encoder,
+            caption_tokens=cfg.get("caption_tokens", 0),
+            precision=str(cfg.get("precision", "32")),
+            hidden=cfg["hidden"],
+            layers=cfg["layers"],
+            heads=cfg["heads"],
+            dropout=cfg["dropout"],
+            **switches,
+        )
     raise MmreError(f"unknown classifier '{kind}' (train_gnn.model: {' | '.join(CLASSIFIERS)})")

@@ -27,8 +27,10 @@ def make_fabric(gpus: int, nodes: int = 1):
         raise MmreError(f"--nodes must be at least 1, not {nodes}")
     if nodes > 1:
         if gpus and (not torch.cuda.is_available() or torch.cuda.device_count() < gpus):
-            raise MmreError(f"--gpus {gpus} asked for on each node, but this machine has "
-                            f"{torch.cuda.device_count() if torch.cuda.is_available() else 0} CUDA device(s)")
+            raise MmreError(
+                f"--gpus {gpus} asked for on each node, but this machine has "
+                f"{torch.cuda.device_count() if torch.cuda.is_available() else 0} CUDA device(s)"
+            )
         return Fabric(accelerator="cuda" if gpus else "cpu", devices=gpus or 1, num_nodes=nodes, strategy="ddp")
     if gpus == 0:
         if cpu_ddp > 1:

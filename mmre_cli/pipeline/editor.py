@@ -15,12 +15,22 @@ def agent_config(cfg: dict, none_id: int, policy: str = "two_level"):
     editor: ``"flat"`` for one trained before the two-level policy)."""
     from mmre_cli.learn.policy import AgentConfig
 
-    return AgentConfig(max_steps=cfg["max_steps"], lam=cfg["lam"], mu=cfg["mu"], gamma=cfg["gamma"], lr=cfg["lr"],
-                       entropy=cfg["entropy"], add_k=cfg["add_k"], add_threshold=cfg["add_threshold"],
-                       reward_mode=cfg["reward_mode"], none_id=none_id,
-                       evidence_penalty=float(cfg.get("evidence_penalty", 0.0)),
-                       none_weight=float(cfg.get("none_weight", 1.0)),
-                       complexity=str(cfg.get("complexity", "size")), policy=policy)
+    return AgentConfig(
+        max_steps=cfg["max_steps"],
+        lam=cfg["lam"],
+        mu=cfg["mu"],
+        gamma=cfg["gamma"],
+        lr=cfg["lr"],
+        entropy=cfg["entropy"],
+        add_k=cfg["add_k"],
+        add_threshold=cfg["add_threshold"],
+        reward_mode=cfg["reward_mode"],
+        none_id=none_id,
+        evidence_penalty=float(cfg.get("evidence_penalty", 0.0)),
+        none_weight=float(cfg.get("none_weight", 1.0)),
+        complexity=str(cfg.get("complexity", "size")),
+        policy=policy,
+    )
 
 
 def load_editor(agent_dir: Path, params: dict):
@@ -30,7 +40,10 @@ def load_editor(agent_dir: Path, params: dict):
     if not params["train_agent"]["enabled"]:
         return None, None
     if not (Path(agent_dir) / "agent.safetensors").exists():
-        raise MmreError(f"{agent_dir}: no trained agent (agent.safetensors); run `mmre train-agent` or set train_agent.enabled=false")
+        raise MmreError(
+            f"{agent_dir}: no trained agent (agent.safetensors); run `mmre train-agent` or set "
+            f"train_agent.enabled=false"
+        )
     agent, meta = load_checkpoint(agent_dir, "agent")
     # an editor saved before the two-level policy records no "policy": it was trained flat
     return agent, agent_config(params["train_agent"], int(meta.get("none_id", 0)), str(meta.get("policy", "flat")))
@@ -49,7 +62,9 @@ def refine(graphs: list[Graph], agent, agent_cfg, dcfg: dict) -> list[Graph]:
         from mmre_cli.learn.agent import edit_graphs
 
         with torch.no_grad():
-            _, records = edit_graphs(agent, Batch.from_data_list([graph_to_data(g) for g in graphs]), agent_cfg, greedy=True)
+            _, records = edit_graphs(
+                agent, Batch.from_data_list([graph_to_data(g) for g in graphs]), agent_cfg, greedy=True
+            )
         graphs = [apply_edit_record(g, r) for g, r in zip(graphs, records)]
     if not dcfg["enabled"]:
         return graphs
@@ -64,11 +79,22 @@ def refine(graphs: list[Graph], agent, agent_cfg, dcfg: dict) -> list[Graph]:
         learned = editor_relevance(agent, batch, agent_cfg).split(torch.bincount(batch.batch).tolist())
     out = []
     for k, (g, data) in enumerate(zip(graphs, datas)):
-        v0 = learned[k] if learned is not None else \
-            node_relevance(data.x, data.head_index, data.tail_index, mode=dcfg["relevance"])
+        v0 = (
+            learned[k]
+            if learned is not None
+            else node_relevance(data.x, data.head_index, data.tail_index, mode=dcfg["relevance"])
+        )
         protect = endpoint_edge_mask(data.edge_index, torch.cat([data.head_index, data.tail_index]))
-        v, w, keep = diffuse(data.edge_index, g.num_nodes, v0, alpha=dcfg["alpha"], max_iter=dcfg["max_iter"],
-                             tau=dcfg["tau"], keep_mask=protect, prune=dcfg["prune"])
+        v, w, keep = diffuse(
+            data.edge_index,
+            g.num_nodes,
+            v0,
+            alpha=dcfg["alpha"],
+            max_iter=dcfg["max_iter"],
+            tau=dcfg["tau"],
+            keep_mask=protect,
+            prune=dcfg["prune"],
+        )
         out.append(apply_diffusion(g, v.numpy(), w.numpy(), keep.numpy()))
     return out
 
@@ -77,5 +103,5 @@ def edit_only(graphs: list, agent, acfg, chunk: int = 256) -> list:
     """``graphs`` as the editor leaves them (greedy edits, no diffusion), in chunks."""
     out = []
     for k in range(0, len(graphs), chunk):
-        out.extend(refine(graphs[k:k + chunk], agent, acfg, {"enabled": False}))
+        out.extend(refine(graphs[k : k + chunk], agent, acfg, {"enabled": False}))
     return out

@@ -25,8 +25,9 @@ class _FeatureRows:
         self.box: list[np.ndarray] = []  # blocks [n, 4]
         self.emb: list[np.ndarray] = []  # blocks [n, D]
 
-    def add_many(self, owner: str, units: list[str], kind: str, texts: list, emb: np.ndarray,
-                 boxes: np.ndarray | None = None) -> None:
+    def add_many(
+        self, owner: str, units: list[str], kind: str, texts: list, emb: np.ndarray, boxes: np.ndarray | None = None
+    ) -> None:
         """``len(units)`` rows of one owner and kind; ``emb`` ``[n, D]``, ``boxes`` ``[n, 4]`` or NaN."""
         n = len(units)
         self.owner.extend([owner] * n)
@@ -34,8 +35,9 @@ class _FeatureRows:
         self.kind.extend([kind] * n)
         self.text.extend(texts)
         self.emb.append(np.asarray(emb, np.float32).reshape(n, -1))
-        self.box.append(np.full((n, 4), np.nan, np.float32) if boxes is None
-                        else np.asarray(boxes, np.float32).reshape(n, 4))
+        self.box.append(
+            np.full((n, 4), np.nan, np.float32) if boxes is None else np.asarray(boxes, np.float32).reshape(n, 4)
+        )
 
     def add(self, owner: str, unit: str, kind: str, text: str | None, emb: np.ndarray, box=None) -> None:
         self.add_many(owner, [unit], kind, [text], np.asarray(emb)[None], None if box is None else [box])
@@ -68,7 +70,9 @@ class FeatureExtractor:
         self.encoder = build_encoder(cfg["encoder"], weights=cfg["weights"], device=device)
         self.detector = None
         if cfg["detector"] not in (None, "none", "dataset"):
-            self.detector = build_detector(cfg["detector"], conf=cfg["det_conf"], max_det=cfg["max_objects"], device=device)
+            self.detector = build_detector(
+                cfg["detector"], conf=cfg["det_conf"], max_det=cfg["max_objects"], device=device
+            )
         self.dataset_boxes = cfg["detector"] == "dataset"
         self.nlp = load_spacy(params["build_graphs"]["spacy_model"])
         self.use_pixels = self.encoder.supports_images
@@ -88,8 +92,13 @@ class FeatureExtractor:
             for role, ent in (("head", inst.head), ("tail", inst.tail)):
                 if ent.is_visual:
                     continue
-                rows.add(inst.sample_id, f"entity:{role}", "entity", ent.name,
-                         _normalise(words[ent.start:ent.end].mean(axis=0)))
+                rows.add(
+                    inst.sample_id,
+                    f"entity:{role}",
+                    "entity",
+                    ent.name,
+                    _normalise(words[ent.start : ent.end].mean(axis=0)),
+                )
 
     # -- captions -----------------------------------------------------------------------
     def _caption_docs(self, chunk: list[Instance]) -> tuple[list[str], list]:
@@ -116,8 +125,13 @@ class FeatureExtractor:
             phrases = caption_phrases(doc)  # node k of build-graphs' caption graph
             if not phrases:
                 continue
-            rows.add_many(key, [f"caption:{k}" for k in range(len(phrases))], "caption_phrase",
-                          [text for text, _ in phrases], pool_spans([span for _, span in phrases], vecs))
+            rows.add_many(
+                key,
+                [f"caption:{k}" for k in range(len(phrases))],
+                "caption_phrase",
+                [text for text, _ in phrases],
+                pool_spans([span for _, span in phrases], vecs),
+            )
 
     # -- pixels -------------------------------------------------------------------------
     def _objects(self, inst: Instance):
@@ -143,8 +157,11 @@ class FeatureExtractor:
         keys = list(wanted)
         images, kept = [], []
         if need_pixels:
-            decoded = decode_images([wanted[k].image_path for k in keys], workers=self.cfg["workers"],
-                                    max_pixels=self.cfg["max_image_pixels"])
+            decoded = decode_images(
+                [wanted[k].image_path for k in keys],
+                workers=self.cfg["workers"],
+                max_pixels=self.cfg["max_image_pixels"],
+            )
             for key, (path, image) in zip(keys, decoded):
                 if isinstance(image, Exception):
                     self.reporter.warn(f"{path}: {image}; image skipped (text only)")

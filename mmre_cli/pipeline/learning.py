@@ -38,8 +38,16 @@ def label_info(artifact: Path) -> tuple[list[str], int]:
     return list(labels), labels.index(info.get("none_label", labels[0]))
 
 
-def loader(graphs: list[Graph], batch_size: int, shuffle: bool, seed: int = 0, words: bool = False,
-           bucket: bool | None = None, world: int = 1, rank: int = 0):
+def loader(
+    graphs: list[Graph],
+    batch_size: int,
+    shuffle: bool,
+    seed: int = 0,
+    words: bool = False,
+    bucket: bool | None = None,
+    world: int = 1,
+    rank: int = 0,
+):
     """:func:`mmre_cli.graphs.pyg.graph_loader` over the labelled graphs (unlabelled ones dropped).
 
     ``words``: batches carry the sentence words, spans and caption (a model whose ``needs_words``
@@ -48,12 +56,21 @@ def loader(graphs: list[Graph], batch_size: int, shuffle: bool, seed: int = 0, w
     """
     from mmre_cli.graphs.pyg import graph_loader
 
-    return graph_loader([g for g in graphs if g.label >= 0], batch_size, shuffle=shuffle, seed=seed, words=words,
-                        bucket=words if bucket is None else bucket, world=world, rank=rank)
+    return graph_loader(
+        [g for g in graphs if g.label >= 0],
+        batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        words=words,
+        bucket=words if bucket is None else bucket,
+        world=world,
+        rank=rank,
+    )
 
 
-def load_graph_batches(artifact_dir: Path, batch_size: int, *, shuffle: bool = False, seed: int = 0,
-                       words: bool = False) -> Iterator:
+def load_graph_batches(
+    artifact_dir: Path, batch_size: int, *, shuffle: bool = False, seed: int = 0, words: bool = False
+) -> Iterator:
     """Read the graphs of an artifact directory and yield PyG batches.
 
     Args:
@@ -128,12 +145,13 @@ class TrainingSetup:
     ``none_id``, ``train`` and ``val`` graphs, ``in_dim`` (node feature width).
     """
 
-    def __init__(self, artifact: Path, producer: str, gpus: int, seed: int, reporter, threads: int = 1,
-                 nodes: int = 1) -> None:
+    def __init__(
+        self, artifact: Path, producer: str, gpus: int, seed: int, reporter, threads: int = 1, nodes: int = 1
+    ) -> None:
         from mmre_cli.learn.trainer import seed_everything
-        from mmre_cli.reporting import NullReporter
         from mmre_cli.pipeline.chunks import require_artifact
         from mmre_cli.pipeline.devices import cpu_threads, make_fabric
+        from mmre_cli.reporting import NullReporter
 
         require_artifact(artifact, producer)
         cpu_threads(threads)
@@ -158,6 +176,7 @@ class TrainingSetup:
         world = self.fabric.world_size
         if world == 1:
             return loader(self.train, batch_size, True, seed, words)
-        dl = loader(self.train, max(1, batch_size // world), True, seed, words, world=world,
-                    rank=self.fabric.global_rank)
+        dl = loader(
+            self.train, max(1, batch_size // world), True, seed, words, world=world, rank=self.fabric.global_rank
+        )
         return self.fabric.setup_dataloaders(dl, use_distributed_sampler=False)

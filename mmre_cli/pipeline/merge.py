@@ -25,15 +25,20 @@ def instance_cmg(inst, label: int, feats: OwnerFeatures, scene: dict[str, Graph]
     text = scene[f"{inst.sample_id}:text"]
     tokens = feats.units(text_owner(inst.tokens), "token")
     if len(tokens) != len(inst.tokens):
-        raise MmreError(f"{inst.sample_id}: features hold {len(tokens)} token vectors for {len(inst.tokens)} tokens; "
-                        "the features and graphs come from different runs — rerun the pipeline")
+        raise MmreError(
+            f"{inst.sample_id}: features hold {len(tokens)} token vectors for {len(inst.tokens)} tokens; "
+            "the features and graphs come from different runs — rerun the pipeline"
+        )
     text = _with_x(text, pool_span_features(text, np.stack([v for v, _, _ in tokens])))
 
     caption = scene.get(caption_owner(inst) or "")
     if caption is not None and caption.num_nodes:
         rows = feats.units(caption_owner(inst), "caption")
         if len(rows) != caption.num_nodes:
-            raise MmreError(f"{inst.sample_id}: {len(rows)} caption vectors for {caption.num_nodes} caption nodes; rerun the pipeline")
+            raise MmreError(
+                f"{inst.sample_id}: {len(rows)} caption vectors for {caption.num_nodes} caption nodes; "
+                f"rerun the pipeline"
+            )
         caption = _with_x(caption, np.stack([v for v, _, _ in rows]))
 
     visual = scene.get(image_owner(inst) or "")
@@ -51,13 +56,23 @@ def instance_cmg(inst, label: int, feats: OwnerFeatures, scene: dict[str, Graph]
             else:
                 x[node] = objects[index][0]
         visual = _with_x(visual, x)
-    cmg = merge_cmg(inst.sample_id, text, visual, caption, top_k=cfg["top_k"], threshold=cfg["threshold"],
-                    hops=cfg["hops"], label=label, cross_cooccur=cfg["cooccur"])
+    cmg = merge_cmg(
+        inst.sample_id,
+        text,
+        visual,
+        caption,
+        top_k=cfg["top_k"],
+        threshold=cfg["threshold"],
+        hops=cfg["hops"],
+        label=label,
+        cross_cooccur=cfg["cooccur"],
+    )
     # the whole sentence and the entity spans, for classifiers that re-encode the text
     # (graph_to_data(..., words=True)); the 2-hop context keeps only some token nodes
     cmg.meta["words"] = list(inst.tokens)
-    cmg.meta["entity_spans"] = [v for ent in (inst.head, inst.tail)
-                                for v in ((-1, -1) if ent.is_visual else (ent.start, ent.end))]
+    cmg.meta["entity_spans"] = [
+        v for ent in (inst.head, inst.tail) for v in ((-1, -1) if ent.is_visual else (ent.start, ent.end))
+    ]
     # the image's caption (its text view), for classifiers that read it as a second segment
     cmg.meta["img_id"] = inst.img_id
     cmg.meta["caption"] = inst.caption

@@ -51,8 +51,15 @@ def effective_params(params: Mapping[str, Any], keys: Sequence[str], upstream: t
     return merge_records(upstream_params(*upstream), select(params, keys))
 
 
-def finish(out: Path, params: Mapping[str, Any], keys: Sequence[str], stats: dict, stats_path: str | Path | None,
-           upstream: tuple = (), recorded: Mapping[str, Any] | None = None) -> dict:
+def finish(
+    out: Path,
+    params: Mapping[str, Any],
+    keys: Sequence[str],
+    stats: dict,
+    stats_path: str | Path | None,
+    upstream: tuple = (),
+    recorded: Mapping[str, Any] | None = None,
+) -> dict:
     """Write ``params.effective.yaml`` and ``stats.json`` into ``out`` (and ``stats_path`` if given).
 
     The effective params hold the keys this stage declares (``keys``, its ``PARAMS``) over

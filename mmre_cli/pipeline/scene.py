@@ -34,6 +34,13 @@ def chunk_graphs(chunk, feats, nlp, cfg) -> list:
         if not objects and feats.get(key, "image") is None:
             continue
         boxes = np.stack([box for _, _, box in objects]) if objects else np.zeros((0, 4), np.float32)
-        graphs.append(visual_graph(key, boxes, [text or "object" for _, text, _ in objects],
-                                   with_image_node=feats.get(key, "image") is not None, max_objects=len(objects)))
+        graphs.append(
+            visual_graph(
+                key,
+                boxes,
+                [text or "object" for _, text, _ in objects],
+                with_image_node=feats.get(key, "image") is not None,
+                max_objects=len(objects),
+            )
+        )
     return graphs

@@ -41,12 +41,14 @@ def read_pipeline(model: Path) -> dict:
 
     model = Path(model)
     if not model.is_dir():
-        raise MmreError(f"{model}: no model folder here; train one with `mmre train-gnn` (or `dvc repro`) "
-                        "or pass --model DIR")
+        raise MmreError(
+            f"{model}: no model folder here; train one with `mmre train-gnn` (or `dvc repro`) or pass --model DIR"
+        )
     missing = [name for name in MODEL_FILES if not (model / name).is_file()]
     if missing:
-        raise MmreError(f"{model}: not a complete model folder (missing {', '.join(missing)}); "
-                        "rerun `mmre train-gnn --out` into it")
+        raise MmreError(
+            f"{model}: not a complete model folder (missing {', '.join(missing)}); rerun `mmre train-gnn --out` into it"
+        )
     try:
         pipeline = json.loads((model / PIPELINE_FILE).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -55,22 +57,28 @@ def read_pipeline(model: Path) -> dict:
         raise MmreError(f"{model / PIPELINE_FILE}: not a JSON object")
     version, schema = pipeline.get("mmre_version"), pipeline.get("schema_version")
     if version is None or _major(version) != _major(__version__) or schema != SCHEMA_VERSION:
-        raise MmreError(f"{model}: incompatible model (written by mmre {version}, schema {schema}; this is mmre "
-                        f"{__version__}, schema {SCHEMA_VERSION}); retrain it with this mmre")
+        raise MmreError(
+            f"{model}: incompatible model (written by mmre {version}, schema {schema}; this is mmre "
+            f"{__version__}, schema {SCHEMA_VERSION}); retrain it with this mmre"
+        )
     params = pipeline.get("params")
     if not isinstance(params, dict):
         raise MmreError(f"{model / PIPELINE_FILE}: no 'params' recorded; retrain with `mmre train-gnn`")
     lacking = [s for s in REQUIRED_SECTIONS if not isinstance(params.get(s), dict)]
     if lacking:
-        raise MmreError(f"{model / PIPELINE_FILE}: params of {', '.join(lacking)} not recorded; retrain with `mmre train-gnn`")
+        raise MmreError(
+            f"{model / PIPELINE_FILE}: params of {', '.join(lacking)} not recorded; retrain with `mmre train-gnn`"
+        )
     for key in ("labels", "none_id", "encoder"):
         if key not in pipeline:
             raise MmreError(f"{model / PIPELINE_FILE}: lacks {key!r}; retrain with `mmre train-gnn`")
     if params["train_agent"].get("enabled"):
         gone = [name for name in AGENT_FILES if not (model / name).is_file()]
         if gone:
-            raise MmreError(f"{model}: the model uses the RL editor but {', '.join(gone)} is missing; "
-                            "rerun `mmre train-gnn --agent DIR --out` into it")
+            raise MmreError(
+                f"{model}: the model uses the RL editor but {', '.join(gone)} is missing; "
+                "rerun `mmre train-gnn --agent DIR --out` into it"
+            )
     return pipeline
 
 
@@ -112,17 +120,25 @@ def model_params(pipeline: dict) -> dict:
     return params
 
 
-def write_pipeline(model: Path, *, manifest: dict, labels: list[str], none_id: int, params: dict,
-                   finetune_encoder: str | None = None) -> Path:
+def write_pipeline(
+    model: Path, *, manifest: dict, labels: list[str], none_id: int, params: dict, finetune_encoder: str | None = None
+) -> Path:
     """Write ``model/pipeline.json`` (what :func:`read_pipeline` checks): this mmre's and the
     schema's versions, the encoder of the features the model was trained on (``manifest``: that
     artifact's manifest), the labels, every stage's ``params`` and, for a fine-tuned encoder, its
     fingerprint (``finetune_encoder``: its vocabulary and architecture, which predict checks)."""
     from mmre_cli import SCHEMA_VERSION, __version__
 
-    pipeline = {"mmre_version": __version__, "schema_version": SCHEMA_VERSION, "encoder": manifest["encoder"],
-                "encoder_name": manifest.get("info", {}).get("encoder"), "dim": manifest["dim"], "labels": labels,
-                "none_id": none_id, "params": params}
+    pipeline = {
+        "mmre_version": __version__,
+        "schema_version": SCHEMA_VERSION,
+        "encoder": manifest["encoder"],
+        "encoder_name": manifest.get("info", {}).get("encoder"),
+        "dim": manifest["dim"],
+        "labels": labels,
+        "none_id": none_id,
+        "params": params,
+    }
     if finetune_encoder is not None:
         pipeline["finetune_encoder"] = finetune_encoder
     return write_json(Path(model) / PIPELINE_FILE, pipeline)

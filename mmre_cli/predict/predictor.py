@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -48,42 +47,14 @@ from mmre_cli.pipeline.learning import needs_words
 from mmre_cli.pipeline.merge import instance_cmg
 from mmre_cli.pipeline.scene import chunk_graphs
 from mmre_cli.predict.folder import ensemble_folders, model_params, read_pipeline
-from mmre_cli.predict.queries import Query, Skipped, find_span, check_query
+from mmre_cli.predict.prediction import Prediction
+from mmre_cli.predict.queries import Query, Skipped, check_query, find_span
 from mmre_cli.reporting import Reporter, reporter_or_null
 
 #: spaCy NER types never proposed as entities (no MNRE relation holds between them).
 SKIP_ENTITY_TYPES = frozenset({"DATE", "TIME", "PERCENT", "MONEY", "QUANTITY", "ORDINAL", "CARDINAL"})
 DEFAULT_MAX_PAIRS = 20
 DEFAULT_CHUNK = 64
-
-
-@dataclass
-class Prediction:
-    """The relation predicted for one (head, tail) pair of one query."""
-
-    head: str
-    tail: str
-    relation: str
-    probability: float
-    top3: list[tuple[str, float]]
-    text: str
-    image: str | None
-    caption: str | None = None
-    pairs_from: str = "given"  # "given" (--head/--tail) or "ner"
-    where: str = ""
-    cmg: object | None = field(default=None, repr=False)  # the unedited CMG (keep_graphs=True)
-    refined: object | None = field(default=None, repr=False)  # after edits + diffusion
-
-    def to_json(self) -> dict:
-        out = {"head": self.head, "tail": self.tail, "relation": self.relation,
-               "probability": round(float(self.probability), 6),
-               "top3": [[lab, round(float(p), 6)] for lab, p in self.top3], "text": self.text, "image": self.image}
-        if self.caption is not None:
-            out["caption"] = self.caption
-        out["pairs_from"] = self.pairs_from
-        if self.where:
-            out["source"] = self.where
-        return out
 
 
 def max_pixels(params: dict) -> int:
@@ -119,10 +90,18 @@ class Predictor:
             attribution.
     """
 
-    def __init__(self, model: Path, *, encoder: str | None = None, encoder_weights: str | Path | None = None,
-                 max_pairs: int = DEFAULT_MAX_PAIRS, chunk_size: int = DEFAULT_CHUNK,
-                 reporter: Reporter | None = None, captioner: str | Path | None = None,
-                 members: Iterable[Path] = ()) -> None:
+    def __init__(
+        self,
+        model: Path,
+        *,
+        encoder: str | None = None,
+        encoder_weights: str | Path | None = None,
+        max_pairs: int = DEFAULT_MAX_PAIRS,
+        chunk_size: int = DEFAULT_CHUNK,
+        reporter: Reporter | None = None,
+        captioner: str | Path | None = None,
+        members: Iterable[Path] = (),
+    ) -> None:
         self.reporter = reporter_or_null(reporter)
         self.model_dir = Path(model)
         self.pipeline = read_pipeline(self.model_dir)
@@ -147,12 +126,16 @@ class Predictor:
         self._ner = None
         self._noted: set[str] = set()
         members = [*ensemble_folders(self.model_dir)[1:], *members]  # a train_gnn.ensemble folder's own first
-        self.members = [Predictor(m, encoder=encoder, encoder_weights=encoder_weights, chunk_size=chunk_size,
-                                  reporter=reporter) for m in members]
+        self.members = [
+            Predictor(m, encoder=encoder, encoder_weights=encoder_weights, chunk_size=chunk_size, reporter=reporter)
+            for m in members
+        ]
         for member in self.members:
             if member.labels != self.labels:
-                raise MmreError(f"{member.model_dir} was trained on other labels than {self.model_dir}; "
-                                "an ensemble's models must share the label map")
+                raise MmreError(
+                    f"{member.model_dir} was trained on other labels than {self.model_dir}; "
+                    "an ensemble's models must share the label map"
+                )
 
     def _load(self) -> None:
         from mmre_cli.learn.checkpoint import load_checkpoint
@@ -161,10 +144,12 @@ class Predictor:
         built = self.extractor.encoder.fingerprint()
         recorded = self.pipeline["encoder"]
         if built != recorded:
-            raise MmreError(f"encoder mismatch: the model was trained with encoder {recorded!r} "
-                            f"({self.pipeline.get('encoder_name')}) but this run builds {built!r} "
-                            f"({self.extractor.encoder.name}); point --encoder-weights (or $MMRE_MINILM / "
-                            "$MMRE_CLIP_WEIGHTS) at the weights the model was trained with")
+            raise MmreError(
+                f"encoder mismatch: the model was trained with encoder {recorded!r} "
+                f"({self.pipeline.get('encoder_name')}) but this run builds {built!r} "
+                f"({self.extractor.encoder.name}); point --encoder-weights (or $MMRE_MINILM / "
+                "$MMRE_CLIP_WEIGHTS) at the weights the model was trained with"
+            )
         self.nlp = self.extractor.nlp
         self.model, meta = load_checkpoint(self.model_dir, "model")
         tuned_encoder = getattr(self.model, "encoder", None)
@@ -172,13 +157,17 @@ class Predictor:
             tuned_encoder.cache_lower = False  # each query is seen once: a cache would only grow
         tuned = getattr(tuned_encoder, "fingerprint", None)
         if tuned is not None and self.pipeline.get("finetune_encoder") not in (None, tuned):
-            raise MmreError(f"fine-tuned encoder mismatch: the model was trained on {self.pipeline['finetune_encoder']!r} "
-                            f"but this machine resolves {tuned!r}; install the same encoder "
-                            "($MMRE_MINILM / $MMRE_MPNET or the model folder it was trained from)")
+            raise MmreError(
+                f"fine-tuned encoder mismatch: the model was trained on {self.pipeline['finetune_encoder']!r} "
+                f"but this machine resolves {tuned!r}; install the same encoder "
+                "($MMRE_MINILM / $MMRE_MPNET or the model folder it was trained from)"
+            )
         self.labels = list(meta.get("labels") or self.pipeline["labels"])
         if len(self.labels) != int(self.model.config.get("num_classes", len(self.labels))):
-            raise MmreError(f"{self.model_dir}: {len(self.labels)} labels for a classifier of "
-                            f"{self.model.config.get('num_classes')} classes; retrain the model")
+            raise MmreError(
+                f"{self.model_dir}: {len(self.labels)} labels for a classifier of "
+                f"{self.model.config.get('num_classes')} classes; retrain the model"
+            )
         self.editor, self.editor_cfg = load_editor(self.model_dir, self.params)
         self.graph_source = self._graph_source()
         self.uses_pixels = bool(self.extractor.use_pixels)
@@ -218,8 +207,10 @@ class Predictor:
             tokens = [t.text for t in self.nlp.make_doc(text)]
             for flag, (start, end) in (("head", query.head_span), ("tail", query.tail_span)):
                 if end > len(tokens):
-                    raise InputError(f"{where}{flag} span [{start}, {end}] is past the text's {len(tokens)} tokens "
-                                     f"({' '.join(f'{i}:{t}' for i, t in enumerate(tokens))})")
+                    raise InputError(
+                        f"{where}{flag} span [{start}, {end}] is past the text's {len(tokens)} tokens "
+                        f"({' '.join(f'{i}:{t}' for i, t in enumerate(tokens))})"
+                    )
             spans = [query.head_span, query.tail_span]
             if spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1]:
                 raise InputError(f"{where}the head span {list(spans[0])} and tail span {list(spans[1])} overlap")
@@ -236,10 +227,13 @@ class Predictor:
                 spans.append(span)
             if spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1]:
                 head_flag, tail_flag = query.names()
-                raise InputError(f"{where}{tail_flag} {query.tail!r} occurs only inside {head_flag} {query.head!r}; "
-                                 + ("give" if query.from_record else "in --batch give")
-                                 + " token spans (\"head\": [start, end])" if spans[0] != spans[1] else
-                                 f"{where}{head_flag} and {tail_flag} name the same words ({query.head!r})")
+                raise InputError(
+                    f"{where}{tail_flag} {query.tail!r} occurs only inside {head_flag} {query.head!r}; "
+                    + ("give" if query.from_record else "in --batch give")
+                    + ' token spans ("head": [start, end])'
+                    if spans[0] != spans[1]
+                    else f"{where}{head_flag} and {tail_flag} name the same words ({query.head!r})"
+                )
             pairs, source = [tuple(spans)], "given"
         else:
             doc = self.ner(text)
@@ -252,14 +246,17 @@ class Predictor:
                 ents.append((ent.start, ent.end))
             pairs = [(a, b) for a in ents for b in ents if a != b]
             if len(pairs) > self.max_pairs:
-                self.reporter.warn(f"{where}{len(pairs)} entity pairs, only the first {self.max_pairs} are predicted "
-                                   "(--max-pairs)")
+                self.reporter.warn(
+                    f"{where}{len(pairs)} entity pairs, only the first {self.max_pairs} are predicted (--max-pairs)"
+                )
                 pairs = pairs[: self.max_pairs]
             source = "ner"
             if not pairs:
                 found = ", ".join(f"{doc[s:e].text!r}" for s, e in ents) or "none"
-                raise NoPairs(f"{where}spaCy found fewer than two named entities (found: {found}); "
-                              f"give {' and '.join(query.names())}")
+                raise NoPairs(
+                    f"{where}spaCy found fewer than two named entities (found: {found}); "
+                    f"give {' and '.join(query.names())}"
+                )
         caption = " ".join(str(query.caption or "").split()) or None
         if caption and not self.captions:
             self._note("uncaptioned_model", f"{where}this model was trained without captions; the caption is ignored")
@@ -268,20 +265,32 @@ class Predictor:
             caption = self.caption_image(image)
             self.reporter.info(f"{where}caption by {self.captioner_source}: {caption!r}")
         if self.captions and not caption:
-            given = "\"caption\"" if query.from_record else "--image-caption"
-            self._note("no_caption", f"{where}this model was trained with captions as the image's view but no "
-                       f"caption was given ({given}) and no captioner is set ({self.captioner_hint}); predicting "
-                       "from the text alone")
+            given = '"caption"' if query.from_record else "--image-caption"
+            self._note(
+                "no_caption",
+                f"{where}this model was trained with captions as the image's view but no "
+                f"caption was given ({given}) and no captioner is set ({self.captioner_hint}); predicting "
+                "from the text alone",
+            )
         img_id = None
         if image is not None:
             # one owner per (image, caption): two captions of one image are two different views
             img_id = image if caption is None else f"{image}#{hashlib.sha1(caption.encode()).hexdigest()[:8]}"
         out = []
         for k, ((hs, he), (ts, te)) in enumerate(pairs):
-            inst = Instance(sample_id=f"predict-{index:06d}-{k:03d}", split="predict", tokens=tuple(tokens),
-                            head=Entity(" ".join(tokens[hs:he]), hs, he), tail=Entity(" ".join(tokens[ts:te]), ts, te),
-                            relation=None, img_id=img_id, image_path=image,
-                            image_status="ok" if image else "none", caption=caption, source=query.where)
+            inst = Instance(
+                sample_id=f"predict-{index:06d}-{k:03d}",
+                split="predict",
+                tokens=tuple(tokens),
+                head=Entity(" ".join(tokens[hs:he]), hs, he),
+                tail=Entity(" ".join(tokens[ts:te]), ts, te),
+                relation=None,
+                img_id=img_id,
+                image_path=image,
+                image_status="ok" if image else "none",
+                caption=caption,
+                source=query.where,
+            )
             out.append((inst, source))
         return out
 
@@ -334,23 +343,47 @@ class Predictor:
     def predict_instances(self, items: list[tuple[Instance, str]], keep_graphs: bool = False) -> Iterator[Prediction]:
         """Predictions for ``(instance, pairs_from)`` items, in order, ``chunk_size`` at a time."""
         for start in range(0, len(items), self.chunk_size):
-            part = items[start:start + self.chunk_size]
+            part = items[start : start + self.chunk_size]
             chunk = [inst for inst, _ in part]
             cmgs, refined = self.graphs(chunk)
             _, prob = self.classify(refined)
             if self.members:  # the ensemble: each member's graphs of the same instances (built once if alike)
-                prob = np.mean([prob, *(m.classify(refined if m.graph_source == self.graph_source
-                                                   else m.graphs(chunk)[1])[1] for m in self.members)], axis=0)
+                prob = np.mean(
+                    [
+                        prob,
+                        *(
+                            m.classify(refined if m.graph_source == self.graph_source else m.graphs(chunk)[1])[1]
+                            for m in self.members
+                        ),
+                    ],
+                    axis=0,
+                )
             for (inst, source), cmg, ref, p in zip(part, cmgs, refined, prob):
                 order = np.argsort(-p, kind="stable")[:3]
                 top3 = [(self.labels[int(i)], float(p[int(i)])) for i in order]
-                yield Prediction(head=inst.head.name, tail=inst.tail.name, relation=top3[0][0], probability=top3[0][1],
-                                 top3=top3, text=inst.text, image=inst.image_path, caption=inst.caption,
-                                 pairs_from=source, where=inst.source,
-                                 cmg=cmg if keep_graphs else None, refined=ref if keep_graphs else None)
+                yield Prediction(
+                    head=inst.head.name,
+                    tail=inst.tail.name,
+                    relation=top3[0][0],
+                    probability=top3[0][1],
+                    top3=top3,
+                    text=inst.text,
+                    image=inst.image_path,
+                    caption=inst.caption,
+                    pairs_from=source,
+                    where=inst.source,
+                    cmg=cmg if keep_graphs else None,
+                    refined=ref if keep_graphs else None,
+                )
 
-    def predict(self, queries: Iterable[Query], *, keep_graphs: bool = False, skip_no_pairs: bool = False,
-                skipped: list[Skipped] | None = None) -> list[Prediction]:
+    def predict(
+        self,
+        queries: Iterable[Query],
+        *,
+        keep_graphs: bool = False,
+        skip_no_pairs: bool = False,
+        skipped: list[Skipped] | None = None,
+    ) -> list[Prediction]:
         """Check every query first (so bad input fails before any work), then predict them all.
 
         Args:
@@ -386,8 +419,9 @@ class Predictor:
         return out
 
 
-def explain(predictor: Predictor, results: list[Prediction], path: str | Path,
-            image_name: str | None = None) -> Prediction:
+def explain(
+    predictor: Predictor, results: list[Prediction], path: str | Path, image_name: str | None = None
+) -> Prediction:
     """Draw the explanation of one of ``results`` (predicted with ``keep_graphs=True``) to ``path``:
     the most probable non-``None`` prediction, else the first, with the Integrated-Gradients
     attribution of its class (:mod:`mmre_cli.attribution`). ``image_name`` titles the image
@@ -396,14 +430,28 @@ def explain(predictor: Predictor, results: list[Prediction], path: str | Path,
 
     none = predictor.pipeline["labels"][int(predictor.pipeline["none_id"])]
     pick = next((r for r in sorted(results, key=lambda r: -r.probability) if r.relation != none), results[0])
-    note = None if (predictor.uses_pixels or predictor.uses_objects) else \
-        f"not used by this model ({predictor.extractor.encoder.name} text encoder, no detector)"
+    note = (
+        None
+        if (predictor.uses_pixels or predictor.uses_objects)
+        else f"not used by this model ({predictor.extractor.encoder.name} text encoder, no detector)"
+    )
     from mmre_cli.attribution import attribute
 
     attribution = attribute(predictor.model, pick.refined, target=predictor.labels.index(pick.relation))
-    draw_explanation(path, cmg=pick.cmg, refined=pick.refined, image=pick.image, relation=pick.relation,
-                     probability=pick.probability, top3=pick.top3, head=pick.head, tail=pick.tail, image_note=note,
-                     attribution=attribution, image_name=image_name)
+    draw_explanation(
+        path,
+        cmg=pick.cmg,
+        refined=pick.refined,
+        image=pick.image,
+        relation=pick.relation,
+        probability=pick.probability,
+        top3=pick.top3,
+        head=pick.head,
+        tail=pick.tail,
+        image_note=note,
+        attribution=attribution,
+        image_name=image_name,
+    )
     return pick
 
 
@@ -411,10 +459,25 @@ class NoPairs(InputError):
     """A query without head/tail whose text gives spaCy fewer than two entities."""
 
 
-def run(*, model: Path, queries: list[Query], encoder: str | None = None, encoder_weights: str | Path | None = None,
-        max_pairs: int = DEFAULT_MAX_PAIRS, chunk_size: int = DEFAULT_CHUNK, keep_graphs: bool = False,
-        skip_no_pairs: bool = False, reporter: Reporter | None = None) -> list[Prediction]:
+def run(
+    *,
+    model: Path,
+    queries: list[Query],
+    encoder: str | None = None,
+    encoder_weights: str | Path | None = None,
+    max_pairs: int = DEFAULT_MAX_PAIRS,
+    chunk_size: int = DEFAULT_CHUNK,
+    keep_graphs: bool = False,
+    skip_no_pairs: bool = False,
+    reporter: Reporter | None = None,
+) -> list[Prediction]:
     """Load the model in ``model`` and predict every query (see :class:`Predictor`)."""
-    predictor = Predictor(model, encoder=encoder, encoder_weights=encoder_weights, max_pairs=max_pairs,
-                          chunk_size=chunk_size, reporter=reporter)
+    predictor = Predictor(
+        model,
+        encoder=encoder,
+        encoder_weights=encoder_weights,
+        max_pairs=max_pairs,
+        chunk_size=chunk_size,
+        reporter=reporter,
+    )
     return predictor.predict(queries, keep_graphs=keep_graphs, skip_no_pairs=skip_no_pairs)

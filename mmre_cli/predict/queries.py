@@ -57,15 +57,19 @@ def query_from_record(record: dict, where: str = "", image_base: Path | None = N
     for key in ("head", "tail"):  # a token span [start, end) instead of the entity's words
         value = record.get(key)
         if isinstance(value, list):
-            if len(value) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in value) \
-                    or not 0 <= value[0] < value[1]:
+            if (
+                len(value) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+                or not 0 <= value[0] < value[1]
+            ):
                 raise InputError(f"field {key!r} as a token span must be [start, end] with 0 <= start < end")
             spans[key] = (value[0], value[1])
             record[key] = None
     for key in QUERY_FIELDS:
         if record.get(key) is not None and not isinstance(record[key], str):
-            raise InputError(f"field {key!r} must be a string" + (" or a token span [start, end]"
-                             if key in ("head", "tail") else ""))
+            raise InputError(
+                f"field {key!r} must be a string" + (" or a token span [start, end]" if key in ("head", "tail") else "")
+            )
     if "text" not in record or record["text"] is None:
         raise InputError("field 'text' is missing")
     if (record.get("head") is not None or "head" in spans) != (record.get("tail") is not None or "tail" in spans):
@@ -77,9 +81,17 @@ def query_from_record(record: dict, where: str = "", image_base: Path | None = N
         image_path = Path(record["image"]).expanduser()
         if not image_path.is_absolute() and image_base is not None:
             image_path = Path(image_base) / image_path
-    return Query(text=record["text"], image=image_path, head=record.get("head"), tail=record.get("tail"),
-                 caption=record.get("caption"), where=where, head_span=spans.get("head"), tail_span=spans.get("tail"),
-                 from_record=True)
+    return Query(
+        text=record["text"],
+        image=image_path,
+        head=record.get("head"),
+        tail=record.get("tail"),
+        caption=record.get("caption"),
+        where=where,
+        head_span=spans.get("head"),
+        tail_span=spans.get("tail"),
+        from_record=True,
+    )
 
 
 @dataclass
@@ -127,8 +139,9 @@ def read_batch(path: Path, on_error: str = "fail") -> tuple[list[Query], list[Sk
             except json.JSONDecodeError as err:
                 raise InputError(f"not valid JSON ({err.msg})", path=str(path), line=number) from None
             if not isinstance(record, dict):
-                raise InputError("expected a JSON object {\"image\", \"text\", \"head\", \"tail\", \"caption\"}",
-                                 path=str(path), line=number)
+                raise InputError(
+                    'expected a JSON object {"image", "text", "head", "tail", "caption"}', path=str(path), line=number
+                )
             try:
                 queries.append(query_from_record(record, f"{path}:{number}", path.parent))
             except InputError as err:
@@ -158,7 +171,9 @@ def check_query(query: Query, max_pixels: int | None) -> None:
     if not str(query.text or "").strip():
         raise InputError(f"{where}the text is empty")
     if (query.head is None) != (query.tail is None):
-        raise InputError(f"{where}give both {' and '.join(query.names())}, or neither (then spaCy's entities are paired)")
+        raise InputError(
+            f"{where}give both {' and '.join(query.names())}, or neither (then spaCy's entities are paired)"
+        )
     folded = " ".join(query.text.split()).casefold()
     for flag, name in zip(query.names(), (query.head, query.tail)):
         if name is not None and not name.strip():
@@ -195,7 +210,9 @@ def find_span(tokens: list[str], words: list[str], avoid: tuple[int, int] | None
     hits: list[int] = []
     for fold in (lambda s: s, str.casefold):
         want = [fold(w) for w in words]
-        hits += [i for i in range(len(tokens) - n + 1) if [fold(t) for t in tokens[i:i + n]] == want and i not in hits]
+        hits += [
+            i for i in range(len(tokens) - n + 1) if [fold(t) for t in tokens[i : i + n]] == want and i not in hits
+        ]
     if not hits:
         return None
     if avoid is not None:

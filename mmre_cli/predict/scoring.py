@@ -16,7 +16,6 @@ def score_split(model_dir: Path, graphs: Path, split: str, reporter: Reporter | 
     import numpy as np
 
     from mmre_cli.graphs.pyg import text_length
-
     from mmre_cli.learn.checkpoint import load_checkpoint
     from mmre_cli.learn.metrics import confusion_matrix, peer_scores, per_class_report
     from mmre_cli.learn.trainer import predict
@@ -34,11 +33,21 @@ def score_split(model_dir: Path, graphs: Path, split: str, reporter: Reporter | 
     with reporter_or_null(reporter).progress(f"evaluate {split}", total=len(items)) as task:
         pred, prob = predict(model, loader(items, 64 if words else 256, False, words=words), task=task)
     gold = np.asarray([g.label for g in items])
-    return {"metrics": peer_scores(pred, gold, none_id), "per_class": per_class_report(pred, gold, labels),
-            "confusion": confusion_matrix(pred, gold, len(labels)).tolist(), "pred": pred, "gold": gold,
-            "prob": prob, "ids": [g.meta.get("sample_id", g.graph_id) for g in items], "labels": labels,
-            "none_id": none_id, "sizes": {"nodes_mean": round(float(np.mean([g.x.shape[0] for g in items])), 1),
-                                          "edges_mean": round(float(np.mean([g.edge_index.shape[1] for g in items])), 1)}}
+    return {
+        "metrics": peer_scores(pred, gold, none_id),
+        "per_class": per_class_report(pred, gold, labels),
+        "confusion": confusion_matrix(pred, gold, len(labels)).tolist(),
+        "pred": pred,
+        "gold": gold,
+        "prob": prob,
+        "ids": [g.meta.get("sample_id", g.graph_id) for g in items],
+        "labels": labels,
+        "none_id": none_id,
+        "sizes": {
+            "nodes_mean": round(float(np.mean([g.x.shape[0] for g in items])), 1),
+            "edges_mean": round(float(np.mean([g.edge_index.shape[1] for g in items])), 1),
+        },
+    }
 
 
 def ensemble_scores(scored: list[dict]) -> dict:
@@ -59,12 +68,20 @@ def ensemble_scores(scored: list[dict]) -> dict:
     prob = np.zeros(np.asarray(first["prob"]).shape, dtype=np.float64)
     for s in scored:
         if s["labels"] != labels:
-            raise MmreError("the ensemble's models were trained on different label maps; "
-                            "train them on the same data (their model.json lists the labels)")
+            raise MmreError(
+                "the ensemble's models were trained on different label maps; "
+                "train them on the same data (their model.json lists the labels)"
+            )
         if len(s["ids"]) != len(order) or any(sid not in order for sid in s["ids"]):
             raise MmreError("the ensemble's models scored different instances")
         prob[[order[sid] for sid in s["ids"]]] += np.asarray(s["prob"], dtype=np.float64)
     prob /= len(scored)
     pred, gold = prob.argmax(axis=1), np.asarray(first["gold"])
-    return {**first, "metrics": peer_scores(pred, gold, none_id), "per_class": per_class_report(pred, gold, labels),
-            "confusion": confusion_matrix(pred, gold, len(labels)).tolist(), "pred": pred, "prob": prob}
+    return {
+        **first,
+        "metrics": peer_scores(pred, gold, none_id),
+        "per_class": per_class_report(pred, gold, labels),
+        "confusion": confusion_matrix(pred, gold, len(labels)).tolist(),
+        "pred": pred,
+        "prob": prob,
+    }

@@ -60,8 +60,11 @@ def check_checkpoint(d: Path, name: str, problems: list[str]) -> None:
     meta = _json(d / f"{name}.json", problems)
     if meta is None:
         return
-    if not isinstance(meta, dict) or not isinstance(meta.get("model_class"), str) \
-            or not isinstance(meta.get("model_kwargs"), dict):
+    if (
+        not isinstance(meta, dict)
+        or not isinstance(meta.get("model_class"), str)
+        or not isinstance(meta.get("model_kwargs"), dict)
+    ):
         problems.append(f"{d / f'{name}.json'}: not a checkpoint sidecar (no model_class / model_kwargs)")
         return
     weights = d / str(meta.get("weights_file", f"{name}.safetensors"))
@@ -95,8 +98,10 @@ def _check_pipeline(d: Path, problems: list[str]) -> None:
         return
     version = str(pipeline.get("mmre_version", ""))
     if version.split(".")[0] != __version__.split(".")[0] or pipeline.get("schema_version") != SCHEMA_VERSION:
-        problems.append(f"{d / 'pipeline.json'}: written by mmre {version or '?'} schema "
-                        f"{pipeline.get('schema_version')}, this is mmre {__version__} schema {SCHEMA_VERSION}")
+        problems.append(
+            f"{d / 'pipeline.json'}: written by mmre {version or '?'} schema "
+            f"{pipeline.get('schema_version')}, this is mmre {__version__} schema {SCHEMA_VERSION}"
+        )
     labels = pipeline.get("labels")
     if not isinstance(pipeline.get("params"), dict):
         problems.append(f"{d / 'pipeline.json'}: no params")
@@ -168,9 +173,12 @@ def check_folder(d: Path, kind: str) -> list[str]:
 
 def folder_checks(d: Path, kind: str) -> list[str]:
     """What :func:`check_folder` checks in the ``kind`` folder ``d``, one short phrase each."""
+
     def checkpoint(name: str) -> str:
-        return (f"{name}.json + {name}.safetensors: the sidecar's model_class and model_kwargs, the weights' "
-                "sha256, the safetensors header")
+        return (
+            f"{name}.json + {name}.safetensors: the sidecar's model_class and model_kwargs, the weights' "
+            "sha256, the safetensors header"
+        )
 
     if kind == "model":
         checks = [checkpoint("model"), "pipeline.json: mmre major version, schema version, params, labels, none_id"]
@@ -181,9 +189,14 @@ def folder_checks(d: Path, kind: str) -> list[str]:
         checks += [f"ensemble member {rel}: the same checks" for rel in members]
         return checks
     if kind == "editor":
-        return [checkpoint(name) for name in ("agent", "classifier")
-                if (d / f"{name}.json").exists() or (d / f"{name}.safetensors").exists()]
+        return [
+            checkpoint(name)
+            for name in ("agent", "classifier")
+            if (d / f"{name}.json").exists() or (d / f"{name}.safetensors").exists()
+        ]
     if kind == "evaluation":
-        return ["stats.json: the metric keys, each in [0, 1]",
-                "predictions.jsonl: one JSON line per scored instance (sample_id, gold, pred, prob)"]
+        return [
+            "stats.json: the metric keys, each in [0, 1]",
+            "predictions.jsonl: one JSON line per scored instance (sample_id, gold, pred, prob)",
+        ]
     raise ValueError(f"unknown folder kind {kind!r}")

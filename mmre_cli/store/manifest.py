@@ -96,8 +96,7 @@ def read_manifest(artifact_dir: str | os.PathLike) -> dict:
     path = Path(artifact_dir) / MANIFEST
     if not path.is_file():
         raise InputError(
-            "no manifest.json: not an mmre artifact, or the stage that writes it did not finish",
-            path=str(artifact_dir),
+            "no manifest.json: not an mmre artifact, or the stage that writes it did not finish", path=str(artifact_dir)
         )
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
@@ -126,8 +125,9 @@ def shard_paths(artifact_dir: str | os.PathLike, table: str) -> list[Path]:
     manifest = read_manifest(p)
     entry = manifest["tables"].get(table)
     if entry is None:
-        raise InputError(f"artifact has no table {table!r} (tables: {', '.join(sorted(manifest['tables']))})",
-                         path=str(p))
+        raise InputError(
+            f"artifact has no table {table!r} (tables: {', '.join(sorted(manifest['tables']))})", path=str(p)
+        )
     return [p / s["file"] for s in entry["shards"]]
 
 

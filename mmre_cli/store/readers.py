@@ -36,8 +36,7 @@ def _open(path: Path, **kw) -> pq.ParquetFile:
     version = decode_metadata(pf.schema_arrow).get("schema_version")
     if version != SCHEMA_VERSION:
         raise InputError(
-            f"schema version {version}, this mmre reads version {SCHEMA_VERSION}; re-run the stage",
-            path=str(path),
+            f"schema version {version}, this mmre reads version {SCHEMA_VERSION}; re-run the stage", path=str(path)
         )
     return pf
 
@@ -69,9 +68,7 @@ def iter_batches(
             pf.close()
 
 
-def read_table(
-    artifact_dir: str | os.PathLike, table: str, columns: Sequence[str] | None = None
-) -> pa.Table:
+def read_table(artifact_dir: str | os.PathLike, table: str, columns: Sequence[str] | None = None) -> pa.Table:
     """A whole table in memory (for small tables). Keeps the shards' schema metadata."""
     parts = [_read_shard(path, columns) for path in shard_paths(artifact_dir, table)]
     if not parts:
@@ -114,8 +111,7 @@ def iter_graphs(artifact_dir: str | os.PathLike, batch_graphs: int = 256) -> Ite
     lists = [shard_paths(artifact_dir, t) for t in GRAPH_TABLES]
     if len({len(x) for x in lists}) != 1:
         raise InputError(
-            "graphs/nodes/edges have different shard counts "
-            + "/".join(str(len(x)) for x in lists),
+            "graphs/nodes/edges have different shard counts " + "/".join(str(len(x)) for x in lists),
             path=str(artifact_dir),
         )
     for gp, np_, ep in zip(*lists):

@@ -79,14 +79,7 @@ import pyarrow as pa
 from mmre_cli import SCHEMA_VERSION
 from mmre_cli.graphs.graph import EDGE_ATTR_DIM
 
-META_KEYS = (
-    "mmre.schema_version",
-    "mmre.table",
-    "mmre.stage",
-    "mmre.encoder",
-    "mmre.dim",
-    "mmre.params_hash",
-)
+META_KEYS = ("mmre.schema_version", "mmre.table", "mmre.stage", "mmre.encoder", "mmre.dim", "mmre.params_hash")
 
 BOX_DIM = 4
 
@@ -212,30 +205,20 @@ def schema_for(table: str, dim: int) -> pa.Schema:
     return build(dim)
 
 
-def make_metadata(
-    table: str, *, stage: str, encoder: str, dim: int, params_hash: str
-) -> dict[bytes, bytes]:
+def make_metadata(table: str, *, stage: str, encoder: str, dim: int, params_hash: str) -> dict[bytes, bytes]:
     """The ``mmre.*`` schema metadata, as bytes, in a fixed order (no timestamps)."""
     values = (str(SCHEMA_VERSION), table, stage, encoder, str(int(dim)), params_hash)
     return {k.encode(): str(v).encode() for k, v in zip(META_KEYS, values)}
 
 
-def with_metadata(
-    schema: pa.Schema, table: str, *, stage: str, encoder: str, dim: int, params_hash: str
-) -> pa.Schema:
+def with_metadata(schema: pa.Schema, table: str, *, stage: str, encoder: str, dim: int, params_hash: str) -> pa.Schema:
     """``schema`` with its metadata replaced by :func:`make_metadata`."""
-    return schema.with_metadata(
-        make_metadata(table, stage=stage, encoder=encoder, dim=dim, params_hash=params_hash)
-    )
+    return schema.with_metadata(make_metadata(table, stage=stage, encoder=encoder, dim=dim, params_hash=params_hash))
 
 
-def table_schema(
-    table: str, *, dim: int, stage: str = "", encoder: str = "", params_hash: str = ""
-) -> pa.Schema:
+def table_schema(table: str, *, dim: int, stage: str = "", encoder: str = "", params_hash: str = "") -> pa.Schema:
     """Expected schema of a known table with its ``mmre.*`` metadata attached."""
-    return with_metadata(
-        schema_for(table, dim), table, stage=stage, encoder=encoder, dim=dim, params_hash=params_hash
-    )
+    return with_metadata(schema_for(table, dim), table, stage=stage, encoder=encoder, dim=dim, params_hash=params_hash)
 
 
 def decode_metadata(schema: pa.Schema) -> dict[str, object]:

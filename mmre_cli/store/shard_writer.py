@@ -31,14 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mmre_cli.hashing import sha256_file
-from mmre_cli.store.manifest import (
-    TABLE_NAME_RE,
-    ShardInfo,
-    list_shard_files,
-    list_tmp_files,
-    shard_name,
-    tmp_name,
-)
+from mmre_cli.store.manifest import TABLE_NAME_RE, ShardInfo, list_shard_files, list_tmp_files, shard_name, tmp_name
 from mmre_cli.store.schemas import schema_diff
 
 #: Fixed Parquet writer options (so output is deterministic). Page checksums let a reader
@@ -181,9 +174,7 @@ class ShardWriter:
     # ------------------------------------------------------------------ resume support
 
     @staticmethod
-    def completed_shards(
-        out_dir: str | os.PathLike, table: str, schema: pa.Schema | None = None
-    ) -> list[ShardInfo]:
+    def completed_shards(out_dir: str | os.PathLike, table: str, schema: pa.Schema | None = None) -> list[ShardInfo]:
         """The longest prefix ``00000, 00001, ...`` of whole shards of ``table`` in ``out_dir``.
 
         A shard counts if its Parquet footer reads and (when ``schema`` is given) its schema,

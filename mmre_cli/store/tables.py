@@ -348,7 +348,9 @@ def tables_to_graphs(graphs: pa.Table, nodes: pa.Table, edges: pa.Table) -> list
     metas = graphs.column("meta").to_pylist()
 
     node_ids = _np(nodes.column("node"), np.int64)
-    n_order, n_g = _group_order(np.asarray(nodes.column("graph_id").to_pylist(), dtype=object), index, "nodes", node_ids)
+    n_order, n_g = _group_order(
+        np.asarray(nodes.column("graph_id").to_pylist(), dtype=object), index, "nodes", node_ids
+    )
     e_order, e_g = _group_order(np.asarray(edges.column("graph_id").to_pylist(), dtype=object), index, "edges")
 
     def take(arr, order):
@@ -411,7 +413,9 @@ def tables_to_graphs(graphs: pa.Table, nodes: pa.Table, edges: pa.Table) -> list
             node_role=role[a:b].copy(),
             node_text=list(text[a:b]),
             box=box[a:b].copy(),
-            edge_index=np.stack([src[c:d], dst[c:d]]).astype(np.int64, copy=False) if d > c else np.zeros((2, 0), np.int64),
+            edge_index=np.stack([src[c:d], dst[c:d]]).astype(np.int64, copy=False)
+            if d > c
+            else np.zeros((2, 0), np.int64),
             edge_type=etype[c:d].copy(),
             edge_label=list(elabel[c:d]),
             edge_attr=attr[c:d].copy(),

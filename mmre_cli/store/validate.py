@@ -107,8 +107,9 @@ def _read_shard(path: Path, report: ValidationReport) -> tuple[pa.Schema | None,
         return None, None
 
 
-def _check_schema(path: Path, schema: pa.Schema, table: str | None, report: ValidationReport,
-                  dim_expected: int | None = None) -> None:
+def _check_schema(
+    path: Path, schema: pa.Schema, table: str | None, report: ValidationReport, dim_expected: int | None = None
+) -> None:
     meta = decode_metadata(schema)
     if "table" not in meta:
         report.problems.append(f"{path}: no mmre.table in the schema metadata (not an mmre shard?)")
@@ -190,11 +191,13 @@ def _check_graph_shards(triples: list[tuple[Path, Path, Path]], report: Validati
         ne = g.column("num_edges").to_numpy().astype(np.int64)
         _rows_problem(report, gp, "negative num_nodes/num_edges", int(((nn < 0) | (ne < 0)).sum()), gids)
 
-        def group(tbl: pa.Table, path: Path, what: str):
+        def group(tbl: pa.Table, path: Path, what: str, index=index, gp=gp):
             keys = tbl.column("graph_id").to_pylist()
             idx = np.fromiter((index.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
             foreign = [k for k, i in zip(keys, idx) if i < 0]
-            _rows_problem(report, path, f"{what} rows whose graph_id is not in {gp.name}", len(foreign), dict.fromkeys(foreign))
+            _rows_problem(
+                report, path, f"{what} rows whose graph_id is not in {gp.name}", len(foreign), dict.fromkeys(foreign)
+            )
             return idx
 
         # nodes
@@ -202,13 +205,23 @@ def _check_graph_shards(triples: list[tuple[Path, Path, Path]], report: Validati
         ok = ni >= 0
         counts = np.bincount(ni[ok], minlength=len(gids)) if len(gids) else np.zeros(0, np.int64)
         bad = np.nonzero(counts != nn)[0]
-        _rows_problem(report, np_, "graphs whose node row count differs from num_nodes", len(bad),
-                      (f"{gids[i]}: {counts[i]} rows, num_nodes {nn[i]}" for i in bad))
+        _rows_problem(
+            report,
+            np_,
+            "graphs whose node row count differs from num_nodes",
+            len(bad),
+            (f"{gids[i]}: {counts[i]} rows, num_nodes {nn[i]}" for i in bad),
+        )
         node = n.column("node").to_numpy().astype(np.int64)
         lim = np.where(ok, nn[np.where(ok, ni, 0)] if len(gids) else 0, 0)
         out = ok & ((node < 0) | (node >= lim))
-        _rows_problem(report, np_, "node ids outside [0, num_nodes)", int(out.sum()),
-                      (f"{n.column('graph_id')[int(i)].as_py()}#{node[i]}" for i in np.nonzero(out)[0]))
+        _rows_problem(
+            report,
+            np_,
+            "node ids outside [0, num_nodes)",
+            int(out.sum()),
+            (f"{n.column('graph_id')[int(i)].as_py()}#{node[i]}" for i in np.nonzero(out)[0]),
+        )
         inr = ok & ~out
         if inr.any():
             n_off = np.concatenate([[0], np.cumsum(nn)])
@@ -223,15 +236,27 @@ def _check_graph_shards(triples: list[tuple[Path, Path, Path]], report: Validati
         ok = ei >= 0
         counts = np.bincount(ei[ok], minlength=len(gids)) if len(gids) else np.zeros(0, np.int64)
         bad = np.nonzero(counts != ne)[0]
-        _rows_problem(report, ep, "graphs whose edge row count differs from num_edges", len(bad),
-                      (f"{gids[i]}: {counts[i]} rows, num_edges {ne[i]}" for i in bad))
+        _rows_problem(
+            report,
+            ep,
+            "graphs whose edge row count differs from num_edges",
+            len(bad),
+            (f"{gids[i]}: {counts[i]} rows, num_edges {ne[i]}" for i in bad),
+        )
         src = e.column("src").to_numpy().astype(np.int64)
         dst = e.column("dst").to_numpy().astype(np.int64)
         lim = np.where(ok, nn[np.where(ok, ei, 0)] if len(gids) else 0, 0)
         out = ok & ((src < 0) | (src >= lim) | (dst < 0) | (dst >= lim))
-        _rows_problem(report, ep, "edge endpoints outside [0, num_nodes)", int(out.sum()),
-                      (f"{e.column('graph_id')[int(i)].as_py()}: {src[i]}->{dst[i]} with {lim[i]} nodes"
-                       for i in np.nonzero(out)[0]))
+        _rows_problem(
+            report,
+            ep,
+            "edge endpoints outside [0, num_nodes)",
+            int(out.sum()),
+            (
+                f"{e.column('graph_id')[int(i)].as_py()}: {src[i]}->{dst[i]} with {lim[i]} nodes"
+                for i in np.nonzero(out)[0]
+            ),
+        )
         _vocab_problem(report, ep, "edge type", e.column("type").to_numpy().astype(np.int64), len(EDGE_TYPES))
 
 
@@ -247,8 +272,10 @@ def _check_dir(d: Path, report: ValidationReport) -> None:
 
         kind = folder_kind(d)
         if kind is None:
-            report.problems.append(f"{d}: no {MANIFEST}, and not a model, editor or evaluation folder (not an "
-                                   "artifact, or its stage did not finish)")
+            report.problems.append(
+                f"{d}: no {MANIFEST}, and not a model, editor or evaluation folder (not an "
+                "artifact, or its stage did not finish)"
+            )
             return
         report.kind = kind
         report.problems.extend(check_folder(d, kind))
@@ -263,10 +290,12 @@ def _check_dir(d: Path, report: ValidationReport) -> None:
         report.problems.append(f"{mpath}: manifest has no 'tables' object")
         return
     report.kind = f"{manifest.get('stage') or 'Parquet'} artifact"
-    report.checks += ["manifest: format and schema version",
-                      "shards: each listed file present, its size and sha256 as the manifest says",
-                      "shards: every page decoded with its checksum verified",
-                      "shards: schema and mmre metadata (table, schema version, dim), row counts"]
+    report.checks += [
+        "manifest: format and schema version",
+        "shards: each listed file present, its size and sha256 as the manifest says",
+        "shards: every page decoded with its checksum verified",
+        "shards: schema and mmre metadata (table, schema version, dim), row counts",
+    ]
     if manifest.get("format") != FORMAT:
         report.problems.append(f"{mpath}: format is {manifest.get('format')!r}, expected {FORMAT!r}")
     if manifest.get("schema_version") != SCHEMA_VERSION:
@@ -318,8 +347,9 @@ def _check_dir(d: Path, report: ValidationReport) -> None:
                 if first_schema is None:
                     first_schema = schema
                 elif not schema.equals(first_schema, check_metadata=False):
-                    report.problems.append(f"{path}: schema differs from the table's first shard: "
-                                           f"{schema_diff(schema, first_schema)}")
+                    report.problems.append(
+                        f"{path}: schema differs from the table's first shard: {schema_diff(schema, first_schema)}"
+                    )
             if got_rows != rows:
                 report.problems.append(f"{path}: {got_rows} rows, manifest says {rows}")
             good = good and len(report.problems) == n_before
@@ -343,13 +373,14 @@ def _check_dir(d: Path, report: ValidationReport) -> None:
         lists = [readable[t] for t in GRAPH_TABLES]
         if len({len(x) for x in lists}) != 1:
             report.problems.append(
-                f"{mpath}: graphs/nodes/edges are not aligned: "
-                + "/".join(str(len(x)) for x in lists) + " shards"
+                f"{mpath}: graphs/nodes/edges are not aligned: " + "/".join(str(len(x)) for x in lists) + " shards"
             )
         else:
             triples = [t for t in zip(*lists) if all(t)]
-            report.checks.append("graphs/nodes/edges: aligned shards, unique graph ids, node ids 0..n-1, "
-                                 "edge endpoints and counts, kind/modality/type vocabularies")
+            report.checks.append(
+                "graphs/nodes/edges: aligned shards, unique graph ids, node ids 0..n-1, "
+                "edge endpoints and counts, kind/modality/type vocabularies"
+            )
             _check_graph_shards(triples, report)  # type: ignore[arg-type]
 
 
@@ -373,7 +404,9 @@ def _check_file(p: Path, report: ValidationReport) -> None:
     if SHARD_RE.match(p.name) and mpath.is_file():
         try:
             manifest = json.loads(mpath.read_text(encoding="utf-8"))
-            entries = [s for e in manifest.get("tables", {}).values() for s in e.get("shards", []) if s.get("file") == p.name]
+            entries = [
+                s for e in manifest.get("tables", {}).values() for s in e.get("shards", []) if s.get("file") == p.name
+            ]
         except (OSError, ValueError, AttributeError):
             entries = []
         for s in entries[:1]:

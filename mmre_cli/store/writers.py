@@ -92,9 +92,7 @@ class GraphWriter:
             graphs = [graphs]
         for g in graphs:
             n, e = g.num_nodes, g.num_edges
-            if self._pending and (
-                self._pending_nodes + n > self.max_nodes or self._pending_edges + e > self.max_edges
-            ):
+            if self._pending and (self._pending_nodes + n > self.max_nodes or self._pending_edges + e > self.max_edges):
                 self.roll()
             self._pending.append(g)
             self._pending_nodes += n

@@ -11,8 +11,19 @@ from typer.testing import CliRunner
 
 from mmre_cli.cli.app import app
 
-COMMANDS = ["extract-features", "build-graphs", "merge-cmg", "train-agent", "diffuse", "train-gnn",
-            "evaluate", "predict", "inspect", "validate", "info"]
+COMMANDS = [
+    "extract-features",
+    "build-graphs",
+    "merge-cmg",
+    "train-agent",
+    "diffuse",
+    "train-gnn",
+    "evaluate",
+    "predict",
+    "inspect",
+    "validate",
+    "info",
+]
 runner = CliRunner()
 
 
@@ -29,7 +40,8 @@ def test_help_does_not_import_torch(argv):
         "import sys\n"
         "from mmre_cli.cli.app import app\n"
         f"try:\n    app({argv!r})\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
-        "heavy = [m for m in ('torch', 'torch_geometric', 'open_clip', 'ultralytics', 'spacy', 'pyarrow') if m in sys.modules]\n"
+        "heavy = [m for m in ('torch', 'torch_geometric', 'open_clip', 'ultralytics', 'spacy', "
+        "'pyarrow') if m in sys.modules]\n"
         "print('HEAVY=' + ','.join(heavy))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -83,10 +95,13 @@ def _flat(text: str) -> str:
     return " ".join(text.replace("│", " ").split())
 
 
-@pytest.mark.parametrize("argv, shown", [
-    (["serve", "--help"], "pip install 'mmre[serve]'"),
-    (["predict", "--help"], "the three most probable [label, probability], the prediction first"),
-])
+@pytest.mark.parametrize(
+    "argv, shown",
+    [
+        (["serve", "--help"], "pip install 'mmre[serve]'"),
+        (["predict", "--help"], "the three most probable [label, probability], the prediction first"),
+    ],
+)
 def test_help_prints_square_brackets_verbatim(argv, shown):
     result = runner.invoke(app, argv, env={"COLUMNS": "300"})
     assert result.exit_code == 0
@@ -114,7 +129,11 @@ def test_an_error_message_prints_square_brackets_verbatim(capsys):
         fail("[bold]kept[/bold] a[b].jpg")
     RichReporter().warn("[x] stays")
     RichReporter().info("[y] stays")
-    assert capsys.readouterr().err.splitlines() == ["error: [bold]kept[/bold] a[b].jpg", "warning: [x] stays", "[y] stays"]
+    assert capsys.readouterr().err.splitlines() == [
+        "error: [bold]kept[/bold] a[b].jpg",
+        "warning: [x] stays",
+        "[y] stays",
+    ]
 
 
 def test_inspect_another_dataset_from_inside_the_repo(tmp_path):
@@ -127,14 +146,16 @@ def test_inspect_another_dataset_from_inside_the_repo(tmp_path):
     other.mkdir()
     for name in ("ours_val.txt", "ours_rel2id.json"):
         shutil.copy(repo / "data" / "sample" / name, other / name)
-    result = subprocess.run([sys.executable, "-m", "mmre_cli", "inspect", str(other), "--json"], cwd=repo,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "mmre_cli", "inspect", str(other), "--json"], cwd=repo, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     (report,) = [json.loads(line) for line in result.stdout.splitlines()]
     assert report["split"] == "val" and report["read"] == 24 and report["captioned"] == 0
     assert "data.captions not used" in result.stderr
-    sample = subprocess.run([sys.executable, "-m", "mmre_cli", "inspect", "data/sample", "--json"], cwd=repo,
-                            capture_output=True, text=True)
+    sample = subprocess.run(
+        [sys.executable, "-m", "mmre_cli", "inspect", "data/sample", "--json"], cwd=repo, capture_output=True, text=True
+    )
     assert sample.returncode == 0 and "note:" not in sample.stderr
     assert all(json.loads(line)["captioned"] == json.loads(line)["kept"] for line in sample.stdout.splitlines())
 
@@ -145,7 +166,7 @@ def test_extract_features_help_lists_every_encoder():
     result = runner.invoke(app, ["extract-features", "--help"], env={"COLUMNS": "300"})
     assert result.exit_code == 0
     helped = _flat(result.stdout)
-    encoder_help = helped[helped.index("--encoder"):helped.index("--weights <path>")]
+    encoder_help = helped[helped.index("--encoder") : helped.index("--weights <path>")]
     for name in KNOWN_ENCODERS:
         assert name.replace("<model>", "<open_clip model>") in encoder_help, (name, encoder_help)
 
@@ -155,9 +176,29 @@ def test_quiet_training_prints_nothing_on_stderr(trained, tmp_path):
     import os
 
     env = {**os.environ, "MMRE_TORCH_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "mmre_cli", "train-gnn", "--graphs", str(trained["diffused"]),
-                             "--agent", str(trained["root"] / "agent"), "--out", str(tmp_path / "m"), "--epochs", "1",
-                             "-S", "train_gnn.hidden=16", "-S", "train_gnn.heads=2", "-q"],
-                            capture_output=True, text=True, env=env)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mmre_cli",
+            "train-gnn",
+            "--graphs",
+            str(trained["diffused"]),
+            "--agent",
+            str(trained["root"] / "agent"),
+            "--out",
+            str(tmp_path / "m"),
+            "--epochs",
+            "1",
+            "-S",
+            "train_gnn.hidden=16",
+            "-S",
+            "train_gnn.heads=2",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stderr == "", result.stderr

@@ -23,9 +23,20 @@ def test_finetuning_twice_is_byte_identical(trained, tmp_path, tiny_bert, monkey
 
     monkeypatch.setenv("MMRE_TORCH_THREADS", "2")
     params = copy.deepcopy(DEFAULTS)
-    params["train_gnn"].update(model="finetune", epochs=2, hidden=16, heads=2, batch_size=16, encoder="hf",
-                               encoder_weights=str(tiny_bert), caption_tokens=8, train_layers=1, precision="bf16",
-                               markers="typed", loss="ce+negative_learning")
+    params["train_gnn"].update(
+        model="finetune",
+        epochs=2,
+        hidden=16,
+        heads=2,
+        batch_size=16,
+        encoder="hf",
+        encoder_weights=str(tiny_bert),
+        caption_tokens=8,
+        train_layers=1,
+        precision="bf16",
+        markers="typed",
+        loss="ce+negative_learning",
+    )
     outs = []
     for k in range(2):
         out = tmp_path / f"run{k}"

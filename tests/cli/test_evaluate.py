@@ -18,8 +18,22 @@ def test_two_models_are_scored_as_the_mean_of_their_probabilities(trained, secon
     from mmre_cli.predict.scoring import score_split
 
     out = tmp_path / "eval"
-    result = runner.invoke(app, ["evaluate", "--model", str(trained["model"]), "--model", str(second_model),
-                                 "--graphs", str(trained["diffused"]), "--out", str(out), "--json", "-q"])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--model",
+            str(trained["model"]),
+            "--model",
+            str(second_model),
+            "--graphs",
+            str(trained["diffused"]),
+            "--out",
+            str(out),
+            "--json",
+            "-q",
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert [m["model"] for m in summary["members"]] == [str(trained["model"]), str(second_model)]
@@ -36,16 +50,28 @@ def test_two_models_are_scored_as_the_mean_of_their_probabilities(trained, secon
     stats = json.loads((out / "stats.json").read_text())
     assert len(stats["members"]) == 2 and stats["micro_f1"] == summary["micro_f1"]
 
-    table = runner.invoke(app, ["evaluate", "--model", str(trained["model"]), "--model", str(second_model),
-                                "--graphs", str(trained["diffused"]), "--out", str(tmp_path / "eval2"), "-q"])
+    table = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--model",
+            str(trained["model"]),
+            "--model",
+            str(second_model),
+            "--graphs",
+            str(trained["diffused"]),
+            "--out",
+            str(tmp_path / "eval2"),
+            "-q",
+        ],
+    )
     assert table.exit_code == 0 and "ensemble of 2 (mean probability)" in table.stdout
 
 
 def test_members_must_share_labels_and_instances():
     from mmre_cli.predict.scoring import ensemble_scores
 
-    one = {"labels": ["None", "a"], "none_id": 0, "ids": ["x", "y"], "gold": [0, 1],
-           "prob": [[0.9, 0.1], [0.2, 0.8]]}
+    one = {"labels": ["None", "a"], "none_id": 0, "ids": ["x", "y"], "gold": [0, 1], "prob": [[0.9, 0.1], [0.2, 0.8]]}
     with pytest.raises(MmreError, match="label maps"):
         ensemble_scores([one, {**one, "labels": ["None", "b"]}])
     with pytest.raises(MmreError, match="different instances"):
@@ -58,15 +84,17 @@ def test_train_gnn_ensemble_trains_k_seeds_into_one_folder_that_evaluate_and_pre
     import copy
 
     from mmre_cli.params import DEFAULTS
-    from stages import train_gnn
     from mmre_cli.predict.scoring import score_split
+    from stages import train_gnn
 
     params = copy.deepcopy(DEFAULTS)
     params["train_gnn"].update(epochs=1, hidden=16, heads=2, seed=13, ensemble=2)
     ens, alone = tmp_path / "ens", tmp_path / "alone"
     result = train_gnn.run(graphs=trained["diffused"], out=ens, params=params, agent=trained["root"] / "agent")
-    assert [m["seed"] for m in result["ensemble"]] == [13, 14] and [m["model"] for m in result["ensemble"]] == \
-        [".", "members/seed14"]
+    assert [m["seed"] for m in result["ensemble"]] == [13, 14] and [m["model"] for m in result["ensemble"]] == [
+        ".",
+        "members/seed14",
+    ]
     assert result["train_seconds"] == pytest.approx(sum(m["train_seconds"] for m in result["ensemble"]), abs=0.2)
     pipeline = json.loads((ens / "pipeline.json").read_text())
     assert pipeline["ensemble"] == ["members/seed14"] and pipeline["params"]["train_gnn"]["ensemble"] == 2
@@ -79,8 +107,9 @@ def test_train_gnn_ensemble_trains_k_seeds_into_one_folder_that_evaluate_and_pre
     assert (ens / "model.safetensors").read_bytes() == (alone / "model.safetensors").read_bytes()
 
     out = tmp_path / "eval"
-    ran = runner.invoke(app, ["evaluate", "--model", str(ens), "--graphs", str(trained["diffused"]), "--out", str(out),
-                              "--json", "-q"])
+    ran = runner.invoke(
+        app, ["evaluate", "--model", str(ens), "--graphs", str(trained["diffused"]), "--out", str(out), "--json", "-q"]
+    )
     assert ran.exit_code == 0, ran.output
     summary = json.loads(ran.stdout)
     assert [m["model"] for m in summary["members"]] == [str(ens), str(ens / "members" / "seed14")]
@@ -92,8 +121,19 @@ def test_train_gnn_ensemble_trains_k_seeds_into_one_folder_that_evaluate_and_pre
     from tests.cli.test_predict import _json_lines, _predict, _val
 
     v = _val(1)
-    said = _predict(v["image"], v["text"], "--head", v["head"], "--tail", v["tail"], "--image-caption", v["caption"],
-                    "--model", str(ens), "--json")
+    said = _predict(
+        v["image"],
+        v["text"],
+        "--head",
+        v["head"],
+        "--tail",
+        v["tail"],
+        "--image-caption",
+        v["caption"],
+        "--model",
+        str(ens),
+        "--json",
+    )
     assert said.exit_code == 0, said.output
     (line,) = _json_lines(said)
     k = both["ids"].index("val-000002")
@@ -101,8 +141,9 @@ def test_train_gnn_ensemble_trains_k_seeds_into_one_folder_that_evaluate_and_pre
 
     # resume keeps a member that is already whole
     before = (ens / "members" / "seed14" / "model.safetensors").stat().st_mtime_ns
-    again = train_gnn.run(graphs=trained["diffused"], out=ens, params=params, agent=trained["root"] / "agent",
-                          resume=True)
+    again = train_gnn.run(
+        graphs=trained["diffused"], out=ens, params=params, agent=trained["root"] / "agent", resume=True
+    )
     assert (ens / "members" / "seed14" / "model.safetensors").stat().st_mtime_ns == before
     assert [m["seed"] for m in again["ensemble"]] == [13, 14]
 
@@ -114,7 +155,19 @@ def test_train_gnn_ensemble_trains_k_seeds_into_one_folder_that_evaluate_and_pre
 
 
 def test_evaluate_on_a_split_the_graphs_lack_names_the_ones_they_have(trained, tmp_path):
-    result = runner.invoke(app, ["evaluate", "--model", str(trained["model"]), "--graphs", str(trained["diffused"]),
-                                 "--out", str(tmp_path / "eval"), "--split", "test"])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--model",
+            str(trained["model"]),
+            "--graphs",
+            str(trained["diffused"]),
+            "--out",
+            str(tmp_path / "eval"),
+            "--split",
+            "test",
+        ],
+    )
     assert result.exit_code == 2
     assert "no graphs of split 'test' (have: train, val)" in result.stderr

@@ -25,14 +25,52 @@ def test_train_gnn_on_two_nodes_over_gloo(trained, tmp_path):
     port = _free_port()
     env = {**os.environ, "MMRE_TORCH_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     out = tmp_path / "model2"
-    args = ["-m", "mmre_cli", "train-gnn", "--nodes", "2", "--graphs", str(trained["diffused"]),
-            "--agent", str(trained["root"] / "agent"), "--out", str(out), "--stats", str(tmp_path / "stats.json"),
-            "-S", "train_gnn.epochs=2", "-S", "train_gnn.hidden=32", "-S", "train_gnn.heads=2",
-            "-S", "train_gnn.batch_size=16"]
-    procs = [subprocess.Popen([str(torchrun), "--nnodes", "2", "--nproc-per-node", "1", "--node-rank", str(rank),
-                               "--master-addr", "127.0.0.1", "--master-port", str(port), *args],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for rank in (0, 1)]
+    args = [
+        "-m",
+        "mmre_cli",
+        "train-gnn",
+        "--nodes",
+        "2",
+        "--graphs",
+        str(trained["diffused"]),
+        "--agent",
+        str(trained["root"] / "agent"),
+        "--out",
+        str(out),
+        "--stats",
+        str(tmp_path / "stats.json"),
+        "-S",
+        "train_gnn.epochs=2",
+        "-S",
+        "train_gnn.hidden=32",
+        "-S",
+        "train_gnn.heads=2",
+        "-S",
+        "train_gnn.batch_size=16",
+    ]
+    procs = [
+        subprocess.Popen(
+            [
+                str(torchrun),
+                "--nnodes",
+                "2",
+                "--nproc-per-node",
+                "1",
+                "--node-rank",
+                str(rank),
+                "--master-addr",
+                "127.0.0.1",
+                "--master-port",
+                str(port),
+                *args,
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for rank in (0, 1)
+    ]
     logs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], "\n----\n".join(log[-3000:] for log in logs)
     assert any("MEMBER: 1/2" in log for log in logs) and any("MEMBER: 2/2" in log for log in logs), logs[0][-2000:]
@@ -44,7 +82,20 @@ def test_train_gnn_on_two_nodes_over_gloo(trained, tmp_path):
     mmre = Path(sys.executable).with_name("mmre")
     checked = subprocess.run([str(mmre), "validate", str(out)], env=env, capture_output=True, text=True)
     assert checked.returncode == 0 and "valid model folder" in checked.stderr, checked.stderr
-    ev = subprocess.run([str(mmre), "evaluate", "--model", str(out), "--graphs", str(trained["diffused"]), "--out",
-                         str(tmp_path / "eval")], env=env, capture_output=True, text=True)
+    ev = subprocess.run(
+        [
+            str(mmre),
+            "evaluate",
+            "--model",
+            str(out),
+            "--graphs",
+            str(trained["diffused"]),
+            "--out",
+            str(tmp_path / "eval"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert ev.returncode == 0, ev.stderr[-2000:]
     assert 0.0 <= json.loads((tmp_path / "eval" / "stats.json").read_text())["micro_f1"] <= 1.0

@@ -34,8 +34,15 @@ def test_run_chains_skips_and_reruns_only_what_changed(tmp_path):
     first = runner.invoke(app, ["run", str(recipe), "--out", str(out), "-q"])
     assert first.exit_code == 0, first.output
     log = json.loads((out / "recipe.json").read_text())
-    assert log["order"] == ["extract_features", "build_graphs", "merge_cmg", "train_agent", "diffuse",
-                                   "train_gnn", "evaluate"]
+    assert log["order"] == [
+        "extract_features",
+        "build_graphs",
+        "merge_cmg",
+        "train_agent",
+        "diffuse",
+        "train_gnn",
+        "evaluate",
+    ]
     assert not any(s["skipped"] for s in log["stages"].values())
     assert set(log["metrics"]) >= {"acc", "micro_p", "micro_r", "micro_f1"} and "F1" in first.stdout
     stamp = (out / "features" / "stats.json").stat().st_mtime_ns
@@ -48,8 +55,15 @@ def test_run_chains_skips_and_reruns_only_what_changed(tmp_path):
     changed = runner.invoke(app, ["run", str(recipe), "--out", str(out), "-q", "-S", "train_gnn.dropout=0.1"])
     assert changed.exit_code == 0, changed.output
     skipped = {k: v["skipped"] for k, v in json.loads((out / "recipe.json").read_text())["stages"].items()}
-    assert skipped == {"extract_features": True, "build_graphs": True, "merge_cmg": True, "train_agent": False,
-                       "diffuse": False, "train_gnn": False, "evaluate": False}
+    assert skipped == {
+        "extract_features": True,
+        "build_graphs": True,
+        "merge_cmg": True,
+        "train_agent": False,
+        "diffuse": False,
+        "train_gnn": False,
+        "evaluate": False,
+    }
     assert (out / "features" / "stats.json").stat().st_mtime_ns == stamp
 
 

@@ -8,11 +8,10 @@ import threading
 import time
 from pathlib import Path
 
+import fastapi  # noqa: F401 - a hard dependency: a broken install fails, never skips
 import pytest
 
 from tests.cli.test_predict import SAMPLE, _val
-
-import fastapi  # noqa: F401 - a hard dependency: a broken install fails, never skips
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +30,13 @@ def client(app):
 
 def _line(i: int) -> dict:
     v = _val(i)
-    return {"text": v["text"], "head": v["head"], "tail": v["tail"], "caption": v["caption"],
-            "image": Path(v["image"]).name}
+    return {
+        "text": v["text"],
+        "head": v["head"],
+        "tail": v["tail"],
+        "caption": v["caption"],
+        "image": Path(v["image"]).name,
+    }
 
 
 def test_predict_answers_the_batch_fields_and_agrees_with_the_cli(client, trained):
@@ -44,8 +48,9 @@ def test_predict_answers_the_batch_fields_and_agrees_with_the_cli(client, traine
     assert r.status_code == 200, r.text
     (p,) = r.json()["predictions"]
     assert {"head", "tail", "relation", "probability", "top3", "text", "image"} <= set(p)
-    expected = Predictor(trained["model"]).predict([Query(text=v["text"], image=Path(v["image"]), head=v["head"],
-                                                          tail=v["tail"], caption=v["caption"])])[0]
+    expected = Predictor(trained["model"]).predict(
+        [Query(text=v["text"], image=Path(v["image"]), head=v["head"], tail=v["tail"], caption=v["caption"])]
+    )[0]
     assert p["relation"] == expected.relation and abs(p["probability"] - expected.probability) < 1e-5
     assert r.json()["explanation"] is None
 
@@ -61,18 +66,29 @@ def test_a_list_an_upload_and_the_explanation(client):
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("payload, status, message", [
-    ({"text": ""}, 400, "'text' is missing or empty"),
-    ({"text": "x" * 3000}, 413, "at most 2000"),
-    ([{"text": "a b"}] * 40, 413, "at most 32 per request"),
-    ({"text": "Ann met Bob", "head": "Ann", "tail": "Zed"}, 400, "is not in the text"),
-    ({"text": "Ann met Bob", "image": "../../etc/passwd"}, 400, "unknown sample image"),
-    ({"text": "Ann met Bob", "head": "Ann", "tail": "Bob", "image_b64": base64.b64encode(b"not an image").decode()},
-     400, "not an image"),
-    ({"text": "Ann met Bob", "image_b64": "%%%"}, 400, "not base64"),
-    ({"text": "Ann met Bob", "colour": "red"}, 400, "unknown field(s) colour"),
-    ("just a string", 400, "one JSON object or a list"),
-])
+@pytest.mark.parametrize(
+    "payload, status, message",
+    [
+        ({"text": ""}, 400, "'text' is missing or empty"),
+        ({"text": "x" * 3000}, 413, "at most 2000"),
+        ([{"text": "a b"}] * 40, 413, "at most 32 per request"),
+        ({"text": "Ann met Bob", "head": "Ann", "tail": "Zed"}, 400, "is not in the text"),
+        ({"text": "Ann met Bob", "image": "../../etc/passwd"}, 400, "unknown sample image"),
+        (
+            {
+                "text": "Ann met Bob",
+                "head": "Ann",
+                "tail": "Bob",
+                "image_b64": base64.b64encode(b"not an image").decode(),
+            },
+            400,
+            "not an image",
+        ),
+        ({"text": "Ann met Bob", "image_b64": "%%%"}, 400, "not base64"),
+        ({"text": "Ann met Bob", "colour": "red"}, 400, "unknown field(s) colour"),
+        ("just a string", 400, "one JSON object or a list"),
+    ],
+)
 def test_bad_requests_get_a_clear_4xx_and_the_server_lives_on(client, payload, status, message):
     r = client.post("/predict", json=payload)
     assert r.status_code == status, r.text
@@ -131,11 +147,16 @@ def test_the_page_in_a_browser_predicts_and_shows_a_bad_upload(server, tmp_path)
         WebDriverWait(d, 60).until(ec.presence_of_element_located((By.ID, "relations")))
         relation = d.find_element(By.CSS_SELECTOR, "#relations td.relation").text
         assert relation
-        WebDriverWait(d, 30).until(lambda drv: drv.execute_script(
-            "const i = document.getElementById('explanation'); return i && i.complete && i.naturalWidth > 100;"))
+        WebDriverWait(d, 30).until(
+            lambda drv: drv.execute_script(
+                "const i = document.getElementById('explanation'); return i && i.complete && i.naturalWidth > 100;"
+            )
+        )
         d.save_screenshot(str(tmp_path / "after_prediction.png"))
-        natural, shown = d.execute_script("const i = document.getElementById('explanation'); "
-                                          "return [i.naturalWidth, i.getBoundingClientRect().width];")
+        natural, shown = d.execute_script(
+            "const i = document.getElementById('explanation'); "
+            "return [i.naturalWidth, i.getBoundingClientRect().width];"
+        )
         assert shown >= 0.75 * natural - 1, (natural, shown)  # the window's width at least 3/4 of its size
         assert d.find_element(By.ID, "warnings").text == ""  # a caption was given
 
@@ -162,8 +183,10 @@ def test_the_page_in_a_browser_predicts_and_shows_a_bad_upload(server, tmp_path)
 # -- issue 24: one error shape, no server paths, the API's own words, warnings to the client ------
 
 
-@pytest.mark.parametrize("method, route, status", [("get", "/nope", 404), ("delete", "/predict", 405),
-                                                   ("post", "/predict?explain=maybe", 422)])
+@pytest.mark.parametrize(
+    "method, route, status",
+    [("get", "/nope", 404), ("delete", "/predict", 405), ("post", "/predict?explain=maybe", 422)],
+)
 def test_fastapis_own_errors_have_the_apis_error_shape(client, method, route, status):
     r = getattr(client, method)(route)
     assert r.status_code == status, r.text
@@ -176,7 +199,9 @@ def test_answers_name_images_as_the_client_does_never_by_server_path(client, app
     assert r.status_code == 200, r.text
     assert [p["image"] for p in r.json()["predictions"]] == [_line(2)["image"], "upload"]
     upload = {"image": ("my photo.png", (SAMPLE / "img_org" / "val" / "sample_val_002.png").read_bytes(), "image/png")}
-    form = client.post("/predict/form", data={k: _line(2)[k] for k in ("text", "head", "tail", "caption")}, files=upload)
+    form = client.post(
+        "/predict/form", data={k: _line(2)[k] for k in ("text", "head", "tail", "caption")}, files=upload
+    )
     assert form.status_code == 200, form.text
     assert form.json()["predictions"][0]["image"] == "my photo.png"
     bad = client.post("/predict", json={"text": "Ann met Bob", "image_b64": base64.b64encode(b"not an image").decode()})
@@ -203,9 +228,11 @@ def test_the_explanation_is_titled_with_the_uploads_own_name(client, monkeypatch
 
 
 def test_errors_name_the_apis_fields_not_the_clis_options(client):
-    for payload, words in (({"text": "Ann met Bob", "head": "Ann"}, "give both head and tail"),
-                           ({"text": "Ann met Bob", "head": "Ann", "tail": "Zed"}, "tail 'Zed' is not in the text"),
-                           ({"text": "the weather is nice today"}, "give head and tail")):
+    for payload, words in (
+        ({"text": "Ann met Bob", "head": "Ann"}, "give both head and tail"),
+        ({"text": "Ann met Bob", "head": "Ann", "tail": "Zed"}, "tail 'Zed' is not in the text"),
+        ({"text": "the weather is nice today"}, "give head and tail"),
+    ):
         r = client.post("/predict", json=payload)
         assert r.status_code == 400 and words in r.json()["error"], r.text
         assert "--" not in r.json()["error"], r.text
@@ -215,7 +242,7 @@ def test_the_no_caption_warning_reaches_the_client(client):
     r = client.post("/predict", json={k: v for k, v in _line(0).items() if k != "caption"})
     assert r.status_code == 200, r.text
     (warning,) = r.json()["warnings"]
-    assert "no caption was given (\"caption\")" in warning and "--image-caption" not in warning
+    assert 'no caption was given ("caption")' in warning and "--image-caption" not in warning
     assert client.post("/predict", json=_line(0)).json()["warnings"] == []
 
 
@@ -232,8 +259,10 @@ def test_a_busy_port_is_one_error_line_and_exit_2_before_the_model_loads(tmp_pat
         result = CliRunner().invoke(cli, ["serve", "--model", str(tmp_path / "no-model"), "--port", str(port)])
     assert result.exit_code == 2, result.output
     assert result.stdout == "" and "http://" not in result.stderr
-    assert result.stderr.splitlines() == [f"error: port {port} on 127.0.0.1 is already in use (another server is "
-                                          "listening there); stop it or pick another with --port"]
+    assert result.stderr.splitlines() == [
+        f"error: port {port} on 127.0.0.1 is already in use (another server is "
+        "listening there); stop it or pick another with --port"
+    ]
 
 
 # -- issue 24: bad bodies, the size limit, a small load -------------------------------------------
@@ -254,8 +283,12 @@ def _bomb(side: int = 12000) -> bytes:
     def chunk(kind: bytes, payload: bytes) -> bytes:
         return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", data)
+        + chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -269,19 +302,22 @@ def bad_images() -> dict[str, bytes]:
 _MULTIPART = "multipart/form-data; boundary=zz"
 
 
-@pytest.mark.parametrize("case, status, message", [
-    ("malformed json", 400, "the body is not JSON"),
-    ("json nested too deep", 400, "the body is not JSON"),
-    ("multipart cut short", 400, "ends before its closing boundary"),
-    ("multipart without a boundary", 400, "could not read the form"),
-    ("multipart garbage", 400, "could not read the form"),
-    ("json not an image", 400, "upload: not an image"),
-    ("form not an image", 400, "photo.jpg: not an image"),
-    ("json truncated", 400, "upload: cannot decode image (corrupt or truncated)"),
-    ("form truncated", 400, "photo.jpg: cannot decode image (corrupt or truncated)"),
-    ("json bomb", 400, "upload: image has too many pixels: 12000x12000"),
-    ("form bomb", 400, "photo.jpg: image has too many pixels: 12000x12000"),
-])
+@pytest.mark.parametrize(
+    "case, status, message",
+    [
+        ("malformed json", 400, "the body is not JSON"),
+        ("json nested too deep", 400, "the body is not JSON"),
+        ("multipart cut short", 400, "ends before its closing boundary"),
+        ("multipart without a boundary", 400, "could not read the form"),
+        ("multipart garbage", 400, "could not read the form"),
+        ("json not an image", 400, "upload: not an image"),
+        ("form not an image", 400, "photo.jpg: not an image"),
+        ("json truncated", 400, "upload: cannot decode image (corrupt or truncated)"),
+        ("form truncated", 400, "photo.jpg: cannot decode image (corrupt or truncated)"),
+        ("json bomb", 400, "upload: image has too many pixels: 12000x12000"),
+        ("form bomb", 400, "photo.jpg: image has too many pixels: 12000x12000"),
+    ],
+)
 def test_bad_bodies_get_a_4xx_in_the_apis_shape_and_the_server_lives_on(client, bad_images, case, status, message):
     kind = {"not an image": "not an image", "truncated": "truncated", "bomb": "bomb"}
     image = next((data for key, data in bad_images.items() if case.endswith(kind[key])), None)
@@ -290,13 +326,19 @@ def test_bad_bodies_get_a_4xx_in_the_apis_shape_and_the_server_lives_on(client, 
     elif case == "json nested too deep":
         r = client.post("/predict", content=b"[" * 200_000, headers={"content-type": "application/json"})
     elif case == "multipart cut short":  # the text part, then the body stops: no closing boundary
-        r = client.post("/predict/form", content=b'--zz\r\nContent-Disposition: form-data; name="text"\r\n\r\nAnn me',
-                        headers={"content-type": _MULTIPART})
+        r = client.post(
+            "/predict/form",
+            content=b'--zz\r\nContent-Disposition: form-data; name="text"\r\n\r\nAnn me',
+            headers={"content-type": _MULTIPART},
+        )
     elif case == "multipart without a boundary":
         r = client.post("/predict/form", content=b"text=Ann", headers={"content-type": "multipart/form-data"})
     elif case == "multipart garbage":
-        r = client.post("/predict/form", content=b"--zz\r\n\x00\x01 no headers here\r\n--zz--\r\n",
-                        headers={"content-type": _MULTIPART})
+        r = client.post(
+            "/predict/form",
+            content=b"--zz\r\n\x00\x01 no headers here\r\n--zz--\r\n",
+            headers={"content-type": _MULTIPART},
+        )
     elif case.startswith("json"):
         r = client.post("/predict", json={**_PAIR, "image_b64": base64.b64encode(image).decode()})
     else:
@@ -316,8 +358,12 @@ def _answer(sock: socket.socket) -> tuple[int, dict]:
     sock.settimeout(60)
     data = b""
     while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < int(
-            next(line.split(b":")[1] for line in data.split(b"\r\n\r\n")[0].split(b"\r\n")
-                 if line.lower().startswith(b"content-length:"))):
+        next(
+            line.split(b":")[1]
+            for line in data.split(b"\r\n\r\n")[0].split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+    ):
         chunk = sock.recv(65536)
         assert chunk, f"the server closed the connection without a whole answer: {data[:300]!r}"
         data += chunk
@@ -336,16 +382,21 @@ def test_a_body_over_the_limit_is_refused_with_413_before_it_is_read_whole(serve
     address = (urlsplit(server).hostname, urlsplit(server).port)
     limit = LIMITS["body_bytes"]
     with socket.create_connection(address) as sock:
-        sock.sendall(f"POST /predict/form HTTP/1.1\r\nHost: x\r\nContent-Type: {_MULTIPART}\r\n"
-                     f"Content-Length: {limit + 2**20}\r\n\r\n".encode() + b"--zz\r\n" + b"y" * 65536)
+        sock.sendall(
+            f"POST /predict/form HTTP/1.1\r\nHost: x\r\nContent-Type: {_MULTIPART}\r\n"
+            f"Content-Length: {limit + 2**20}\r\n\r\n".encode()
+            + b"--zz\r\n"
+            + b"y" * 65536
+        )
         status, body = _answer(sock)
     assert status == 413 and set(body) == {"error"} and f"at most {limit}" in body["error"], body
 
     piece = b"x" * 2**18
     sent = 0
     with socket.create_connection(address) as sock:
-        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Transfer-Encoding: chunked\r\n\r\n")
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
         while sent < 4 * limit and not select.select([sock], [], [], 0)[0]:
             try:
                 sock.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
@@ -365,7 +416,9 @@ def test_a_small_load_has_no_failed_request(server):
     """bench/serve_load.py's client at CI size (its full size, 8 clients x 400 requests, is in bench/)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("serve_load", Path(__file__).resolve().parents[2] / "bench" / "serve_load.py")
+    spec = importlib.util.spec_from_file_location(
+        "serve_load", Path(__file__).resolve().parents[2] / "bench" / "serve_load.py"
+    )
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     result = bench.load(server, clients=4, requests=24, upload_every=3, health_every=0.1, deadline=300)

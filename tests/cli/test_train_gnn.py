@@ -22,8 +22,19 @@ def _predict_equals_evaluate(model: Path, trained: dict, graphs: Path | None = N
     from mmre_cli.predict.scoring import score_split
 
     v = _val(1)
-    args = [v["image"], v["text"], "--head", v["head"], "--tail", v["tail"], "--image-caption", v["caption"],
-            "--model", str(model), "--json"]
+    args = [
+        v["image"],
+        v["text"],
+        "--head",
+        v["head"],
+        "--tail",
+        v["tail"],
+        "--image-caption",
+        v["caption"],
+        "--model",
+        str(model),
+        "--json",
+    ]
     out = _predict(*args)
     assert out.exit_code == 0, out.output
     (line,) = _json_lines(out)
@@ -49,8 +60,10 @@ def test_finetuned_model_trains_evaluates_and_predicts(trained, tmp_path):
     assert result["model"] == "finetune" and result["epochs_run"] == 1
     assert json.loads((model / "model.json").read_text())["model_class"] == "FinetunedRelationModel"
     # a fresh process (mmre evaluate, mmre predict) loads it without importing the fine-tuning module first
-    code = ("import sys; from mmre_cli.learn.checkpoint import load_checkpoint; "
-            "print(type(load_checkpoint(sys.argv[1], 'model')[0]).__name__)")
+    code = (
+        "import sys; from mmre_cli.learn.checkpoint import load_checkpoint; "
+        "print(type(load_checkpoint(sys.argv[1], 'model')[0]).__name__)"
+    )
     fresh = subprocess.run([sys.executable, "-c", code, str(model)], capture_output=True, text=True)
     assert fresh.returncode == 0 and fresh.stdout.strip() == "FinetunedRelationModel", fresh.stderr[-2000:]
 
@@ -63,8 +76,17 @@ def test_hf_encoder_with_caption_pairs_trains_evaluates_and_predicts(trained, tm
     from stages import train_gnn
 
     params = copy.deepcopy(DEFAULTS)
-    params["train_gnn"].update(model="finetune", epochs=1, hidden=16, heads=2, batch_size=16, encoder="hf",
-                               encoder_weights=str(tiny_bert), caption_tokens=8, train_layers=1)
+    params["train_gnn"].update(
+        model="finetune",
+        epochs=1,
+        hidden=16,
+        heads=2,
+        batch_size=16,
+        encoder="hf",
+        encoder_weights=str(tiny_bert),
+        caption_tokens=8,
+        train_layers=1,
+    )
     model = tmp_path / "hf_model"
     train_gnn.run(graphs=trained["diffused"], out=model, params=params, agent=trained["root"] / "agent")
     kwargs = json.loads((model / "model.json").read_text())["model_kwargs"]
@@ -82,17 +104,28 @@ def test_hf_encoder_with_caption_pairs_trains_evaluates_and_predicts(trained, tm
 
 
 @pytest.mark.parametrize("readout", ["gnn_markers", "markers"])
-def test_a_caption_pass_model_predicts_as_it_evaluates_and_reads_the_given_caption(trained, tmp_path, tiny_bert,
-                                                                                   readout):
+def test_a_caption_pass_model_predicts_as_it_evaluates_and_reads_the_given_caption(
+    trained, tmp_path, tiny_bert, readout
+):
     """train_gnn.caption_pass (the caption's own pass) + relation_text: predict = evaluate, and the
     caption given to predict is the one the model reads."""
     from mmre_cli.params import DEFAULTS
     from stages import train_gnn
 
     params = copy.deepcopy(DEFAULTS)
-    params["train_gnn"].update(model="finetune", epochs=1, hidden=16, heads=2, batch_size=16, encoder="hf",
-                               encoder_weights=str(tiny_bert), caption_pass=16, train_layers=1, readout=readout,
-                               relation_text=True)
+    params["train_gnn"].update(
+        model="finetune",
+        epochs=1,
+        hidden=16,
+        heads=2,
+        batch_size=16,
+        encoder="hf",
+        encoder_weights=str(tiny_bert),
+        caption_pass=16,
+        train_layers=1,
+        readout=readout,
+        relation_text=True,
+    )
     model = tmp_path / "caption_pass_model"
     train_gnn.run(graphs=trained["diffused"], out=model, params=params, agent=trained["root"] / "agent")
     kwargs = json.loads((model / "model.json").read_text())["model_kwargs"]
@@ -100,24 +133,44 @@ def test_a_caption_pass_model_predicts_as_it_evaluates_and_reads_the_given_capti
     args = _predict_equals_evaluate(model, trained)
     k = args.index("--image-caption")
     first = _json_lines(_predict(*args))[0]
-    other = _json_lines(_predict(*args[: k + 1], "a completely different scene with a red car", *args[k + 2:]))[0]
+    other = _json_lines(_predict(*args[: k + 1], "a completely different scene with a red car", *args[k + 2 :]))[0]
     assert first["probability"] != other["probability"] or first["top3"] != other["top3"]
 
 
-@pytest.mark.parametrize("switches", [
-    ("train_gnn.graph_encoder=hop_attention",),
-    ("train_gnn.fusion=mm_qformer",),
-    ("train_gnn.loss=ce+negative_learning",),
-    ("train_gnn.graph_encoder=hop_attention", "train_gnn.fusion=mm_qformer", "train_gnn.loss=ce+negative_learning"),
-], ids=["hop_attention", "mm_qformer", "negative_learning", "all_three"])
+@pytest.mark.parametrize(
+    "switches",
+    [
+        ("train_gnn.graph_encoder=hop_attention",),
+        ("train_gnn.fusion=mm_qformer",),
+        ("train_gnn.loss=ce+negative_learning",),
+        ("train_gnn.graph_encoder=hop_attention", "train_gnn.fusion=mm_qformer", "train_gnn.loss=ce+negative_learning"),
+    ],
+    ids=["hop_attention", "mm_qformer", "negative_learning", "all_three"],
+)
 def test_classifier_switches_train_through_the_cli_and_predict(trained, tmp_path, switches):
     """Issue 12: `mmre train-gnn -S train_gnn.<switch>=...` trains; predict and evaluate agree."""
     model = tmp_path / "model"
     sets = [a for s in switches for a in ("-S", s)]
-    result = runner.invoke(app, ["train-gnn", "--graphs", str(trained["diffused"]),
-                                 "--agent", str(trained["root"] / "agent"), "--out", str(model),
-                                 "-S", "train_gnn.epochs=1", "-S", "train_gnn.hidden=32",
-                                 "-S", "train_gnn.heads=2", *sets, "-q"])
+    result = runner.invoke(
+        app,
+        [
+            "train-gnn",
+            "--graphs",
+            str(trained["diffused"]),
+            "--agent",
+            str(trained["root"] / "agent"),
+            "--out",
+            str(model),
+            "-S",
+            "train_gnn.epochs=1",
+            "-S",
+            "train_gnn.hidden=32",
+            "-S",
+            "train_gnn.heads=2",
+            *sets,
+            "-q",
+        ],
+    )
     assert result.exit_code == 0, result.output
     config = json.loads((model / "model.json").read_text())["model_kwargs"]
     for s in switches:
@@ -140,8 +193,17 @@ def test_finetuned_model_with_all_switches_predicts(trained, tmp_path):
     if resolve_minilm_dir(None) is None:
         pytest.skip("all-MiniLM-L6-v2 weights not installed")
     params = copy.deepcopy(DEFAULTS)
-    params["train_gnn"].update(model="finetune", epochs=1, hidden=32, heads=2, train_layers=1, batch_size=16,
-                               graph_encoder="hop_attention", fusion="mm_qformer", loss="ce+negative_learning")
+    params["train_gnn"].update(
+        model="finetune",
+        epochs=1,
+        hidden=32,
+        heads=2,
+        train_layers=1,
+        batch_size=16,
+        graph_encoder="hop_attention",
+        fusion="mm_qformer",
+        loss="ce+negative_learning",
+    )
     model = tmp_path / "ft_switches"
     train_gnn.run(graphs=trained["diffused"], out=model, params=params, agent=trained["root"] / "agent")
     config = json.loads((model / "model.json").read_text())["model_kwargs"]
@@ -150,8 +212,21 @@ def test_finetuned_model_with_all_switches_predicts(trained, tmp_path):
 
 
 def test_unknown_switch_value_is_one_clear_error(trained, tmp_path):
-    result = runner.invoke(app, ["train-gnn", "--graphs", str(trained["diffused"]), "--out", str(tmp_path / "m"),
-                                 "--agent", str(trained["root"] / "agent"), "-S", "train_gnn.fusion=transformer", "-q"])
+    result = runner.invoke(
+        app,
+        [
+            "train-gnn",
+            "--graphs",
+            str(trained["diffused"]),
+            "--out",
+            str(tmp_path / "m"),
+            "--agent",
+            str(trained["root"] / "agent"),
+            "-S",
+            "train_gnn.fusion=transformer",
+            "-q",
+        ],
+    )
     assert result.exit_code != 0
     assert "train_gnn.fusion must be one of none | mm_qformer" in result.output
 
@@ -164,8 +239,16 @@ def test_a_finetuned_model_trained_on_the_merged_cmgs_evaluates_and_predicts(tra
     from stages import train_gnn
 
     params = copy.deepcopy(DEFAULTS)
-    params["train_gnn"].update(model="finetune", epochs=1, hidden=16, heads=2, batch_size=16, encoder="hf",
-                               encoder_weights=str(tiny_bert), train_layers=1)
+    params["train_gnn"].update(
+        model="finetune",
+        epochs=1,
+        hidden=16,
+        heads=2,
+        batch_size=16,
+        encoder="hf",
+        encoder_weights=str(tiny_bert),
+        train_layers=1,
+    )
     model = tmp_path / "cmg_model"
     cmg = trained["root"] / "cmg"
     train_gnn.run(graphs=cmg, out=model, params=params, agent=trained["root"] / "agent")

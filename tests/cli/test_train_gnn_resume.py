@@ -19,9 +19,25 @@ EPOCHS = 40
 
 def _cmd(trained, out: Path, *extra: str) -> list[str]:
     mmre = Path(sys.executable).with_name("mmre")
-    return [str(mmre), "train-gnn", "--graphs", str(trained["diffused"]), "--agent", str(trained["root"] / "agent"),
-            "--out", str(out), "-S", f"train_gnn.epochs={EPOCHS}", "-S", "train_gnn.patience=0",
-            "-S", "train_gnn.hidden=32", "-S", "train_gnn.heads=2", *extra]
+    return [
+        str(mmre),
+        "train-gnn",
+        "--graphs",
+        str(trained["diffused"]),
+        "--agent",
+        str(trained["root"] / "agent"),
+        "--out",
+        str(out),
+        "-S",
+        f"train_gnn.epochs={EPOCHS}",
+        "-S",
+        "train_gnn.patience=0",
+        "-S",
+        "train_gnn.hidden=32",
+        "-S",
+        "train_gnn.heads=2",
+        *extra,
+    ]
 
 
 def _env() -> dict:
@@ -57,8 +73,7 @@ def test_sigkill_then_resume_equals_the_uninterrupted_run(trained, tmp_path):
     proc.wait(timeout=60)
     assert not (killed / "model.safetensors").exists()  # nothing half-written looks whole
 
-    resumed = subprocess.run(_cmd(trained, killed, "--resume"), env=_env(), capture_output=True, text=True,
-                             timeout=600)
+    resumed = subprocess.run(_cmd(trained, killed, "--resume"), env=_env(), capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming after epoch" in resumed.stderr
     assert _history(killed) == _history(whole)

@@ -17,11 +17,20 @@ runner = CliRunner()
 
 
 def _graph(i: int) -> Graph:
-    return Graph(graph_id=f"g{i}", node_kind=np.array([1, 1, 0], np.int8), node_modality=np.zeros(3, np.int8),
-                 node_role=np.array([1, 2, 0], np.int8), node_text=["a", "b", "c"],
-                 box=np.full((3, 4), np.nan, np.float32), edge_index=np.array([[0, 1], [2, 2]], np.int64),
-                 edge_type=np.zeros(2, np.int8), edge_label=["nsubj", "dobj"],
-                 edge_attr=np.ones((2, EDGE_ATTR_DIM), np.float32), x=np.eye(3, 8, dtype=np.float32), label=i % 3)
+    return Graph(
+        graph_id=f"g{i}",
+        node_kind=np.array([1, 1, 0], np.int8),
+        node_modality=np.zeros(3, np.int8),
+        node_role=np.array([1, 2, 0], np.int8),
+        node_text=["a", "b", "c"],
+        box=np.full((3, 4), np.nan, np.float32),
+        edge_index=np.array([[0, 1], [2, 2]], np.int64),
+        edge_type=np.zeros(2, np.int8),
+        edge_label=["nsubj", "dobj"],
+        edge_attr=np.ones((2, EDGE_ATTR_DIM), np.float32),
+        x=np.eye(3, 8, dtype=np.float32),
+        label=i % 3,
+    )
 
 
 @pytest.fixture
@@ -37,7 +46,12 @@ def test_accepts_a_good_artifact(artifact):
     result = runner.invoke(app, ["validate", str(artifact), "--json"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.output)
-    assert payload.pop("checks") and payload == {"path": str(artifact), "kind": "merge_cmg artifact", "ok": True, "problems": []}
+    assert payload.pop("checks") and payload == {
+        "path": str(artifact),
+        "kind": "merge_cmg artifact",
+        "ok": True,
+        "problems": [],
+    }
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "delete"])
@@ -68,11 +82,16 @@ def test_usage_errors_are_one_line_and_flags_show_no_type():
     mmre = Path(sys.executable).with_name("mmre")
     bad = subprocess.run([str(mmre), "predict", "--bogus"], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
-        "error: No such option: --bogus (see `mmre predict --help`)"]
+        "error: No such option: --bogus (see `mmre predict --help`)"
+    ]
     missing = subprocess.run([str(mmre), "validate"], capture_output=True, text=True)
     assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
-    helped = subprocess.run([str(mmre), "evaluate", "--help"], capture_output=True, text=True,
-                            env={**__import__("os").environ, "COLUMNS": "120"})
+    helped = subprocess.run(
+        [str(mmre), "evaluate", "--help"],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "COLUMNS": "120"},
+    )
     assert helped.returncode == 0 and "--json" in helped.stdout and "<bool>" not in helped.stdout
     plain = subprocess.run([str(mmre)], capture_output=True, text=True)
     assert plain.returncode == 0 and "Usage: mmre" in plain.stdout
@@ -86,7 +105,14 @@ def test_info_says_where_models_are_looked_for():
     from mmre_cli.cli.app import app
 
     rows = json.loads(CliRunner().invoke(app, ["info", "--json"]).stdout)
-    for key in ("mmre cache", "MiniLM looked for", "MPNet looked for", "CLIP looked for", "YOLO looked for", "captioner"):
+    for key in (
+        "mmre cache",
+        "MiniLM looked for",
+        "MPNet looked for",
+        "CLIP looked for",
+        "YOLO looked for",
+        "captioner",
+    ):
         assert rows[key], key
 
 

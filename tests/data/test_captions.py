@@ -24,7 +24,7 @@ def test_read_captions_json_and_duplicates(tmp_path):
     caps, stats = read_captions(p)
     assert caps == {"a.jpg": "A dog"} and stats.empty == 1
     q = tmp_path / "c.txt"
-    q.write_text('{"img_id": "a.jpg", "text": "one"}\n{\'img_id\': \'a.jpg\', \'text\': \'two\'}\n')
+    q.write_text("{\"img_id\": \"a.jpg\", \"text\": \"one\"}\n{'img_id': 'a.jpg', 'text': 'two'}\n")
     caps, stats = read_captions(q)
     assert caps == {"a.jpg": "two"} and stats.duplicates == 1
 

@@ -31,13 +31,24 @@ def mnre_line(**over) -> str:
 
 
 def more_line(box) -> str:
-    return repr({"token": ["Uma", "rides", "a", "bike"], "h": {"name": "Uma", "pos": [0, 1]},
-                 "t": {"name": "bike", "box": box}, "img_id": "u.jpg", "relation": "None"})
+    return repr(
+        {
+            "token": ["Uma", "rides", "a", "bike"],
+            "h": {"name": "Uma", "pos": [0, 1]},
+            "t": {"name": "bike", "box": box},
+            "img_id": "u.jpg",
+            "relation": "None",
+        }
+    )
 
 
 def jsonl_line(**over) -> str:
-    rec = {"tokens": ["Uma", "joined", "Vexa", "Corp"], "head": {"name": "Uma"},
-           "tail": {"name": "Vexa Corp", "pos": [2, 4]}, "relation": "/per/org/member_of"}
+    rec = {
+        "tokens": ["Uma", "joined", "Vexa", "Corp"],
+        "head": {"name": "Uma"},
+        "tail": {"name": "Vexa Corp", "pos": [2, 4]},
+        "relation": "/per/org/member_of",
+    }
     rec.update(over)
     return json.dumps(rec)
 

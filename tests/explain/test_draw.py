@@ -20,20 +20,36 @@ def _cmg() -> Graph:
     mods = [m["text"]] * 8 + [m["caption"]] * 2
     roles = [0] * 6 + [1, 2, 0, 0]
     spans = [[i, i + 1] for i in range(6)] + [[0, 1], [2, 3], [-1, -1], [-1, -1]]
-    edges = [(1, 0, "dep", "nsubj"), (1, 2, "dep", "dobj"), (1, 3, "dep", "prep"), (3, 4, "dep", "pobj"),
-             (0, 6, "member", ""), (2, 7, "member", ""), (8, 3, "cooccur", ""), (8, 4, "similar", ""),
-             (9, 4, "similar", ""), (9, 2, "cooccur", "")]
+    edges = [
+        (1, 0, "dep", "nsubj"),
+        (1, 2, "dep", "dobj"),
+        (1, 3, "dep", "prep"),
+        (3, 4, "dep", "pobj"),
+        (0, 6, "member", ""),
+        (2, 7, "member", ""),
+        (8, 3, "cooccur", ""),
+        (8, 4, "similar", ""),
+        (9, 4, "similar", ""),
+        (9, 2, "cooccur", ""),
+    ]
     attr = np.zeros((len(edges), EDGE_ATTR_DIM), np.float32)
     attr[:, 0] = 0.5
     attr[:, EDGE_ATTR_COLUMNS.index("cosine")] = 0.46
-    g = Graph(graph_id="g", node_kind=np.asarray(kinds, np.int8), node_modality=np.asarray(mods, np.int8),
-              node_role=np.asarray(roles, np.int8), node_text=tokens + ["Alice", "Bob", "a city in", "Paris"],
-              box=np.full((10, 4), np.nan, np.float32),
-              edge_index=np.asarray([[a for a, *_ in edges], [b for _, b, *_ in edges]], np.int64),
-              edge_type=np.asarray([EDGE_TYPES.index(t) for _, _, t, _ in edges], np.int8),
-              edge_label=[lab for *_, lab in edges], edge_attr=attr,
-              x=np.eye(10, 8, dtype=np.float32), label=1,
-              meta={"spans": spans, "relevance": [0.5] * 10})
+    g = Graph(
+        graph_id="g",
+        node_kind=np.asarray(kinds, np.int8),
+        node_modality=np.asarray(mods, np.int8),
+        node_role=np.asarray(roles, np.int8),
+        node_text=tokens + ["Alice", "Bob", "a city in", "Paris"],
+        box=np.full((10, 4), np.nan, np.float32),
+        edge_index=np.asarray([[a for a, *_ in edges], [b for _, b, *_ in edges]], np.int64),
+        edge_type=np.asarray([EDGE_TYPES.index(t) for _, _, t, _ in edges], np.int8),
+        edge_label=[lab for *_, lab in edges],
+        edge_attr=attr,
+        x=np.eye(10, 8, dtype=np.float32),
+        label=1,
+        meta={"spans": spans, "relevance": [0.5] * 10},
+    )
     g.validate()
     return g
 
@@ -52,9 +68,16 @@ def drawn(tmp_path, monkeypatch):
     monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: (figures.append(self), save(self, *a, **k))[1])
     g = _cmg()
     node = [0.3, -0.1, 0.05, 0.0, 0.02, 0.0, 0.6, -0.4, 0.1, -0.2]
-    draw_explanation(tmp_path / "x.png", cmg=g, refined=g, image=None, relation="/per/loc/place_lived",
-                     probability=0.4321, top3=[("/per/loc/place_lived", 0.4321), ("None", 0.3), ("/per/org/x", 0.1)],
-                     attribution=Attribution(target=1, node=node, edge=None))
+    draw_explanation(
+        tmp_path / "x.png",
+        cmg=g,
+        refined=g,
+        image=None,
+        relation="/per/loc/place_lived",
+        probability=0.4321,
+        top3=[("/per/loc/place_lived", 0.4321), ("None", 0.3), ("/per/org/x", 0.1)],
+        attribution=Attribution(target=1, node=node, edge=None),
+    )
     (fig,) = figures
     renderer = FigureCanvasAgg(fig).get_renderer()
     fig.draw_without_rendering()
@@ -68,7 +91,10 @@ def test_edge_labels_overlap_no_node_and_no_other_label(drawn):
     assert {"nsubj", "dobj"} <= {t.get_text() for t in edge_labels}  # labels are drawn where there is room
     for a, b in itertools.combinations(texts, 2):
         if a in edge_labels or b in edge_labels:
-            assert not a.get_window_extent(renderer).overlaps(b.get_window_extent(renderer)), (a.get_text(), b.get_text())
+            assert not a.get_window_extent(renderer).overlaps(b.get_window_extent(renderer)), (
+                a.get_text(),
+                b.get_text(),
+            )
 
 
 def test_red_and_blue_mean_for_and_against_only(drawn):

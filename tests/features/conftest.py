@@ -19,9 +19,7 @@ _ENV_VARS = (
 )
 
 #: 12 real MNRE photos, next to the repository (``../shared``); tests using them skip if absent.
-REAL_IMAGES_DIR = (
-    Path(__file__).resolve().parents[3] / "shared/data/mnre/real_image_sample/data/RE_data/img_org"
-)
+REAL_IMAGES_DIR = Path(__file__).resolve().parents[3] / "shared/data/mnre/real_image_sample/data/RE_data/img_org"
 
 
 @pytest.fixture

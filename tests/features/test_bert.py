@@ -27,6 +27,7 @@ def ours():
 
 def test_same_word_pieces_and_hidden_states_as_transformers(ours):
     import transformers
+
     tok = transformers.AutoTokenizer.from_pretrained(str(MINILM))
     ref = transformers.AutoModel.from_pretrained(str(MINILM)).eval()
     wp, bert = ours

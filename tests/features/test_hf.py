@@ -19,13 +19,15 @@ def test_lower_then_upper_is_the_whole_model(tiny_hf):
         own = net.model(input_ids=enc.input_ids, attention_mask=enc.attention_mask).last_hidden_state
         whole = net(enc.input_ids, enc.attention_mask, enc.token_type_ids)
         for m in range(net.num_layers + 1):
-            split = net.upper(net.lower(enc.input_ids, enc.attention_mask, enc.token_type_ids, stop=m),
-                              enc.attention_mask, start=m)
+            split = net.upper(
+                net.lower(enc.input_ids, enc.attention_mask, enc.token_type_ids, stop=m), enc.attention_mask, start=m
+            )
             assert torch.allclose(split, whole, atol=1e-6), m
     keep = enc.attention_mask.bool()
     if net._uses_types:  # BERT: the second segment has token type 1, which the plain call above did not pass
-        own = net.model(input_ids=enc.input_ids, attention_mask=enc.attention_mask,
-                        token_type_ids=enc.token_type_ids).last_hidden_state.detach()
+        own = net.model(
+            input_ids=enc.input_ids, attention_mask=enc.attention_mask, token_type_ids=enc.token_type_ids
+        ).last_hidden_state.detach()
     assert torch.allclose(whole[keep], own[keep], atol=1e-6)
     assert not whole[~keep].any()  # padded rows are zero, as BertModel's
     assert net._blocks is net.model.encoder.layer  # the split restored the model

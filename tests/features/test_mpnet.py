@@ -24,7 +24,7 @@ def _split_zip(tmp_path: Path, payload: bytes, n: int = 5) -> list[Path]:
     parts = []
     for i in range(n):
         p = tmp_path / f"all-mpnet-base-v2.zip.00{i + 1}"
-        p.write_bytes(data[i * size:(i + 1) * size])
+        p.write_bytes(data[i * size : (i + 1) * size])
         parts.append(p)
     return parts
 
@@ -69,7 +69,9 @@ def test_explicit_folder_and_env(tmp_path, monkeypatch):
         mpnet_folder()
 
 
-@pytest.mark.skipif(installed_parts() is None, reason="the all-mpnet-base-v2 part packages are not installed (.[mpnet])")
+@pytest.mark.skipif(
+    installed_parts() is None, reason="the all-mpnet-base-v2 part packages are not installed (.[mpnet])"
+)
 def test_the_installed_parts_give_the_published_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("MMRE_CACHE", str(tmp_path))
     monkeypatch.delenv("MMRE_MPNET", raising=False)

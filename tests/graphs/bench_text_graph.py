@@ -16,8 +16,32 @@ from mmre_cli.data.instance import Entity, Instance
 from mmre_cli.graphs.nlp import load_spacy, parse_pretokenized
 from mmre_cli.graphs.textual import text_graph
 
-WORDS = ("the", "a", "new", "game", "with", "in", "at", "is", "was", "great", "today", "team", "match",
-         "visited", "city", "president", "won", "my", "love", "photo", "this", "of", "and", "for")
+WORDS = (
+    "the",
+    "a",
+    "new",
+    "game",
+    "with",
+    "in",
+    "at",
+    "is",
+    "was",
+    "great",
+    "today",
+    "team",
+    "match",
+    "visited",
+    "city",
+    "president",
+    "won",
+    "my",
+    "love",
+    "photo",
+    "this",
+    "of",
+    "and",
+    "for",
+)
 NAMES = ("Obama", "Paris", "Messi", "Barcelona", "Taylor", "Swift", "NASA", "London", "Apple", "Trump")
 SPECIAL = ("RT", "@user", ":", "#NBA", "https://t.co/xyz", "!", "...", "😀", "#tbt")
 
@@ -32,8 +56,16 @@ def synthetic(n: int, seed: int = 0) -> list[Instance]:
             toks[int(rng.integers(length))] = str(rng.choice(SPECIAL))
         h, t = rng.choice(length - 1, 2, replace=False)
         toks[h], toks[t] = str(rng.choice(NAMES)), str(rng.choice(NAMES))
-        out.append(Instance(f"b-{k:06d}", "bench", tuple(toks), Entity(toks[h], int(h), int(h) + 1),
-                            Entity(toks[t], int(t), int(t) + 1), "None"))
+        out.append(
+            Instance(
+                f"b-{k:06d}",
+                "bench",
+                tuple(toks),
+                Entity(toks[h], int(h), int(h) + 1),
+                Entity(toks[t], int(t), int(t) + 1),
+                "None",
+            )
+        )
     return out
 
 
@@ -50,10 +82,20 @@ def main(n: int = 2000, batch_size: int = 256) -> dict:
         edges += g.num_edges
     dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     tokens = sum(len(i.tokens) for i in insts)
-    return {"samples": n, "tokens": tokens, "seconds": round(dt, 2), "samples_per_s": round(n / dt, 1),
-            "cpu_s": round(cpu, 2), "samples_per_cpu_s": round(n / cpu, 1),
-            "tokens_per_s": round(tokens / dt), "load_s": round(t_load, 2), "mean_nodes": nodes / n,
-            "mean_edges": edges / n, "model": nlp.meta.get("name"), "batch_size": batch_size}
+    return {
+        "samples": n,
+        "tokens": tokens,
+        "seconds": round(dt, 2),
+        "samples_per_s": round(n / dt, 1),
+        "cpu_s": round(cpu, 2),
+        "samples_per_cpu_s": round(n / cpu, 1),
+        "tokens_per_s": round(tokens / dt),
+        "load_s": round(t_load, 2),
+        "mean_nodes": nodes / n,
+        "mean_edges": edges / n,
+        "model": nlp.meta.get("name"),
+        "batch_size": batch_size,
+    }
 
 
 if __name__ == "__main__":

@@ -50,8 +50,14 @@ def make_graph(gid, modality, nodes, edges, x, spans=None):
 
 
 def test_pool_span_features():
-    g = make_graph("g", "text", [("token", "a", "a", 0), ("entity", "ab", "b", 1), ("noun_phrase", "", "", 0)],
-                   [], np.zeros((3, 2)), spans=[[0, 1], [0, 2], [2, 2]])
+    g = make_graph(
+        "g",
+        "text",
+        [("token", "a", "a", 0), ("entity", "ab", "b", 1), ("noun_phrase", "", "", 0)],
+        [],
+        np.zeros((3, 2)),
+        spans=[[0, 1], [0, 2], [2, 2]],
+    )
     emb = np.array([[3, 0], [0, 4], [1, 1]], np.float32)
     out = pool_span_features(g, emb)
     np.testing.assert_allclose(out, [[1, 0], [0.6, 0.8], [0, 0]], atol=1e-6)
@@ -86,8 +92,14 @@ PATH = np.array([[0, 1, 2, 3, 4], [1, 2, 3, 4, 5]])  # 0->1->2->3->4->5, directe
 
 @pytest.mark.parametrize(
     "seeds,hops,want",
-    [([0], 2, [0, 1, 2]), ([2], 1, [1, 2, 3]), ([5], 2, [3, 4, 5]), ([0, 5], 1, [0, 1, 4, 5]),
-     ([3], 0, [3]), ([0], 10, [0, 1, 2, 3, 4, 5])],
+    [
+        ([0], 2, [0, 1, 2]),
+        ([2], 1, [1, 2, 3]),
+        ([5], 2, [3, 4, 5]),
+        ([0, 5], 1, [0, 1, 4, 5]),
+        ([3], 0, [3]),
+        ([0], 10, [0, 1, 2, 3, 4, 5]),
+    ],
 )
 def test_k_hop_nodes_path(seeds, hops, want):
     mask = k_hop_nodes(PATH, 6, seeds, hops)
@@ -110,10 +122,15 @@ def test_subgraph_reindexes():
 
 def tiny_parts():
     text = make_graph(
-        "t", "text",
-        [("token", "Alice", "alice", ROLE_OTHER), ("token", "walks", "walk", ROLE_OTHER),
-         ("token", "dog", "dog", ROLE_OTHER), ("entity", "Alice", "alice", ROLE_HEAD),
-         ("entity", "dog", "dog", ROLE_TAIL)],
+        "t",
+        "text",
+        [
+            ("token", "Alice", "alice", ROLE_OTHER),
+            ("token", "walks", "walk", ROLE_OTHER),
+            ("token", "dog", "dog", ROLE_OTHER),
+            ("entity", "Alice", "alice", ROLE_HEAD),
+            ("entity", "dog", "dog", ROLE_TAIL),
+        ],
         [(1, 0, "dep", "nsubj"), (1, 2, "dep", "dobj"), (0, 3, "member", ""), (2, 4, "member", "")],
         [[1, 0], [1, 1], [0, 1], [1, 0], [0, 1]],
         spans=[[0, 1], [1, 2], [2, 3], [0, 1], [2, 3]],
@@ -121,9 +138,12 @@ def tiny_parts():
     visual = visual_graph("v", np.array([[0, 0, 0.5, 0.5], [0.5, 0, 1, 0.5]]), ["dog", "person"], [0.9, 0.8])
     visual.x = np.array([[1, 1], [0, 1], [1, 0]], np.float32)  # image, dog, person
     caption = make_graph(
-        "c", "caption",
+        "c",
+        "caption",
         [("caption_phrase", "a dog", "dog", ROLE_OTHER), ("caption_phrase", "a park", "park", ROLE_OTHER)],
-        [(0, 1, "dep", "in")], [[0, 1], [-1, 0]], spans=[[0, 2], [3, 5]],
+        [(0, 1, "dep", "in")],
+        [[0, 1], [-1, 0]],
+        spans=[[0, 2], [3, 5]],
     )
     return text, visual, caption
 
@@ -157,19 +177,24 @@ def test_merge_offsets_cooccur_similar():
     sim = {(3, 7), (4, 6), (4, 8)}
     assert edge_set(g, "similar") == sim | {(b, a) for a, b in sim}
     before = g.meta["counts_before"]
-    assert before["edges_by_type"] == {"dep": 3, "member": 2, "spatial": 2, "part_of_image": 2,
-                                       "cooccur": 10, "similar": 6}
+    assert before["edges_by_type"] == {
+        "dep": 3,
+        "member": 2,
+        "spatial": 2,
+        "part_of_image": 2,
+        "cooccur": 10,
+        "similar": 6,
+    }
     assert before["nodes_by_modality"] == {"text": 5, "visual": 3, "caption": 2}
     assert g.meta["counts_after"] == before
 
-    no_cross = merge_cmg("cmg", text, visual, caption, top_k=1, threshold=0.99, hops=None, cross_cooccur=False, anchor=False)
+    no_cross = merge_cmg(
+        "cmg", text, visual, caption, top_k=1, threshold=0.99, hops=None, cross_cooccur=False, anchor=False
+    )
     assert len(edge_set(no_cross, "cooccur")) == 8
 
 
-@pytest.mark.parametrize(
-    "hops,kept",
-    [(0, [3, 4]), (1, [0, 2, 3, 4, 6, 7, 8]), (2, list(range(10)))],
-)
+@pytest.mark.parametrize("hops,kept", [(0, [3, 4]), (1, [0, 2, 3, 4, 6, 7, 8]), (2, list(range(10)))])
 def test_merge_context_hops(hops, kept):
     text, visual, caption = tiny_parts()
     full = merge_cmg("cmg", text, visual, caption, top_k=1, threshold=0.99, hops=None)

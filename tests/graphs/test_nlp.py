@@ -9,4 +9,9 @@ def test_span_entity_type_maps_spacy_ner_to_coarse_types():
     toks = "Barack Obama visited Paris yesterday with Google".split()
     doc = next(parse_pretokenized(load_spacy(ner=True), [toks]))
     assert [span_entity_type(doc, s, e) for s, e in [(0, 2), (1, 2), (3, 4), (6, 7), (2, 3)]] == [
-        "person", "person", "location", "organization", "unknown"]
+        "person",
+        "person",
+        "location",
+        "organization",
+        "unknown",
+    ]

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-import torch_geometric  # noqa: F401 - a hard dependency: a broken install fails, never skips
-
 import torch  # noqa: E402
+import torch_geometric  # noqa: F401 - a hard dependency: a broken install fails, never skips
 from torch_geometric.data import Batch  # noqa: E402
 from torch_geometric.loader import DataLoader  # noqa: E402
 
@@ -36,8 +34,13 @@ def toy(gid, n, head, tail, label, seed):
     )
 
 
-GRAPHS = [toy("g0", 4, 2, 3, 1, 0), toy("g1", 3, 1, 0, 0, 1), toy("g2", 5, 0, 4, 2, 2),
-          toy("g3", 2, 1, 0, -1, 3), toy("g4", 6, 5, 3, 3, 4)]
+GRAPHS = [
+    toy("g0", 4, 2, 3, 1, 0),
+    toy("g1", 3, 1, 0, 0, 1),
+    toy("g2", 5, 0, 4, 2, 2),
+    toy("g3", 2, 1, 0, -1, 3),
+    toy("g4", 6, 5, 3, 3, 4),
+]
 
 
 def test_graph_to_data_dtypes():
@@ -57,7 +60,9 @@ def test_graph_to_data_dtypes():
 def check_batch(batch, graphs):
     assert batch.num_graphs == len(graphs)
     offs = np.cumsum([0] + [g.num_nodes for g in graphs])
-    assert batch.head_index.tolist() == [int(o + np.flatnonzero(g.node_role == ROLE_HEAD)[0]) for o, g in zip(offs, graphs)]
+    assert batch.head_index.tolist() == [
+        int(o + np.flatnonzero(g.node_role == ROLE_HEAD)[0]) for o, g in zip(offs, graphs)
+    ]
     for i, g in enumerate(graphs):
         h, t = int(batch.head_index[i]), int(batch.tail_index[i])
         assert int(batch.batch[h]) == i and int(batch.batch[t]) == i
@@ -87,11 +92,18 @@ def test_words_spans_and_batching():
     """words=True: text nodes get their sentence spans, other modalities -1; one word list per graph."""
     import dataclasses
 
-    a = dataclasses.replace(GRAPHS[0], node_modality=np.asarray([0, 0, 0, 1], np.int8),
-                            meta={"spans": [[0, 1], [1, 3], [3, 4], [0, 2]], "words": ["w0", "w1", "w2", "w3"],
-                                  "entity_spans": [1, 3, 3, 4]})
-    b = dataclasses.replace(GRAPHS[1], meta={"spans": [[0, 1], [1, 2], [2, 3]], "words": ["x", "y", "z"],
-                                             "entity_spans": [0, 1, -1, -1]})  # a visual tail
+    a = dataclasses.replace(
+        GRAPHS[0],
+        node_modality=np.asarray([0, 0, 0, 1], np.int8),
+        meta={
+            "spans": [[0, 1], [1, 3], [3, 4], [0, 2]],
+            "words": ["w0", "w1", "w2", "w3"],
+            "entity_spans": [1, 3, 3, 4],
+        },
+    )
+    b = dataclasses.replace(
+        GRAPHS[1], meta={"spans": [[0, 1], [1, 2], [2, 3]], "words": ["x", "y", "z"], "entity_spans": [0, 1, -1, -1]}
+    )  # a visual tail
     d = graph_to_data(a, words=True)
     assert d.node_span.tolist() == [[0, 1], [1, 3], [3, 4], [-1, -1]]  # node 3 is a caption node
     assert d.ent_span.tolist() == [[1, 3, 3, 4]] and d.words == ["w0", "w1", "w2", "w3"]

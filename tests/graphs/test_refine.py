@@ -19,15 +19,21 @@ def _graph() -> Graph:
     spans = [[i, i + 1] for i in range(6)] + [[0, 1], [4, 5], [2, 5], [0, 2], [4, 6]]
     ei = np.array([[1, 1, 4, 4, 0, 4, 2, 3, 4, 8, 9], [0, 4, 2, 3, 6, 7, 8, 8, 8, 9, 10]], np.int64)
     e = ei.shape[1]
-    return Graph(graph_id="g", node_kind=np.array([NODE_KINDS.index(k) for k in kinds], np.int8),
-                 node_modality=np.array([MODALITIES.index(m) for m in mods], np.int8),
-                 node_role=np.array([0] * 6 + [1, 2, 0, 0, 0], np.int8),
-                 node_text=words + ["Bowie", "guitar", "a red guitar", "a man", "a stage"],
-                 box=np.full((11, 4), np.nan, np.float32), edge_index=ei,
-                 edge_type=np.full(e, EDGE_TYPES.index("dep"), np.int8), edge_label=[""] * e,
-                 edge_attr=np.zeros((e, EDGE_ATTR_DIM), np.float32),
-                 x=np.random.default_rng(0).normal(size=(11, 4)).astype(np.float32), label=1,
-                 meta={"spans": spans, "words": words, "entity_spans": [0, 1, 4, 5]})
+    return Graph(
+        graph_id="g",
+        node_kind=np.array([NODE_KINDS.index(k) for k in kinds], np.int8),
+        node_modality=np.array([MODALITIES.index(m) for m in mods], np.int8),
+        node_role=np.array([0] * 6 + [1, 2, 0, 0, 0], np.int8),
+        node_text=words + ["Bowie", "guitar", "a red guitar", "a man", "a stage"],
+        box=np.full((11, 4), np.nan, np.float32),
+        edge_index=ei,
+        edge_type=np.full(e, EDGE_TYPES.index("dep"), np.int8),
+        edge_label=[""] * e,
+        edge_attr=np.zeros((e, EDGE_ATTR_DIM), np.float32),
+        x=np.random.default_rng(0).normal(size=(11, 4)).astype(np.float32),
+        label=1,
+        meta={"spans": spans, "words": words, "entity_spans": [0, 1, 4, 5]},
+    )
 
 
 def test_deleted_words_and_caption_spans_are_recorded():
@@ -38,7 +44,15 @@ def test_deleted_words_and_caption_spans_are_recorded():
     assert out.meta["deleted_caption_spans"] == [[4, 6]]
     assert out.meta["edits"]["deleted_texts"] == ["plays", "red", "a red guitar", "a stage"]
     assert out.num_nodes == 7 and out.meta["words"] == g.meta["words"]
-    assert [out.meta["spans"][i] for i in range(out.num_nodes)] == [[0, 1], [2, 3], [4, 5], [5, 6], [0, 1], [4, 5], [0, 2]]
+    assert [out.meta["spans"][i] for i in range(out.num_nodes)] == [
+        [0, 1],
+        [2, 3],
+        [4, 5],
+        [5, 6],
+        [0, 1],
+        [4, 5],
+        [0, 2],
+    ]
     assert out.meta["deleted_caption_texts"] == ["a stage"]
     none = apply_edit_record(g, {"deleted_nodes": [], "deleted_edges": [0], "added_edges": [(2, 5)]})
     assert none.meta["deleted_words"] == [] and none.meta["deleted_caption_spans"] == []

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import spacy  # noqa: F401 - a hard dependency: a broken install fails, never skips
 
 from mmre_cli.data.instance import Entity, Instance
 from mmre_cli.errors import MmreError
 from mmre_cli.graphs.graph import EDGE_TYPES, MODALITIES, NODE_KINDS, ROLE_HEAD, ROLE_OTHER, ROLE_TAIL
-
-import spacy  # noqa: F401 - a hard dependency: a broken install fails, never skips
-
-from mmre_cli.graphs.nlp import load_spacy, parse_pretokenized, parse_texts  # noqa: E402
-from mmre_cli.graphs.nlp import doc_words  # noqa: E402
+from mmre_cli.graphs.nlp import (  # noqa: E402
+    doc_words,  # noqa: E402
+    load_spacy,
+    parse_pretokenized,
+    parse_texts,
+)
 from mmre_cli.graphs.textual import caption_graph, caption_phrases, text_graph  # noqa: E402
 
 K = {k: i for i, k in enumerate(NODE_KINDS)}
@@ -50,9 +52,9 @@ def test_text_graph_obama(nlp):
     assert g.node_kind[t] == K["entity"] and g.node_role[t] == ROLE_HEAD and g.node_text[t] == "Barack Obama"
     assert g.node_kind[t + 1] == K["entity"] and g.node_role[t + 1] == ROLE_TAIL and g.node_text[t + 1] == "Paris"
     # then noun phrases, none repeating an entity span
-    assert (g.node_kind[t + 2:] == K["noun_phrase"]).all()
+    assert (g.node_kind[t + 2 :] == K["noun_phrase"]).all()
     assert g.meta["spans"][t] == [0, 2] and g.meta["spans"][t + 1] == [3, 4]
-    np_spans = [tuple(s) for s in g.meta["spans"][t + 2:]]
+    np_spans = [tuple(s) for s in g.meta["spans"][t + 2 :]]
     assert (0, 2) not in np_spans and (3, 4) not in np_spans
     assert (5, 6) in np_spans  # "Michelle"
     assert g.meta["spans"][:t] == [[i, i + 1] for i in range(t)]

@@ -77,8 +77,20 @@ def test_batched_episode_logs_in_range():
     before = [p.detach().clone() for p in agent.parameters()]
     logs = agent_step(agent, StandIn(), batch, opt, cfg)
     for key in (
-        "loss", "actor_loss", "critic_loss", "entropy", "value", "reward", "reward_start", "reward_gain",
-        "acc", "complexity", "f1", "steps", "node_filter_ratio", "edge_adjust_ratio",
+        "loss",
+        "actor_loss",
+        "critic_loss",
+        "entropy",
+        "value",
+        "reward",
+        "reward_start",
+        "reward_gain",
+        "acc",
+        "complexity",
+        "f1",
+        "steps",
+        "node_filter_ratio",
+        "edge_adjust_ratio",
     ):
         assert key in logs and math.isfinite(logs[key]), key
     # ring graphs: <= 3 actions, each removes <= 4 or adds 2 of >= 12 directed edges
@@ -290,14 +302,21 @@ def _entity_graph():
     ei = np.concatenate([ei, ei[::-1]], 1)
     e = ei.shape[1]
     rng = np.random.default_rng(0)
-    return Graph(graph_id="g", node_kind=np.array([NODE_KINDS.index(k) for k in kinds], np.int8),
-                 node_modality=np.array([MODALITIES.index(m) for m in mods], np.int8),
-                 node_role=np.array(roles, np.int8),
-                 node_text=words + ["David Bowie", "London", "David Bowie", "a man"],
-                 box=np.full((11, 4), np.nan, np.float32), edge_index=ei,
-                 edge_type=np.full(e, EDGE_TYPES.index("dep"), np.int8), edge_label=[""] * e,
-                 edge_attr=np.zeros((e, EDGE_ATTR_DIM), np.float32), x=rng.normal(size=(11, D)).astype(np.float32),
-                 label=1, meta={"spans": spans, "words": words, "entity_spans": [0, 2, 5, 6]})
+    return Graph(
+        graph_id="g",
+        node_kind=np.array([NODE_KINDS.index(k) for k in kinds], np.int8),
+        node_modality=np.array([MODALITIES.index(m) for m in mods], np.int8),
+        node_role=np.array(roles, np.int8),
+        node_text=words + ["David Bowie", "London", "David Bowie", "a man"],
+        box=np.full((11, 4), np.nan, np.float32),
+        edge_index=ei,
+        edge_type=np.full(e, EDGE_TYPES.index("dep"), np.int8),
+        edge_label=[""] * e,
+        edge_attr=np.zeros((e, EDGE_ATTR_DIM), np.float32),
+        x=rng.normal(size=(11, D)).astype(np.float32),
+        label=1,
+        meta={"spans": spans, "words": words, "entity_spans": [0, 2, 5, 6]},
+    )
 
 
 def test_head_tail_tokens_and_entities_survive_every_sampled_episode():

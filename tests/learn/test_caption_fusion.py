@@ -5,13 +5,7 @@ import torch
 from torch_geometric.loader import DataLoader
 
 from mmre_cli.learn.checkpoint import load_checkpoint, save_checkpoint
-from tests.learn.test_finetune import (  # noqa: F401 (threads: the fixture)
-    D,
-    _hf_model,
-    captioned,
-    needs_minilm,
-    threads,
-)
+from tests.learn.test_finetune import D, _hf_model, captioned, needs_minilm, threads  # noqa: F401 (threads: the fixture)
 
 
 def test_caption_pass_reads_the_caption_apart_and_caches_it(tiny_hf):
@@ -47,8 +41,13 @@ def test_caption_match_flags_mark_head_and_tail_words(tiny_hf):
     heads, tails = [entity_words(words, (0, 1))], [entity_words(words, (2, 3))]
     states, mask, match = reader.read(["alice holds a trophy with bob"], heads, tails)
     pieces = [w for w, m in zip(reader.tokenizer.texts(["alice holds a trophy with bob"], 32)[1][0], mask[0]) if m]
-    got = {w: int(m) for w, m, k in zip(reader.tokenizer.texts(["alice holds a trophy with bob"], 32)[1][0],
-                                        match[0].tolist(), mask[0].tolist()) if k}
+    got = {
+        w: int(m)
+        for w, m, k in zip(
+            reader.tokenizer.texts(["alice holds a trophy with bob"], 32)[1][0], match[0].tolist(), mask[0].tolist()
+        )
+        if k
+    }
     assert got["alice"] == 1 and got["bob"] == 2 and got["holds"] == 0 and pieces
     _, mask, match = reader.read([None], heads, tails)
     assert not mask.any() and not match.any()

@@ -15,9 +15,15 @@ from mmre_cli.learn.gnn import PooledMLP, RelationGNN
 def _batch():
     g = torch.Generator().manual_seed(0)
     datas = [
-        Data(x=torch.randn(5, 8, generator=g), edge_index=torch.randint(0, 5, (2, 7), generator=g),
-             edge_type=torch.zeros(7, dtype=torch.long), edge_attr=torch.randn(7, 7, generator=g),
-             head_index=torch.tensor([0]), tail_index=torch.tensor([2]), num_nodes=5)
+        Data(
+            x=torch.randn(5, 8, generator=g),
+            edge_index=torch.randint(0, 5, (2, 7), generator=g),
+            edge_type=torch.zeros(7, dtype=torch.long),
+            edge_attr=torch.randn(7, 7, generator=g),
+            head_index=torch.tensor([0]),
+            tail_index=torch.tensor([2]),
+            num_nodes=5,
+        )
         for _ in range(3)
     ]
     return Batch.from_data_list(datas)
@@ -27,7 +33,11 @@ def _batch():
 def test_round_trip_exact_logits(tmp_path, cls):
     torch.manual_seed(0)
     model = cls(8, 4, hidden=16).eval() if cls is PooledMLP else cls(8, 4, hidden=16, heads=2).eval()
-    meta = {"label_map": {"None": 0, "a": 1, "b": 2, "c": 3}, "encoder": "test-random", "metrics": {"val_micro_f1": 0.5}}
+    meta = {
+        "label_map": {"None": 0, "a": 1, "b": 2, "c": 3},
+        "encoder": "test-random",
+        "metrics": {"val_micro_f1": 0.5},
+    }
     w, s = save_checkpoint(tmp_path, "best", model, meta)
     assert w.name == "best.safetensors" and s.name == "best.json"
     side = json.loads(s.read_text())

@@ -5,25 +5,11 @@ import pytest
 import torch
 from torch_geometric.data import Batch, Data
 
-from mmre_cli.learn.diffusion import (
-    diffuse,
-    diffuse_and_prune,
-    endpoint_edge_mask,
-    node_relevance,
-    propagation_weights,
-)
+from mmre_cli.learn.diffusion import diffuse, diffuse_and_prune, endpoint_edge_mask, node_relevance, propagation_weights
 
 # Path graph 0 - 1 - 2 - 3, given one direction only; undirected=True symmetrises it.
 EDGE_INDEX = torch.tensor([[0, 1, 2], [1, 2, 3]])
-A = np.array(
-    [
-        [0, 1, 0, 0],
-        [1, 0, 1, 0],
-        [0, 1, 0, 1],
-        [0, 0, 1, 0],
-    ],
-    dtype=np.float64,
-)
+A = np.array([[0, 1, 0, 0], [1, 0, 1, 0], [0, 1, 0, 1], [0, 0, 1, 0]], dtype=np.float64)
 D_INV = np.diag(1.0 / A.sum(1))  # degrees 1, 2, 2, 1
 A_ROW = D_INV @ A  # [[0,1,0,0],[.5,0,.5,0],[0,.5,0,.5],[0,0,1,0]]
 
@@ -119,9 +105,17 @@ def test_batched_equals_per_graph():
     datas = []
     for n in (5, 7):
         ei = torch.randint(0, n, (2, 9))
-        datas.append(Data(x=torch.randn(n, 4), edge_index=ei, edge_type=torch.zeros(9, dtype=torch.long),
-                          edge_attr=torch.randn(9, 3), head_index=torch.tensor([0]), tail_index=torch.tensor([1]),
-                          num_nodes=n))
+        datas.append(
+            Data(
+                x=torch.randn(n, 4),
+                edge_index=ei,
+                edge_type=torch.zeros(9, dtype=torch.long),
+                edge_attr=torch.randn(9, 3),
+                head_index=torch.tensor([0]),
+                tail_index=torch.tensor([1]),
+                num_nodes=n,
+            )
+        )
     b = Batch.from_data_list(datas)
     vb = node_relevance(b.x, b.head_index, b.tail_index, b.batch)
     v_b, w_b, _ = diffuse(b.edge_index, b.num_nodes, vb)
@@ -151,7 +145,7 @@ def test_relevance_modes_on_hand_values():
     # head (0) and tail (1) orthogonal; centre = (0.5, 0.5); node 2 opposite, node 3 along the head
     x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0], [1.0, 0.0]])
     head, tail = torch.tensor([0]), torch.tensor([1])
-    c = 2 ** -0.5
+    c = 2**-0.5
     shifted = node_relevance(x, head, tail, mode="shifted")
     clipped = node_relevance(x, head, tail, mode="clipped")
     torch.testing.assert_close(shifted, torch.tensor([(1 + c) / 2, (1 + c) / 2, 0.0, (1 + c) / 2]))
@@ -195,14 +189,14 @@ def test_quantile_pruning_hand_example_and_protection():
     assert keep.tolist() == [True, True, False, False]
     _, _, keep = diffuse(ei, 5, v0, max_iter=0, tau=0.0, prune="quantile")
     assert keep.all()
-    _, _, keep = diffuse(ei, 5, v0, max_iter=0, tau=0.5, prune="quantile",
-                         keep_mask=torch.tensor([False, False, False, True]))
+    _, _, keep = diffuse(
+        ei, 5, v0, max_iter=0, tau=0.5, prune="quantile", keep_mask=torch.tensor([False, False, False, True])
+    )
     assert keep.tolist() == [True, True, False, True]
     # per graph: the same star twice, the second with every v halved: each prunes its own two
     ei2 = torch.cat([ei, ei + 5], 1)
     v2 = torch.cat([v0, v0 / 2])
-    _, _, keep = diffuse(ei2, 10, v2, max_iter=0, tau=0.5, prune="quantile",
-                         batch=torch.tensor([0] * 5 + [1] * 5))
+    _, _, keep = diffuse(ei2, 10, v2, max_iter=0, tau=0.5, prune="quantile", batch=torch.tensor([0] * 5 + [1] * 5))
     assert keep.tolist() == [True, True, False, False] * 2
     with pytest.raises(ValueError):
         diffuse(ei, 5, v0, tau=1.5, prune="quantile")

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
 import torch
-import torch_geometric  # noqa: F401 - a hard dependency: a broken install fails, never skips
-
 import torch.nn.functional as F  # noqa: E402
+import torch_geometric  # noqa: F401 - a hard dependency: a broken install fails, never skips
 from torch_geometric.data import Batch, Data  # noqa: E402
 
 from mmre_cli.graphs.graph import EDGE_ATTR_COLUMNS, EDGE_ATTR_DIM, EDGE_TYPES  # noqa: E402
@@ -186,7 +184,18 @@ def test_apply_edits_no_edit_is_identity():
         torch.ones(batch.edge_index.size(1), dtype=torch.bool),
         torch.zeros(2, 0, dtype=torch.long),
     )
-    for key in ("x", "edge_index", "edge_type", "edge_attr", "node_role", "y", "head_index", "tail_index", "batch", "ptr"):
+    for key in (
+        "x",
+        "edge_index",
+        "edge_type",
+        "edge_attr",
+        "node_role",
+        "y",
+        "head_index",
+        "tail_index",
+        "batch",
+        "ptr",
+    ):
         assert torch.equal(out[key], batch[key]), key
     assert torch.allclose(complexity(out, batch), torch.ones(batch.num_graphs))
 
@@ -212,14 +221,8 @@ def test_apply_edits_random_keeps_head_tail_and_structure(seed):
 
     # every edited edge is an alive original edge or one direction of an alive added pair
     src, dst = batch.edge_index
-    alive_orig = {
-        (int(s), int(d))
-        for s, d, a in zip(src, dst, edge_alive)
-        if a and node_alive[s] and node_alive[d]
-    }
-    alive_add = {
-        (int(i), int(j)) for i, j in added.t().tolist() if node_alive[i] and node_alive[j]
-    }
+    alive_orig = {(int(s), int(d)) for s, d, a in zip(src, dst, edge_alive) if a and node_alive[s] and node_alive[d]}
+    alive_add = {(int(i), int(j)) for i, j in added.t().tolist() if node_alive[i] and node_alive[j]}
     got_orig, got_add = [], []
     for (s, d), t in zip(out.edge_index.t().tolist(), out.edge_type.tolist()):
         pair = (int(old_ids[s]), int(old_ids[d]))
@@ -246,13 +249,17 @@ def test_apply_edits_random_keeps_head_tail_and_structure(seed):
 def test_complexity_by_hand():
     batch = tiny_batch()  # 4 nodes, 6 edges
     # delete node 3 (kills 2 edges): (3/4 + 4/6) / 2
-    out = apply_edits(batch, torch.tensor([True, True, True, False]), torch.ones(6, dtype=torch.bool), torch.zeros(2, 0))
+    out = apply_edits(
+        batch, torch.tensor([True, True, True, False]), torch.ones(6, dtype=torch.bool), torch.zeros(2, 0)
+    )
     assert complexity(out, batch).item() == pytest.approx((3 / 4 + 4 / 6) / 2)
     # add one pair (two directed edges): (4/4 + 8/6) / 2 > 1
     out = apply_edits(batch, torch.ones(4, dtype=torch.bool), torch.ones(6, dtype=torch.bool), torch.tensor([[0], [3]]))
     assert complexity(out, batch).item() == pytest.approx((1 + 8 / 6) / 2)
     # node_weight=1: nodes only
-    out = apply_edits(batch, torch.tensor([True, True, False, False]), torch.ones(6, dtype=torch.bool), torch.zeros(2, 0))
+    out = apply_edits(
+        batch, torch.tensor([True, True, False, False]), torch.ones(6, dtype=torch.bool), torch.zeros(2, 0)
+    )
     assert complexity(out, batch, node_weight=1.0).item() == pytest.approx(0.5)
 
 
@@ -270,7 +277,9 @@ def test_complexity_edgeless_graph():
     batch = Batch.from_data_list([d])
     same = apply_edits(batch, torch.ones(3, dtype=torch.bool), torch.zeros(0, dtype=torch.bool), torch.zeros(2, 0))
     assert complexity(same, batch).item() == pytest.approx(1.0)
-    added = apply_edits(batch, torch.ones(3, dtype=torch.bool), torch.zeros(0, dtype=torch.bool), torch.tensor([[0], [2]]))
+    added = apply_edits(
+        batch, torch.ones(3, dtype=torch.bool), torch.zeros(0, dtype=torch.bool), torch.tensor([[0], [2]])
+    )
     assert complexity(added, batch).item() == pytest.approx(0.5 * 1 + 0.5 * (1 + 2))
     assert EDGE_TYPES[ADDED_EDGE_TYPE] == "added"
 

@@ -51,7 +51,7 @@ def test_bad_decay_is_refused():
         WeightEMA(nn.Linear(2, 2), decay=1.0)
 
 
-def test_trainer_keeps_the_averaged_weights(loaders):
+def test_trainer_keeps_the_averaged_weights(loaders):  # noqa: F811 (the imported fixture)
     torch.manual_seed(0)
     live_model = PooledMLP(F_IN, NUM_CLASSES, hidden=64, dropout=0.1)
     torch.manual_seed(0)

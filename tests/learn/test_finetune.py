@@ -15,7 +15,8 @@ from mmre_cli.features.minilm import resolve_minilm_dir
 from mmre_cli.graphs.graph import EDGE_ATTR_DIM, MODALITIES, NODE_KINDS, ROLE_HEAD, ROLE_TAIL, Graph
 from mmre_cli.graphs.pyg import graph_to_data
 from mmre_cli.learn.checkpoint import load_checkpoint, save_checkpoint
-from mmre_cli.learn.finetune import FinetunedRelationModel, _batch_words, fit_finetuned, param_groups
+from mmre_cli.learn.finetune import FinetunedRelationModel, _batch_words
+from mmre_cli.learn.finetune_training import fit_finetuned, param_groups
 from mmre_cli.learn.gnn import MODEL_REGISTRY
 
 needs_minilm = pytest.mark.skipif(resolve_minilm_dir() is None, reason="all-MiniLM-L6-v2 weights not installed")
@@ -39,8 +40,17 @@ def marker_model():
     return FinetunedRelationModel(D, 3, markers="special", readout="gnn_markers", hidden=64, layers=1)
 
 
-def make_graph(gid: str, tokens: list[str], head: tuple[int, int], tail: tuple[int, int], label: int,
-               rng: np.random.Generator, n_caption: int = 2, dim: int = D, caption: str | None = None) -> Graph:
+def make_graph(
+    gid: str,
+    tokens: list[str],
+    head: tuple[int, int],
+    tail: tuple[int, int],
+    label: int,
+    rng: np.random.Generator,
+    n_caption: int = 2,
+    dim: int = D,
+    caption: str | None = None,
+) -> Graph:
     """Token nodes, head/tail entity nodes, ``n_caption`` caption nodes; a chain + member edges.
 
     The features ``x`` are random unit vectors (like the real, L2-normalised ones), so text
@@ -172,11 +182,26 @@ def test_learns_a_tiny_task():
     """The label is the head's title word; node features are noise, so only the encoder carries it."""
     train, val = synthetic(32, seed=3), synthetic(16, seed=4)
     model = FinetunedRelationModel(D, 3, markers="special", train_layers=1, hidden=64, layers=1, dropout=0.0)
-    _, hist = fit_finetuned(model, DataLoader(train, batch_size=8, shuffle=True,
-                                              generator=torch.Generator().manual_seed(0)),
-                            DataLoader(val, batch_size=16), epochs=6, enc_lr=1e-4, head_lr=1e-2, warmup=0.0)
-    assert set(hist[0]) >= {"epoch", "loss", "val_loss", "val_acc", "val_micro_p", "val_micro_r", "val_micro_f1",
-                            "best", "seconds"}
+    _, hist = fit_finetuned(
+        model,
+        DataLoader(train, batch_size=8, shuffle=True, generator=torch.Generator().manual_seed(0)),
+        DataLoader(val, batch_size=16),
+        epochs=6,
+        enc_lr=1e-4,
+        head_lr=1e-2,
+        warmup=0.0,
+    )
+    assert set(hist[0]) >= {
+        "epoch",
+        "loss",
+        "val_loss",
+        "val_acc",
+        "val_micro_p",
+        "val_micro_r",
+        "val_micro_f1",
+        "best",
+        "seconds",
+    }
     assert hist[-1]["loss"] < 0.6 * hist[0]["loss"]
     assert max(h["val_micro_f1"] for h in hist) >= 0.8
 
@@ -195,15 +220,37 @@ def captioned(n: int, seed: int, dim: int = D) -> list:
         label = int(rng.choice(3))
         a, b = rng.choice(len(NAMES), size=2, replace=False)
         tokens = [NAMES[a], "met", NAMES[b], "in", "Paris", "."]
-        out.append(graph_to_data(make_graph(f"c{k}", tokens, (0, 1), (2, 3), label, rng, n_caption=1, dim=dim,
-                                            caption=CAPTIONS[k % len(CAPTIONS)]), words=True))
+        out.append(
+            graph_to_data(
+                make_graph(
+                    f"c{k}",
+                    tokens,
+                    (0, 1),
+                    (2, 3),
+                    label,
+                    rng,
+                    n_caption=1,
+                    dim=dim,
+                    caption=CAPTIONS[k % len(CAPTIONS)],
+                ),
+                words=True,
+            )
+        )
     return out
 
 
 def _hf_model(tiny_hf, **kw) -> FinetunedRelationModel:
     torch.manual_seed(0)
-    args = dict(markers="special", readout="gnn_markers", encoder="hf", encoder_weights=str(tiny_hf), hidden=16,
-                layers=1, heads=2, caption_tokens=5)
+    args = dict(
+        markers="special",
+        readout="gnn_markers",
+        encoder="hf",
+        encoder_weights=str(tiny_hf),
+        hidden=16,
+        layers=1,
+        heads=2,
+        caption_tokens=5,
+    )
     args.update(kw)
     return FinetunedRelationModel(args.pop("in_dim", 32), 3, **args)
 
@@ -251,8 +298,15 @@ def test_one_finetuning_step_and_checkpoint_with_captions_and_another_width(tiny
     assert model.project is not None and model.project.in_features == 48
     top = model.encoder.transformer.layers[-1]
     before = [p.detach().clone() for p in top.parameters()]
-    _, hist = fit_finetuned(model, DataLoader(train, batch_size=6), DataLoader(val, batch_size=6), epochs=1,
-                            enc_lr=1e-3, head_lr=1e-3, warmup=0.0)
+    _, hist = fit_finetuned(
+        model,
+        DataLoader(train, batch_size=6),
+        DataLoader(val, batch_size=6),
+        epochs=1,
+        enc_lr=1e-3,
+        head_lr=1e-3,
+        warmup=0.0,
+    )
     assert np.isfinite(hist[0]["loss"])
     assert any(not torch.equal(a, b) for a, b in zip(before, top.parameters()))
     save_checkpoint(tmp_path, "ft", model, {"labels": ["None", "a", "b"]})
@@ -286,7 +340,7 @@ def test_layer_wise_lr_decay_groups(tiny_hf):
         lrs = [lr_of[id(p)] for p in layer.parameters() if p.requires_grad]
         assert lrs and all(lr == pytest.approx(1e-4 * 0.5 ** (n - 1 - depth)) for lr in lrs)
     emb = model.encoder.transformer.get_input_embeddings().weight
-    assert lr_of[id(emb)] == pytest.approx(1e-4 * 0.5 ** n)
+    assert lr_of[id(emb)] == pytest.approx(1e-4 * 0.5**n)
     assert {g["lr"] for g in llrd if g["name"] == "head"} == {1e-3}
     assert {g["lr"] for g in flat if g["name"] != "head"} == {1e-4}
 
@@ -326,7 +380,10 @@ def test_deleted_words_travel_from_the_graph_meta_to_the_model(tiny_hf):
     model = _hf_model(tiny_hf, caption_tokens=0).eval()
     g.meta["deleted_words"] = []
     with torch.no_grad():
-        masked = model(graph_to_data(make_graph("d", g.meta["words"], (0, 1), (2, 3), 1, np.random.default_rng(0),
-                                                dim=32), words=True))
+        masked = model(
+            graph_to_data(
+                make_graph("d", g.meta["words"], (0, 1), (2, 3), 1, np.random.default_rng(0), dim=32), words=True
+            )
+        )
         assert _batch_deleted(next(iter(DataLoader(captioned(2, seed=5, dim=32), batch_size=2))), [[0] * 6] * 2) is None
     assert masked.shape == (1, 3)

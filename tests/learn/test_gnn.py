@@ -63,8 +63,12 @@ def test_edge_weight_changes_output_and_is_optional():
 
 def test_minimal_data_without_optional_fields():
     model = RelationGNN(F_IN, 3, hidden=16, heads=2)
-    d = Data(x=torch.randn(4, F_IN), edge_index=torch.tensor([[0, 1], [1, 2]]),
-             head_index=torch.tensor([0]), tail_index=torch.tensor([3]))
+    d = Data(
+        x=torch.randn(4, F_IN),
+        edge_index=torch.tensor([[0, 1], [1, 2]]),
+        head_index=torch.tensor([0]),
+        tail_index=torch.tensor([3]),
+    )
     assert model(d).shape == (1, 3)
 
 

@@ -12,15 +12,16 @@ from tests.learn.test_gnn import F_IN, make_data
 # over {self} ∪ neighbours gives this row-normalised T, and by hand T² and T³:
 T = torch.tensor([[1 / 2, 1 / 2, 0], [1 / 3, 1 / 3, 1 / 3], [0, 1 / 2, 1 / 2]], dtype=torch.float64)
 T2 = torch.tensor([[5 / 12, 5 / 12, 1 / 6], [5 / 18, 4 / 9, 5 / 18], [1 / 6, 5 / 12, 5 / 12]], dtype=torch.float64)
-T3 = torch.tensor([[25 / 72, 31 / 72, 16 / 72], [31 / 108, 46 / 108, 31 / 108], [16 / 72, 31 / 72, 25 / 72]],
-                  dtype=torch.float64)
+T3 = torch.tensor(
+    [[25 / 72, 31 / 72, 16 / 72], [31 / 108, 46 / 108, 31 / 108], [16 / 72, 31 / 72, 25 / 72]], dtype=torch.float64
+)
 PATH = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
 
 
 def test_series_on_a_path_graph_equals_the_hand_computed_one():
     expected = 0.1 * torch.eye(3, dtype=torch.float64) + 0.09 * T + 0.081 * T2 + 0.0729 * T3
     torch.testing.assert_close(hop_diffusion(T, alpha=0.1, hops=4), expected, atol=1e-12, rtol=0)
-    assert float(hop_diffusion(T).sum(dim=1)[0]) == pytest.approx(1 - 0.9 ** 4)  # truncated: rows sum to 0.3439
+    assert float(hop_diffusion(T).sum(dim=1)[0]) == pytest.approx(1 - 0.9**4)  # truncated: rows sum to 0.3439
     torch.testing.assert_close(hop_diffusion(T, alpha=0.5, hops=2), 0.5 * torch.eye(3, dtype=torch.float64) + 0.25 * T)
 
 
@@ -82,8 +83,9 @@ def test_relation_gnn_with_hop_attention_batches_like_single_graphs_and_trains()
     torch.manual_seed(0)
     model = RelationGNN(F_IN, 4, hidden=16, heads=2, conv="hop_attention").eval()
     datas = [make_data(5, 8, seed=s) for s in range(3)] + [make_data(4, 0, seed=9)]
-    torch.testing.assert_close(model(Batch.from_data_list(datas)), torch.cat([model(d) for d in datas]),
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        model(Batch.from_data_list(datas)), torch.cat([model(d) for d in datas]), atol=1e-5, rtol=1e-5
+    )
     model.train()
     model(Batch.from_data_list(datas)).sum().backward()
     assert model.convs[0].q.weight.grad is not None and model.convs[0].edge_bias.weight.grad is not None

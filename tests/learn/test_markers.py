@@ -42,7 +42,8 @@ def test_insert_markers_with_types_puts_the_type_after_each_opening_marker():
 @pytest.mark.skipif(not MNRE.is_dir(), reason="../shared/data/mnre not present")
 def test_marker_init_pieces_never_occur_in_mnre_text_or_captions():
     files = [MNRE / "v2_text" / f"ours_{s}.txt" for s in ("train", "val")] + sorted(
-        f for s in ("train", "val") for f in (MNRE / "v2_captions").glob(f"*_{s}.txt"))  # train/val only: never test
+        f for s in ("train", "val") for f in (MNRE / "v2_captions").glob(f"*_{s}.txt")
+    )  # train/val only: never test
     assert files
     for f in files:
         text = f.read_text(encoding="utf-8", errors="replace")

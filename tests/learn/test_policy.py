@@ -12,14 +12,7 @@ from torch_geometric.data import Batch, Data  # noqa: E402
 
 from mmre_cli.graphs.graph import EDGE_ATTR_DIM  # noqa: E402
 from mmre_cli.learn.editing import ADDED_EDGE_TYPE, protected_nodes  # noqa: E402
-from mmre_cli.learn.policy import (  # noqa: E402
-    AgentConfig,
-    GraphEditAgent,
-    PolicyOutput,
-    apply_action,
-    init_state,
-    masked_policy,
-)
+from mmre_cli.learn.policy import AgentConfig, GraphEditAgent, PolicyOutput, apply_action, init_state, masked_policy  # noqa: E402
 
 D = 8
 C = 4
@@ -206,8 +199,11 @@ def test_greedy_policy_picks_best_valid_action():
     # the flat policy (editors trained before the two-level one): one softmax over stop and edits
     action, logp, _ = masked_policy(batch, state, out, greedy=True, policy="flat")
     assert int(action[0]) == b + other and action[1:].tolist() == [1, 2]
-    m1 = int(((batch.batch == 1) & ~protected_nodes(batch)).sum()) \
-        + int((batch.batch[batch.edge_index[0]] == 1).sum()) + int((state.cand_graph == 1).sum())
+    m1 = (
+        int(((batch.batch == 1) & ~protected_nodes(batch)).sum())
+        + int((batch.batch[batch.edge_index[0]] == 1).sum())
+        + int((state.cand_graph == 1).sum())
+    )
     assert float(logp[1]) == pytest.approx(-math.log(1 + m1), abs=1e-5)
 
 

@@ -43,8 +43,9 @@ def test_relation_gnn_with_qformer_batches_like_single_graphs_and_trains():
     model = RelationGNN(F_IN, 4, hidden=16, heads=2, fusion="mm_qformer", queries=3).eval()
     assert model.z_dim == 5 * 16 and model.classifier[0].in_features == 5 * 16
     datas = [make_data(5, 8, seed=s) for s in range(3)]
-    torch.testing.assert_close(model(Batch.from_data_list(datas)), torch.cat([model(d) for d in datas]),
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        model(Batch.from_data_list(datas)), torch.cat([model(d) for d in datas]), atol=1e-5, rtol=1e-5
+    )
     model.train()
     model(Batch.from_data_list(datas)).sum().backward()
     assert model.qformer.queries.grad is not None and model.qformer.queries.grad.abs().sum() > 0

@@ -4,13 +4,7 @@ import pytest
 import torch
 from torch_geometric.loader import DataLoader
 
-from tests.learn.test_finetune import (  # noqa: F401 (threads: the fixture)
-    D,
-    _hf_model,
-    captioned,
-    needs_minilm,
-    threads,
-)
+from tests.learn.test_finetune import D, _hf_model, captioned, needs_minilm, threads  # noqa: F401 (threads: the fixture)
 
 
 def test_relation_text_head_scores_against_encoded_descriptions(tiny_hf):

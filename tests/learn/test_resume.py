@@ -36,16 +36,27 @@ def _model(seed):
 
 def _fit(model, state_dir, **kw):
     train, val = synthetic(96, 0), synthetic(40, 1)
-    args = dict(epochs=4, lr=3e-3, weight_decay=1e-4, class_weights="inverse_sqrt", none_id=0, seed=5, patience=0,
-                warmup=0.2, state_dir=state_dir, fingerprint="params-A")
+    args = dict(
+        epochs=4,
+        lr=3e-3,
+        weight_decay=1e-4,
+        class_weights="inverse_sqrt",
+        none_id=0,
+        seed=5,
+        patience=0,
+        warmup=0.2,
+        state_dir=state_dir,
+        fingerprint="params-A",
+    )
     args.update(kw)
     return fit_classifier(model, DataLoader(train, batch_size=16, shuffle=True), DataLoader(val, batch_size=64), **args)
 
 
 def _same(h1, h2):
     drop = ("seconds", "train_seconds")
-    return [{k: v for k, v in h.items() if k not in drop} for h in h1] == \
-           [{k: v for k, v in h.items() if k not in drop} for h in h2]
+    return [{k: v for k, v in h.items() if k not in drop} for h in h1] == [
+        {k: v for k, v in h.items() if k not in drop} for h in h2
+    ]
 
 
 @pytest.mark.parametrize("ema", [0.0, 0.9], ids=["live", "ema"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-
 import torch
 
 from mmre_cli.learn.policy import AgentConfig, apply_action, init_state  # noqa: E402
@@ -147,7 +146,13 @@ def test_edit_complexity_step_rewards_by_hand():
         r0, acc0 = r1, acc1
     assert float(c1) == pytest.approx(2 / 8)
     assert rewards == pytest.approx([3 * -0.05 - 0.25, 3 * 0.10 - 0.25], abs=1e-5)
-    assert float(step_reward(r0, r0, acc0, acc0, torch.tensor([True]), torch.tensor([False]), torch.tensor([False]),
-                             cfg)) == 0.0  # (a neutral edit's -0.25 is in R itself: C rose by 1/8)
-    assert float(step_reward(r0, r0 - 5, acc0, acc0, torch.tensor([False]), torch.tensor([True]),
-                             torch.tensor([True]), cfg)) == 0.0  # stop
+    assert (
+        float(step_reward(r0, r0, acc0, acc0, torch.tensor([True]), torch.tensor([False]), torch.tensor([False]), cfg))
+        == 0.0
+    )  # (a neutral edit's -0.25 is in R itself: C rose by 1/8)
+    assert (
+        float(
+            step_reward(r0, r0 - 5, acc0, acc0, torch.tensor([False]), torch.tensor([True]), torch.tensor([True]), cfg)
+        )
+        == 0.0
+    )  # stop

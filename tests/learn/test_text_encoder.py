@@ -11,13 +11,7 @@ from torch_geometric.loader import DataLoader
 
 from mmre_cli.learn.markers import insert_markers
 from mmre_cli.learn.text_encoder import TextNodeEncoder
-from tests.learn.test_finetune import (  # noqa: F401 (threads: the fixture)
-    D,
-    _hf_model,
-    captioned,
-    needs_minilm,
-    threads,
-)
+from tests.learn.test_finetune import D, _hf_model, captioned, needs_minilm, threads  # noqa: F401 (threads: the fixture)
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +158,7 @@ def test_a_deleted_word_is_masked_out_of_the_encoder_and_its_text_no_longer_matt
         v2, _, e2 = enc.encode([other], heads, tails, deleted=[[4]])
         _, _, e3 = enc.encode([other], heads, tails)
     assert torch.equal(e0, e_none) and torch.equal(v0[0], v_none[0])  # nothing deleted: unchanged
-    assert not torch.allclose(e0, e1, atol=1e-4)                        # a masked token changes the output
-    assert not h1[0][4] and h0[0][4]                                    # and leaves the span means
-    assert torch.allclose(e1, e2, atol=1e-5)                            # whatever the deleted word said
-    assert not torch.allclose(e2, e3, atol=1e-4)                        # an unmasked word does count
+    assert not torch.allclose(e0, e1, atol=1e-4)  # a masked token changes the output
+    assert not h1[0][4] and h0[0][4]  # and leaves the span means
+    assert torch.allclose(e1, e2, atol=1e-5)  # whatever the deleted word said
+    assert not torch.allclose(e2, e3, atol=1e-4)  # an unmasked word does count

@@ -1,6 +1,5 @@
 """fit_classifier on a synthetic task whose label is a function of the head/tail features."""
 
-
 import numpy as np
 import pytest
 import torch
@@ -37,17 +36,19 @@ def synthetic(n_graphs: int, seed: int) -> list[Data]:
         e = int(rng.integers(n, 3 * n))
         role = np.zeros(n, np.int64)
         role[head], role[tail] = ROLE_HEAD, ROLE_TAIL
-        out.append(Data(
-            x=torch.from_numpy(x),
-            edge_index=torch.from_numpy(rng.integers(0, n, size=(2, e))),
-            edge_type=torch.from_numpy(rng.integers(0, 3, size=e)),
-            edge_attr=torch.from_numpy(rng.normal(size=(e, EDGE_ATTR_DIM)).astype(np.float32)),
-            node_role=torch.from_numpy(role),
-            y=torch.tensor([y]),
-            head_index=torch.tensor([int(head)]),
-            tail_index=torch.tensor([int(tail)]),
-            num_nodes=n,
-        ))
+        out.append(
+            Data(
+                x=torch.from_numpy(x),
+                edge_index=torch.from_numpy(rng.integers(0, n, size=(2, e))),
+                edge_type=torch.from_numpy(rng.integers(0, 3, size=e)),
+                edge_attr=torch.from_numpy(rng.normal(size=(e, EDGE_ATTR_DIM)).astype(np.float32)),
+                node_role=torch.from_numpy(role),
+                y=torch.tensor([y]),
+                head_index=torch.tensor([int(head)]),
+                tail_index=torch.tensor([int(tail)]),
+                num_nodes=n,
+            )
+        )
     return out
 
 
@@ -125,6 +126,7 @@ def test_predict_and_checkpoint_round_trip(loaders, tmp_path):
 
 def test_fabric_cpu(loaders):
     import lightning
+
     fabric = lightning.fabric.Fabric(accelerator="cpu", devices=1)
     model = PooledMLP(F_IN, NUM_CLASSES, hidden=16)
     best, history = _fit(model, loaders, epochs=2, fabric=fabric)
@@ -173,13 +175,15 @@ def test_rdrop_loss_is_two_passes_plus_symmetric_kl(loaders):
     kl_pq = (p * (p.log() - q.log())).sum(-1).mean()
     kl_qp = (q * (q.log() - p.log())).sum(-1).mean()
     assert kl_pq > 0 and kl_qp > 0  # dropout made the passes differ
-    want = 0.5 * (torch.nn.functional.cross_entropy(z1, y) + torch.nn.functional.cross_entropy(z2, y)) \
-        + 4.0 / 4 * (kl_pq + kl_qp)
+    want = 0.5 * (torch.nn.functional.cross_entropy(z1, y) + torch.nn.functional.cross_entropy(z2, y)) + 4.0 / 4 * (
+        kl_pq + kl_qp
+    )
     assert got.item() == pytest.approx(want.item(), rel=1e-5)
     # without dropout the passes agree and R-Drop is the plain loss
     model.eval()
     assert training_loss(model, model, batch, y, None, 4.0).item() == pytest.approx(
-        classification_loss(model, model(batch), y, None).item(), rel=1e-6)
+        classification_loss(model, model(batch), y, None).item(), rel=1e-6
+    )
 
 
 def test_rdrop_trains(loaders):

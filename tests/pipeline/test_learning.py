@@ -8,11 +8,20 @@ from mmre_cli.pipeline.learning import CAPTION_JOIN, apply_pair_captions
 
 
 def _graph(gid: str, img: str) -> Graph:
-    return Graph(graph_id=gid, node_kind=np.zeros(1, np.int8), node_modality=np.zeros(1, np.int8),
-                 node_role=np.zeros(1, np.int8), node_text=["w"], box=np.zeros((1, 4), np.float32),
-                 edge_index=np.zeros((2, 0), np.int64), edge_type=np.zeros(0, np.int8), edge_label=[],
-                 edge_attr=np.zeros((0, EDGE_ATTR_DIM), np.float32), label=0,
-                 meta={"img_id": img, "caption": "from the graphs"})
+    return Graph(
+        graph_id=gid,
+        node_kind=np.zeros(1, np.int8),
+        node_modality=np.zeros(1, np.int8),
+        node_role=np.zeros(1, np.int8),
+        node_text=["w"],
+        box=np.zeros((1, 4), np.float32),
+        edge_index=np.zeros((2, 0), np.int64),
+        edge_type=np.zeros(0, np.int8),
+        edge_label=[],
+        edge_attr=np.zeros((0, EDGE_ATTR_DIM), np.float32),
+        label=0,
+        meta={"img_id": img, "caption": "from the graphs"},
+    )
 
 
 def _captions(path, rows: dict[str, str]) -> None:
@@ -33,7 +42,11 @@ def test_several_captioners_are_joined_in_order(tmp_path):
     found = apply_pair_captions(groups, [str(tmp_path / "blip_{split}.txt"), str(tmp_path / "qwen_{split}.txt")])
     assert found == 3
     assert [g.meta["caption"] for g in groups["val"]] == [
-        f"a man on a stage{CAPTION_JOIN}Bowie sings at Earls Court", "a dog", "a crowd", None]
+        f"a man on a stage{CAPTION_JOIN}Bowie sings at Earls Court",
+        "a dog",
+        "a crowd",
+        None,
+    ]
 
 
 def test_the_editors_caption_deletions_do_not_cut_another_captioners_text(tmp_path):
@@ -41,7 +54,7 @@ def test_the_editors_caption_deletions_do_not_cut_another_captioners_text(tmp_pa
 
     _captions(tmp_path / "blip_val.txt", {"a.jpg": "a man on a stage"})
     g = _graph("g0", "a.jpg")
-    g.meta["deleted_caption_texts"] = ["a stage"]   # a phrase of the graph's own caption
+    g.meta["deleted_caption_texts"] = ["a stage"]  # a phrase of the graph's own caption
     assert edited_caption(g.meta) == "from the graphs"
     apply_pair_captions({"val": [g]}, str(tmp_path / "blip_{split}.txt"))
     assert "deleted_caption_texts" not in g.meta and edited_caption(g.meta) == "a man on a stage"
@@ -53,11 +66,9 @@ def test_no_source_keeps_the_graphs_captions(tmp_path):
 
 
 def test_load_graph_batches_roundtrip(tmp_path):
-    from tests.graphs.test_pyg import GRAPHS, check_batch
-
     from mmre_cli.pipeline.learning import load_graph_batches
-
     from mmre_cli.store.writers import write_artifact
+    from tests.graphs.test_pyg import GRAPHS, check_batch
 
     write_artifact(tmp_path / "g", {}, graphs=GRAPHS, stage="graphs", dim=8)
     batches = list(load_graph_batches(tmp_path / "g", 2))

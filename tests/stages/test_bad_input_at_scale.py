@@ -30,9 +30,16 @@ def _good_records(split: str, n: int) -> list[dict]:
     out = []
     for k in range(n):
         r = lines[k % len(lines)]
-        out.append({"id": f"{split}-{k:05d}", "tokens": r["token"], "head": {"name": r["h"]["name"], "pos": r["h"]["pos"]},
-                    "tail": {"name": r["t"]["name"], "pos": r["t"]["pos"]}, "image": f"img/{split}/{r['img_id']}",
-                    "relation": r["relation"]})
+        out.append(
+            {
+                "id": f"{split}-{k:05d}",
+                "tokens": r["token"],
+                "head": {"name": r["h"]["name"], "pos": r["h"]["pos"]},
+                "tail": {"name": r["t"]["name"], "pos": r["t"]["pos"]},
+                "image": f"img/{split}/{r['img_id']}",
+                "relation": r["relation"],
+            }
+        )
     return out
 
 
@@ -42,11 +49,14 @@ def _bad_images(folder: Path) -> dict[str, str]:
     good = next((SAMPLE / "img_org" / "train").iterdir()).read_bytes()
     (folder / "zero.png").write_bytes(b"")
     (folder / "text.jpg").write_text("this is not an image")
-    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(random.Random(0).randrange(256) for _ in range(300)))
+    (folder / "broken.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n" + bytes(random.Random(0).randrange(256) for _ in range(300))
+    )
     (folder / "truncated.png").write_bytes(good[: len(good) // 2])
     Image.new("1", (20000, 20000)).save(folder / "bomb.png")  # 400 MP declared, a few kB on disk
-    return {f"img/bad/{n}": "unreadable image" for n in ("zero.png", "text.jpg", "broken.png", "truncated.png",
-                                                        "bomb.png")}
+    return {
+        f"img/bad/{n}": "unreadable image" for n in ("zero.png", "text.jpg", "broken.png", "truncated.png", "bomb.png")
+    }
 
 
 def _faults(split: str, good: list[dict], images: dict[str, str]) -> list[tuple[int, bytes, str]]:
@@ -61,8 +71,13 @@ def _faults(split: str, good: list[dict], images: dict[str, str]) -> list[tuple[
     for rep in range(3):
         k = 7 + 97 * rep
         add(k, b"{'token': ['not', 'json'", "invalid JSON")
-        add(k + 1, json.dumps({**base, "id": f"{split}-latin-{rep}", "tokens": ["Caf\u00e9"] + base["tokens"][1:]})
-            .encode("utf-8").replace("\\u00e9".encode(), "\u00e9".encode("latin-1")), "not UTF-8")
+        add(
+            k + 1,
+            json.dumps({**base, "id": f"{split}-latin-{rep}", "tokens": ["Caf\u00e9"] + base["tokens"][1:]})
+            .encode("utf-8")
+            .replace("\\u00e9".encode(), "\u00e9".encode("latin-1")),
+            "not UTF-8",
+        )
         add(k + 2, {**base, "id": f"{split}-span-{rep}", "head": {"name": "x", "pos": [40, 42]}}, "span out of range")
         add(k + 3, {**base, "id": f"{split}-empty-{rep}", "tokens": []}, "empty tokens")
         add(k + 4, {**good[0], "id": good[0]["id"]}, "duplicate id")
@@ -86,7 +101,7 @@ def _write_corpus(root: Path, faulty: bool) -> dict[str, list[str]]:
         lines = [json.dumps(r).encode() for r in good]
         reasons = []
         if faulty:
-            for k, raw, reason in sorted(_faults(split, good, images), key=lambda f: -f[0]):
+            for k, raw, _reason in sorted(_faults(split, good, images), key=lambda f: -f[0]):
                 lines.insert(k, raw)
             reasons = [reason for _, _, reason in sorted(_faults(split, good, images), key=lambda f: f[0])]
         body = b"\n".join(lines) + b"\n"
@@ -110,21 +125,26 @@ def _chain(work: Path, params: dict) -> dict:
     p["data"].update(root="corpus")
     (work / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     mmre = str(Path(sys.executable).with_name("mmre"))
-    steps = [["extract-features", "corpus", "--out", "out/features"],
-             ["build-graphs", "corpus", "--features", "out/features", "--out", "out/graphs"],
-             ["merge-cmg", "--features", "out/features", "--graphs", "out/graphs", "--out", "out/cmg"],
-             ["train-agent", "--cmg", "out/cmg", "--out", "out/agent"],
-             ["diffuse", "--cmg", "out/cmg", "--agent", "out/agent", "--out", "out/diffused"],
-             ["train-gnn", "--graphs", "out/diffused", "--agent", "out/agent", "--out", "out/model"],
-             ["evaluate", "--model", "out/model", "--graphs", "out/diffused", "--out", "out/eval"]]
+    steps = [
+        ["extract-features", "corpus", "--out", "out/features"],
+        ["build-graphs", "corpus", "--features", "out/features", "--out", "out/graphs"],
+        ["merge-cmg", "--features", "out/features", "--graphs", "out/graphs", "--out", "out/cmg"],
+        ["train-agent", "--cmg", "out/cmg", "--out", "out/agent"],
+        ["diffuse", "--cmg", "out/cmg", "--agent", "out/agent", "--out", "out/diffused"],
+        ["train-gnn", "--graphs", "out/diffused", "--agent", "out/agent", "--out", "out/model"],
+        ["evaluate", "--model", "out/model", "--graphs", "out/diffused", "--out", "out/eval"],
+    ]
     env = {**__import__("os").environ, "MMRE_TORCH_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     for step in steps:
-        run = subprocess.run([mmre, *step, "--params", "params.yaml", "-q"], cwd=work, env=env, capture_output=True,
-                             text=True)
+        run = subprocess.run(
+            [mmre, *step, "--params", "params.yaml", "-q"], cwd=work, env=env, capture_output=True, text=True
+        )
         assert run.returncode == 0, (step[0], run.stderr[-3000:])
     out = work / "out"
-    return {"extract_features": json.loads((out / "features" / "stats.json").read_text()),
-            "evaluate": json.loads((out / "eval" / "stats.json").read_text())}
+    return {
+        "extract_features": json.loads((out / "features" / "stats.json").read_text()),
+        "evaluate": json.loads((out / "eval" / "stats.json").read_text()),
+    }
 
 
 def _contents(out: Path) -> dict[str, object]:
@@ -162,7 +182,9 @@ def test_a_faulty_corpus_skips_exactly_the_bad_instances(tmp_path):
 
     ef = faulty["extract_features"]
     assert ef["instances"] == sum(N_GOOD.values()) == clean["extract_features"]["instances"]
-    report = [json.loads(x) for x in (tmp_path / "faulty" / "out" / "features" / "skipped.jsonl").read_text().splitlines()]
+    report = [
+        json.loads(x) for x in (tmp_path / "faulty" / "out" / "features" / "skipped.jsonl").read_text().splitlines()
+    ]
     assert ef["skipped"] == len(report) == sum(len(v) for v in expected.values()) == 2 * 3 * 12
     for split, reasons in expected.items():
         got = [r["reason"] for r in report if f"{split}.jsonl:" in r["where"]]

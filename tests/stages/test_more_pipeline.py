@@ -21,6 +21,7 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "data" / "more"
 @pytest.fixture(scope="module")
 def more_run(tmp_path_factory):
     import torch
+
     root = tmp_path_factory.mktemp("more")
     data = root / "more"
     shutil.copytree(FIXTURE, data)
@@ -34,11 +35,30 @@ def more_run(tmp_path_factory):
         torch.save(objects, data / f"ent_{split}_dict.pth")  # MORE ships these as torch zips
     common = ["-S", "data.captions=null", "-S", "data.splits=[train, val]", "-q"]
     runner = CliRunner()
-    for argv in (["extract-features", str(data), "--out", str(root / "features"), "-S", "extract_features.detector=dataset"],
-                 ["build-graphs", str(data), "--features", str(root / "features"), "--out", str(root / "graphs"),
-                  "--stats", str(root / "build_graphs.json")],
-                 ["merge-cmg", "--features", str(root / "features"), "--graphs", str(root / "graphs"),
-                  "--out", str(root / "cmg"), "--stats", str(root / "merge_cmg.json")]):
+    for argv in (
+        ["extract-features", str(data), "--out", str(root / "features"), "-S", "extract_features.detector=dataset"],
+        [
+            "build-graphs",
+            str(data),
+            "--features",
+            str(root / "features"),
+            "--out",
+            str(root / "graphs"),
+            "--stats",
+            str(root / "build_graphs.json"),
+        ],
+        [
+            "merge-cmg",
+            "--features",
+            str(root / "features"),
+            "--graphs",
+            str(root / "graphs"),
+            "--out",
+            str(root / "cmg"),
+            "--stats",
+            str(root / "merge_cmg.json"),
+        ],
+    ):
         result = runner.invoke(app, argv + (common if argv[0] != "merge-cmg" else ["-q"]))
         assert result.exit_code == 0, (argv[0], result.output)
     return root

@@ -31,8 +31,11 @@ def _bin(name: str) -> str:
 
 
 def _env() -> dict:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("MMRE_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "MMRE_ALLOW_DOWNLOAD")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MMRE_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "MMRE_ALLOW_DOWNLOAD")
+    }
     env.update(PYTHONWARNINGS="ignore", DVC_NO_ANALYTICS="1", MMRE_NET_GUARD_LOG=str(NET_LOG))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "tests" / "netguard"), env.get("PYTHONPATH")]))
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
@@ -62,11 +65,17 @@ def project(tmp_path_factory) -> Path:
 def test_dvc_repro_runs_the_whole_chain(project):
     env = _env()
     # the guard is live in child processes: a lookup fails and is logged (then the log is reset)
-    probe = subprocess.run([sys.executable, "-c", "import socket; socket.getaddrinfo('pypi.org', 443)"], env=env,
-                           capture_output=True, text=True)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import socket; socket.getaddrinfo('pypi.org', 443)"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert probe.returncode != 0 and "pypi.org" in NET_LOG.read_text(), probe.stderr
     NET_LOG.unlink()
-    dry = subprocess.run([_bin("dvc"), "repro", "--dry", "--force"], cwd=project, env=env, capture_output=True, text=True)
+    dry = subprocess.run(
+        [_bin("dvc"), "repro", "--dry", "--force"], cwd=project, env=env, capture_output=True, text=True
+    )
     assert dry.returncode == 0, dry.stderr
     order = [line.split("'")[1] for line in dry.stdout.splitlines() if line.startswith("Running stage")]
     assert order == ["extract_features", "build_graphs", "merge_cmg", "train_agent", "diffuse", "train_gnn", "evaluate"]
@@ -91,15 +100,24 @@ def test_dvc_repro_runs_the_whole_chain(project):
     assert (model / "model.safetensors").exists() and (model / "agent.safetensors").exists()
 
     # every stage output validates, and validate names what it checked
-    kinds = {"features": "extract_features artifact", "graphs": "build_graphs artifact", "cmg": "merge_cmg artifact",
-             "agent": "editor folder (train-agent)", "diffused": "diffuse artifact", "model": "model folder (train-gnn)",
-             "eval": "evaluation (evaluate)"}
+    kinds = {
+        "features": "extract_features artifact",
+        "graphs": "build_graphs artifact",
+        "cmg": "merge_cmg artifact",
+        "agent": "editor folder (train-agent)",
+        "diffused": "diffuse artifact",
+        "model": "model folder (train-gnn)",
+        "eval": "evaluation (evaluate)",
+    }
     for name, kind in kinds.items():
-        checked = subprocess.run([_bin("mmre"), "validate", f"out/{name}"], cwd=project, env=env, capture_output=True,
-                                 text=True)
+        checked = subprocess.run(
+            [_bin("mmre"), "validate", f"out/{name}"], cwd=project, env=env, capture_output=True, text=True
+        )
         assert checked.returncode == 0 and f"valid {kind}" in checked.stderr, (name, checked.stderr)
 
-    shown = subprocess.run([_bin("dvc"), "metrics", "show", "--json"], cwd=project, env=env, capture_output=True, text=True)
+    shown = subprocess.run(
+        [_bin("dvc"), "metrics", "show", "--json"], cwd=project, env=env, capture_output=True, text=True
+    )
     assert shown.returncode == 0 and "micro_f1" in shown.stdout
     table = subprocess.run([_bin("dvc"), "metrics", "show"], cwd=project, env=env, capture_output=True, text=True)
     assert table.returncode == 0 and "micro_f1" in table.stdout
@@ -119,11 +137,28 @@ def test_dvc_repro_runs_the_whole_chain(project):
 
     sample = ast.literal_eval((project / "data" / "sample" / "ours_val.txt").read_text().splitlines()[0])
     words = sample["token"]
-    head = " ".join(words[sample["h"]["pos"][0]:sample["h"]["pos"][1]])
-    tail = " ".join(words[sample["t"]["pos"][0]:sample["t"]["pos"][1]])
+    head = " ".join(words[sample["h"]["pos"][0] : sample["h"]["pos"][1]])
+    tail = " ".join(words[sample["t"]["pos"][0] : sample["t"]["pos"][1]])
     image = next((project / "data" / "sample" / "img_org").rglob(sample["img_id"]))
-    pred = subprocess.run([_bin("mmre"), "predict", str(image), " ".join(words), "--head", head, "--tail", tail,
-                           "--model", "out/model", "--json"], cwd=project, env=env, capture_output=True, text=True)
+    pred = subprocess.run(
+        [
+            _bin("mmre"),
+            "predict",
+            str(image),
+            " ".join(words),
+            "--head",
+            head,
+            "--tail",
+            tail,
+            "--model",
+            "out/model",
+            "--json",
+        ],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert pred.returncode == 0 and json.loads(pred.stdout.splitlines()[0])["head"] == head, pred.stderr[-2000:]
     assert not NET_LOG.exists(), NET_LOG.read_text()  # nothing tried to reach the network
 
@@ -151,9 +186,15 @@ def test_dvc_repro_runs_the_whole_chain(project):
     assert edited(project / "mmre_cli" / "data" / "sample.py", comment) == []  # a library module no stage uses
     # the stages that run the training loops (diffuse runs the editor, not them: it imports no other stage)
     assert edited(project / "mmre_cli" / "learn" / "trainer.py", comment) == ["train_agent", "train_gnn", "evaluate"]
+
     def mmre_would_run() -> list[str]:
-        dry = subprocess.run([_bin("mmre"), "run", "params.yaml", "--out", "out", "--dry"], cwd=project, env=env,
-                             capture_output=True, text=True)
+        dry = subprocess.run(
+            [_bin("mmre"), "run", "params.yaml", "--out", "out", "--dry"],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         assert dry.returncode == 0, dry.stderr
         return dry.stdout.split()
 
@@ -164,17 +205,20 @@ def test_dvc_repro_runs_the_whole_chain(project):
             p = yaml.safe_load(b)
             p[section][key] = change(p[section][key])
             return yaml.safe_dump(p, sort_keys=False).encode()
+
         return edit
 
     def downstream(first: list[str]) -> list[str]:  # what a real `dvc repro` runs: the first changed stage on
-        return order[min(order.index(s) for s in first):] if first else []
+        return order[min(order.index(s) for s in first) :] if first else []
 
     # a key two stages read (the reward classifier trains with train_gnn.lr), and one only train_gnn reads:
     # dvc (key by key, from dvc.yaml) and `mmre run` (from each stage's PARAMS) rerun the same stages
     path = project / "params.yaml"
-    for section, key, change, first in (("train_gnn", "lr", lambda v: v * 2, ["train_agent", "train_gnn"]),
-                                        ("train_gnn", "epochs", lambda v: v + 1, ["train_gnn"]),
-                                        ("merge_cmg", "top_k", lambda v: v + 1, ["merge_cmg"])):
+    for section, key, change, first in (
+        ("train_gnn", "lr", lambda v: v * 2, ["train_agent", "train_gnn"]),
+        ("train_gnn", "epochs", lambda v: v + 1, ["train_gnn"]),
+        ("merge_cmg", "top_k", lambda v: v + 1, ["merge_cmg"]),
+    ):
         original = path.read_bytes()
         path.write_bytes(params_edit(section, key, change)(original))
         try:
@@ -192,8 +236,11 @@ def test_dvc_repro_runs_the_whole_chain(project):
         from mmre_cli.hashing import sha256_file
 
         files = [f for d in ("features", "graphs", "cmg", "diffused") for f in (project / "out" / d).rglob("*.parquet")]
-        files += [project / "out" / "model" / "model.safetensors", project / "out" / "agent" / "agent.safetensors",
-                  project / "out" / "eval" / "predictions.jsonl"]
+        files += [
+            project / "out" / "model" / "model.safetensors",
+            project / "out" / "agent" / "agent.safetensors",
+            project / "out" / "eval" / "predictions.jsonl",
+        ]
         return {str(f.relative_to(project)): sha256_file(f) for f in files if f.exists()}
 
     before = digests()
@@ -212,17 +259,26 @@ def test_dvc_repro_runs_the_whole_chain(project):
     git = ["git", "-c", "user.email=ci@mmre", "-c", "user.name=ci"]
     subprocess.run(["git", "add", "-A"], cwd=project, env=env, check=True)
     subprocess.run([*git, "commit", "-qm", "sample run"], cwd=project, env=env, check=True)
-    exp = subprocess.run([_bin("dvc"), "exp", "run", "-S", "train_gnn.patience=3"], cwd=project, env=env,
-                         capture_output=True, text=True)
+    exp = subprocess.run(
+        [_bin("dvc"), "exp", "run", "-S", "train_gnn.patience=3"], cwd=project, env=env, capture_output=True, text=True
+    )
     assert exp.returncode == 0, exp.stdout[-2000:] + exp.stderr[-2000:]
     reran = [line.split("'")[1] for line in exp.stdout.splitlines() if line.startswith("Running stage")]
     assert reran == ["train_gnn", "evaluate"], exp.stdout
 
     # issue 12: the classifier switches are experiment params like any other
-    switches = ["train_gnn.graph_encoder=hop_attention", "train_gnn.fusion=mm_qformer",
-                "train_gnn.loss=ce+negative_learning"]
-    exp = subprocess.run([_bin("dvc"), "exp", "run", *(a for s in switches for a in ("-S", s))], cwd=project, env=env,
-                         capture_output=True, text=True)
+    switches = [
+        "train_gnn.graph_encoder=hop_attention",
+        "train_gnn.fusion=mm_qformer",
+        "train_gnn.loss=ce+negative_learning",
+    ]
+    exp = subprocess.run(
+        [_bin("dvc"), "exp", "run", *(a for s in switches for a in ("-S", s))],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert exp.returncode == 0, exp.stdout[-2000:] + exp.stderr[-2000:]
     reran = [line.split("'")[1] for line in exp.stdout.splitlines() if line.startswith("Running stage")]
     assert reran == ["train_gnn", "evaluate"], exp.stdout
@@ -249,10 +305,31 @@ def test_train_agent_ddp_two_cpu_processes(project, tmp_path):
         assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
     env["MMRE_CPU_DDP"] = "2"
     out, stats = tmp_path / "agent", tmp_path / "m" / "train_agent.json"
-    run = subprocess.run([_bin("mmre"), "train-agent", "--cmg", str(cmg), "--out", str(out), "--stats", str(stats),
-                          "-S", "train_agent.warmup_epochs=1", "-S", "train_agent.episodes=1",
-                          "-S", "train_agent.batch_size=16", "-S", "train_gnn.hidden=32"],
-                         cwd=project, env=env, capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [
+            _bin("mmre"),
+            "train-agent",
+            "--cmg",
+            str(cmg),
+            "--out",
+            str(out),
+            "--stats",
+            str(stats),
+            "-S",
+            "train_agent.warmup_epochs=1",
+            "-S",
+            "train_agent.episodes=1",
+            "-S",
+            "train_agent.batch_size=16",
+            "-S",
+            "train_gnn.hidden=32",
+        ],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "Starting with 2 processes" in run.stdout + run.stderr
     result = json.loads(stats.read_text())

@@ -18,9 +18,17 @@ def test_two_rounds_retrain_the_classifier_and_report_each_round(cmg, tmp_path):
     from mmre_cli.learn.checkpoint import load_checkpoint
     from stages import train_agent
 
-    params = sample_params(**{"train_agent.episodes": 1, "train_agent.warmup_epochs": 1, "train_agent.rounds": 2,
-                              "train_agent.round_epochs": 1, "train_agent.evidence_penalty": 1.0,
-                              "train_gnn.hidden": 32, "train_gnn.heads": 2})
+    params = sample_params(
+        **{
+            "train_agent.episodes": 1,
+            "train_agent.warmup_epochs": 1,
+            "train_agent.rounds": 2,
+            "train_agent.round_epochs": 1,
+            "train_agent.evidence_penalty": 1.0,
+            "train_gnn.hidden": 32,
+            "train_gnn.heads": 2,
+        }
+    )
     out = tmp_path / "agent"
     stats = train_agent.run(cmg=cmg, out=out, params=params, plots=tmp_path / "plots")
     rounds = stats["rounds"]
@@ -44,8 +52,9 @@ def test_two_rounds_retrain_the_classifier_and_report_each_round(cmg, tmp_path):
 def test_one_round_is_the_warm_up_classifier_as_before(cmg, tmp_path):
     from stages import train_agent
 
-    params = sample_params(**{"train_agent.episodes": 1, "train_agent.warmup_epochs": 1,
-                              "train_gnn.hidden": 32, "train_gnn.heads": 2})
+    params = sample_params(
+        **{"train_agent.episodes": 1, "train_agent.warmup_epochs": 1, "train_gnn.hidden": 32, "train_gnn.heads": 2}
+    )
     stats = train_agent.run(cmg=cmg, out=tmp_path / "agent", params=params)
     assert "rounds" not in stats and not (tmp_path / "agent" / "agent_rounds.csv").exists()
 
@@ -77,8 +86,16 @@ def test_resume_after_a_kill_gives_the_uninterrupted_editor(cmg, tmp_path, kill_
     from mmre_cli.hashing import sha256_file
     from stages import train_agent
 
-    params = sample_params(**{"train_agent.episodes": 2, "train_agent.warmup_epochs": 2, "train_agent.rounds": 2,
-                              "train_agent.round_epochs": 1, "train_gnn.hidden": 32, "train_gnn.heads": 2})
+    params = sample_params(
+        **{
+            "train_agent.episodes": 2,
+            "train_agent.warmup_epochs": 2,
+            "train_agent.rounds": 2,
+            "train_agent.round_epochs": 1,
+            "train_gnn.hidden": 32,
+            "train_gnn.heads": 2,
+        }
+    )
     whole = tmp_path / "whole"
     train_agent.run(cmg=cmg, out=whole, params=params)
     out = tmp_path / "killed"

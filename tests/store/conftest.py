@@ -79,8 +79,13 @@ def assert_graphs_equal(a: Graph, b: Graph) -> None:
     assert a.node_text == b.node_text
     assert a.edge_label == b.edge_label
     for name, dtype in [
-        ("node_kind", np.int8), ("node_modality", np.int8), ("node_role", np.int8),
-        ("box", np.float32), ("edge_index", np.int64), ("edge_type", np.int8), ("edge_attr", np.float32),
+        ("node_kind", np.int8),
+        ("node_modality", np.int8),
+        ("node_role", np.int8),
+        ("box", np.float32),
+        ("edge_index", np.int64),
+        ("edge_type", np.int8),
+        ("edge_attr", np.float32),
     ]:
         va, vb = getattr(a, name), getattr(b, name)
         assert vb.dtype == dtype, (name, vb.dtype)
@@ -108,7 +113,10 @@ def feats(start: int, stop: int, dim: int = 8) -> pa.Table:
     idx = np.arange(start, stop)
     emb = (idx[:, None] + np.arange(dim)[None, :] / 10).astype(np.float32)
     return features_to_table(
-        [f"s{i:06d}" for i in idx], [f"token:{i % 5}" for i in idx], ["token"] * len(idx), emb,
+        [f"s{i:06d}" for i in idx],
+        [f"token:{i % 5}" for i in idx],
+        ["token"] * len(idx),
+        emb,
         texts=[f"t{i}" for i in idx],
     )
 
@@ -118,8 +126,9 @@ def digests(d) -> dict[str, str]:
 
 
 def write_feats(out, total=1000, chunk=7, max_rows=128, **kw):
-    with ArtifactWriter(out, stage="features", encoder="enc", dim=8, params_hash="h",
-                        max_rows_per_shard=max_rows, **kw) as art:
+    with ArtifactWriter(
+        out, stage="features", encoder="enc", dim=8, params_hash="h", max_rows_per_shard=max_rows, **kw
+    ) as art:
         for a in range(0, total, chunk):
             art.write("features", feats(a, min(a + chunk, total)))
     return read_manifest(out)

@@ -19,8 +19,17 @@ def model_dir(tmp_path) -> Path:
     d = tmp_path / "model"
     save_checkpoint(d, "model", RelationGNN(8, 3, hidden=8, heads=2), {"labels": ["None", "a", "b"], "none_id": 0})
     save_checkpoint(d, "agent", RelationGNN(8, 3, hidden=8, heads=2), {})
-    (d / "pipeline.json").write_text(json.dumps({"mmre_version": __version__, "schema_version": SCHEMA_VERSION,
-                                                 "labels": ["None", "a", "b"], "none_id": 0, "params": {}}))
+    (d / "pipeline.json").write_text(
+        json.dumps(
+            {
+                "mmre_version": __version__,
+                "schema_version": SCHEMA_VERSION,
+                "labels": ["None", "a", "b"],
+                "none_id": 0,
+                "params": {},
+            }
+        )
+    )
     return d
 
 
@@ -30,8 +39,9 @@ def eval_dir(tmp_path) -> Path:
     d.mkdir()
     rows = [{"sample_id": f"val-{i}", "gold": "a", "pred": "a", "prob": 0.9} for i in range(3)]
     (d / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (d / "stats.json").write_text(json.dumps({"split": "val", "acc": 1.0, "micro_p": 1.0, "micro_r": 1.0,
-                                              "micro_f1": 1.0, "n": 3}))
+    (d / "stats.json").write_text(
+        json.dumps({"split": "val", "acc": 1.0, "micro_p": 1.0, "micro_r": 1.0, "micro_f1": 1.0, "n": 3})
+    )
     return d
 
 
@@ -66,8 +76,11 @@ def test_garbage_with_a_matching_checksum_is_not_a_safetensors_file(model_dir):
 
 def test_pipeline_problems(model_dir):
     p = model_dir / "pipeline.json"
-    p.write_text(json.dumps({"mmre_version": "9.0.0", "schema_version": SCHEMA_VERSION, "labels": ["None"],
-                             "none_id": 4, "params": {}}))
+    p.write_text(
+        json.dumps(
+            {"mmre_version": "9.0.0", "schema_version": SCHEMA_VERSION, "labels": ["None"], "none_id": 4, "params": {}}
+        )
+    )
     problems = check_folder(model_dir, "model")
     assert any("written by mmre 9.0.0" in x for x in problems) and any("none_id 4" in x for x in problems)
     (model_dir / "pipeline.json").unlink()

@@ -61,7 +61,11 @@ def run_and_kill(out, resume: bool, after_shards: int, delay: float) -> tuple[in
     env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(out), "1" if resume else "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=root, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=root,
+        env=env,
     )
     start, seen = None, 0
     try:
@@ -101,8 +105,9 @@ def assert_only_whole_shards(out) -> int:
 
 def test_sigkill_mid_write_then_resume(tmp_path):
     ref = tmp_path / "ref"
-    with ArtifactWriter(ref, stage="features", encoder="enc", dim=8, params_hash="h",
-                        max_rows_per_shard=PER_SHARD) as art:
+    with ArtifactWriter(
+        ref, stage="features", encoder="enc", dim=8, params_hash="h", max_rows_per_shard=PER_SHARD
+    ) as art:
         art.write("features", feats(0, ROWS))
 
     out = tmp_path / "out"
@@ -124,8 +129,9 @@ def test_sigkill_mid_write_then_resume(tmp_path):
     # a fresh resuming writer removes the temp file and continues from the last whole shard
     schema = table_schema("features", dim=8, stage="features", encoder="enc", params_hash="h")
     assert [s.num_rows for s in ShardWriter.completed_shards(out, "features", schema)] == [PER_SHARD] * n2
-    with ArtifactWriter(out, stage="features", encoder="enc", dim=8, params_hash="h",
-                        max_rows_per_shard=PER_SHARD, resume=True) as art:
+    with ArtifactWriter(
+        out, stage="features", encoder="enc", dim=8, params_hash="h", max_rows_per_shard=PER_SHARD, resume=True
+    ) as art:
         done = art.rows_done("features")
         assert done == n2 * PER_SHARD
         assert not list_tmp_files(out)
@@ -144,8 +150,9 @@ def test_sigkill_mid_write_then_resume(tmp_path):
 def test_non_resuming_writer_starts_over(tmp_path):
     out = tmp_path / "out"
     run_and_kill(out, resume=False, after_shards=2, delay=0.0)
-    with ArtifactWriter(out, stage="features", encoder="enc", dim=8, params_hash="h",
-                        max_rows_per_shard=PER_SHARD) as art:
+    with ArtifactWriter(
+        out, stage="features", encoder="enc", dim=8, params_hash="h", max_rows_per_shard=PER_SHARD
+    ) as art:
         assert art.rows_done("features") == 0
         assert not list_tmp_files(out) and not list(out.glob("*.parquet"))
         art.write("features", feats(0, 120))
@@ -156,12 +163,15 @@ def test_non_resuming_writer_starts_over(tmp_path):
 @pytest.mark.parametrize("bad", [b"", b"PAR1", b"PAR1" + b"\0" * 100])
 def test_half_written_tmp_is_ignored_by_resume(tmp_path, bad):
     out = tmp_path / "out"
-    with ArtifactWriter(out, stage="features", encoder="enc", dim=8, params_hash="h", max_rows_per_shard=PER_SHARD) as art:
+    with ArtifactWriter(
+        out, stage="features", encoder="enc", dim=8, params_hash="h", max_rows_per_shard=PER_SHARD
+    ) as art:
         art.write("features", feats(0, 2 * PER_SHARD))
     (out / "manifest.json").unlink()
     (out / ".features-00002.parquet.tmp").write_bytes(bad)
-    with ArtifactWriter(out, stage="features", encoder="enc", dim=8, params_hash="h",
-                        max_rows_per_shard=PER_SHARD, resume=True) as art:
+    with ArtifactWriter(
+        out, stage="features", encoder="enc", dim=8, params_hash="h", max_rows_per_shard=PER_SHARD, resume=True
+    ) as art:
         assert art.rows_done("features") == 2 * PER_SHARD
         art.write("features", feats(2 * PER_SHARD, 3 * PER_SHARD))
     assert validate(out) == []

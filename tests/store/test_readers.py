@@ -10,13 +10,7 @@ import pyarrow as pa
 import pytest
 
 from mmre_cli.errors import InputError
-from mmre_cli.store import (
-    ShardWriter,
-    features_to_table,
-    iter_batches,
-    read_table,
-    table_schema,
-)
+from mmre_cli.store import ShardWriter, features_to_table, iter_batches, read_table, table_schema
 
 from .conftest import write_feats
 
@@ -43,12 +37,29 @@ def test_iter_batches_bounded_memory(tmp_path):
     w = ShardWriter(tmp_path, "features", schema, max_rows_per_shard=rows)
     rng = np.random.default_rng(0)
     for k in range(n_shards):
-        w.write(features_to_table([f"s{k}"] * rows, ["image"] * rows, ["image"] * rows,
-                                  rng.standard_normal((rows, dim)).astype(np.float32)))
+        w.write(
+            features_to_table(
+                [f"s{k}"] * rows,
+                ["image"] * rows,
+                ["image"] * rows,
+                rng.standard_normal((rows, dim)).astype(np.float32),
+            )
+        )
     entry = w.close()
-    (tmp_path / "manifest.json").write_text(json.dumps({
-        "format": "mmre-artifact", "schema_version": 1, "stage": "", "encoder": "", "dim": dim,
-        "params_hash": "", "info": {}, "tables": {"features": entry}}))
+    (tmp_path / "manifest.json").write_text(
+        json.dumps(
+            {
+                "format": "mmre-artifact",
+                "schema_version": 1,
+                "stage": "",
+                "encoder": "",
+                "dim": dim,
+                "params_hash": "",
+                "info": {},
+                "tables": {"features": entry},
+            }
+        )
+    )
     del w
     gc.collect()
     base = pa.total_allocated_bytes()

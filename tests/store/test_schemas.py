@@ -68,8 +68,12 @@ def test_schema_metadata_written(tmp_path, instances, graphs):
         assert raw[b"mmre.params_hash"] == b"abc123"
         assert raw[b"mmre.stage"] == b"graphs"
         assert read_meta(out, table) == {
-            "schema_version": SCHEMA_VERSION, "table": table, "stage": "graphs",
-            "encoder": "clip-test", "dim": 8, "params_hash": "abc123",
+            "schema_version": SCHEMA_VERSION,
+            "table": table,
+            "stage": "graphs",
+            "encoder": "clip-test",
+            "dim": 8,
+            "params_hash": "abc123",
         }
         # the schema read back from disk equals the one built in code (metadata aside)
         assert schema.equals(schema_for(table, 8), check_metadata=False)
@@ -163,9 +167,12 @@ def test_features_table(tmp_path):
     boxes = np.full((5, 4), np.nan, np.float32)
     boxes[3] = [0.1, 0.2, 0.3, 0.4]
     t = features_to_table(
-        ["s1"] * 5, ["token:0", "token:1", "entity:head", "object:0", "image"],
-        ["token", "token", "entity", "object", "image"], emb,
-        texts=["a", "b", "a b", "dog", None], boxes=boxes,
+        ["s1"] * 5,
+        ["token:0", "token:1", "entity:head", "object:0", "image"],
+        ["token", "token", "entity", "object", "image"],
+        emb,
+        texts=["a", "b", "a b", "dog", None],
+        boxes=boxes,
     )
     assert t.schema.equals(features_schema(16))
     with ArtifactWriter(tmp_path / "f", stage="features", encoder="enc", dim=16) as art:

@@ -6,14 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mmre_cli.store import (
-    ArtifactWriter,
-    ShardWriter,
-    read_manifest,
-    read_table,
-    table_schema,
-    validate,
-)
+from mmre_cli.store import ArtifactWriter, ShardWriter, read_manifest, read_table, table_schema, validate
 
 from .conftest import digests, feats, write_feats
 
@@ -35,11 +28,16 @@ def test_schema_mismatch_rejected_and_item_child_cast(tmp_path):
     with pytest.raises(ValueError, match="does not match"):
         w.write(pa.table({"sample_id": ["a"]}))
     # a table built with default list child names ("item") is cast to the declared types
-    plain = pa.table({
-        "sample_id": ["a"], "unit": ["image"], "kind": ["image"], "text": [None],
-        "box": pa.array([None], pa.list_(pa.float32(), 4)),
-        "emb": pa.array([[0.0] * 8], pa.list_(pa.float32(), 8)),
-    })
+    plain = pa.table(
+        {
+            "sample_id": ["a"],
+            "unit": ["image"],
+            "kind": ["image"],
+            "text": [None],
+            "box": pa.array([None], pa.list_(pa.float32(), 4)),
+            "emb": pa.array([[0.0] * 8], pa.list_(pa.float32(), 8)),
+        }
+    )
     w.write(plain)
     w.close()
     back = pq.read_table(tmp_path / "features-00000.parquet")
@@ -79,8 +77,9 @@ def test_resume_shard_writer(tmp_path):
     (out / ".features-00003.parquet.tmp").write_bytes(b"PAR1 half a shard")
     assert ShardWriter.completed_shards(out, "features", schema)[-1].file == "features-00002.parquet"
     # resume through the ArtifactWriter, skipping the rows already in whole shards
-    with ArtifactWriter(out, stage="features", encoder="enc", dim=8, params_hash="h",
-                        max_rows_per_shard=128, resume=True) as art:
+    with ArtifactWriter(
+        out, stage="features", encoder="enc", dim=8, params_hash="h", max_rows_per_shard=128, resume=True
+    ) as art:
         done = art.rows_done("features")
         assert done == 384
         assert not list(out.glob("*.tmp"))
@@ -93,8 +92,9 @@ def test_resume_shard_writer(tmp_path):
 def test_resume_drops_shards_with_other_params(tmp_path):
     out = tmp_path / "a"
     write_feats(out, total=300, max_rows=100)
-    with ArtifactWriter(out, stage="features", encoder="enc", dim=8, params_hash="OTHER",
-                        max_rows_per_shard=100, resume=True) as art:
+    with ArtifactWriter(
+        out, stage="features", encoder="enc", dim=8, params_hash="OTHER", max_rows_per_shard=100, resume=True
+    ) as art:
         assert art.rows_done("features") == 0
         art.write("features", feats(0, 300))
     assert read_manifest(out)["params_hash"] == "OTHER"

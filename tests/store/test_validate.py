@@ -12,14 +12,7 @@ import pytest
 
 from mmre_cli.hashing import sha256_file
 from mmre_cli.reporting import NullReporter
-from mmre_cli.store import (
-    ArtifactWriter,
-    check,
-    graphs_to_tables,
-    instances_to_table,
-    table_schema,
-    validate,
-)
+from mmre_cli.store import ArtifactWriter, check, graphs_to_tables, instances_to_table, table_schema, validate
 from mmre_cli.store.shard_writer import PARQUET_OPTIONS
 
 from .conftest import LABELS, make_graphs, make_instances

@@ -9,14 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mmre_cli.errors import InputError
-from mmre_cli.store import (
-    ArtifactWriter,
-    iter_batches,
-    iter_graphs,
-    num_rows,
-    table_schema,
-    validate,
-)
+from mmre_cli.store import ArtifactWriter, iter_batches, iter_graphs, num_rows, table_schema, validate
 from mmre_cli.store.manifest import list_shard_files
 from mmre_cli.store.writers import GraphWriter
 

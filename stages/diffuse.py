@@ -32,7 +32,7 @@ from mmre_cli.graphs.graph import Graph
 from mmre_cli.params import declared, params_hash, stage_view
 from mmre_cli.pipeline.chunks import require_artifact
 from mmre_cli.pipeline.devices import cpu_threads
-from mmre_cli.pipeline.editor import load_editor, refine
+from mmre_cli.pipeline.editor import EDITOR_PARAMS, load_editor, refine
 from mmre_cli.pipeline.records import finish
 from mmre_cli.reporting import Reporter, reporter_or_null
 from mmre_cli.store.manifest import num_rows, read_manifest
@@ -42,25 +42,13 @@ from mmre_cli.store.writers import ArtifactWriter
 #: the params this stage reads (dvc.yaml lists the same; tests/test_params_declared.py);
 #: train_agent's keys configure the editor it applies
 PARAMS = declared(
+    *EDITOR_PARAMS,
     "diffuse.enabled",
     "diffuse.alpha",
     "diffuse.max_iter",
     "diffuse.tau",
     "diffuse.prune",
     "diffuse.relevance",
-    "train_agent.enabled",
-    "train_agent.max_steps",
-    "train_agent.lam",
-    "train_agent.mu",
-    "train_agent.gamma",
-    "train_agent.lr",
-    "train_agent.entropy",
-    "train_agent.add_k",
-    "train_agent.add_threshold",
-    "train_agent.reward_mode",
-    "train_agent.evidence_penalty",
-    "train_agent.none_weight",
-    "train_agent.complexity",
 )
 
 

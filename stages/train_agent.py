@@ -38,7 +38,7 @@ from mmre_cli.learn.resume import STATE_DIR, load_state, save_state
 from mmre_cli.learn.trainer import evaluate, fit_classifier
 from mmre_cli.params import declared, params_hash, stage_view
 from mmre_cli.pipeline.classifiers import SWITCH_KEYS, build_classifier
-from mmre_cli.pipeline.editor import agent_config, edit_only
+from mmre_cli.pipeline.editor import EDITOR_PARAMS, agent_config, edit_only
 from mmre_cli.pipeline.learning import TrainingSetup, loader
 from mmre_cli.pipeline.records import finish, write_csv, write_plots
 from mmre_cli.plots import curves_png
@@ -47,23 +47,11 @@ from mmre_cli.reporting import Reporter, reporter_or_null
 #: the params this stage reads (dvc.yaml lists the same; tests/test_params_declared.py);
 #: the reward classifier is built and trained with train_gnn's size, lr, weight decay and class weights
 PARAMS = declared(
-    "train_agent.enabled",
+    *EDITOR_PARAMS,
     "train_agent.episodes",
-    "train_agent.max_steps",
-    "train_agent.lam",
-    "train_agent.mu",
-    "train_agent.gamma",
-    "train_agent.lr",
-    "train_agent.entropy",
-    "train_agent.add_k",
-    "train_agent.add_threshold",
-    "train_agent.reward_mode",
     "train_agent.warmup_epochs",
     "train_agent.batch_size",
     "train_agent.seed",
-    "train_agent.evidence_penalty",
-    "train_agent.complexity",
-    "train_agent.none_weight",
     "train_agent.rounds",
     "train_agent.round_epochs",
     "train_gnn.hidden",

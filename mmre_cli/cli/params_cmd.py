@@ -67,7 +67,7 @@ def params(
     table.add_column("key", no_wrap=True)
     table.add_column("type", overflow="fold", max_width=14)
     table.add_column("default", overflow="fold", max_width=16)
-    table.add_column("read by", overflow="fold", max_width=12)
+    table.add_column("read by", overflow="fold", max_width=16)
     table.add_column("what it does", overflow="fold", ratio=1, min_width=24)
     for r in rows:
         listed = all(choice in r["help"] for choice in r["choices"])  # the help names them already

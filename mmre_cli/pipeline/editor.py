@@ -8,6 +8,24 @@ from pathlib import Path
 from mmre_cli.errors import MmreError
 from mmre_cli.graphs.graph import Graph
 
+#: the params the editor reads when it runs (:func:`load_editor`, :func:`agent_config`): every stage
+#: that runs it declares them (diffuse; train-agent, whose rounds refine graphs with it)
+EDITOR_PARAMS = (
+    "train_agent.enabled",
+    "train_agent.max_steps",
+    "train_agent.lam",
+    "train_agent.mu",
+    "train_agent.gamma",
+    "train_agent.lr",
+    "train_agent.entropy",
+    "train_agent.add_k",
+    "train_agent.add_threshold",
+    "train_agent.reward_mode",
+    "train_agent.evidence_penalty",
+    "train_agent.none_weight",
+    "train_agent.complexity",
+)
+
 
 def agent_config(cfg: dict, none_id: int, policy: str = "two_level"):
     """The :class:`~mmre_cli.learn.policy.AgentConfig` of a ``train_agent`` params section (keys a

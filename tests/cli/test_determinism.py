@@ -4,12 +4,12 @@ the batch (padding) stays at float rounding."""
 
 from __future__ import annotations
 
-import copy
 import json
 
 import torch
 
 from mmre_cli.hashing import sha256_file
+from tests.cli.cli_helpers import tiny_finetune_params
 
 
 def _history(folder):
@@ -18,24 +18,11 @@ def _history(folder):
 
 
 def test_finetuning_twice_is_byte_identical(trained, tmp_path, tiny_bert, monkeypatch):
-    from mmre_cli.params import DEFAULTS
     from stages import train_gnn
 
     monkeypatch.setenv("MMRE_TORCH_THREADS", "2")
-    params = copy.deepcopy(DEFAULTS)
-    params["train_gnn"].update(
-        model="finetune",
-        epochs=2,
-        hidden=16,
-        heads=2,
-        batch_size=16,
-        encoder="hf",
-        encoder_weights=str(tiny_bert),
-        caption_tokens=8,
-        train_layers=1,
-        precision="bf16",
-        markers="typed",
-        loss="ce+negative_learning",
+    params = tiny_finetune_params(
+        tiny_bert, epochs=2, caption_tokens=8, precision="bf16", markers="typed", loss="ce+negative_learning"
     )
     outs = []
     for k in range(2):

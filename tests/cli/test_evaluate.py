@@ -118,24 +118,12 @@ def test_train_gnn_ensemble_trains_k_seeds_into_one_folder_that_evaluate_and_pre
     both = ensemble_scores([score_split(m, trained["diffused"], "val") for m in (ens, ens / "members" / "seed14")])
     assert summary["micro_f1"] == pytest.approx(both["metrics"]["micro_f1"])
 
-    from tests.cli.test_predict import _json_lines, _predict, _val
+    from tests.cli.cli_helpers import json_lines, query_args, run_predict, val_query
 
-    v = _val(1)
-    said = _predict(
-        v["image"],
-        v["text"],
-        "--head",
-        v["head"],
-        "--tail",
-        v["tail"],
-        "--image-caption",
-        v["caption"],
-        "--model",
-        str(ens),
-        "--json",
-    )
+    v = val_query(1)
+    said = run_predict(*query_args(v), "--model", str(ens), "--json")
     assert said.exit_code == 0, said.output
-    (line,) = _json_lines(said)
+    (line,) = json_lines(said)
     k = both["ids"].index("val-000002")
     assert abs(float(both["prob"][k].max()) - line["probability"]) < 1e-4
 

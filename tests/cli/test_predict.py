@@ -10,23 +10,12 @@ import json
 import shutil
 
 from mmre_cli.cli.app import app
-from tests.cli.predict_cli import json_lines, run_predict, runner, val_query, write_lines
+from tests.cli.cli_helpers import json_lines, query_args, run_predict, runner, val_query, write_lines
 
 
 def test_table_for_one_sample_instance(trained):
     v = val_query(0)
-    result = run_predict(
-        v["image"],
-        v["text"],
-        "--head",
-        v["head"],
-        "--tail",
-        v["tail"],
-        "--image-caption",
-        v["caption"],
-        "--model",
-        str(trained["model"]),
-    )
+    result = run_predict(*query_args(v), "--model", str(trained["model"]))
     assert result.exit_code == 0, result.output
     for word in ("head", "relation", "tail", "probability", "Nadia Holt", "Kestrel Motors"):
         assert word in result.stdout
@@ -37,19 +26,7 @@ def test_json_keys_and_same_result_as_the_stages(trained):
     from mmre_cli.predict.scoring import score_split
 
     v = val_query(1)
-    result = run_predict(
-        v["image"],
-        v["text"],
-        "--head",
-        v["head"],
-        "--tail",
-        v["tail"],
-        "--image-caption",
-        v["caption"],
-        "--model",
-        str(trained["model"]),
-        "--json",
-    )
+    result = run_predict(*query_args(v), "--model", str(trained["model"]), "--json")
     assert result.exit_code == 0, result.output
     (line,) = json_lines(result)
     assert {"head", "tail", "relation", "probability", "top3", "text", "image"} <= set(line)
@@ -67,21 +44,7 @@ def test_an_ensemble_predicts_the_mean_of_its_members(trained, second_model):
     from mmre_cli.predict.scoring import ensemble_scores, score_split
 
     v = val_query(1)
-    out = run_predict(
-        v["image"],
-        v["text"],
-        "--head",
-        v["head"],
-        "--tail",
-        v["tail"],
-        "--image-caption",
-        v["caption"],
-        "--model",
-        str(trained["model"]),
-        "--model",
-        str(second_model),
-        "--json",
-    )
+    out = run_predict(*query_args(v), "--model", str(trained["model"]), "--model", str(second_model), "--json")
     assert out.exit_code == 0, out.output
     (line,) = json_lines(out)
     members = [score_split(m, trained["diffused"], "val") for m in (trained["model"], second_model)]
@@ -180,29 +143,14 @@ def test_no_entities_says_so_and_exits_2(trained):
 
 def test_explain_writes_a_png(trained, tmp_path):
     v, picture = val_query(2), tmp_path / "why.png"
-    result = run_predict(
-        v["image"],
-        v["text"],
-        "--head",
-        v["head"],
-        "--tail",
-        v["tail"],
-        "--image-caption",
-        v["caption"],
-        "--model",
-        str(trained["model"]),
-        "--explain",
-        str(picture),
-    )
+    result = run_predict(*query_args(v), "--model", str(trained["model"]), "--explain", str(picture))
     assert result.exit_code == 0, result.output
     assert picture.stat().st_size > 10_000 and picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_missing_caption_warns_and_predicts_text_only(trained):
     v = val_query(0)
-    result = run_predict(
-        v["image"], v["text"], "--head", v["head"], "--tail", v["tail"], "--model", str(trained["model"]), "--json"
-    )
+    result = run_predict(*query_args(v, caption=False), "--model", str(trained["model"]), "--json")
     assert result.exit_code == 0, result.output
     assert "trained with captions" in result.stderr and len(json_lines(result)) == 1
 
@@ -214,7 +162,7 @@ def test_captioner_captions_a_raw_image_for_a_caption_model(trained, tiny_blip, 
     """`mmre predict img.jpg "text"` on a model that reads captions: --captioner writes the caption
     (a tiny random BLIP through the real loading code), and the prediction is the one with that caption."""
     v = val_query(0)
-    base = [v["image"], v["text"], "--head", v["head"], "--tail", v["tail"], "--model", str(trained["model"]), "--json"]
+    base = [*query_args(v, caption=False), "--model", str(trained["model"]), "--json"]
     result = run_predict(*base, "--captioner", str(tiny_blip))
     assert result.exit_code == 0, result.output
     assert result.stderr.count("caption by") == 1
@@ -236,16 +184,7 @@ def test_captioner_captions_a_raw_image_for_a_caption_model(trained, tiny_blip, 
 def test_a_captioner_that_is_not_one_is_a_clear_error(trained, tmp_path):
     v = val_query(0)
     result = run_predict(
-        v["image"],
-        v["text"],
-        "--head",
-        v["head"],
-        "--tail",
-        v["tail"],
-        "--model",
-        str(trained["model"]),
-        "--captioner",
-        str(tmp_path / "nothing-here"),
+        *query_args(v, caption=False), "--model", str(trained["model"]), "--captioner", str(tmp_path / "nothing-here")
     )
     assert result.exit_code == 2 and "cannot load an image-to-text model" in result.stderr
 
@@ -315,13 +254,9 @@ def test_batch_table_numbers_the_input_lines(trained, tmp_path):
 
 def test_quiet_hides_warnings_but_not_the_skipped_lines(trained, tmp_path):
     v = val_query(0)
-    loud = run_predict(
-        v["image"], v["text"], "--head", v["head"], "--tail", v["tail"], "--model", str(trained["model"])
-    )
+    loud = run_predict(*query_args(v, caption=False), "--model", str(trained["model"]))
     assert "warning:" in loud.stderr  # no caption given to a caption model
-    quiet = run_predict(
-        v["image"], v["text"], "--head", v["head"], "--tail", v["tail"], "--model", str(trained["model"]), "-q"
-    )
+    quiet = run_predict(*query_args(v, caption=False), "--model", str(trained["model"]), "-q")
     assert quiet.exit_code == 0 and quiet.stderr == "", quiet.stderr
     batch = tmp_path / "b.jsonl"
     batch.write_text(json.dumps({"text": v["text"], "head": v["head"], "tail": v["tail"]}) + "\n{not json\n")

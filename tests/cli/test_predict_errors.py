@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.predict_cli import json_lines, run_predict, val_query
+from tests.cli.cli_helpers import json_lines, run_predict, val_query
 
 
 def _bad_model(trained, tmp_path, edit=None, drop=None) -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 import fastapi  # noqa: F401 - a hard dependency: a broken install fails, never skips
 import pytest
 
-from tests.cli.test_predict import SAMPLE, _val
+from tests.cli.cli_helpers import SAMPLE, val_query
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def client(app):
 
 
 def _line(i: int) -> dict:
-    v = _val(i)
+    v = val_query(i)
     return {
         "text": v["text"],
         "head": v["head"],
@@ -43,7 +43,7 @@ def test_predict_answers_the_batch_fields_and_agrees_with_the_cli(client, traine
     from mmre_cli.predict.predictor import Predictor
     from mmre_cli.predict.queries import Query
 
-    v = _val(1)
+    v = val_query(1)
     r = client.post("/predict", json=_line(1))
     assert r.status_code == 200, r.text
     (p,) = r.json()["predictions"]
@@ -136,7 +136,7 @@ def test_the_page_in_a_browser_predicts_and_shows_a_bad_upload(server, tmp_path)
 
     from tests.browser import browser
 
-    v = _val(0)
+    v = val_query(0)
     with browser(offline=True) as d:
         d.get(server)
         assert "mmre" in d.title

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mmre_cli.cli.app import app
-from tests.cli.test_predict import _json_lines, _predict, _val, runner
+from tests.cli.cli_helpers import json_lines, query_args, run_predict, runner, tiny_finetune_params, val_query
 
 
 def _predict_equals_evaluate(model: Path, trained: dict, graphs: Path | None = None) -> list[str]:
@@ -21,23 +21,11 @@ def _predict_equals_evaluate(model: Path, trained: dict, graphs: Path | None = N
     (default: the diffused graphs); returns the argv."""
     from mmre_cli.predict.scoring import score_split
 
-    v = _val(1)
-    args = [
-        v["image"],
-        v["text"],
-        "--head",
-        v["head"],
-        "--tail",
-        v["tail"],
-        "--image-caption",
-        v["caption"],
-        "--model",
-        str(model),
-        "--json",
-    ]
-    out = _predict(*args)
+    v = val_query(1)
+    args = [*query_args(v), "--model", str(model), "--json"]
+    out = run_predict(*args)
     assert out.exit_code == 0, out.output
-    (line,) = _json_lines(out)
+    (line,) = json_lines(out)
     scored = score_split(model, graphs or trained["diffused"], "val")
     k = scored["ids"].index("val-000002")
     assert scored["labels"][int(scored["pred"][k])] == line["relation"]
@@ -72,21 +60,9 @@ def test_finetuned_model_trains_evaluates_and_predicts(trained, tmp_path):
 
 def test_hf_encoder_with_caption_pairs_trains_evaluates_and_predicts(trained, tmp_path, tiny_bert):
     """train_gnn.encoder=hf (a tiny random BERT folder) over MiniLM features, the caption as 2nd segment."""
-    from mmre_cli.params import DEFAULTS
     from stages import train_gnn
 
-    params = copy.deepcopy(DEFAULTS)
-    params["train_gnn"].update(
-        model="finetune",
-        epochs=1,
-        hidden=16,
-        heads=2,
-        batch_size=16,
-        encoder="hf",
-        encoder_weights=str(tiny_bert),
-        caption_tokens=8,
-        train_layers=1,
-    )
+    params = tiny_finetune_params(tiny_bert, caption_tokens=8)
     model = tmp_path / "hf_model"
     train_gnn.run(graphs=trained["diffused"], out=model, params=params, agent=trained["root"] / "agent")
     kwargs = json.loads((model / "model.json").read_text())["model_kwargs"]
@@ -99,7 +75,7 @@ def test_hf_encoder_with_caption_pairs_trains_evaluates_and_predicts(trained, tm
     # another tokenizer under the same name is refused, not silently mis-read
     pipeline["finetune_encoder"] = "hf:model:0000000000000000"
     (model / "pipeline.json").write_text(json.dumps(pipeline))
-    refused = _predict(*args)
+    refused = run_predict(*args)
     assert refused.exit_code == 2 and "fine-tuned encoder mismatch" in refused.output
 
 
@@ -109,31 +85,17 @@ def test_a_caption_pass_model_predicts_as_it_evaluates_and_reads_the_given_capti
 ):
     """train_gnn.caption_pass (the caption's own pass) + relation_text: predict = evaluate, and the
     caption given to predict is the one the model reads."""
-    from mmre_cli.params import DEFAULTS
     from stages import train_gnn
 
-    params = copy.deepcopy(DEFAULTS)
-    params["train_gnn"].update(
-        model="finetune",
-        epochs=1,
-        hidden=16,
-        heads=2,
-        batch_size=16,
-        encoder="hf",
-        encoder_weights=str(tiny_bert),
-        caption_pass=16,
-        train_layers=1,
-        readout=readout,
-        relation_text=True,
-    )
+    params = tiny_finetune_params(tiny_bert, caption_pass=16, readout=readout, relation_text=True)
     model = tmp_path / "caption_pass_model"
     train_gnn.run(graphs=trained["diffused"], out=model, params=params, agent=trained["root"] / "agent")
     kwargs = json.loads((model / "model.json").read_text())["model_kwargs"]
     assert kwargs["caption_pass"] == 16 and kwargs["readout"] == readout and len(kwargs["relation_descriptions"]) > 1
     args = _predict_equals_evaluate(model, trained)
     k = args.index("--image-caption")
-    first = _json_lines(_predict(*args))[0]
-    other = _json_lines(_predict(*args[: k + 1], "a completely different scene with a red car", *args[k + 2 :]))[0]
+    first = json_lines(run_predict(*args))[0]
+    other = json_lines(run_predict(*args[: k + 1], "a completely different scene with a red car", *args[k + 2 :]))[0]
     assert first["probability"] != other["probability"] or first["top3"] != other["top3"]
 
 
@@ -235,20 +197,9 @@ def test_a_finetuned_model_trained_on_the_merged_cmgs_evaluates_and_predicts(tra
     """The w/o-editor-and-diffusion setup (train-gnn straight on merge-cmg's output, as configs/mnre_cpu
     does through diffuse with both off): the model records both as disabled, so evaluate and predict
     rebuild the same graphs."""
-    from mmre_cli.params import DEFAULTS
     from stages import train_gnn
 
-    params = copy.deepcopy(DEFAULTS)
-    params["train_gnn"].update(
-        model="finetune",
-        epochs=1,
-        hidden=16,
-        heads=2,
-        batch_size=16,
-        encoder="hf",
-        encoder_weights=str(tiny_bert),
-        train_layers=1,
-    )
+    params = tiny_finetune_params(tiny_bert)
     model = tmp_path / "cmg_model"
     cmg = trained["root"] / "cmg"
     train_gnn.run(graphs=cmg, out=model, params=params, agent=trained["root"] / "agent")

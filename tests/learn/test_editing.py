@@ -17,6 +17,7 @@ from mmre_cli.learn.editing import (  # noqa: E402
     complexity,
     protected_nodes,
 )
+from tests.learn.ring_graphs import ring_graphs  # noqa: E402
 
 W_COL = EDGE_ATTR_COLUMNS.index("weight")
 COS_COL = EDGE_ATTR_COLUMNS.index("cosine")
@@ -31,35 +32,8 @@ def _one_thread():
 
 
 def make_batch(num_graphs: int = 6, dim: int = 8, seed: int = 0, chords: bool = True) -> Batch:
-    """Ring graphs (both directions) + a few chords, clustered features, head/tail anywhere."""
-    g = torch.Generator().manual_seed(seed)
-    centers = torch.randn(3, dim, generator=g)
-    data = []
-    for _ in range(num_graphs):
-        n = int(torch.randint(5, 10, (1,), generator=g))
-        x = centers[torch.randint(0, 3, (n,), generator=g)] + 0.4 * torch.randn(n, dim, generator=g)
-        src = torch.arange(n)
-        dst = (src + 1) % n
-        ei = torch.cat([torch.stack([src, dst]), torch.stack([dst, src])], 1)
-        if chords:
-            ei = torch.cat([ei, torch.tensor([[0], [n // 2]])], 1)
-        perm = torch.randperm(n, generator=g)
-        role = torch.zeros(n, dtype=torch.long)
-        role[perm[0]], role[perm[1]] = 1, 2
-        e = ei.size(1)
-        data.append(
-            Data(
-                x=x,
-                edge_index=ei,
-                edge_type=torch.randint(0, ADDED_EDGE_TYPE, (e,), generator=g),
-                edge_attr=torch.rand(e, EDGE_ATTR_DIM, generator=g),
-                node_role=role,
-                y=torch.randint(0, 4, (1,), generator=g),
-                head_index=perm[:1].clone(),
-                tail_index=perm[1:2].clone(),
-            )
-        )
-    return Batch.from_data_list(data)
+    """Ring graphs (both directions) + a few chords, clustered features (± 0.4), head/tail anywhere."""
+    return ring_graphs(num_graphs, dim=dim, seed=seed, n_range=(5, 10), spread=0.4, num_classes=4, chords=chords)
 
 
 def brute_candidates(batch: Batch, k: int, threshold: float) -> set[tuple[int, int]]:

@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 import torch_geometric  # noqa: F401 - a hard dependency: a broken install fails, never skips
-from torch_geometric.data import Batch, Data  # noqa: E402
+from torch_geometric.data import Batch  # noqa: E402
 
-from mmre_cli.graphs.graph import EDGE_ATTR_DIM  # noqa: E402
-from mmre_cli.learn.editing import ADDED_EDGE_TYPE, protected_nodes  # noqa: E402
+from mmre_cli.learn.editing import protected_nodes  # noqa: E402
 from mmre_cli.learn.policy import AgentConfig, GraphEditAgent, PolicyOutput, apply_action, init_state, masked_policy  # noqa: E402
+from tests.learn.ring_graphs import ring_graphs  # noqa: E402
 
 D = 8
 C = 4
@@ -27,39 +27,11 @@ def _one_thread():
 
 
 def ring_batch(num_graphs: int = 8, seed: int = 0, noise: bool = False, n_range=(6, 11)) -> Batch:
-    """Bidirectional rings (every node touches exactly 4 directed edges), clustered x.
+    """Bidirectional rings (every node touches exactly 4 directed edges), clustered x (± 0.3).
 
     With ``noise`` one non-head/tail node per graph gets ``x[:, 0] = 3`` (others 0) and y = 1.
     """
-    g = torch.Generator().manual_seed(seed)
-    centers = torch.randn(3, D, generator=g)
-    data = []
-    for _ in range(num_graphs):
-        n = int(torch.randint(n_range[0], n_range[1], (1,), generator=g))
-        x = centers[torch.randint(0, 3, (n,), generator=g)] + 0.3 * torch.randn(n, D, generator=g)
-        perm = torch.randperm(n, generator=g)
-        if noise:
-            x[:, 0] = 0.0
-            x[perm[2], 0] = 3.0
-        src = torch.arange(n)
-        dst = (src + 1) % n
-        ei = torch.cat([torch.stack([src, dst]), torch.stack([dst, src])], 1)
-        role = torch.zeros(n, dtype=torch.long)
-        role[perm[0]], role[perm[1]] = 1, 2
-        e = ei.size(1)
-        data.append(
-            Data(
-                x=x,
-                edge_index=ei,
-                edge_type=torch.randint(0, ADDED_EDGE_TYPE, (e,), generator=g),
-                edge_attr=torch.rand(e, EDGE_ATTR_DIM, generator=g),
-                node_role=role,
-                y=torch.tensor([1]) if noise else torch.randint(0, C, (1,), generator=g),
-                head_index=perm[:1].clone(),
-                tail_index=perm[1:2].clone(),
-            )
-        )
-    return Batch.from_data_list(data)
+    return ring_graphs(num_graphs, dim=D, seed=seed, n_range=n_range, spread=0.3, num_classes=C, noise=noise)
 
 
 def test_config_defaults():

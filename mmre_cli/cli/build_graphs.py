@@ -33,9 +33,7 @@ def build_graphs(
 ) -> None:
     """Parse sentences and captions with spaCy (nlp.pipe batches) into scene graphs.
 
-    Textual graph: tokens, the head and tail entities, noun phrases; dependency edges.
-    Visual graph: the image and detected objects; spatial edges (IoU, containment, offsets,
-    size ratio). Caption graph: the caption's noun phrases linked through verbs/prepositions.
+    Textual graph: tokens, the head and tail entities, noun phrases; dependency edges. Visual graph: the image and detected objects; spatial edges (IoU, containment, offsets, size ratio). Caption graph: the caption's noun phrases linked through verbs/prepositions.
     """
     from mmre_cli.cli.console import RichReporter
     from stages import build_graphs as stage

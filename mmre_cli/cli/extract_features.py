@@ -62,8 +62,7 @@ def extract_features(
 ) -> None:
     """Embed every token, entity, the image, each detected object and each caption phrase.
 
-    Writes the `samples` and `features` tables (Parquet shards) to --out. A killed run resumes
-    from the last whole shard when rerun with the same inputs and params.
+    Writes the `samples` and `features` tables (Parquet shards) to --out. A killed run resumes from the last whole shard when rerun with the same inputs and params.
     """
     from mmre_cli.cli.console import RichReporter
     from stages import extract_features as stage

@@ -32,8 +32,7 @@ def merge_cmg(
 ) -> None:
     """Union of the scene graphs and inter-modal edges, cut to the context around head and tail.
 
-    Inter-modal edges come from co-occurrence and embedding similarity; the result is the
-    graphs / nodes / edges tables of the cross-modal graphs (CMGs), one per instance."""
+    Inter-modal edges come from co-occurrence and embedding similarity; the result is the graphs / nodes / edges tables of the cross-modal graphs (CMGs), one per instance."""
     from mmre_cli.cli.console import RichReporter
     from stages import merge_cmg as stage
 

@@ -127,24 +127,13 @@ def predict(
 ) -> None:
     """Run the whole trained pipeline (features, scene graphs, CMG, RL edits, diffusion, GNN) on new input.
 
-    The model folder's pipeline.json gives every stage's params (./params.yaml is not read). TEXT is tokenised with
-    spaCy; --head/--tail are found as token spans (exact case first, then any case). Without them spaCy's NER
-    proposes entities (dates, numbers and amounts left out) and every ordered pair of distinct entities is
-    classified, at most --max-pairs per input; if fewer than two entities are found the command says so and exits 2
-    (in --batch: a warning, the line is skipped, exit 0).
+    The model folder's pipeline.json gives every stage's params (./params.yaml is not read). TEXT is tokenised with spaCy; --head/--tail are found as token spans (exact case first, then any case). Without them spaCy's NER proposes entities (dates, numbers and amounts left out) and every ordered pair of distinct entities is classified, at most --max-pairs per input; if fewer than two entities are found the command says so and exits 2 (in --batch: a warning, the line is skipped, exit 0).
 
-    In --batch, a bad line is reported on stderr (FILE:LINE: reason) and skipped (--on-error skip, the default): the
-    other lines are predicted and printed, then the command exits 2 with the count (--skipped FILE writes them as
-    JSONL). --on-error fail stops at the first bad line before anything is predicted.
+    In --batch, a bad line is reported on stderr (FILE:LINE: reason) and skipped (--on-error skip, the default): the other lines are predicted and printed, then the command exits 2 with the count (--skipped FILE writes them as JSONL). --on-error fail stops at the first bad line before anything is predicted.
 
-    The image is always checked (missing, not an image, too many pixels: exit 2). Its pixels are used only by a
-    model whose encoder embeds images (CLIP), its objects only through the model's detector. A model trained with
-    captions as the image's view reads --image-caption, else the caption --captioner writes (a transformers
-    image-to-text model, e.g. BLIP or GIT); with neither, a note on stderr and a text-only prediction.
+    The image is always checked (missing, not an image, too many pixels: exit 2). Its pixels are used only by a model whose encoder embeds images (CLIP), its objects only through the model's detector. A model trained with captions as the image's view reads --image-caption, else the caption --captioner writes (a transformers image-to-text model, e.g. BLIP or GIT); with neither, a note on stderr and a text-only prediction.
 
-    Results on stdout (a table, or --json lines: head, tail, relation, probability, top3 — the three most probable
-    labels, the prediction first — text, image, and caption, pairs_from, source as --json says); messages on stderr.
-    Bad input is one line on stderr and exit code 2.
+    Results on stdout (a table, or --json lines: head, tail, relation, probability, top3 — the three most probable labels, the prediction first — text, image, and caption, pairs_from, source as --json says); messages on stderr. Bad input is one line on stderr and exit code 2.
     """
     from mmre_cli.cli.console import RichReporter
     from mmre_cli.errors import InputError, MmreError

@@ -47,9 +47,7 @@ def run(
 ) -> None:
     """Run extract-features → … → evaluate with RECIPE into --out; print the val metrics and wall times.
 
-    A stage whose output already holds the same effective params is skipped, so a killed run resumes, and a changed
-    key reruns the first stage that reads it and what follows (each stage reads the keys dvc.yaml lists for it;
-    `mmre params` shows them all). Wall times and metrics go to OUT/recipe.json.
+    A stage whose output already holds the same effective params is skipped, so a killed run resumes, and a changed key reruns the first stage that reads it and what follows (each stage reads the keys dvc.yaml lists for it; `mmre params` shows them all). Wall times and metrics go to OUT/recipe.json.
     """
     from rich.table import Table
 

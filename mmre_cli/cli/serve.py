@@ -41,19 +41,7 @@ def serve(
 ) -> None:
     """Serve a demo page and a JSON API on http://HOST:PORT with the model loaded once.
 
-    Page (GET /): upload an image or pick a sample, type the sentence (and optionally head, tail and caption) and
-    see the relation table and the explanation picture. API: POST /predict takes one JSON object or a list — the
-    fields of `mmre predict --batch` lines (text, head, tail, caption; image = a sample's name, or image_b64 = the
-    file in base64) — and answers {"predictions": [...], "explanation": null, "warnings": [...]} (a prediction's
-    image is named as sent: the sample's name, the upload's file name, or "upload"; warnings: notes such as a
-    missing caption); add ?explain=1 for the picture (a PNG data URL). GET /samples lists the samples, GET /health
-    says the server is up. Requests are bounded: a request body over 12 MB is refused with 413 before it is read
-    whole (by its Content-Length, or as a chunked body passes 12 MB); an image of at most 8 MB, text of 2,000
-    characters, 32 inputs, the model's pixel limit. A bad request (not JSON, a broken form, a file that is not an
-    image, a truncated image, a decompression bomb, ...) gets a 4xx answer with {"error": ...}, as does an unknown
-    route, and the server keeps serving; predictions run one at a time in a worker thread, so GET /health answers
-    while they run. A port already in use is one error line and exit 2, before the model loads. Needs the `serve`
-    extra: pip install 'mmre[serve]'.
+    Page (GET /): upload an image or pick a sample, type the sentence (and optionally head, tail and caption) and see the relation table and the explanation picture. API: POST /predict takes one JSON object or a list — the fields of `mmre predict --batch` lines (text, head, tail, caption; image = a sample's name, or image_b64 = the file in base64) — and answers {"predictions": [...], "explanation": null, "warnings": [...]} (a prediction's image is named as sent: the sample's name, the upload's file name, or "upload"; warnings: notes such as a missing caption); add ?explain=1 for the picture (a PNG data URL). GET /samples lists the samples, GET /health says the server is up. Requests are bounded: a request body over 12 MB is refused with 413 before it is read whole (by its Content-Length, or as a chunked body passes 12 MB); an image of at most 8 MB, text of 2,000 characters, 32 inputs, the model's pixel limit. A bad request (not JSON, a broken form, a file that is not an image, a truncated image, a decompression bomb, ...) gets a 4xx answer with {"error": ...}, as does an unknown route, and the server keeps serving; predictions run one at a time in a worker thread, so GET /health answers while they run. A port already in use is one error line and exit 2, before the model loads. Needs the `serve` extra: pip install 'mmre[serve]'.
     """
     from mmre_cli.errors import MmreError
 

@@ -49,9 +49,7 @@ def train_agent(
 ) -> None:
     """Train the editor with reward R = λ·Acc(G') − μ·Complexity(G') and a TD(0) critic.
 
-    Logs the node-filter ratio, edge-adjust ratio and F1 per step (DVC plots). The training state is saved after
-    every warm-up epoch, episode and round under OUT/checkpoint (removed when the outputs are written), so a killed
-    run continues with --resume.
+    Logs the node-filter ratio, edge-adjust ratio and F1 per step (DVC plots). The training state is saved after every warm-up epoch, episode and round under OUT/checkpoint (removed when the outputs are written), so a killed run continues with --resume.
     """
     from mmre_cli.cli.console import RichReporter
     from stages import train_agent as stage

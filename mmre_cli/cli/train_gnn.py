@@ -53,8 +53,7 @@ def train_gnn(
 ) -> None:
     """Train the classifier; the checkpoint kept is the best on val micro-F1 (peer metric).
 
-    After every epoch the whole training state is saved under OUT/checkpoint (removed when the model folder is
-    written), so a killed run continues with --resume."""
+    After every epoch the whole training state is saved under OUT/checkpoint (removed when the model folder is written), so a killed run continues with --resume."""
     from mmre_cli.cli.console import RichReporter
     from stages import train_gnn as stage
 

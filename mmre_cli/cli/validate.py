@@ -36,13 +36,9 @@ def validate(
         ),
     ] = False,
 ) -> None:
-    """Check a stage output and say what kind it is. Exit 1 on any problem; a PATH that does not exist is a usage
-    error (exit 2).
+    """Check a stage output and say what kind it is. Exit 1 on any problem; a PATH that does not exist is a usage error (exit 2).
 
-    Parquet artifacts: manifest, checksums, schemas and schema version, row counts, graph
-    consistency. Model and editor folders: each checkpoint's sidecar, its weights' sha256 and
-    safetensors header, pipeline.json's versions and labels. Evaluations: the metric keys and
-    ranges, and one prediction line per scored instance.
+    Parquet artifacts: manifest, checksums, schemas and schema version, row counts, graph consistency. Model and editor folders: each checkpoint's sidecar, its weights' sha256 and safetensors header, pipeline.json's versions and labels. Evaluations: the metric keys and ranges, and one prediction line per scored instance.
     """
     import json
 

@@ -190,15 +190,9 @@ def write_effective(out_dir: str | Path, recorded: Mapping[str, Any]) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / EFFECTIVE_FILE
     tmp = target.with_suffix(".yaml.tmp")
-    tmp.write_text(yaml.safe_dump(_plain(recorded), sort_keys=True), encoding="utf-8")
+    tmp.write_text(yaml.safe_dump(dict(recorded), sort_keys=True), encoding="utf-8")
     os.replace(tmp, target)
     return target
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
 
 
 class StageSection(dict):

@@ -109,17 +109,25 @@ def _hops_from_entities(g: Graph) -> np.ndarray:
     return dist
 
 
-class CaptionPool:
-    """Every caption-phrase node of a split: unit ``x``, text, lemma, graph position; and an index
-    from each co-occurrence key (:func:`mmre_cli.graphs.cmg._match_keys`) to the phrases with it."""
+class PhrasePool:
+    """Every donor phrase node of a split: unit ``x``, text, lemma, graph position and label; and an
+    index from each co-occurrence key (:func:`mmre_cli.graphs.cmg._match_keys`) to the phrases with it.
 
-    def __init__(self, graphs: list[Graph]):
+    ``source``: ``caption`` takes the caption-phrase nodes; ``text`` takes the sentence's entity and
+    noun-phrase nodes (the head and tail included), i.e. what a caption of *another tweet's* image
+    that names that tweet's people, places and things would add."""
+
+    def __init__(self, graphs: list[Graph], source: str = "caption"):
         from mmre_cli.graphs.cmg import _match_keys
 
         xs, self.graph, self.text, self.lemma, self.keys = [], [], [], [], {}
         for gi, g in enumerate(graphs):
             lemmas = g.meta.get("lemmas") or [""] * g.num_nodes
-            for n in np.flatnonzero(g.node_kind == _K["caption_phrase"]):
+            if source == "caption":
+                picked = g.node_kind == _K["caption_phrase"]
+            else:
+                picked = (g.node_modality == _M["text"]) & np.isin(g.node_kind, [_K["entity"], _K["noun_phrase"]])
+            for n in np.flatnonzero(picked):
                 for key in _match_keys(str(lemmas[n]), False):
                     self.keys.setdefault(key, []).append(len(xs))
                 xs.append(g.x[n])
@@ -129,18 +137,21 @@ class CaptionPool:
         self.raw = np.stack(xs).astype(np.float32)
         self.x = _unit(self.raw)
         self.graph = np.asarray(self.graph, np.int64)
+        self.label = np.asarray([graphs[i].label for i in self.graph], np.int64)
 
 
 def inject(
     g: Graph,
     gi: int,
-    pool: CaptionPool,
+    pool: PhrasePool,
     k: int,
     rng: np.random.Generator,
     top_k: int,
     threshold: float,
     hops: int,
     sample: int,
+    other_relation: bool = False,
+    as_text: bool = False,
 ) -> Graph:
     """``g`` with up to ``k`` distractors linked by merge-cmg's rules (module docstring): ``k`` drawn
     at random among the phrases (of other graphs) that would link, out of ``sample`` random phrases
@@ -166,6 +177,8 @@ def inject(
     co_pool = sorted({i for ks in host_keys.values() for key in ks for i in pool.keys.get(key, ())})
     cand = np.unique(np.concatenate([rng.integers(0, len(pool.graph), sample), np.asarray(co_pool, np.int64)]))
     cand = cand[pool.graph[cand] != gi]
+    if other_relation:  # only donors whose gold relation differs from the host's: misleading phrases
+        cand = cand[pool.label[cand] != g.label]
     sim_ok = np.zeros((len(cand), len(ents)), bool)
     cos = np.zeros((len(cand), len(ents)), np.float32)
     if ents.size and cand.size:
@@ -197,7 +210,12 @@ def inject(
                 row[_W] = c if typ == "similar" else 1.0
                 src.append(a), dst.append(b), et.append(_E[typ]), el.append(lab), attr.append(row)
     meta = dict(g.meta)
-    for key, fill in (("spans", [-1, -1]), ("lemmas", None), ("source_index", -1), ("modalities", "caption")):
+    for key, fill in (
+        ("spans", [-1, -1]),
+        ("lemmas", None),
+        ("source_index", -1),
+        ("modalities", "text" if as_text else "caption"),
+    ):
         val = meta.get(key)
         if isinstance(val, list) and len(val) == n0:
             meta[key] = val + ([c[2] for c in chosen] if key == "lemmas" else [fill] * m)
@@ -205,8 +223,10 @@ def inject(
     meta["distractor_texts"] = [c[1] for c in chosen]
     return Graph(
         graph_id=g.graph_id,
-        node_kind=np.concatenate([g.node_kind, np.full(m, _K["caption_phrase"], np.int8)]),
-        node_modality=np.concatenate([g.node_modality, np.full(m, _M["caption"], np.int8)]),
+        node_kind=np.concatenate(
+            [g.node_kind, np.full(m, _K["noun_phrase" if as_text else "caption_phrase"], np.int8)]
+        ),
+        node_modality=np.concatenate([g.node_modality, np.full(m, _M["text" if as_text else "caption"], np.int8)]),
         node_role=np.concatenate([g.node_role, np.zeros(m, np.int8)]),
         node_text=list(g.node_text) + [c[1] for c in chosen],
         box=np.concatenate([g.box, np.full((m, 4), np.nan, np.float32)]),
@@ -400,6 +420,15 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=3, help="editor passes over the train graphs")
     ap.add_argument("--max-steps", type=int, default=0, help="editor actions per graph (0 = k + 1)")
     ap.add_argument("--mu", type=float, default=None, help="editor's mu (default: train_agent.mu)")
+    ap.add_argument(
+        "--source",
+        choices=("caption", "text"),
+        default="caption",
+        help="donor phrases: other images' caption phrases, or other tweets' entity / noun-phrase nodes",
+    )
+    ap.add_argument("--other-relation", action="store_true", help="donors only from instances of another relation")
+    ap.add_argument("--as-text", action="store_true", help="inject as text noun-phrase nodes, not caption phrases")
+    ap.add_argument("--skip-editor", action="store_true", help="clean vs noisy only (to choose k and the source)")
     ap.add_argument("--sample", type=int, default=4000, help="random pool phrases tried per graph")
     ap.add_argument(
         "--oracle",
@@ -445,6 +474,9 @@ def main() -> None:
         "cmg": str(args.cmg),
         "encoder": man.get("encoder"),
         "k": args.k,
+        "source": args.source,
+        "other_relation": args.other_relation,
+        "as_text": args.as_text,
         "train_graphs": len(train),
         "train_graphs_all": len(train_all),
         "val_graphs": len(val),
@@ -467,14 +499,15 @@ def main() -> None:
     )
     out = args.out or Path(__file__).resolve().parent / "results" / f"distractors_{dt.date.today().isoformat()}.json"
     partial = out.with_name(out.stem + ".partial.json")
+    rules = (mcfg["top_k"], mcfg["threshold"], mcfg["hops"])
     for seed in args.seeds:
         t0 = time.time()
         rng = np.random.default_rng(seed)
         noisy = {}
         for name, gs in (("train", train), ("val", val)):
-            pool = CaptionPool(gs)
+            pool = PhrasePool(gs, args.source)
             noisy[name] = [
-                inject(g, i, pool, args.k, rng, mcfg["top_k"], mcfg["threshold"], mcfg["hops"], args.sample)
+                inject(g, i, pool, args.k, rng, *rules, args.sample, args.other_relation, args.as_text)
                 for i, g in enumerate(gs)
             ]
         injected = float(np.mean([len(g.meta["distractors"]) for g in noisy["val"]]))
@@ -486,6 +519,18 @@ def main() -> None:
         _, s_clean = train_classifier(train, val, gcfg, labels, none_id, seed, args.epochs)
         clf_noisy, s_noisy = train_classifier(noisy["train"], noisy["val"], gcfg, labels, none_id, seed, args.epochs)
         row["reward_signal"] = deletion_signal(clf_noisy, noisy["val"], none_id, acfg.lam, acfg.mu)
+        if args.skip_editor:
+            row.update(f1_clean=round(float(s_clean["micro_f1"]), 4), f1_noisy=round(float(s_noisy["micro_f1"]), 4))
+            row["seconds"] = round(time.time() - t0, 1)
+            log["seeds"][str(seed)] = row
+            sig = row["reward_signal"]
+            print(
+                f"seed {seed}: F1 clean {row['f1_clean']:.4f} noisy {row['f1_noisy']:.4f} ({injected:.2f} injected); "
+                f"deleting one distractor {sig['distractor_mean']:+.4f}, another node {sig['other_mean']:+.4f} "
+                f"| {row['seconds']:.0f}s",
+                flush=True,
+            )
+            continue
         t_ed = time.time()
         agent, ed_log = train_editor(
             clf_noisy, noisy["train"], acfg, seed, args.episodes, params["train_agent"]["batch_size"]
@@ -552,6 +597,11 @@ def main() -> None:
             flush=True,
         )
     rows = list(log["seeds"].values())
+    if args.skip_editor:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(log, indent=2, default=float) + "\n")
+        print(f"log: {out}")
+        return
 
     def ms(key, sub=None):
         vals = np.array([(r[key][sub] if sub else r[key]) for r in rows], float)

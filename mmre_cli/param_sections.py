@@ -88,6 +88,11 @@ class TrainAgent:
     none_weight: float = key(1.0, "factor on the accuracy term of gold-None graphs (1 = off)")
     rounds: int = key(1, "Alg. 1: rounds of (editor episodes -> reward classifier on edited graphs)")
     round_epochs: int = key(1, "rounds > 1: classifier epochs on the edited train graphs per round")
+    reward_model: str = key(
+        "",
+        "a trained train-gnn model folder (one model) whose gold likelihood is the reward, e.g. the "
+        "fine-tuned classifier of a first run (Alg. 1's next round); empty = fit a GATv2 for warmup_epochs",
+    )
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,12 @@
    more gold likelihood than that, ``stop`` costs nothing; a TD(0) critic and a two-level
    policy-gradient actor (stop or edit, then which edit).
 
+With ``reward_model`` set to a trained ``train-gnn`` model folder (one model, e.g. the fine-tuned
+classifier of a first run), that model is the reward classifier instead and step 1 is skipped:
+Alg. 1's next round with the classifier that is used. A model that re-encodes the sentence gets
+batches with the words, and a deleted token's words are masked out of its encoder's attention
+(:func:`mmre_cli.learn.editing.masked_words`), as they will be for the final classifier.
+
 Freezing the classifier while the agent learns is a simplification of the paper's Algorithm 1
 loop (which alternates the two); train-gnn then fits the final classifier on the edited and
 diffused graphs. Per step the node-filter ratio, edge-adjust ratio, reward and F1 are logged to
@@ -29,6 +35,7 @@ from pathlib import Path
 
 import torch
 
+from mmre_cli.errors import MmreError
 from mmre_cli.graphs.graph import NODE_KINDS
 from mmre_cli.hashing import sha256_file
 from mmre_cli.learn.agent import agent_step
@@ -39,7 +46,7 @@ from mmre_cli.learn.trainer import evaluate, fit_classifier
 from mmre_cli.params import declared, params_hash, stage_view
 from mmre_cli.pipeline.classifiers import SWITCH_KEYS, build_classifier
 from mmre_cli.pipeline.editor import EDITOR_PARAMS, agent_config, edit_only
-from mmre_cli.pipeline.learning import TrainingSetup, loader
+from mmre_cli.pipeline.learning import TrainingSetup, loader, needs_words
 from mmre_cli.pipeline.records import finish, write_csv, write_plots
 from mmre_cli.plots import curves_png
 from mmre_cli.reporting import Reporter, reporter_or_null
@@ -54,6 +61,7 @@ PARAMS = declared(
     "train_agent.seed",
     "train_agent.rounds",
     "train_agent.round_epochs",
+    "train_agent.reward_model",
     "train_gnn.hidden",
     "train_gnn.layers",
     "train_gnn.heads",
@@ -157,6 +165,30 @@ def _classifier_round(clf, agent, acfg, train, val, cfg, gcfg, none_id, num_clas
     return clf, row
 
 
+def _trained_reward_model(folder: Path, labels: list[str], val: list, cfg: dict, none_id: int, reporter):
+    """``(model, history)``: a trained train-gnn model as the reward classifier (eval mode), its val
+    micro-F1 measured here on the unedited graphs as the one history row."""
+    from mmre_cli.learn.checkpoint import load_checkpoint
+
+    if int(cfg["rounds"]) > 1:
+        raise MmreError(
+            "train_agent.reward_model with rounds > 1: a round retrains the fitted GATv2, not a trained "
+            "model; set rounds: 1, or leave reward_model empty"
+        )
+    if not (folder / "model.json").is_file():
+        members = sorted(p.parent.name for p in folder.glob("members/*/model.json"))
+        hint = f" (an ensemble: name one member, e.g. {folder / 'members' / members[0]})" if members else ""
+        raise MmreError(f"train_agent.reward_model: {folder} holds no train-gnn model{hint}")
+    clf, meta = load_checkpoint(folder, "model")
+    if list(meta.get("labels", [])) != list(labels):
+        raise MmreError(f"train_agent.reward_model: {folder} was trained on other labels than these graphs")
+    clf.eval()
+    words = needs_words(clf)
+    f1 = evaluate(clf, loader(val, cfg["batch_size"], False, words=words), none_id)["micro_f1"]
+    reporter.info(f"reward classifier: {folder} (val micro-F1 {f1:.4f} on the unedited graphs)")
+    return clf, [{"epoch": 0, "val_micro_f1": f1}]
+
+
 def run(
     *,
     cmg: Path,
@@ -182,31 +214,36 @@ def run(
     setup = TrainingSetup(cmg, "merge-cmg", gpus, cfg["seed"], reporter_or_null(reporter), nodes=nodes)
     fabric, reporter, labels, none_id = setup.fabric, setup.reporter, setup.labels, setup.none_id
     train, val, in_dim = setup.train, setup.val, setup.in_dim
-    # the reward classifier is the plain GATv2 + cross-entropy whatever train_gnn's switches say
-    # (graph_encoder / fusion / loss shape the final classifier only)
-    clf = build_classifier("gnn", in_dim, len(labels), {k: v for k, v in gcfg.items() if k not in SWITCH_KEYS})
-    train_loader = setup.train_loader(cfg["batch_size"], cfg["seed"])
-
     state_dir = out / STATE_DIR
     fingerprint = f"{params_hash(params, PARAMS)}:{sha256_file(cmg / 'manifest.json')[:16]}"
-    reporter.info(f"reward classifier: {cfg['warmup_epochs']} epoch(s) on {len(train)} unedited train graphs")
-    _, history = fit_classifier(
-        clf,
-        train_loader,
-        loader(val, cfg["batch_size"], False),
-        epochs=max(1, cfg["warmup_epochs"]),
-        lr=gcfg["lr"],
-        weight_decay=gcfg["weight_decay"],
-        class_weights=gcfg["class_weights"],
-        none_id=none_id,
-        seed=cfg["seed"],
-        reporter=reporter,
-        fabric=fabric,
-        num_classes=len(labels),
-        state_dir=state_dir / "warmup",
-        resume=resume,
-        fingerprint=fingerprint,
-    )
+    words = False
+    if cfg["reward_model"]:
+        clf, history = _trained_reward_model(Path(cfg["reward_model"]), labels, val, cfg, none_id, reporter)
+        words = needs_words(clf)
+        train_loader = setup.train_loader(cfg["batch_size"], cfg["seed"], words)
+    else:
+        # the reward classifier is the plain GATv2 + cross-entropy whatever train_gnn's switches say
+        # (graph_encoder / fusion / loss shape the final classifier only)
+        clf = build_classifier("gnn", in_dim, len(labels), {k: v for k, v in gcfg.items() if k not in SWITCH_KEYS})
+        train_loader = setup.train_loader(cfg["batch_size"], cfg["seed"])
+        reporter.info(f"reward classifier: {cfg['warmup_epochs']} epoch(s) on {len(train)} unedited train graphs")
+        _, history = fit_classifier(
+            clf,
+            train_loader,
+            loader(val, cfg["batch_size"], False),
+            epochs=max(1, cfg["warmup_epochs"]),
+            lr=gcfg["lr"],
+            weight_decay=gcfg["weight_decay"],
+            class_weights=gcfg["class_weights"],
+            none_id=none_id,
+            seed=cfg["seed"],
+            reporter=reporter,
+            fabric=fabric,
+            num_classes=len(labels),
+            state_dir=state_dir / "warmup",
+            resume=resume,
+            fingerprint=fingerprint,
+        )
     clf = getattr(clf, "module", clf)
     clf.eval()
     meta = {"labels": labels, "none_id": none_id, "history": history}
@@ -260,7 +297,7 @@ def run(
                     if rnd * cfg["episodes"] + episode < done:
                         continue
                     seed = cfg["seed"] + 1 + rnd * cfg["episodes"] + episode
-                    for batch in setup.train_loader(cfg["batch_size"], seed):
+                    for batch in setup.train_loader(cfg["batch_size"], seed, words):
                         batch = fabric.to_device(batch)
                         log = agent_step(agent, clf, batch, optimizer, acfg, grad_hook=hook)
                         steps_log.append(

@@ -51,6 +51,13 @@ Complexity (the paper leaves it undefined). Two definitions, chosen by ``AgentCo
   term deleting pays whatever it removes and adding never does (measured on MNRE-2:
   ``max_steps`` deletions per graph, no addition).
 
+Deleted words (:func:`masked_words`): when the batch carries the sentence (``words``,
+``word_keep``, ``node_span``: ``graph_to_data(..., words=True)``, for a classifier that re-encodes
+the text), :func:`apply_edits` also sets ``word_keep`` false for the words of every deleted
+sentence-token node, exactly the words :func:`mmre_cli.graphs.refine.apply_edit_record` records in
+``meta["deleted_words"]``: a fine-tuned reward classifier reads the edited sentence as the final
+classifier will.
+
 Protected nodes (:func:`protected_nodes`): the head and tail nodes and, when the batch carries
 ``node_protected`` (:func:`mmre_cli.graphs.pyg.graph_to_data`: every text node inside the head or
 tail token span, e.g. the tokens "David" and "Bowie" of the head "David Bowie"), those too.
@@ -71,7 +78,7 @@ from torch import Tensor
 from torch_geometric.data import Batch
 from torch_geometric.utils import to_dense_adj, to_dense_batch
 
-from mmre_cli.graphs.graph import EDGE_ATTR_COLUMNS, EDGE_ATTR_DIM, EDGE_TYPES, ROLE_OTHER
+from mmre_cli.graphs.graph import EDGE_ATTR_COLUMNS, EDGE_ATTR_DIM, EDGE_TYPES, MODALITIES, NODE_KINDS, ROLE_OTHER
 
 __all__ = [
     "ADDED_EDGE_TYPE",
@@ -81,6 +88,7 @@ __all__ = [
     "protected_nodes",
     "current_edges",
     "apply_edits",
+    "masked_words",
     "complexity",
     "edit_complexity",
     "graph_sizes",
@@ -90,6 +98,7 @@ __all__ = [
 ADDED_EDGE_TYPE = EDGE_TYPES.index("added")
 _W_COL = EDGE_ATTR_COLUMNS.index("weight")
 _COS_COL = EDGE_ATTR_COLUMNS.index("cosine")
+_TOKEN, _TEXT = NODE_KINDS.index("token"), MODALITIES.index("text")
 _NODE_KEYS = {"x", "node_role", "batch"}
 _EDGE_KEYS = {"edge_index", "edge_type", "edge_attr"}
 _INDEX_KEYS = {"head_index", "tail_index"}
@@ -383,7 +392,40 @@ def apply_edits(batch: Batch, node_alive: Tensor, edge_alive: Tensor, added_edge
         if hasattr(batch._store, "_num_nodes"):
             out._store._num_nodes = n_counts.tolist()
     out._num_graphs = b
+    keep = masked_words(batch, node_alive)
+    if keep is not None:
+        out.word_keep = keep
     return out
+
+
+def masked_words(batch: Batch, node_alive: Tensor) -> Tensor | None:
+    """The batch's ``word_keep`` with the words of its deleted sentence-token nodes set false (module
+    docstring), or ``None`` when the batch carries no words.
+
+    Shapes:
+        node_alive ``[N]`` -> ``[T]`` (``T``: the batch's words, graph after graph)
+    """
+    keep, span = getattr(batch, "word_keep", None), getattr(batch, "node_span", None)
+    if keep is None or span is None:
+        return None
+    kind, modality = getattr(batch, "node_kind", None), getattr(batch, "node_modality", None)
+    if kind is None or modality is None:
+        return keep
+    dead = ~node_alive & (kind == _TOKEN) & (modality == _TEXT) & (span[:, 0] >= 0) & (span[:, 1] > span[:, 0])
+    if not bool(dead.any()):
+        return keep
+    words = batch.words
+    words = [words] if words and isinstance(words[0], str) else words
+    lengths = [len(w) for w in words]
+    starts = [0]
+    for n in lengths[:-1]:
+        starts.append(starts[-1] + n)
+    keep = keep.clone()
+    for node in dead.nonzero().reshape(-1).tolist():
+        g = int(batch.batch[node]) if getattr(batch, "batch", None) is not None else 0
+        s, e = (int(v) for v in span[node])
+        keep[starts[g] + s : starts[g] + min(e, lengths[g])] = False
+    return keep
 
 
 def complexity(batch_edited: Batch, batch_orig: Batch, node_weight: float = 0.5) -> Tensor:

@@ -300,3 +300,47 @@ def test_apply_edits_carries_extra_fields():
     assert [d.graph_id for d in parts] == ["g0", "g1", "g2"]
     assert torch.equal(parts[2].node_kind, torch.arange(7) + 20)
     assert [int(d.head_index) for d in parts] == [0, 1, 1]
+
+
+# -------------------------------------------------------------------------------------------------
+# issue 26: a deleted token's words leave the sentence a re-encoding reward classifier reads
+
+
+def test_apply_edits_masks_the_words_of_deleted_tokens_as_the_stored_edit_records_them():
+    import numpy as np
+
+    from mmre_cli.graphs.graph import NODE_KINDS
+    from mmre_cli.graphs.pyg import graph_to_data
+    from mmre_cli.graphs.refine import apply_edit_record
+    from tests.learn.test_finetune import make_graph
+
+    rng = np.random.default_rng(0)
+    g0 = make_graph("a", ["Alice", "met", "Bob", "."], (0, 1), (2, 3), 1, rng, dim=8)
+    g1 = make_graph("b", ["Carol", "saw", "a", "cat", "in", "Rome"], (0, 1), (5, 6), 2, rng, dim=8)
+    batch = Batch.from_data_list([graph_to_data(g0, words=True), graph_to_data(g1, words=True)])
+    n0 = g0.num_nodes
+    alive = torch.ones(batch.num_nodes, dtype=torch.bool)
+    # graph b: delete the tokens "a" (2) and "in" (4) and one caption-phrase node (words untouched)
+    cap = n0 + int(np.flatnonzero(g1.node_kind == NODE_KINDS.index("caption_phrase"))[0])
+    for node in (n0 + 2, n0 + 4, cap):
+        alive[node] = False
+    edges = torch.ones(batch.edge_index.size(1), dtype=torch.bool)
+    out = apply_edits(batch, alive, edges, torch.zeros(2, 0, dtype=torch.long))
+    expected = [True] * 4 + [True, True, False, True, False, True]
+    assert out.word_keep.tolist() == expected
+    # the same words apply_edit_record stores for the stored graph (what the final classifier reads)
+    stored = apply_edit_record(g1, {"deleted_nodes": [2, 4, cap - n0]})
+    assert stored.meta["deleted_words"] == [2, 4]
+    assert graph_to_data(stored, words=True).word_keep.tolist() == expected[4:]
+    # no deletion: the mask is the input's; a batch without words gets none
+    same = apply_edits(batch, torch.ones_like(alive), edges, torch.zeros(2, 0, dtype=torch.long))
+    assert same.word_keep.tolist() == [True] * 10
+    assert getattr(apply_edits(make_batch(), *_all_alive(make_batch())), "word_keep", None) is None
+
+
+def _all_alive(batch: Batch):
+    return (
+        torch.ones(batch.num_nodes, dtype=torch.bool),
+        torch.ones(batch.edge_index.size(1), dtype=torch.bool),
+        torch.zeros(2, 0, dtype=torch.long),
+    )

@@ -106,3 +106,48 @@ def test_resume_after_a_kill_gives_the_uninterrupted_editor(cmg, tmp_path, kill_
     for name in ("agent.safetensors", "classifier.safetensors", "steps.csv"):
         assert sha256_file(out / name) == sha256_file(whole / name), name
     assert not (out / "checkpoint").exists()
+
+
+# -------------------------------------------------------------------------------------------------
+# issue 26: a trained (fine-tuned) classifier as the reward model
+
+
+def test_a_trained_model_is_the_reward_classifier_and_reads_the_words(cmg, tmp_path):
+    """``reward_model``: no warm-up fit; the saved model is the reward classifier, scored once on
+    val, and the editor's batches carry the words it re-encodes."""
+    import torch
+
+    from mmre_cli.learn.checkpoint import load_checkpoint, save_checkpoint
+    from mmre_cli.learn.finetune import FinetunedRelationModel
+    from mmre_cli.pipeline.learning import label_info
+    from stages import train_agent
+
+    labels, none_id = label_info(cmg)
+    torch.manual_seed(0)
+    model = FinetunedRelationModel(384, len(labels), markers="special", readout="gnn_markers", hidden=32, layers=1)
+    folder = tmp_path / "ft_model"
+    save_checkpoint(folder, "model", model.eval(), {"labels": labels, "none_id": none_id})
+    params = sample_params(**{"train_agent.episodes": 1, "train_agent.reward_model": str(folder)})
+    out = tmp_path / "agent"
+    stats = train_agent.run(cmg=cmg, out=out, params=params)
+    assert stats["agent_steps"] > 0
+    clf, meta = load_checkpoint(out, "classifier")
+    assert type(clf).__name__ == "FinetunedRelationModel"
+    assert [h["epoch"] for h in meta["history"]] == [0]  # scored, not trained
+    assert meta["history"][0]["val_micro_f1"] == pytest.approx(stats["classifier_val_f1"])
+    saved = load_checkpoint(folder, "model")[0].state_dict()
+    assert all(torch.equal(v, saved[k]) for k, v in clf.state_dict().items())  # the reward model is not trained
+
+
+def test_reward_model_refuses_an_ensemble_folder_and_rounds(cmg, tmp_path):
+    from mmre_cli.errors import MmreError
+    from stages import train_agent
+
+    ens = tmp_path / "ens"
+    (ens / "members" / "seed13").mkdir(parents=True)
+    (ens / "members" / "seed13" / "model.json").write_text("{}")
+    with pytest.raises(MmreError, match=r"holds no train-gnn model \(an ensemble: name one member, e\.g\. .*seed13"):
+        train_agent.run(cmg=cmg, out=tmp_path / "a", params=sample_params(**{"train_agent.reward_model": str(ens)}))
+    params = sample_params(**{"train_agent.reward_model": str(ens), "train_agent.rounds": 2})
+    with pytest.raises(MmreError, match="rounds > 1"):
+        train_agent.run(cmg=cmg, out=tmp_path / "b", params=params)

@@ -240,6 +240,16 @@ def inject(
     )
 
 
+def context_only(g: Graph) -> Graph:
+    """``g`` with zero features on the head, the tail and their tokens (the protected nodes): a
+    classifier trained on such graphs must take its evidence from the other nodes."""
+    from mmre_cli.graphs.pyg import protected_span_nodes
+
+    x = np.array(g.x, np.float32, copy=True)
+    x[protected_span_nodes(g)] = 0.0
+    return replace(g, x=x)
+
+
 def plain_rule(g: Graph, k: int) -> Graph:
     """Delete the ``k`` unprotected nodes least similar (cosine) to the sentence (mean ``x`` of the
     text token nodes; of all text nodes when there is no token node)."""
@@ -428,6 +438,11 @@ def main() -> None:
     )
     ap.add_argument("--other-relation", action="store_true", help="donors only from instances of another relation")
     ap.add_argument("--as-text", action="store_true", help="inject as text noun-phrase nodes, not caption phrases")
+    ap.add_argument(
+        "--context-only",
+        action="store_true",
+        help="zero the head, tail and their tokens' features for every classifier (it must read the context)",
+    )
     ap.add_argument("--skip-editor", action="store_true", help="clean vs noisy only (to choose k and the source)")
     ap.add_argument("--sample", type=int, default=4000, help="random pool phrases tried per graph")
     ap.add_argument(
@@ -477,6 +492,7 @@ def main() -> None:
         "source": args.source,
         "other_relation": args.other_relation,
         "as_text": args.as_text,
+        "context_only": args.context_only,
         "train_graphs": len(train),
         "train_graphs_all": len(train_all),
         "val_graphs": len(val),
@@ -510,13 +526,17 @@ def main() -> None:
                 inject(g, i, pool, args.k, rng, *rules, args.sample, args.other_relation, args.as_text)
                 for i, g in enumerate(gs)
             ]
+        clean = {"train": train, "val": val}
+        if args.context_only:
+            clean = {k: [context_only(g) for g in gs] for k, gs in clean.items()}
+            noisy = {k: [context_only(g) for g in gs] for k, gs in noisy.items()}
         injected = float(np.mean([len(g.meta["distractors"]) for g in noisy["val"]]))
         row: dict = {
             "injected_per_val_graph": injected,
             "injected_per_train_graph": float(np.mean([len(g.meta["distractors"]) for g in noisy["train"]])),
         }
         torch.manual_seed(seed)
-        _, s_clean = train_classifier(train, val, gcfg, labels, none_id, seed, args.epochs)
+        _, s_clean = train_classifier(clean["train"], clean["val"], gcfg, labels, none_id, seed, args.epochs)
         clf_noisy, s_noisy = train_classifier(noisy["train"], noisy["val"], gcfg, labels, none_id, seed, args.epochs)
         row["reward_signal"] = deletion_signal(clf_noisy, noisy["val"], none_id, acfg.lam, acfg.mu)
         if args.skip_editor:

@@ -8,7 +8,11 @@ edited graph. Per node kind the log gives the mean change of the gold label's pr
 :math:`\\Delta = p(y \\mid G \\setminus v) - p(y \\mid G)`, how often :math:`\\Delta > 0`, and how
 often it pays more than one edit's cost under the editor's reward, :math:`\\Delta > \\mu/(\\lambda N)`
 (``docs/method.md``), plus how often the deletion turns a wrong prediction right or a right one
-wrong. An editor rewarded by this classifier can only learn deletions that this table says pay.
+wrong. With ``--by-text N`` it also lists the ``N`` token texts (lower-cased, at least
+``--min-count`` deletions) whose deletion raises the gold probability most, and least, on average:
+an editor sees no gold label at inference, so what it can learn is such an average over a kind of
+node, not the best deletion of each instance. An editor rewarded by this classifier can only learn
+deletions that this table says pay.
 
     MMRE_TORCH_THREADS=1 python bench/reward_signal.py --model runs/cpu/model --graphs runs/cpu/diffused
 
@@ -37,6 +41,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=300, help="graphs scored (the split's first, stored order)")
     ap.add_argument("--lam", type=float, default=None, help="editor's lambda (default: train_agent.lam)")
     ap.add_argument("--mu", type=float, default=None, help="editor's mu (default: train_agent.mu)")
+    ap.add_argument("--by-text", type=int, default=0, help="list the N token texts whose deletion pays most/least")
+    ap.add_argument("--min-count", type=int, default=15, help="--by-text: deletions a token text needs")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
@@ -59,6 +65,7 @@ def main() -> None:
     words = needs_words(model)
     graphs = [g for g in graphs_by_split(args.graphs, [args.split])[args.split] if g.label >= 0][: args.limit]
     rows: dict[str, list[tuple[float, bool, bool, bool]]] = {}
+    by_text: dict[str, list[float]] = {}
     t0 = time.time()
     for n, g in enumerate(graphs):
         free = [int(i) for i in np.flatnonzero(~protected_span_nodes(g))]
@@ -71,9 +78,12 @@ def main() -> None:
         cost = mu / (lam * g.num_nodes)
         for j, i in enumerate(free, start=1):
             d = float(gold[j] - gold[0])
-            rows.setdefault(NODE_KINDS[g.node_kind[i]], []).append(
+            kind = NODE_KINDS[g.node_kind[i]]
+            rows.setdefault(kind, []).append(
                 (d, d > cost, bool(right[j] and not right[0]), bool(right[0] and not right[j]))
             )
+            if kind == "token":
+                by_text.setdefault(g.node_text[i].lower(), []).append(d)
         if (n + 1) % 50 == 0:
             print(f"{n + 1}/{len(graphs)} graphs, {time.time() - t0:.0f} s", flush=True)
     kinds = {}
@@ -87,6 +97,10 @@ def main() -> None:
             "share_fixes": round(float(a[:, 2].mean()), 4),
             "share_breaks": round(float(a[:, 3].mean()), 4),
         }
+    ranked = sorted(
+        ((float(np.mean(v)), len(v), t) for t, v in by_text.items() if len(v) >= args.min_count), reverse=True
+    )
+    texts = [{"text": t, "deletions": n, "mean_delta": round(m, 5)} for m, n, t in ranked]
     log = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": "python " + " ".join(sys.argv),
@@ -98,9 +112,14 @@ def main() -> None:
         "lam": lam,
         "mu": mu,
         "by_node_kind": kinds,
+        "mean_cost_of_an_edit": round(float(np.mean([mu / (lam * g.num_nodes) for g in graphs])), 5),
+        "token_texts_paying_most": texts[: args.by_text],
+        "token_texts_paying_least": texts[::-1][: args.by_text],
         "seconds": round(time.time() - t0, 1),
     }
     print(json.dumps(kinds, indent=1))
+    for row in texts[: args.by_text]:
+        print(f"deleting {row['text']!r}: {row['mean_delta']:+.4f} on average over {row['deletions']}")
     out = args.out or Path(__file__).resolve().parent / "results" / f"reward_signal_{dt.date.today().isoformat()}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(log, indent=2) + "\n")

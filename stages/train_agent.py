@@ -165,11 +165,8 @@ def _classifier_round(clf, agent, acfg, train, val, cfg, gcfg, none_id, num_clas
     return clf, row
 
 
-def _trained_reward_model(folder: Path, labels: list[str], val: list, cfg: dict, none_id: int, reporter):
-    """``(model, history)``: a trained train-gnn model as the reward classifier (eval mode), its val
-    micro-F1 measured here on the unedited graphs as the one history row."""
-    from mmre_cli.learn.checkpoint import load_checkpoint
-
+def _check_reward_model(folder: Path, cfg: dict) -> None:
+    """Refuse a ``reward_model`` that cannot serve, before any graph is read."""
     if int(cfg["rounds"]) > 1:
         raise MmreError(
             "train_agent.reward_model with rounds > 1: a round retrains the fitted GATv2, not a trained "
@@ -179,6 +176,13 @@ def _trained_reward_model(folder: Path, labels: list[str], val: list, cfg: dict,
         members = sorted(p.parent.name for p in folder.glob("members/*/model.json"))
         hint = f" (an ensemble: name one member, e.g. {folder / 'members' / members[0]})" if members else ""
         raise MmreError(f"train_agent.reward_model: {folder} holds no train-gnn model{hint}")
+
+
+def _trained_reward_model(folder: Path, labels: list[str], val: list, cfg: dict, none_id: int, reporter):
+    """``(model, history)``: a trained train-gnn model as the reward classifier (eval mode), its val
+    micro-F1 measured here on the unedited graphs as the one history row."""
+    from mmre_cli.learn.checkpoint import load_checkpoint
+
     clf, meta = load_checkpoint(folder, "model")
     if list(meta.get("labels", [])) != list(labels):
         raise MmreError(f"train_agent.reward_model: {folder} was trained on other labels than these graphs")
@@ -211,6 +215,8 @@ def run(
     cmg, out = Path(cmg), Path(out)
     params = stage_view(params, PARAMS)
     cfg, gcfg = params["train_agent"], params["train_gnn"]
+    if cfg["reward_model"]:
+        _check_reward_model(Path(cfg["reward_model"]), cfg)
     setup = TrainingSetup(cmg, "merge-cmg", gpus, cfg["seed"], reporter_or_null(reporter), nodes=nodes)
     fabric, reporter, labels, none_id = setup.fabric, setup.reporter, setup.labels, setup.none_id
     train, val, in_dim = setup.train, setup.val, setup.in_dim

@@ -139,9 +139,11 @@ def test_a_trained_model_is_the_reward_classifier_and_reads_the_words(cmg, tmp_p
     assert all(torch.equal(v, saved[k]) for k, v in clf.state_dict().items())  # the reward model is not trained
 
 
-def test_reward_model_refuses_an_ensemble_folder_and_rounds(cmg, tmp_path):
+def test_reward_model_refuses_an_ensemble_folder_and_rounds_before_reading_any_graph(tmp_path):
     from mmre_cli.errors import MmreError
     from stages import train_agent
+
+    cmg = tmp_path / "no_such_cmg"  # the refusals come first: the missing CMG is never reached
 
     ens = tmp_path / "ens"
     (ens / "members" / "seed13").mkdir(parents=True)

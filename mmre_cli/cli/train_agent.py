@@ -49,6 +49,8 @@ def train_agent(
 ) -> None:
     """Train the editor with reward R = λ·Acc(G') − μ·Complexity(G') and a TD(0) critic.
 
+    The reward classifier is a GATv2 fitted for train_agent.warmup_epochs on the unedited graphs, or, with -S train_agent.reward_model=FOLDER, a trained train-gnn model such as the fine-tuned classifier of a first run (docs/usage.md, 'The editor rewarded by your trained classifier').
+
     Logs the node-filter ratio, edge-adjust ratio and F1 per step (DVC plots). The training state is saved after every warm-up epoch, episode and round under OUT/checkpoint (removed when the outputs are written), so a killed run continues with --resume.
     """
     from mmre_cli.cli.console import RichReporter

@@ -224,6 +224,8 @@ def run(
     fingerprint = f"{params_hash(params, PARAMS)}:{sha256_file(cmg / 'manifest.json')[:16]}"
     words = False
     if cfg["reward_model"]:
+        # a reward model retrained in the same folder must not continue a half-trained editor
+        fingerprint += f":{sha256_file(Path(cfg['reward_model']) / 'model.json')[:16]}"
         clf, history = _trained_reward_model(Path(cfg["reward_model"]), labels, val, cfg, none_id, reporter)
         words = needs_words(clf)
         train_loader = setup.train_loader(cfg["batch_size"], cfg["seed"], words)

@@ -617,10 +617,16 @@ def main() -> None:
             flush=True,
         )
     rows = list(log["seeds"].values())
-    if args.skip_editor:
+
+    def write_log() -> None:
+        log["seconds"] = round(time.time() - t_all, 1)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(log, indent=2, default=float) + "\n")
-        print(f"log: {out}")
+        partial.unlink(missing_ok=True)
+        print(f"log: {out}  ({log['seconds']:.0f} s)")
+
+    if args.skip_editor:
+        write_log()
         return
 
     def ms(key, sub=None):
@@ -656,12 +662,8 @@ def main() -> None:
         "editor_at_least_rule": s["f1_editor"]["mean"] >= s["f1_rule"]["mean"],
         "recovered_of_mean_loss": rec,
     }
-    log["seconds"] = round(time.time() - t_all, 1)
     print(json.dumps({"summary": s, "targets": log["targets"]}, indent=1))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(log, indent=2, default=float) + "\n")
-    partial.unlink(missing_ok=True)
-    print(f"log: {out}  ({log['seconds']:.0f} s)")
+    write_log()
 
 
 if __name__ == "__main__":

@@ -179,8 +179,9 @@ def _check_reward_model(folder: Path, cfg: dict) -> None:
 
 
 def _trained_reward_model(folder: Path, labels: list[str], val: list, cfg: dict, none_id: int, reporter):
-    """``(model, history)``: a trained train-gnn model as the reward classifier (eval mode), its val
-    micro-F1 measured here on the unedited graphs as the one history row."""
+    """``(model, history, words)``: a trained train-gnn model as the reward classifier (eval mode),
+    its val micro-F1 measured here on the unedited graphs as the one history row, and whether it
+    re-encodes the sentence (its batches need the words)."""
     from mmre_cli.learn.checkpoint import load_checkpoint
 
     clf, meta = load_checkpoint(folder, "model")
@@ -190,7 +191,7 @@ def _trained_reward_model(folder: Path, labels: list[str], val: list, cfg: dict,
     words = needs_words(clf)
     f1 = evaluate(clf, loader(val, cfg["batch_size"], False, words=words), none_id)["micro_f1"]
     reporter.info(f"reward classifier: {folder} (val micro-F1 {f1:.4f} on the unedited graphs)")
-    return clf, [{"epoch": 0, "val_micro_f1": f1}]
+    return clf, [{"epoch": 0, "val_micro_f1": f1}], words
 
 
 def run(
@@ -226,8 +227,7 @@ def run(
     if cfg["reward_model"]:
         # a reward model retrained in the same folder must not continue a half-trained editor
         fingerprint += f":{sha256_file(Path(cfg['reward_model']) / 'model.json')[:16]}"
-        clf, history = _trained_reward_model(Path(cfg["reward_model"]), labels, val, cfg, none_id, reporter)
-        words = needs_words(clf)
+        clf, history, words = _trained_reward_model(Path(cfg["reward_model"]), labels, val, cfg, none_id, reporter)
         train_loader = setup.train_loader(cfg["batch_size"], cfg["seed"], words)
     else:
         # the reward classifier is the plain GATv2 + cross-entropy whatever train_gnn's switches say

@@ -71,6 +71,7 @@ Shapes:
 from __future__ import annotations
 
 import copy
+import itertools
 
 import torch
 import torch.nn.functional as F
@@ -417,9 +418,7 @@ def masked_words(batch: Batch, node_alive: Tensor) -> Tensor | None:
     words = batch.words
     words = [words] if words and isinstance(words[0], str) else words
     lengths = [len(w) for w in words]
-    starts = [0]
-    for n in lengths[:-1]:
-        starts.append(starts[-1] + n)
+    starts = [0, *itertools.accumulate(lengths)]
     keep = keep.clone()
     for node in dead.nonzero().reshape(-1).tolist():
         g = int(batch.batch[node]) if getattr(batch, "batch", None) is not None else 0

@@ -143,6 +143,13 @@ class TrainGnn:
     layer_decay: float = key(1.0, "finetune: layer l of L learns at enc_lr * layer_decay^(L-1-l) (1 = off)")
     rdrop: float = key(0.0, "R-Drop alpha: two dropout passes + their symmetric KL; 0 = off (2x the time)")
     ema: float = key(0.0, "decay of a moving average of the weights, used for val and the saved model; 0 = off")
+    distill_from: str | None = key(
+        None,
+        "a predictions.jsonl of `mmre evaluate -S evaluate.split=train` (e.g. an ensemble's) whose "
+        "probabilities the classifier also learns (knowledge distillation); null = off",
+    )
+    distill_weight: float = key(0.5, "distill_from: alpha of (1 - alpha) L_gold + alpha T^2 KL(teacher_T | model_T)")
+    distill_temperature: float = key(2.0, "distill_from: the temperature T softening both distributions")
     ensemble: int = key(1, "k > 1: k models (seeds seed..seed+k-1) in one folder; their probabilities averaged")
     encoder: str | None = key(None, "finetune: minilm | mpnet | hf; null = the features' encoder")
     encoder_weights: str | None = key(None, "finetune: the encoder's folder; null = resolved (or the features')")

@@ -2,7 +2,8 @@ r"""DVC stage ``evaluate``: the peers' metric on one split, per-class report, co
 
 Accuracy over all instances; micro P/R/F1 over the non-``None`` classes exactly as
 HVPNeT/MKGformer/MORE compute it (:func:`~mmre_cli.learn.metrics.peer_scores`). Writes
-``stats.json`` (the metrics), ``per_class.json``, ``predictions.jsonl``, ``confusion.csv`` (one row
+``stats.json`` (the metrics), ``per_class.json``, ``predictions.jsonl`` (each instance's
+distribution too: :mod:`mmre_cli.store.predictions`), ``confusion.csv`` (one row
 per instance, DVC's confusion template) and ``confusion.png`` to ``--out``; ``--plots`` gets the
 CSV and PNG too, ``--metrics`` the few numbers to compare across experiments
 (:func:`summary_metrics`).
@@ -29,6 +30,7 @@ from mmre_cli.plots import confusion_png
 from mmre_cli.predict.folder import ensemble_folders
 from mmre_cli.predict.scoring import ensemble_scores, score_split
 from mmre_cli.reporting import Reporter, reporter_or_null
+from mmre_cli.store.predictions import PREDICTIONS_FILE, write_predictions
 
 #: the params this stage reads (dvc.yaml lists the same; tests/test_params_declared.py)
 PARAMS = declared("evaluate.split")
@@ -65,19 +67,7 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "per_class.json", {"split": split, "classes": scored["per_class"]})
     write_json(out / "confusion_matrix.json", {"labels": labels, "rows_gold_cols_pred": scored["confusion"]})
-    with (out / "predictions.jsonl").open("w") as fh:
-        for sid, p, g, pr in zip(scored["ids"], scored["pred"], scored["gold"], scored["prob"]):
-            fh.write(
-                json.dumps(
-                    {
-                        "sample_id": sid,
-                        "gold": labels[int(g)],
-                        "pred": labels[int(p)],
-                        "prob": round(float(pr[int(p)]), 6),
-                    }
-                )
-                + "\n"
-            )
+    write_predictions(out / PREDICTIONS_FILE, scored["ids"], scored["gold"], scored["pred"], scored["prob"], labels)
     rows = [{"actual": labels[int(g)], "predicted": labels[int(p)]} for p, g in zip(scored["pred"], scored["gold"])]
 
     def draw(_rows, path: Path) -> Path:

@@ -38,12 +38,13 @@ from mmre_cli.learn.resume import STATE_DIR
 from mmre_cli.learn.trainer import fit_classifier
 from mmre_cli.params import DEFAULTS, declared, params_hash, select, stage_view
 from mmre_cli.pipeline.classifiers import build_classifier
-from mmre_cli.pipeline.learning import TrainingSetup, apply_pair_captions, loader, needs_words
+from mmre_cli.pipeline.learning import TrainingSetup, apply_pair_captions, apply_teacher, loader, needs_words
 from mmre_cli.pipeline.records import finish, merge_records, upstream_params, write_plots
 from mmre_cli.plots import curves_png
 from mmre_cli.predict.folder import AGENT_FILES, MEMBERS_DIR, PIPELINE_FILE, list_members, write_pipeline
 from mmre_cli.reporting import Reporter, reporter_or_null
 from mmre_cli.store.manifest import read_manifest
+from mmre_cli.store.predictions import predictions_path
 
 #: the params this stage reads (dvc.yaml lists the same; tests/test_params_declared.py);
 #: data.on_error: what a malformed line of train_gnn.pair_captions does
@@ -67,6 +68,9 @@ PARAMS = declared(
     "train_gnn.layer_decay",
     "train_gnn.rdrop",
     "train_gnn.ema",
+    "train_gnn.distill_from",
+    "train_gnn.distill_weight",
+    "train_gnn.distill_temperature",
     "train_gnn.ensemble",
     "train_gnn.encoder",
     "train_gnn.encoder_weights",
@@ -242,6 +246,13 @@ def run(
             resume=resume,
             nodes=nodes,
         )
+    if cfg["distill_from"] and not (
+        0.0 <= float(cfg["distill_weight"]) <= 1.0 and float(cfg["distill_temperature"]) > 0
+    ):
+        raise MmreError(
+            f"train_gnn.distill_weight must be in [0, 1] and distill_temperature > 0 "
+            f"(got {cfg['distill_weight']} and {cfg['distill_temperature']})"
+        )
     finetune = cfg["model"] == "finetune"
     encoder, weights = _finetune_encoder(graphs, cfg) if finetune else ("minilm", None)
     setup = TrainingSetup(
@@ -253,6 +264,14 @@ def run(
         found = apply_pair_captions(setup.groups, pair_captions, params["data"]["on_error"])
         reporter.info(f"second-segment captions from {pair_captions}: {found} graphs have one")
     train, val = setup.train, setup.val
+    distill, fingerprint_extra = None, ""
+    if cfg["distill_from"]:
+        distill = (float(cfg["distill_weight"]), float(cfg["distill_temperature"]))
+        n = apply_teacher(train, cfg["distill_from"], labels)
+        reporter.info(
+            f"distilling from {cfg['distill_from']} ({n} training graphs): alpha {distill[0]}, T {distill[1]}"
+        )
+        fingerprint_extra = ":" + sha256_file(predictions_path(cfg["distill_from"]))[:16]  # a new teacher: no resume
     if finetune:
         cfg = {**cfg, "precision": _precision(cfg["precision"], fabric.device, reporter)}
     model = build_classifier(
@@ -264,7 +283,7 @@ def run(
 
     state_dir = out / STATE_DIR
 
-    fingerprint = f"{params_hash(params, PARAMS)}:{sha256_file(graphs / 'manifest.json')[:16]}"
+    fingerprint = f"{params_hash(params, PARAMS)}:{sha256_file(graphs / 'manifest.json')[:16]}{fingerprint_extra}"
     common = dict(
         epochs=cfg["epochs"],
         weight_decay=cfg["weight_decay"],
@@ -280,6 +299,7 @@ def run(
         fingerprint=fingerprint,
         rdrop=float(cfg["rdrop"]),
         ema=float(cfg["ema"]),
+        distill=distill,
     )
     if finetune:  # two learning rates, warm-up then linear decay
         _, history = fit_finetuned(

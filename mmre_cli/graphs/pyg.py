@@ -23,6 +23,8 @@ attribute           dtype        shape / meaning
                                  inside the head or the tail span (its tokens), from
                                  ``meta["spans"]`` / ``meta["entity_spans"]`` when the
                                  graph records them (:func:`protected_span_nodes`)
+``teacher``         float32      ``[1, C]`` a teacher's probabilities (``meta["teacher_probs"]``,
+                                 set by train-gnn's ``distill_from``); absent otherwise
 ==================  ===========  =====================================================
 
 With ``words=True`` (models that re-encode the sentence, e.g.
@@ -133,6 +135,9 @@ def graph_to_data(g: Graph, words: bool = False) -> GraphData:
         num_nodes=g.num_nodes,
         node_protected=torch.as_tensor(protected_span_nodes(g)),
     )
+    teacher = g.meta.get("teacher_probs")
+    if teacher is not None:  # knowledge distillation's soft target (stages/train_gnn.py)
+        data.teacher = torch.as_tensor(np.asarray(teacher, np.float32)).reshape(1, -1)
     if words:
         _add_words(data, g)
     return data

@@ -71,6 +71,7 @@ from mmre_cli.reporting import NullReporter, Reporter
 
 __all__ = [
     "fit_classifier",
+    "distillation_loss",
     "predict",
     "evaluate",
     "label_counts",
@@ -227,15 +228,44 @@ def _logits(out) -> Tensor:
     return (out["logits"] if isinstance(out, dict) else out).float()
 
 
-def training_loss(model: nn.Module, run_model, batch, y: Tensor, weight: Tensor | None, rdrop: float = 0.0) -> Tensor:
-    """One batch's training loss: :func:`~mmre_cli.learn.gnn.classification_loss` of one forward
-    pass, or with ``rdrop`` :math:`\alpha > 0` the R-Drop loss of two (module docstring).
+def distillation_loss(logits: Tensor, teacher: Tensor, temperature: float) -> Tensor:
+    r"""Knowledge distillation's term: :math:`T^2\,\mathrm{KL}(q_T \Vert p_T)`, batch mean.
+
+    :math:`p_T = \mathrm{softmax}(\mathbf{z}/T)` and :math:`q_T \propto q^{1/T}` (the teacher's
+    probabilities softened alike); the :math:`T^2` keeps its gradient on the gold loss's scale.
 
     Shapes:
-        ``y [B]`` -> scalar
+        ``logits [B, C]``, ``teacher [B, C]`` (probabilities) -> scalar
+    """
+    t = float(temperature)
+    soft = torch.softmax(torch.log(teacher.float().clamp_min(1e-8)) / t, dim=-1)
+    return F.kl_div(F.log_softmax(logits.float() / t, dim=-1), soft, reduction="batchmean") * t * t
+
+
+def training_loss(
+    model: nn.Module,
+    run_model,
+    batch,
+    y: Tensor,
+    weight: Tensor | None,
+    rdrop: float = 0.0,
+    distill: tuple[float, float] | None = None,
+) -> Tensor:
+    r"""One batch's training loss: :func:`~mmre_cli.learn.gnn.classification_loss` of one forward
+    pass, or with ``rdrop`` :math:`\alpha > 0` the R-Drop loss of two (module docstring). With
+    ``distill`` :math:`(\alpha, T)` and a batch carrying ``teacher`` probabilities it is
+    :math:`(1-\alpha)\,\mathcal{L} + \alpha\,T^2\,\mathrm{KL}(q_T \Vert p_T)`
+    (:func:`distillation_loss`, on the first pass's logits).
+
+    Shapes:
+        ``y [B]``, ``batch.teacher [B, C]`` -> scalar
     """
     out = run_model(batch)
     loss = classification_loss(model, out, y, weight)
+    teacher = getattr(batch, "teacher", None)
+    if distill is not None and teacher is not None:
+        alpha, temperature = distill
+        loss = (1.0 - alpha) * loss + alpha * distillation_loss(_logits(out), teacher, temperature)
     if not rdrop:
         return loss
     out2 = run_model(batch)
@@ -270,6 +300,7 @@ def fit_classifier(
     fingerprint: str = "",
     rdrop: float = 0.0,
     ema: float = 0.0,
+    distill: tuple[float, float] | None = None,
 ) -> tuple[dict[str, Tensor], list[dict]]:
     """Train ``model`` and keep the epoch with the best validation micro-F1.
 
@@ -302,6 +333,8 @@ def fit_classifier(
         ema: decay :math:`d` of an exponential moving average of the trainable weights
             (:mod:`mmre_cli.learn.ema`), updated after every step; validation and the kept
             checkpoint then use the averaged weights. 0 = off (the live weights).
+        distill: ``(alpha, T)`` of knowledge distillation from the ``teacher`` probabilities the
+            training batches carry (:func:`training_loss`); ``None`` = off.
 
     Returns:
         ``(best_state, history)``: ``best_state`` is a CPU copy of the best epoch's
@@ -386,7 +419,7 @@ def fit_classifier(
                 for batch in train_loader:
                     batch = _to_device(batch, device, fabric)
                     y = batch.y.reshape(-1).long()
-                    loss = training_loss(base_model, run_model, batch, y, weights, rdrop)
+                    loss = training_loss(base_model, run_model, batch, y, weights, rdrop, distill)
                     optimizer.zero_grad(set_to_none=True)
                     if fabric is not None:
                         fabric.backward(loss)

@@ -126,6 +126,30 @@ def apply_pair_captions(groups: dict[str, list[Graph]], source: str | list[str] 
     return found
 
 
+def apply_teacher(graphs: list[Graph], source: str | Path, labels: list[str]) -> int:
+    """Give each labelled graph its teacher's probabilities (``meta["teacher_probs"]``, read from
+    ``source``, a ``predictions.jsonl`` of ``mmre evaluate``: :mod:`mmre_cli.store.predictions`),
+    matched by sample id. This is ``train_gnn.distill_from``; returns the number of graphs given one.
+
+    Raises:
+        MmreError: a labelled graph has none (the file scored another split or another dataset).
+    """
+    from mmre_cli.store.predictions import read_probabilities
+
+    table = read_probabilities(Path(source), labels)
+    labelled = [g for g in graphs if g.label >= 0]
+    missing = [g for g in labelled if str(g.meta.get("sample_id", g.graph_id)) not in table]
+    if missing:
+        first = missing[0].meta.get("sample_id", missing[0].graph_id)
+        raise MmreError(
+            f"{source}: no probabilities for {len(missing)} of {len(labelled)} training graphs (e.g. {first}); "
+            "score the train split with the teachers: mmre evaluate --model TEACHER -S evaluate.split=train"
+        )
+    for g in labelled:
+        g.meta["teacher_probs"] = table[str(g.meta.get("sample_id", g.graph_id))].tolist()
+    return len(labelled)
+
+
 def needs_words(model) -> bool:
     """Whether ``model`` re-encodes the sentence (its batches need ``graph_to_data(..., words=True)``)."""
     return bool(getattr(getattr(model, "module", model), "needs_words", False))

@@ -47,6 +47,8 @@ def test_two_models_are_scored_as_the_mean_of_their_probabilities(trained, secon
     for line in lines:
         p = mean[line["sample_id"]]
         assert line["pred"] == a["labels"][int(p.argmax())] and line["prob"] == pytest.approx(float(p.max()), abs=1e-6)
+        assert list(line["probs"]) == a["labels"]  # the whole mean distribution, keyed by label
+        assert [line["probs"][label] for label in a["labels"]] == pytest.approx(p.tolist(), abs=1e-6)
     stats = json.loads((out / "stats.json").read_text())
     assert len(stats["members"]) == 2 and stats["micro_f1"] == summary["micro_f1"]
 

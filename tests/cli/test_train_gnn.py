@@ -207,3 +207,27 @@ def test_a_finetuned_model_trained_on_the_merged_cmgs_evaluates_and_predicts(tra
     assert pipeline["train_agent"]["enabled"] is False and pipeline["diffuse"]["enabled"] is False
     assert not (model / "agent.safetensors").exists()
     _predict_equals_evaluate(model, trained, graphs=cmg)
+
+
+def test_a_student_distils_from_the_teachers_train_predictions(trained, tmp_path):
+    """train_gnn.distill_from: evaluate's train-split distribution is the soft target; a val file is refused."""
+    from mmre_cli.errors import MmreError
+    from mmre_cli.params import DEFAULTS
+    from stages import evaluate, train_gnn
+
+    params = copy.deepcopy(DEFAULTS)
+    params["evaluate"]["split"] = "train"
+    evaluate.run(model=trained["model"], graphs=trained["diffused"], out=tmp_path / "teach", params=params)
+    params = copy.deepcopy(DEFAULTS)
+    params["train_gnn"].update(epochs=1, hidden=16, heads=2, distill_from=str(tmp_path / "teach"), distill_weight=1.0)
+    result = train_gnn.run(graphs=trained["diffused"], out=tmp_path / "student", params=params)
+    assert result["epochs_run"] == 1 and result["train_graphs"] > 0
+    recorded = json.loads((tmp_path / "student" / "pipeline.json").read_text())
+    assert recorded["params"]["train_gnn"]["distill_from"] == str(tmp_path / "teach")
+
+    params["evaluate"]["split"] = "val"
+    evaluate.run(model=trained["model"], graphs=trained["diffused"], out=tmp_path / "val", params=params)
+    params["train_gnn"]["distill_from"] = str(tmp_path / "val")
+    with pytest.raises(MmreError, match="no probabilities for .* training graphs"):
+        train_gnn.run(graphs=trained["diffused"], out=tmp_path / "wrong", params=params)
+    assert not (tmp_path / "wrong").exists()

@@ -1,10 +1,12 @@
 """mmre_cli/pipeline/learning.py: the second-segment captions (``train_gnn.pair_captions``), one captioner or
-several; an artifact read back as PyG batches."""
+several; a teacher's probabilities (``train_gnn.distill_from``); an artifact read back as PyG batches."""
 
 import numpy as np
+import pytest
 
+from mmre_cli.errors import MmreError
 from mmre_cli.graphs.graph import EDGE_ATTR_DIM, Graph
-from mmre_cli.pipeline.learning import CAPTION_JOIN, apply_pair_captions
+from mmre_cli.pipeline.learning import CAPTION_JOIN, apply_pair_captions, apply_teacher
 
 
 def _graph(gid: str, img: str) -> Graph:
@@ -63,6 +65,25 @@ def test_the_editors_caption_deletions_do_not_cut_another_captioners_text(tmp_pa
 def test_no_source_keeps_the_graphs_captions(tmp_path):
     groups = {"val": [_graph("g0", "a.jpg")]}
     assert apply_pair_captions(groups, None) == 0 and groups["val"][0].meta["caption"] == "from the graphs"
+
+
+def test_a_teacher_reaches_every_labelled_graph_and_its_batches(tmp_path):
+    from mmre_cli.graphs.pyg import graph_to_data
+    from mmre_cli.store.predictions import write_predictions
+
+    labels = ["None", "/per/per/peer"]
+    graphs = [_graph("g0", "a.jpg"), _graph("g1", "b.jpg"), _graph("g2", "c.jpg")]
+    graphs[0].meta["sample_id"] = "train-000001"  # matched by sample id, else by graph id
+    graphs[2].label = -1  # unlabelled: never trained on, needs no teacher
+    prob = np.array([[0.2, 0.8], [0.6, 0.4]], np.float32)
+    write_predictions(tmp_path / "predictions.jsonl", ["train-000001", "g1"], [0, 0], [1, 0], prob, labels)
+    assert apply_teacher(graphs, tmp_path, labels) == 2
+    assert graphs[0].meta["teacher_probs"] == pytest.approx([0.2, 0.8]) and "teacher_probs" not in graphs[2].meta
+    graphs[0].x = np.zeros((1, 4), np.float32)
+    assert graph_to_data(graphs[0]).teacher.tolist() == [pytest.approx([0.2, 0.8])]  # [1, C]: batches stack to [B, C]
+    graphs[2].label = 0
+    with pytest.raises(MmreError, match="no probabilities for 1 of 3 training graphs .e.g. g2.*split=train"):
+        apply_teacher(graphs, tmp_path / "predictions.jsonl", labels)
 
 
 def test_load_graph_batches_roundtrip(tmp_path):

@@ -34,10 +34,13 @@ the API's fields (``head``), never the command line's options (``--head``) or se
 
 import base64
 import binascii
+import contextlib
 import html
 import re
+import shutil
 import tempfile
 import threading
+import weakref
 from pathlib import Path
 
 __all__ = ["LIMITS", "create_app"]
@@ -297,7 +300,16 @@ def create_app(model: Path, *, samples: Path | None = None, predictor=None, capt
     predictor = predictor or Predictor(Path(model), captioner=captioner)
     workdir = Path(tempfile.mkdtemp(prefix="mmre-serve-"))
     service = Service(predictor, _sample_images(samples), workdir)
-    app = FastAPI(title="mmre", docs_url=None, redoc_url=None, openapi_url=None)
+    # uploads and explanation pictures live as long as the app: removed when the server shuts down
+    # (the lifespan's exit) or, failing that, when the interpreter exits
+    scratch = weakref.finalize(service, shutil.rmtree, workdir, ignore_errors=True)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        yield
+        scratch()
+
+    app = FastAPI(title="mmre", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
 
     from fastapi.exceptions import RequestValidationError
     from starlette.exceptions import HTTPException

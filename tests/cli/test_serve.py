@@ -6,6 +6,7 @@ import base64
 import socket
 import threading
 import time
+import types
 from pathlib import Path
 
 import fastapi  # noqa: F401 - a hard dependency: a broken install fails, never skips
@@ -442,3 +443,19 @@ def test_the_size_limits_are_documented_where_a_user_reads_them():
     assert f"an image of at most {image}" in help_text
     readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
     assert f"a request body over **{body}** is refused with 413 before it is read whole" in readme
+
+
+def test_the_servers_scratch_folder_goes_when_it_shuts_down():
+    """Uploads and explanation pictures live in one temp folder per app, removed at shutdown."""
+    import tempfile
+
+    from fastapi.testclient import TestClient
+
+    from mmre_cli.serve import create_app
+
+    before = set(Path(tempfile.gettempdir()).glob("mmre-serve-*"))
+    other = create_app(Path("unused"), predictor=types.SimpleNamespace())  # a stand-in: nothing is predicted
+    (made,) = set(Path(tempfile.gettempdir()).glob("mmre-serve-*")) - before
+    with TestClient(other):  # start-up and shutdown, as uvicorn runs them
+        (made / "x.png").write_bytes(b"picture")
+    assert not made.exists()

@@ -85,6 +85,20 @@ def plan(*, params: dict, out: Path, rerun_from: str | None = None) -> list[str]
     return []
 
 
+def _check_teacher(params: dict, todo: list[str]) -> None:
+    """A recipe that distils (``train_gnn.distill_from``) needs its teacher's file before it starts."""
+    from mmre_cli.errors import MmreError
+    from mmre_cli.store.predictions import predictions_path
+
+    teacher = params["train_gnn"].get("distill_from")
+    if teacher and "train_gnn" in todo and not predictions_path(teacher).is_file():
+        raise MmreError(
+            f"train_gnn.distill_from: {predictions_path(teacher)} not found; score the train split with the "
+            "teacher models first: mmre evaluate --model TEACHER --graphs TEACHER_RUN/diffused --out "
+            f"{teacher} -S evaluate.split=train"
+        )
+
+
 def run(
     *, params: dict, out: Path, gpus: int = 0, rerun_from: str | None = None, reporter: Reporter | None = None
 ) -> dict[str, Any]:
@@ -96,6 +110,7 @@ def run(
     reporter = reporter_or_null(reporter)
     out = Path(out)
     todo = plan(params=params, out=out, rerun_from=rerun_from)
+    _check_teacher(params, todo)  # before any stage runs, not after an hour of them
     out.mkdir(parents=True, exist_ok=True)
     d = {folder: out / folder for _, folder, _ in STAGES}
     calls = {

@@ -2,8 +2,9 @@
 
 Each run is a folder ``RUNS/<name>/`` written by one ``mmre train-gnn`` + ``mmre evaluate``
 pair: ``model/`` (its ``pipeline.json`` holds the effective params), ``eval/stats.json`` (the
-metrics) and ``cmd.txt`` (the ``-S`` overrides it was started with, the code's commit, start and
-end times). Runs whose effective ``train_gnn``/``data`` params differ only in ``train_gnn.seed``
+metrics) and ``cmd.txt`` (the code's commit and the ``-S`` overrides it was started with, then
+either start and end times, ``code C start T …`` / ``end T``, or the wall seconds, ``C -S …`` /
+``wall S``). Runs whose effective ``train_gnn``/``data`` params differ only in ``train_gnn.seed``
 form one row; the spread is the sample standard deviation over seeds (``-`` for one seed).
 
     python bench/finetune_table.py /work/runs/ft            # markdown on stdout
@@ -46,13 +47,18 @@ def _run(folder: Path, same: dict[str, str] | None = None) -> dict | None:
     params = json.loads(pipe.read_text()).get("params", {})
     lines = cmd.read_text().split("\n")
     head = lines[0].split()
-    code, start = head[1], head[3]
-    graphs = next((w.split("=", 1)[1] for w in head[4:] if w.startswith("graphs=")), None)
-    overrides = " ".join(w for w in head[4:] if not w.startswith("graphs="))
-    end = next((ln.split()[1] for ln in lines if ln.startswith("end ")), None)
     minutes = None
-    if end:
-        minutes = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() / 60
+    if head[:1] == ["code"]:  # "code COMMIT start ISO [graphs=G] -S ..." and a last line "end ISO"
+        code, start, rest = head[1], head[3], head[4:]
+        end = next((ln.split()[1] for ln in lines if ln.startswith("end ")), None)
+        if end:
+            minutes = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() / 60
+    else:  # "COMMIT [--graphs G ...] -S ..." and a last line "wall SECONDS"
+        code, rest = head[0], head[1:]
+        wall = next((ln.split()[1] for ln in lines if ln.startswith("wall ")), None)
+        minutes = float(wall) / 60 if wall else None
+    graphs = next((w.split("=", 1)[1] for w in rest if w.startswith("graphs=")), None)
+    overrides = " ".join(w for w in rest if not w.startswith("graphs="))
     tg = dict(params.get("train_gnn", {}))
     seed = tg.pop("seed", None)
     data = params.get("data", {})

@@ -136,17 +136,17 @@ def apply_teacher(graphs: list[Graph], source: str | Path, labels: list[str]) ->
     """
     from mmre_cli.store.predictions import read_probabilities
 
-    table = read_probabilities(Path(source), labels)
+    table = read_probabilities(source, labels)
     labelled = [g for g in graphs if g.label >= 0]
-    missing = [g for g in labelled if str(g.meta.get("sample_id", g.graph_id)) not in table]
+    keys = [str(g.meta.get("sample_id", g.graph_id)) for g in labelled]
+    missing = [k for k in keys if k not in table]
     if missing:
-        first = missing[0].meta.get("sample_id", missing[0].graph_id)
         raise MmreError(
-            f"{source}: no probabilities for {len(missing)} of {len(labelled)} training graphs (e.g. {first}); "
+            f"{source}: no probabilities for {len(missing)} of {len(labelled)} training graphs (e.g. {missing[0]}); "
             "score the train split with the teachers: mmre evaluate --model TEACHER -S evaluate.split=train"
         )
-    for g in labelled:
-        g.meta["teacher_probs"] = table[str(g.meta.get("sample_id", g.graph_id))].tolist()
+    for g, key in zip(labelled, keys):
+        g.meta["teacher_probs"] = table[key]  # [C] float32
     return len(labelled)
 
 

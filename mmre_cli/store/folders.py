@@ -22,7 +22,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from mmre_cli.errors import InputError
 from mmre_cli.hashing import sha256_file
+from mmre_cli.store.predictions import PREDICTIONS_FILE, ROW_KEYS, iter_rows
 
 __all__ = ["folder_kind", "check_folder", "folder_checks", "EVAL_KEYS"]
 
@@ -37,7 +39,7 @@ def folder_kind(d: Path) -> str | None:
         return "model"
     if names & {"agent.json", "classifier.json"}:
         return "editor"
-    if "predictions.jsonl" in names or ("stats.json" in names and "per_class.json" in names):
+    if PREDICTIONS_FILE in names or ("stats.json" in names and "per_class.json" in names):
         return "evaluation"
     return None
 
@@ -122,24 +124,20 @@ def _check_evaluation(d: Path, problems: list[str]) -> None:
     for key in ("acc", "micro_p", "micro_r", "micro_f1"):
         if not isinstance(stats[key], (int, float)) or not 0.0 <= float(stats[key]) <= 1.0:
             problems.append(f"{d / 'stats.json'}: {key} = {stats[key]!r} is not in [0, 1]")
-    preds = d / "predictions.jsonl"
+    preds = d / PREDICTIONS_FILE
     if not preds.is_file():
         problems.append(f"{preds}: missing")
         return
     n = 0
-    with preds.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError:
-                problems.append(f"{preds}:{number}: not JSON")
-                return
-            if not isinstance(row, dict) or not {"sample_id", "gold", "pred", "prob"} <= set(row):
-                problems.append(f"{preds}:{number}: expected sample_id, gold, pred, prob")
+    try:
+        for number, row in iter_rows(preds):
+            if not isinstance(row, dict) or not set(ROW_KEYS) <= set(row):
+                problems.append(f"{preds}:{number}: expected {', '.join(ROW_KEYS)}")
                 return
             n += 1
+    except InputError as err:  # a line that is not JSON
+        problems.append(str(err))
+        return
     if n != stats["n"]:
         problems.append(f"{preds}: {n} predictions, stats.json says n = {stats['n']}")
 

@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
 from mmre_cli.errors import InputError
 
-__all__ = ["PREDICTIONS_FILE", "predictions_path", "write_predictions", "read_probabilities"]
+__all__ = ["PREDICTIONS_FILE", "ROW_KEYS", "predictions_path", "write_predictions", "iter_rows", "read_probabilities"]
 
 PREDICTIONS_FILE = "predictions.jsonl"
+#: the keys every line has (``probs`` only in files written since it exists)
+ROW_KEYS = ("sample_id", "gold", "pred", "prob")
 
 
 def predictions_path(source: str | Path) -> Path:
@@ -55,6 +57,22 @@ def write_predictions(
             fh.write(json.dumps(line) + "\n")
 
 
+def iter_rows(path: Path) -> Iterator[tuple[int, object]]:
+    """``(line number, parsed JSON)`` for every non-blank line of ``path``.
+
+    Raises:
+        InputError: ``PATH:LINE: not JSON`` at the first line that is not.
+    """
+    with Path(path).open(encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except ValueError:
+                raise InputError(f"{path}:{number}: not JSON") from None
+
+
 def read_probabilities(path: str | Path, labels: Sequence[str]) -> dict[str, np.ndarray]:
     """``sample_id -> [C]`` float32 distribution over ``labels`` (in that order), renormalised;
     ``path`` is the file or the evaluate folder holding it.
@@ -68,28 +86,21 @@ def read_probabilities(path: str | Path, labels: Sequence[str]) -> dict[str, np.
         raise InputError(f"{path}: predictions file not found (write one with `mmre evaluate`)")
     index = {label: i for i, label in enumerate(labels)}
     out: dict[str, np.ndarray] = {}
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise InputError(f"{path}:{number}: not JSON ({exc})") from None
-            probs = row.get("probs") if isinstance(row, dict) else None
-            if not isinstance(probs, dict):
-                raise InputError(
-                    f"{path}:{number}: no 'probs' (the whole distribution); it was written by an older "
-                    "mmre: run `mmre evaluate` again"
-                )
-            unknown = sorted(set(probs) - set(index))
-            if unknown:
-                raise InputError(f"{path}:{number}: label {unknown[0]!r} is not one of this dataset's labels")
-            vec = np.zeros(len(labels), np.float32)
-            for label, v in probs.items():
-                vec[index[label]] = float(v)
-            total = float(vec.sum())
-            if not total > 0:
-                raise InputError(f"{path}:{number}: the probabilities sum to {total}")
-            out[str(row["sample_id"])] = vec / total
+    for number, row in iter_rows(path):
+        probs = row.get("probs") if isinstance(row, dict) else None
+        if not isinstance(probs, dict):
+            raise InputError(
+                f"{path}:{number}: no 'probs' (the whole distribution); it was written by an older "
+                "mmre: run `mmre evaluate` again"
+            )
+        unknown = sorted(set(probs) - set(index))
+        if unknown:
+            raise InputError(f"{path}:{number}: label {unknown[0]!r} is not one of this dataset's labels")
+        vec = np.zeros(len(labels), np.float32)
+        for label, v in probs.items():
+            vec[index[label]] = float(v)
+        total = float(vec.sum())
+        if not total > 0:
+            raise InputError(f"{path}:{number}: the probabilities sum to {total}")
+        out[str(row["sample_id"])] = vec / total
     return out

@@ -35,7 +35,9 @@ batch order, so the conditions are paired) four ways:
    (:mod:`mmre_cli.learn.agent`, this repository's default reward: ``complexity: edits``), which is
    trained on the noisy train graphs against the *noisy* classifier of 2 (the reward model
    ``train-agent`` would have: fitted on the unedited, here noisy, graphs); the classifier is then
-   trained on the edited train graphs and scored on the edited val graphs;
+   trained on the edited train graphs and scored on the edited val graphs. ``--reward clean``
+   rewards it with the classifier of 1 instead, which has never seen a distractor: a privileged
+   reward model (it needs graphs known to be clean), between the real reward and the oracle;
 4. **noisy + rule**: instead of the editor, delete the ``k`` unprotected nodes least similar
    (cosine) to the sentence, the mean ``x`` of the graph's text token nodes;
 5. (``--oracle``) **noisy + oracle-reward editor**: the same editor trained against
@@ -443,6 +445,13 @@ def main() -> None:
         action="store_true",
         help="zero the head, tail and their tokens' features for every classifier (it must read the context)",
     )
+    ap.add_argument(
+        "--reward",
+        choices=("noisy", "clean"),
+        default="noisy",
+        help="the editor's reward model: the classifier fitted on the noisy train graphs (what train-agent "
+        "would have), or the one fitted on the clean graphs (privileged: it has never seen a distractor)",
+    )
     ap.add_argument("--skip-editor", action="store_true", help="clean vs noisy only (to choose k and the source)")
     ap.add_argument("--sample", type=int, default=4000, help="random pool phrases tried per graph")
     ap.add_argument(
@@ -455,10 +464,11 @@ def main() -> None:
 
     import torch
 
+    from mmre_cli.learn.trainer import evaluate
     from mmre_cli.params import DEFAULTS
     from mmre_cli.pipeline.devices import cpu_threads
     from mmre_cli.pipeline.editor import agent_config, edit_only
-    from mmre_cli.pipeline.learning import graphs_by_split, label_info
+    from mmre_cli.pipeline.learning import graphs_by_split, label_info, loader
 
     cpu_threads()
     t_all = time.time()
@@ -493,6 +503,7 @@ def main() -> None:
         "other_relation": args.other_relation,
         "as_text": args.as_text,
         "context_only": args.context_only,
+        "reward": args.reward,
         "train_graphs": len(train),
         "train_graphs_all": len(train_all),
         "val_graphs": len(val),
@@ -536,16 +547,24 @@ def main() -> None:
             "injected_per_train_graph": float(np.mean([len(g.meta["distractors"]) for g in noisy["train"]])),
         }
         torch.manual_seed(seed)
-        _, s_clean = train_classifier(clean["train"], clean["val"], gcfg, labels, none_id, seed, args.epochs)
+        clf_clean, s_clean = train_classifier(clean["train"], clean["val"], gcfg, labels, none_id, seed, args.epochs)
         clf_noisy, s_noisy = train_classifier(noisy["train"], noisy["val"], gcfg, labels, none_id, seed, args.epochs)
-        row["reward_signal"] = deletion_signal(clf_noisy, noisy["val"], none_id, acfg.lam, acfg.mu)
+        reward_clf = clf_clean if args.reward == "clean" else clf_noisy
+        if args.reward == "clean":
+            row["f1_clean_classifier_on_noisy"] = round(
+                float(evaluate(clf_clean, loader(noisy["val"], gcfg["batch_size"], False), none_id)["micro_f1"]), 4
+            )
+        row["reward_signal"] = deletion_signal(reward_clf, noisy["val"], none_id, acfg.lam, acfg.mu)
         if args.skip_editor:
             row.update(f1_clean=round(float(s_clean["micro_f1"]), 4), f1_noisy=round(float(s_noisy["micro_f1"]), 4))
             row["seconds"] = round(time.time() - t0, 1)
             log["seeds"][str(seed)] = row
             sig = row["reward_signal"]
+            on_noisy = row.get("f1_clean_classifier_on_noisy")
             print(
-                f"seed {seed}: F1 clean {row['f1_clean']:.4f} noisy {row['f1_noisy']:.4f} ({injected:.2f} injected); "
+                f"seed {seed}: F1 clean {row['f1_clean']:.4f} noisy {row['f1_noisy']:.4f} ({injected:.2f} injected"
+                + (f"; the clean classifier on the noisy val graphs {on_noisy:.4f}" if on_noisy is not None else "")
+                + "); "
                 f"deleting one distractor {sig['distractor_mean']:+.4f}, another node {sig['other_mean']:+.4f} "
                 f"| {row['seconds']:.0f}s",
                 flush=True,
@@ -553,7 +572,7 @@ def main() -> None:
             continue
         t_ed = time.time()
         agent, ed_log = train_editor(
-            clf_noisy, noisy["train"], acfg, seed, args.episodes, params["train_agent"]["batch_size"]
+            reward_clf, noisy["train"], acfg, seed, args.episodes, params["train_agent"]["batch_size"]
         )
         ed_train, ed_val = edit_only(noisy["train"], agent, acfg), edit_only(noisy["val"], agent, acfg)
         row["editor_train_s"] = round(time.time() - t_ed, 1)

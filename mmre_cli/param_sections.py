@@ -155,6 +155,11 @@ class TrainGnn:
     encoder_weights: str | None = key(None, "finetune: the encoder's folder; null = resolved (or the features')")
     caption_tokens: int = key(0, "finetune: caption word pieces read as the 2nd segment; 0 = none")
     caption_pass: int = key(0, "finetune: caption word pieces read in their own pass, fused with the markers; 0 = none")
+    caption_parts: str = key(
+        "joined",
+        "finetune, caption_pass: several captioners' captions read joined in one pass, or one pass each",
+        ("joined", "separate"),
+    )
     pair_captions: str | list[str] | None = key(
         None,
         "finetune: the captions file (may hold {split}) caption_tokens / caption_pass read; a list of "

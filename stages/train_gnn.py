@@ -76,6 +76,7 @@ PARAMS = declared(
     "train_gnn.encoder_weights",
     "train_gnn.caption_tokens",
     "train_gnn.caption_pass",
+    "train_gnn.caption_parts",
     "train_gnn.pair_captions",
     "train_gnn.readout",
     "train_gnn.relation_text",

@@ -21,6 +21,11 @@ from typing import Mapping
 from mmre_cli.data.mnre import RecordError, iter_text_lines, parse_literal
 from mmre_cli.errors import InputError
 
+#: what joins several captioners' captions of one image into one text (``train_gnn.pair_captions``
+#: as a list, ``mmre predict --image-caption "a ; b"``); ``caption_parts: separate`` splits at it.
+#: No caption of the six MNRE captioners contains it.
+CAPTION_JOIN = " ; "
+
 
 @dataclass
 class CaptionStats:

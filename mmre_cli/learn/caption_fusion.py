@@ -28,7 +28,11 @@ encoder input with the marker states the classifier reads and is cut short; on M
    :math:`\mathbf{f} \in \mathbb{R}^{2D+2}` is appended to the classifier's input.
 
 Several captioners at once: ``train_gnn.pair_captions`` as a list joins an image's captions (in the
-list's order) into the one text this pass reads.
+list's order, with :data:`CAPTION_JOIN`) into one text. ``caption_parts="joined"`` (the default)
+reads that text in one pass, cut to ``caption_pass`` pieces in all; ``"separate"`` splits it at
+:data:`CAPTION_JOIN` and reads each captioner's caption in a pass of its own, each cut to
+``caption_pass`` pieces, the parts' states then concatenated along :math:`L` for the fusion (so a
+long first caption no longer crowds out the others, and no caption's states attend to another's).
 
 Shapes:
     :meth:`CaptionReader.read`: B captions -> states ``[B, L, D]``, mask ``[B, L]``, match ``[B, L]``
@@ -44,7 +48,12 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["CaptionReader", "CaptionFusion", "entity_words"]
+from mmre_cli.data.captions import CAPTION_JOIN
+
+__all__ = ["CAPTION_PARTS", "CaptionReader", "CaptionFusion", "entity_words"]
+
+#: how several joined captions are read: in one pass, or one pass each
+CAPTION_PARTS = ("joined", "separate")
 
 #: words that never count as an entity match
 STOP_WORDS = frozenset("a an and the of in on at to for by with from is are was rt via amp".split())
@@ -74,13 +83,18 @@ class CaptionReader:
         network: the encoder network *before* fine-tuning (copied here, frozen, eval mode).
         pieces: word-piece limit per caption, special tokens included.
         bf16: run under bfloat16 autocast and cache bfloat16.
+        parts: ``"joined"`` reads a caption in one pass; ``"separate"`` reads each
+            :data:`CAPTION_JOIN`-separated part in its own pass of ``pieces`` (module docstring).
     """
 
-    def __init__(self, tokenizer, network: nn.Module, pieces: int = 128, bf16: bool = False):
+    def __init__(self, tokenizer, network: nn.Module, pieces: int = 128, bf16: bool = False, parts: str = "joined"):
+        if parts not in CAPTION_PARTS:
+            raise ValueError(f"parts must be one of {CAPTION_PARTS}, not {parts!r}")
         self.tokenizer = tokenizer
         self.network = copy.deepcopy(network).eval().requires_grad_(False)
         self.pieces = int(pieces)
         self.bf16 = bool(bf16)
+        self.parts = parts
         self._cache: dict[str, tuple[Tensor, list[str | None]]] = {}
 
     def to(self, device) -> "CaptionReader":
@@ -103,26 +117,42 @@ class CaptionReader:
         for i, t in enumerate(texts):
             self._cache[t] = (out[i, : lengths[i]].clone(), words[i][: lengths[i]])
 
+    def split(self, caption: str | None) -> list[str]:
+        """The texts of one caption that get a pass each: the whole caption (``joined``) or its
+        :data:`CAPTION_JOIN`-separated parts (``separate``); none for an empty caption."""
+        text = str(caption).strip() if caption else ""
+        if not text:
+            return []
+        if self.parts == "joined":
+            return [text]
+        return [p for p in (q.strip() for q in text.split(CAPTION_JOIN)) if p]
+
+    def _states(self, parts: list[str]) -> tuple[Tensor, list[str | None]]:
+        """One caption's cached part states, concatenated: ``([L, D], L words)``."""
+        rows = [self._cache[p] for p in parts]
+        return torch.cat([r for r, _ in rows]), [w for _, words in rows for w in words]
+
     def read(
         self, captions: Sequence[str | None], heads: Sequence[set[str]], tails: Sequence[set[str]]
     ) -> tuple[Tensor, Tensor, Tensor]:
         """``(states [B, L, D] float32, mask [B, L] bool, match [B, L] long)``; an empty or missing
         caption has an all-false mask row (only the null key is then attended)."""
-        texts = [str(c).strip() if c else "" for c in captions]
-        todo = list(dict.fromkeys(t for t in texts if t and t not in self._cache))
+        parts = [self.split(c) for c in captions]
+        todo = list(dict.fromkeys(p for ps in parts for p in ps if p not in self._cache))
         if todo:
             self._encode_new(todo)
-        b = len(texts)
-        width = max([self._cache[t][0].size(0) for t in texts if t] or [1])
+        read = [self._states(ps) if ps else None for ps in parts]
+        b = len(parts)
+        width = max([r[0].size(0) for r in read if r is not None] or [1])
         dim = int(self.network.config.hidden_size)
         dev = self.device
         states = torch.zeros(b, width, dim, device=dev)
         mask = torch.zeros(b, width, dtype=torch.bool, device=dev)
         match = torch.zeros(b, width, dtype=torch.long, device=dev)
-        for i, t in enumerate(texts):
-            if not t:
+        for i, r in enumerate(read):
+            if r is None:
                 continue
-            row, words = self._cache[t]
+            row, words = r
             n = row.size(0)
             states[i, :n] = row.float()
             flags = [(w is not None) for w in words]

@@ -135,6 +135,9 @@ class FinetunedRelationModel(nn.Module):
         caption_pass (int, optional): word pieces of the caption read in its own pass and fused
             with the marker states (:mod:`mmre_cli.learn.caption_fusion`; needs a marker readout);
             ``0``: off. (default: ``0``)
+        caption_parts (str, optional): ``"joined"`` or ``"separate"``: several captioners'
+            captions (joined by ``" ; "``) read in one pass or in one pass each.
+            (default: ``"joined"``)
         relation_descriptions (list of str, optional): one description per label; the last
             layer becomes :class:`~mmre_cli.learn.relation_text.RelationTextHead` (relations as
             text). ``None``: a linear last layer. (default: ``None``)
@@ -175,6 +178,7 @@ class FinetunedRelationModel(nn.Module):
         loss: str = "ce",
         nl_weight: float = 0.5,
         caption_pass: int = 0,
+        caption_parts: str = "joined",
         relation_descriptions: Sequence[str] | None = None,
     ):
         super().__init__()
@@ -216,6 +220,7 @@ class FinetunedRelationModel(nn.Module):
             loss=loss,
             nl_weight=nl_weight,
             caption_pass=caption_pass,
+            caption_parts=caption_parts,
             relation_descriptions=relation_descriptions,
         )
         self.encoder = TextNodeEncoder(
@@ -255,7 +260,11 @@ class FinetunedRelationModel(nn.Module):
             from mmre_cli.learn.caption_fusion import CaptionFusion, CaptionReader
 
             self.caption_reader = CaptionReader(
-                self.encoder.tokenizer, self.encoder.transformer, caption_pass, bf16=self.encoder.precision == "bf16"
+                self.encoder.tokenizer,
+                self.encoder.transformer,
+                caption_pass,
+                bf16=self.encoder.precision == "bf16",
+                parts=caption_parts,
             )
             self.caption_fusion = CaptionFusion(dim)
         self.descriptions = relation_descriptions

@@ -96,6 +96,7 @@ def build_classifier(
             markers=cfg["markers"],
             readout=cfg["readout"],
             caption_pass=int(cfg["caption_pass"] or 0),
+            caption_parts=cfg.get("caption_parts", "joined"),
             relation_descriptions=descriptions,
             encoder_weights=encoder_weights,
             train_layers=cfg["train_layers"],

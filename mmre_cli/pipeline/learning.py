@@ -94,22 +94,19 @@ def load_graph_batches(
     yield from graphs_to_batches(graphs, batch_size, words=words)
 
 
-#: what joins several captioners' captions of one image in the second segment
-CAPTION_JOIN = " ; "
-
-
 def apply_pair_captions(groups: dict[str, list[Graph]], source: str | list[str] | None, on_error: str = "raise") -> int:
     """Replace each graph's ``meta["caption"]`` by its image's caption from ``source`` (may hold ``{split}``).
 
     This is ``train_gnn.pair_captions``: which captioner the fine-tuned encoder reads as its second
     segment, independent of the captions the graphs were built from. A list of sources reads
     several captioners at once: an image's captions are joined in the list's order with
-    :data:`CAPTION_JOIN` (those a captioner lacks are left out; ``caption_tokens`` then cuts the
-    joined text). Returns the number of graphs whose image has a caption there (the others get none).
+    :data:`~mmre_cli.data.captions.CAPTION_JOIN` (those a captioner lacks are left out;
+    ``caption_tokens`` then cuts the joined text; ``caption_parts: separate`` reads each part in a pass
+    of its own). Returns the number of graphs whose image has a caption there (the others get none).
     The editor's caption deletions (``meta["deleted_caption_texts"]``) name phrases of the caption
     the graph was built from, so they are dropped with it: another captioner's text is read whole.
     """
-    from mmre_cli.data.captions import caption_path, load_captions
+    from mmre_cli.data.captions import CAPTION_JOIN, caption_path, load_captions
 
     if not source:
         return 0

@@ -79,23 +79,28 @@ def test_hf_encoder_with_caption_pairs_trains_evaluates_and_predicts(trained, tm
     assert refused.exit_code == 2 and "fine-tuned encoder mismatch" in refused.output
 
 
-@pytest.mark.parametrize("readout", ["gnn_markers", "markers"])
+@pytest.mark.parametrize(
+    ("readout", "parts"), [("gnn_markers", "joined"), ("markers", "separate")], ids=["gnn_markers", "markers_separate"]
+)
 def test_a_caption_pass_model_predicts_as_it_evaluates_and_reads_the_given_caption(
-    trained, tmp_path, tiny_bert, readout
+    trained, tmp_path, tiny_bert, readout, parts
 ):
     """train_gnn.caption_pass (the caption's own pass) + relation_text: predict = evaluate, and the
-    caption given to predict is the one the model reads."""
+    caption given to predict is the one the model reads (with caption_parts=separate, a " ; "-joined
+    caption is read as one pass per part)."""
     from stages import train_gnn
 
-    params = tiny_finetune_params(tiny_bert, caption_pass=16, readout=readout, relation_text=True)
+    params = tiny_finetune_params(tiny_bert, caption_pass=16, caption_parts=parts, readout=readout, relation_text=True)
     model = tmp_path / "caption_pass_model"
     train_gnn.run(graphs=trained["diffused"], out=model, params=params, agent=trained["root"] / "agent")
     kwargs = json.loads((model / "model.json").read_text())["model_kwargs"]
     assert kwargs["caption_pass"] == 16 and kwargs["readout"] == readout and len(kwargs["relation_descriptions"]) > 1
+    assert kwargs["caption_parts"] == parts
     args = _predict_equals_evaluate(model, trained)
     k = args.index("--image-caption")
     first = json_lines(run_predict(*args))[0]
-    other = json_lines(run_predict(*args[: k + 1], "a completely different scene with a red car", *args[k + 2 :]))[0]
+    typed = "a completely different scene ; a red car on a wet road"
+    other = json_lines(run_predict(*args[: k + 1], typed, *args[k + 2 :]))[0]
     assert first["probability"] != other["probability"] or first["top3"] != other["top3"]
 
 

@@ -63,3 +63,40 @@ def test_caption_pass_round_trips_through_a_checkpoint(tiny_hf, tmp_path):
     with torch.no_grad():
         assert torch.allclose(model(batch), loaded(batch), atol=1e-5)
     assert meta["model_kwargs"]["caption_pass"] == 16
+
+
+def test_separate_parts_read_each_captioner_in_its_own_pass(tiny_hf):
+    """caption_parts="separate": each " ; "-joined part is cached and cut on its own, and the read
+    states are the parts' passes concatenated; "joined" reads the whole text as one pass."""
+    from mmre_cli.data.captions import CAPTION_JOIN
+    from mmre_cli.learn.caption_fusion import CaptionReader
+
+    first, second = "alice holds a trophy on a big stage tonight", "bob in a crowd"
+    text = CAPTION_JOIN.join([first, second])
+    model = _hf_model(tiny_hf, caption_tokens=0, caption_pass=6, caption_parts="separate").eval()
+    reader = model.caption_reader
+    heads, tails = [{"alice"}], [{"bob"}]
+    states, mask, match = reader.read([text], heads, tails)
+    assert set(reader._cache) == {first, second}
+    alone = [reader.read([part], heads, tails) for part in (first, second)]
+    n0, n1 = (int(m.size(1)) for _, m, _ in alone)
+    assert states.size(1) == n0 + n1 == 12  # each part cut to 6 pieces, [CLS] and [SEP] included
+    assert torch.equal(states[0, :n0], alone[0][0][0]) and torch.equal(states[0, n0:], alone[1][0][0])
+    assert torch.equal(match[0], torch.cat([alone[0][2][0], alone[1][2][0]]))
+    assert (match[0] == 1).any() and (match[0] == 2).any()  # "alice" in the first part, "bob" in the second
+    joined = CaptionReader(reader.tokenizer, reader.network, pieces=6, parts="joined")
+    j_states, _, j_match = joined.read([text], heads, tails)
+    assert set(joined._cache) == {text} and j_states.size(1) == 6
+    assert not (j_match[0] == 2).any()  # joined and cut to 6 pieces, the second caption's "bob" is lost
+    assert reader.split(None) == [] and reader.split(f"a{CAPTION_JOIN} {CAPTION_JOIN}b") == ["a", "b"]
+
+
+def test_caption_parts_round_trip_through_a_checkpoint_and_are_checked(tiny_hf, tmp_path):
+    import pytest
+
+    model = _hf_model(tiny_hf, caption_tokens=0, caption_pass=8, caption_parts="separate").eval()
+    save_checkpoint(tmp_path, "model", model, {"labels": ["None", "x", "y"]})
+    loaded, meta = load_checkpoint(tmp_path, "model")
+    assert meta["model_kwargs"]["caption_parts"] == "separate" and loaded.caption_reader.parts == "separate"
+    with pytest.raises(ValueError, match="parts must be one of"):
+        _hf_model(tiny_hf, caption_tokens=0, caption_pass=8, caption_parts="each")

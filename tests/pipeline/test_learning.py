@@ -4,9 +4,10 @@ several; a teacher's probabilities (``train_gnn.distill_from``); an artifact rea
 import numpy as np
 import pytest
 
+from mmre_cli.data.captions import CAPTION_JOIN
 from mmre_cli.errors import MmreError
 from mmre_cli.graphs.graph import EDGE_ATTR_DIM, Graph
-from mmre_cli.pipeline.learning import CAPTION_JOIN, apply_pair_captions, apply_teacher
+from mmre_cli.pipeline.learning import apply_pair_captions, apply_teacher
 
 
 def _graph(gid: str, img: str) -> Graph:

@@ -29,6 +29,7 @@ from pathlib import Path
 SHOWN = (
     "readout",
     "caption_pass",
+    "caption_parts",
     "caption_tokens",
     "relation_text",
     "markers",

@@ -166,6 +166,23 @@ def _draw_train_curve(rows: list[dict], path: Path) -> Path:
     )
 
 
+def _read_captions(reader, graphs: list, cache: Path | None, device, reporter: Reporter) -> None:
+    """The frozen caption pass (``caption_pass``) over every caption the graphs' batches will carry,
+    before epoch 1 and with a progress bar, shortest first; through the state store at ``cache``
+    when given (:mod:`mmre_cli.learn.caption_store`), so another run or seed reads them from disk."""
+    from mmre_cli.graphs.refine import edited_caption
+
+    reader.to(device)
+    if cache is not None:
+        reader.use_store(cache)
+    captions = [edited_caption(g.meta) or None for g in graphs]
+    texts = {p for c in captions for p in reader.split(c)}
+    with reporter.progress("caption pass", total=len(texts)) as task:
+        encoded = reader.prefill(captions, progress=task)
+    where = f", {len(texts) - encoded} read from {cache}" if cache is not None else ""
+    reporter.info(f"caption pass: {len(texts)} caption texts, {encoded} encoded{where}")
+
+
 def _run_ensemble(
     k: int, *, graphs: Path, out: Path, params: dict, stats: Path | None = None, reporter: Reporter | None = None, **kw
 ) -> dict:
@@ -221,6 +238,7 @@ def run(
     plots: Path | None = None,
     resume: bool = False,
     nodes: int = 1,
+    caption_cache: Path | None = None,
 ) -> dict:
     """Run the stage; returns (and writes) its statistics.
 
@@ -246,6 +264,7 @@ def run(
             plots=plots,
             resume=resume,
             nodes=nodes,
+            caption_cache=caption_cache,
         )
     if cfg["distill_from"] and not (
         0.0 <= float(cfg["distill_weight"]) <= 1.0 and float(cfg["distill_temperature"]) > 0
@@ -281,6 +300,8 @@ def run(
     words = needs_words(model)
     train_loader = setup.train_loader(cfg["batch_size"], cfg["seed"], words)
     val_loader = loader(val, cfg["batch_size"], False, words=words)
+    if getattr(model, "caption_reader", None) is not None:
+        _read_captions(model.caption_reader, train + val, caption_cache, fabric.device, reporter)
 
     state_dir = out / STATE_DIR
 

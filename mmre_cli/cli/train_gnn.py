@@ -49,6 +49,17 @@ def train_gnn(
             "an uninterrupted run's. Refused if the state was written with other params or graphs.",
         ),
     ] = False,
+    caption_cache: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--caption-cache",
+            help="Folder that keeps the frozen caption pass's states (train_gnn.caption_pass) between runs: "
+            "the first run writes them, later runs and other seeds read them instead of encoding every "
+            "caption again. Keyed by the encoder's weights, the piece limit and the precision; results "
+            "do not change.",
+            show_default=False,
+        ),
+    ] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Train the classifier; the checkpoint kept is the best on val micro-F1 (peer metric).
@@ -69,4 +80,5 @@ def train_gnn(
         plots=plots,
         reporter=RichReporter(quiet),
         resume=resume,
+        caption_cache=caption_cache,
     )

@@ -96,6 +96,7 @@ class CaptionReader:
         self.bf16 = bool(bf16)
         self.parts = parts
         self._cache: dict[str, tuple[Tensor, list[str | None]]] = {}
+        self.store = None  # a CaptionStateStore once use_store() is called
 
     def to(self, device) -> "CaptionReader":
         self.network.to(device)
@@ -103,19 +104,63 @@ class CaptionReader:
         return self
 
     @property
+    def dtype(self) -> torch.dtype:
+        """The dtype the states are cached in."""
+        return torch.bfloat16 if self.bf16 else torch.float32
+
+    def use_store(self, root) -> "CaptionReader":
+        """Read and write the states through a :class:`~mmre_cli.learn.caption_store.CaptionStateStore`
+        under ``root``, keyed by this reader's frozen weights, piece limit and dtype."""
+        from mmre_cli.learn.caption_store import CaptionStateStore, network_key
+
+        self.store = CaptionStateStore(root, network_key(self.network, self.pieces, self.dtype))
+        return self
+
+    def prefill(self, captions: Sequence[str | None], batch_size: int = 64, progress=None) -> int:
+        """Encode every part of ``captions`` not yet cached, shortest first in batches of
+        ``batch_size`` (little padding), before training reads them; with a store, stored states
+        are read instead and new ones written. ``progress``: a task whose ``advance(n)`` is called
+        per batch. Returns the number of parts encoded (not found in memory or the store)."""
+        todo = list(dict.fromkeys(p for c in captions for p in self.split(c) if p not in self._cache))
+        todo.sort(key=len)
+        encoded = 0
+        for i in range(0, len(todo), batch_size):
+            encoded += self._encode_new(todo[i : i + batch_size])
+            if progress is not None:
+                progress.advance(len(todo[i : i + batch_size]))
+        if self.store is not None:
+            self.store.flush()
+        return encoded
+
+    @property
     def device(self) -> torch.device:
         return next(self.network.parameters()).device
 
-    def _encode_new(self, texts: list[str]) -> None:
-        enc, words = self.tokenizer.texts(texts, self.pieces)
+    def _encode_new(self, texts: list[str]) -> int:
+        """Cache ``texts``' states: from the store where it has them, else through the frozen
+        network (then kept in the store too). Returns how many went through the network."""
+        stored = self.store.get_many(texts) if self.store is not None else {}
         dev = self.device
+        if stored:
+            names = list(stored)
+            _, words = self.tokenizer.texts(names, self.pieces)
+            for t, w in zip(names, words):
+                row = stored[t].to(dev)
+                self._cache[t] = (row, w[: row.size(0)])
+        texts = [t for t in texts if t not in stored]
+        if not texts:
+            return 0
+        enc, words = self.tokenizer.texts(texts, self.pieces)
         autocast = torch.autocast(device_type=dev.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
         with torch.no_grad(), autocast:
             out = self.network(enc.input_ids.to(dev), enc.attention_mask.to(dev))
-        out = out.to(torch.bfloat16 if self.bf16 else torch.float32)
+        out = out.to(self.dtype)
         lengths = enc.attention_mask.sum(1).tolist()
         for i, t in enumerate(texts):
             self._cache[t] = (out[i, : lengths[i]].clone(), words[i][: lengths[i]])
+            if self.store is not None:
+                self.store.put(t, self._cache[t][0])
+        return len(texts)
 
     def split(self, caption: str | None) -> list[str]:
         """The texts of one caption that get a pass each: the whole caption (``joined``) or its

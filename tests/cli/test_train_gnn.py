@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from mmre_cli.cli.app import app
 from tests.cli.cli_helpers import json_lines, query_args, run_predict, runner, tiny_finetune_params, val_query
@@ -102,6 +103,39 @@ def test_a_caption_pass_model_predicts_as_it_evaluates_and_reads_the_given_capti
     typed = "a completely different scene ; a red car on a wet road"
     other = json_lines(run_predict(*args[: k + 1], typed, *args[k + 2 :]))[0]
     assert first["probability"] != other["probability"] or first["top3"] != other["top3"]
+
+
+def test_a_caption_cache_is_written_once_and_read_by_the_next_run(trained, tmp_path, tiny_bert):
+    """--caption-cache: the first run encodes every caption and writes the store; a second run (another
+    out folder) encodes none and trains the same model; the help explains the option."""
+    from safetensors.torch import load_file
+
+    from mmre_cli.reporting import NullReporter
+    from stages import train_gnn
+
+    params = tiny_finetune_params(tiny_bert, caption_pass=16, caption_parts="separate", readout="markers")
+    store, weights = tmp_path / "captions", []
+    for run in ("first", "second"):
+        reporter = NullReporter()
+        train_gnn.run(
+            graphs=trained["diffused"],
+            out=tmp_path / run,
+            params=params,
+            agent=trained["root"] / "agent",
+            reporter=reporter,
+            caption_cache=store,
+        )
+        (line,) = [m for m in reporter.messages if m.startswith("caption pass:")]
+        weights.append(load_file(str(tmp_path / run / "model.safetensors")))
+        if run == "first":
+            texts = int(line.split()[2])
+            assert texts > 0 and f"{texts} encoded, 0 read from" in line
+        else:
+            assert f"0 encoded, {texts} read from {store}" in line
+    assert len(list(store.glob("*/*.safetensors"))) >= 1
+    assert weights[0].keys() == weights[1].keys() and all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    shown = runner.invoke(app, ["train-gnn", "--help"], env={"COLUMNS": "200"})
+    assert "--caption-cache" in shown.output and "results do not change" in " ".join(shown.output.split())
 
 
 @pytest.mark.parametrize(

@@ -58,6 +58,7 @@ def info(json_out: Annotated[bool, typer.Option("--json", help="JSON on stdout."
         "MMRE_YOLO_WEIGHTS",
         "MMRE_CAPTIONER",
         "MMRE_TORCH_THREADS",
+        "MMRE_CAPTION_CACHE",
         "HF_HUB_OFFLINE",
         "HF_HOME",
     ):

@@ -57,6 +57,7 @@ def train_gnn(
             "the first run writes them, later runs and other seeds read them instead of encoding every "
             "caption again. Keyed by the encoder's weights, the piece limit and the precision; results "
             "do not change.",
+            envvar="MMRE_CAPTION_CACHE",
             show_default=False,
         ),
     ] = None,

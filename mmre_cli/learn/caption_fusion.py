@@ -8,8 +8,10 @@ encoder input with the marker states the classifier reads and is cut short; on M
    ``caption_pass`` word pieces (default 128: 74 % of CogVLM captions are longer than 40), runs
    through a *frozen copy of the pretrained encoder* taken before fine-tuning. Frozen, its last
    hidden states :math:`\mathbf{C} \in \mathbb{R}^{L\times D}` for a caption never change: they are
-   computed once per caption text and cached (bfloat16 under ``precision="bf16"``), so after the
-   first epoch the caption costs nothing but the fusion below. The copy is not part of the
+   computed once per caption text and cached (bfloat16 under ``precision="bf16"``; ``train-gnn``
+   encodes every caption before epoch 1, :meth:`CaptionReader.prefill`), so training pays only for the
+   fusion below; :meth:`CaptionReader.use_store` keeps them on disk for the next run
+   (:mod:`mmre_cli.learn.caption_store`). The copy is not part of the
    checkpoint: it is rebuilt from the same pretrained folder when the model is.
 2. **Entity match** signal. Each caption piece :math:`j` gets :math:`m_j \in \{0, 1, 2\}`: 1 when
    its word equals (case-folded, ``@``/``#`` stripped) a word of the head mention, 2 of the tail,
@@ -175,6 +177,8 @@ class CaptionReader:
     def _states(self, parts: list[str]) -> tuple[Tensor, list[str | None]]:
         """One caption's cached part states, concatenated: ``([L, D], L words)``."""
         rows = [self._cache[p] for p in parts]
+        if len(rows) == 1:
+            return rows[0]
         return torch.cat([r for r, _ in rows]), [w for _, words in rows for w in words]
 
     def read(

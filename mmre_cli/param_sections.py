@@ -157,8 +157,9 @@ class TrainGnn:
     caption_pass: int = key(0, "finetune: caption word pieces read in their own pass, fused with the markers; 0 = none")
     caption_parts: str = key(
         "joined",
-        "finetune, caption_pass: several captioners' captions read joined in one pass, or one pass each",
-        ("joined", "separate"),
+        "finetune, caption_pass: several captioners' captions read joined in one pass, one pass each, or one "
+        "pass each attended apart and weighed",
+        ("joined", "separate", "weighted"),
     )
     pair_captions: str | list[str] | None = key(
         None,

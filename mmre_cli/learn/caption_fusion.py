@@ -35,10 +35,19 @@ reads that text in one pass, cut to ``caption_pass`` pieces in all; ``"separate"
 :data:`CAPTION_JOIN` and reads each captioner's caption in a pass of its own, each cut to
 ``caption_pass`` pieces, the parts' states then concatenated along :math:`L` for the fusion (so a
 long first caption no longer crowds out the others, and no caption's states attend to another's).
+``"weighted"`` reads the parts as ``"separate"`` does but attends to each part on its own and lets
+the queries weigh the captioners: with :math:`\mathbf{a}_p` the attention over part :math:`p`'s keys
+(and the null key),
+
+.. math::
+    \mathbf{a} = \sum_p \operatorname{softmax}_p\big(\mathbf{w}^\top[\mathbf{q}; \mathbf{a}_p]\big)\, \mathbf{a}_p
+
+over the parts a caption has (all parts absent: the null key's value), so many or long captions of a
+generic captioner cannot dilute one softmax that an informative one shares.
 
 Shapes:
     :meth:`CaptionReader.read`: B captions -> states ``[B, L, D]``, mask ``[B, L]``, match ``[B, L]``
-    :class:`CaptionFusion`: queries ``[B, 2, D]`` + the above -> ``[B, 2D + 2]``
+    :class:`CaptionFusion`: queries ``[B, 2, D]`` + the above (+ ``part [B, L]``, ``weighted``) -> ``[B, 2D + 2]``
 """
 
 from __future__ import annotations
@@ -55,7 +64,7 @@ from mmre_cli.data.captions import CAPTION_JOIN
 __all__ = ["CAPTION_PARTS", "CaptionReader", "CaptionFusion", "entity_words"]
 
 #: how several joined captions are read: in one pass, or one pass each
-CAPTION_PARTS = ("joined", "separate")
+CAPTION_PARTS = ("joined", "separate", "weighted")
 
 #: words that never count as an entity match
 STOP_WORDS = frozenset("a an and the of in on at to for by with from is are was rt via amp".split())
@@ -85,7 +94,7 @@ class CaptionReader:
         network: the encoder network *before* fine-tuning (copied here, frozen, eval mode).
         pieces: word-piece limit per caption, special tokens included.
         bf16: run under bfloat16 autocast and cache bfloat16.
-        parts: ``"joined"`` reads a caption in one pass; ``"separate"`` reads each
+        parts: ``"joined"`` reads a caption in one pass; ``"separate"`` and ``"weighted"`` read each
             :data:`CAPTION_JOIN`-separated part in its own pass of ``pieces`` (module docstring).
     """
 
@@ -174,18 +183,24 @@ class CaptionReader:
             return [text]
         return [p for p in (q.strip() for q in text.split(CAPTION_JOIN)) if p]
 
-    def _states(self, parts: list[str]) -> tuple[Tensor, list[str | None]]:
-        """One caption's cached part states, concatenated: ``([L, D], L words)``."""
+    def _states(self, parts: list[str]) -> tuple[Tensor, list[str | None], list[int]]:
+        """One caption's cached part states, concatenated: ``([L, D], L words, L part indices)``."""
         rows = [self._cache[p] for p in parts]
+        index = [k for k, (r, _) in enumerate(rows) for _ in range(r.size(0))]
         if len(rows) == 1:
-            return rows[0]
-        return torch.cat([r for r, _ in rows]), [w for _, words in rows for w in words]
+            return rows[0][0], rows[0][1], index
+        return torch.cat([r for r, _ in rows]), [w for _, words in rows for w in words], index
 
     def read(
-        self, captions: Sequence[str | None], heads: Sequence[set[str]], tails: Sequence[set[str]]
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """``(states [B, L, D] float32, mask [B, L] bool, match [B, L] long)``; an empty or missing
-        caption has an all-false mask row (only the null key is then attended)."""
+        self,
+        captions: Sequence[str | None],
+        heads: Sequence[set[str]],
+        tails: Sequence[set[str]],
+        with_parts: bool = False,
+    ) -> tuple[Tensor, ...]:
+        """``(states [B, L, D] float32, mask [B, L] bool, match [B, L] long)``, and with ``with_parts``
+        also ``part [B, L] long``, the index of the caption part each piece comes from (-1: padding);
+        an empty or missing caption has an all-false mask row (only the null key is then attended)."""
         parts = [self.split(c) for c in captions]
         todo = list(dict.fromkeys(p for ps in parts for p in ps if p not in self._cache))
         if todo:
@@ -198,17 +213,19 @@ class CaptionReader:
         states = torch.zeros(b, width, dim, device=dev)
         mask = torch.zeros(b, width, dtype=torch.bool, device=dev)
         match = torch.zeros(b, width, dtype=torch.long, device=dev)
+        part = torch.full((b, width), -1, dtype=torch.long, device=dev)
         for i, r in enumerate(read):
             if r is None:
                 continue
-            row, words = r
+            row, words, index = r
             n = row.size(0)
+            part[i, :n] = torch.tensor(index, dtype=torch.long, device=dev)
             states[i, :n] = row.float()
             flags = [(w is not None) for w in words]
             mask[i, :n] = torch.tensor(flags, dtype=torch.bool, device=dev)
             m = [1 if w in heads[i] else 2 if w in tails[i] else 0 for w in words]
             match[i, :n] = torch.tensor(m, dtype=torch.long, device=dev)
-        return states, mask, match
+        return (states, mask, match, part) if with_parts else (states, mask, match)
 
 
 class CaptionFusion(nn.Module):
@@ -218,15 +235,20 @@ class CaptionFusion(nn.Module):
         dim (int): D, the encoder width.
         heads (int, optional): attention heads. (default: ``4``)
         dropout (float, optional): attention dropout. (default: ``0.1``)
+        per_part (bool, optional): attend to each caption part alone and weigh the parts
+            (``caption_parts="weighted"``, module docstring). (default: ``False``)
 
     Shapes:
         - **input:** queries ``[B, 2, D]``, states ``[B, L, D]``, mask ``[B, L]`` (True = piece),
-          match ``[B, L]`` in {0, 1, 2}
+          match ``[B, L]`` in {0, 1, 2}, part ``[B, L]`` (``per_part`` only; -1 = padding)
         - **output:** ``[B, 2D + 2]`` (:attr:`out_dim`)
     """
 
-    def __init__(self, dim: int, heads: int = 4, dropout: float = 0.1):
+    def __init__(self, dim: int, heads: int = 4, dropout: float = 0.1, per_part: bool = False):
         super().__init__()
+        self.per_part = bool(per_part)
+        if self.per_part:
+            self.part_score = nn.Linear(2 * dim, 1)
         self.proj = nn.Sequential(nn.Linear(dim, dim), nn.LayerNorm(dim))
         self.match = nn.Embedding(3, dim)
         nn.init.normal_(self.match.weight, std=0.02)
@@ -235,12 +257,36 @@ class CaptionFusion(nn.Module):
         self.gate = nn.Linear(2 * dim, dim)
         self.out_dim = 2 * dim + 2
 
-    def forward(self, queries: Tensor, states: Tensor, mask: Tensor, match: Tensor) -> Tensor:
+    def forward(
+        self, queries: Tensor, states: Tensor, mask: Tensor, match: Tensor, part: Tensor | None = None
+    ) -> Tensor:
         b = queries.size(0)
         kv = self.proj(states.to(queries.dtype)) + self.match(match)
         kv = torch.cat([self.null.expand(b, 1, -1).to(kv.dtype), kv], dim=1)
-        pad = torch.cat([torch.zeros(b, 1, dtype=torch.bool, device=mask.device), ~mask], dim=1)
-        att, _ = self.attn(queries, kv, kv, key_padding_mask=pad, need_weights=False)
+        null = torch.zeros(b, 1, dtype=torch.bool, device=mask.device)
+        if self.per_part:
+            att = self._weighted(queries, kv, mask, part, null)
+        else:
+            pad = torch.cat([null, ~mask], dim=1)
+            att, _ = self.attn(queries, kv, kv, key_padding_mask=pad, need_weights=False)
         gated = torch.sigmoid(self.gate(torch.cat([queries, att], dim=-1))) * att
         flags = torch.stack([((match == 1) & mask).any(1), ((match == 2) & mask).any(1)], dim=-1)
         return torch.cat([gated.reshape(b, -1), flags.to(gated.dtype)], dim=-1)
+
+    def _weighted(self, queries: Tensor, kv: Tensor, mask: Tensor, part: Tensor, null: Tensor) -> Tensor:
+        """Attention over each part's keys alone, ``[B, 2, P, D]``, weighed over the parts present -> ``[B, 2, D]``."""
+        if part is None:
+            raise ValueError("per_part fusion needs the part index of every caption piece")
+        n_parts = max(int(part.max()) + 1, 1) if part.numel() else 1
+        atts, present = [], []
+        for p in range(n_parts):
+            keep = mask & (part == p)
+            att, _ = self.attn(queries, kv, kv, key_padding_mask=torch.cat([null, ~keep], dim=1), need_weights=False)
+            atts.append(att)
+            present.append(keep.any(1))
+        stacked = torch.stack(atts, dim=2)  # [B, 2, P, D]
+        has = torch.stack(present, dim=1)  # [B, P]
+        has = has | ~has.any(1, keepdim=True)  # no caption: every part is the null key's value, weighed alike
+        score = self.part_score(torch.cat([queries.unsqueeze(2).expand_as(stacked), stacked], dim=-1)).squeeze(-1)
+        score = score.masked_fill(~has.unsqueeze(1), float("-inf"))
+        return (torch.softmax(score, dim=-1).unsqueeze(-1) * stacked).sum(2)

@@ -135,8 +135,9 @@ class FinetunedRelationModel(nn.Module):
         caption_pass (int, optional): word pieces of the caption read in its own pass and fused
             with the marker states (:mod:`mmre_cli.learn.caption_fusion`; needs a marker readout);
             ``0``: off. (default: ``0``)
-        caption_parts (str, optional): ``"joined"`` or ``"separate"``: several captioners'
-            captions (joined by ``" ; "``) read in one pass or in one pass each.
+        caption_parts (str, optional): ``"joined"``, ``"separate"`` or ``"weighted"``: several
+            captioners' captions (joined by ``" ; "``) read in one pass, in one pass each, or in one
+            pass each attended apart and weighed (:mod:`mmre_cli.learn.caption_fusion`).
             (default: ``"joined"``)
         relation_descriptions (list of str, optional): one description per label; the last
             layer becomes :class:`~mmre_cli.learn.relation_text.RelationTextHead` (relations as
@@ -266,7 +267,7 @@ class FinetunedRelationModel(nn.Module):
                 bf16=self.encoder.precision == "bf16",
                 parts=caption_parts,
             )
-            self.caption_fusion = CaptionFusion(dim)
+            self.caption_fusion = CaptionFusion(dim, per_part=caption_parts == "weighted")
         self.descriptions = relation_descriptions
         self._desc_cache: tuple[tuple[str, ...], Tensor] | None = None  # eval only: see description_vectors
         last = None
@@ -347,12 +348,13 @@ class FinetunedRelationModel(nn.Module):
 
         if self.caption_reader.device != ents.device:
             self.caption_reader.to(ents.device)
-        states, mask, match = self.caption_reader.read(
+        read = self.caption_reader.read(
             captions,
             [entity_words(w, h) for w, h in zip(words, heads)],
             [entity_words(w, t) for w, t in zip(words, tails)],
+            with_parts=self.caption_fusion.per_part,
         )
-        return self.caption_fusion(self.marker_norm(ents), states, mask, match)
+        return self.caption_fusion(self.marker_norm(ents), *read)
 
     def description_vectors(self) -> Tensor:
         """The relation descriptions through the (fine-tuned) encoder, mean of their pieces' last

@@ -81,7 +81,9 @@ def test_hf_encoder_with_caption_pairs_trains_evaluates_and_predicts(trained, tm
 
 
 @pytest.mark.parametrize(
-    ("readout", "parts"), [("gnn_markers", "joined"), ("markers", "separate")], ids=["gnn_markers", "markers_separate"]
+    ("readout", "parts"),
+    [("gnn_markers", "joined"), ("markers", "separate"), ("gnn_markers", "weighted")],
+    ids=["gnn_markers", "markers_separate", "gnn_markers_weighted"],
 )
 def test_a_caption_pass_model_predicts_as_it_evaluates_and_reads_the_given_caption(
     trained, tmp_path, tiny_bert, readout, parts

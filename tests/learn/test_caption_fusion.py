@@ -100,3 +100,43 @@ def test_caption_parts_round_trip_through_a_checkpoint_and_are_checked(tiny_hf, 
     assert meta["model_kwargs"]["caption_parts"] == "separate" and loaded.caption_reader.parts == "separate"
     with pytest.raises(ValueError, match="parts must be one of"):
         _hf_model(tiny_hf, caption_tokens=0, caption_pass=8, caption_parts="each")
+
+
+def test_weighted_parts_attend_apart_and_are_weighed(tiny_hf):
+    """caption_parts="weighted": each part is attended alone and the parts' attentions are averaged by
+    a softmax over the parts present; with a flat score that is their plain mean, a one-part caption
+    is its own attention, and no caption gives the null key's value, as the unweighted fusion does."""
+    from mmre_cli.data.captions import CAPTION_JOIN
+    from mmre_cli.learn.caption_fusion import CaptionFusion
+
+    model = _hf_model(tiny_hf, caption_tokens=0, caption_pass=8, caption_parts="weighted").eval()
+    reader, fusion = model.caption_reader, model.caption_fusion
+    assert fusion.per_part and reader.parts == "weighted"
+    first, second = "alice holds a trophy on a stage", "bob in a crowd"
+    heads, tails = [{"alice"}], [{"bob"}]
+    with torch.no_grad():
+        fusion.part_score.weight.zero_()  # a flat score: equal weights
+        q = torch.randn(1, 2, reader.network.config.hidden_size)
+
+        def attention(caption):
+            states, mask, match, part = reader.read([caption], heads, tails, with_parts=True)
+            kv = torch.cat([fusion.null, fusion.proj(states) + fusion.match(match)], dim=1)
+            return fusion._weighted(q, kv, mask, part, torch.zeros(1, 1, dtype=torch.bool)), part
+
+        both, part = attention(CAPTION_JOIN.join([first, second]))
+        a, _ = attention(first)
+        b, _ = attention(second)
+        assert set(part[0].tolist()) == {0, 1}
+        assert torch.allclose(both, (a + b) / 2, atol=1e-5) and not torch.allclose(a, b)
+        none, part = attention(None)
+        plain = CaptionFusion(q.size(-1))
+        plain.load_state_dict({k: v for k, v in fusion.state_dict().items() if not k.startswith("part_score")})
+        plain.eval()
+        empty = torch.zeros(1, 0, q.size(-1)), torch.zeros(1, 0, dtype=torch.bool), torch.zeros(1, 0, dtype=torch.long)
+        null_only = plain(q, *empty)[:, : 2 * q.size(-1)].reshape(1, 2, -1)
+        gate = torch.sigmoid(fusion.gate(torch.cat([q, none], dim=-1)))
+        assert part.numel() == 0 or (part == -1).all()
+        assert torch.allclose(gate * none, null_only, atol=1e-5)
+    model.train()
+    model(next(iter(DataLoader(captioned(4, seed=5, dim=32), batch_size=4)))).sum().backward()
+    assert fusion.part_score.weight.grad is not None

@@ -46,10 +46,13 @@ def run(
     reporter: Reporter | None = None,
     plots: Path | None = None,
     metrics: Path | None = None,
+    caption_cache: Path | None = None,
 ) -> dict:
     """Run the stage; returns (and writes) its metrics, with ``per_class`` added for display.
 
     ``model``: one train-gnn folder, or several for a mean-probability ensemble (module docstring).
+    ``caption_cache``: the caption state store a caption-pass model reads and adds to
+    (:mod:`mmre_cli.learn.caption_store`).
     """
     reporter = reporter_or_null(reporter)
     params = stage_view(params, PARAMS)
@@ -61,7 +64,7 @@ def run(
     require_artifact(graphs, "diffuse")
     cpu_threads()
     split = params["evaluate"]["split"]
-    members = [score_split(m, graphs, split, reporter) for m in models]
+    members = [score_split(m, graphs, split, reporter, caption_cache) for m in models]
     scored = members[0] if len(members) == 1 else ensemble_scores(members)
     m, labels = scored["metrics"], scored["labels"]
     out.mkdir(parents=True, exist_ok=True)

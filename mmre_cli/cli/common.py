@@ -64,6 +64,18 @@ PlotsOpt = Annotated[
     ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr; no progress bars.")]
+CaptionCacheOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--caption-cache",
+        help="Folder that keeps the frozen caption pass's states (train_gnn.caption_pass) between runs: "
+        "the first run writes them, later runs, other seeds and evaluations read them instead of encoding "
+        "every caption again. Keyed by the encoder's weights, the piece limit and the precision; results "
+        "do not change.",
+        envvar="MMRE_CAPTION_CACHE",
+        show_default=False,
+    ),
+]
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -8,7 +8,16 @@ from typing import Optional
 import typer
 from typing_extensions import Annotated
 
-from mmre_cli.cli.common import ParamsOpt, PlotsOpt, QuietOpt, SetOpt, StatsOpt, handle_errors, resolve_params
+from mmre_cli.cli.common import (
+    CaptionCacheOpt,
+    ParamsOpt,
+    PlotsOpt,
+    QuietOpt,
+    SetOpt,
+    StatsOpt,
+    handle_errors,
+    resolve_params,
+)
 
 
 @handle_errors
@@ -50,6 +59,7 @@ def evaluate(
     ] = None,
     params_file: ParamsOpt = None,
     set_: SetOpt = None,
+    caption_cache: CaptionCacheOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Accuracy over all instances; micro P/R/F1 over non-None classes (HVPNeT/MKGformer/MORE).
@@ -69,6 +79,7 @@ def evaluate(
         plots=plots,
         reporter=RichReporter(quiet),
         metrics=metrics,
+        caption_cache=caption_cache,
     )
     show_scores(result, json_out)
 

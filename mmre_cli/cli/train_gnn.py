@@ -9,6 +9,7 @@ import typer
 from typing_extensions import Annotated
 
 from mmre_cli.cli.common import (
+    CaptionCacheOpt,
     GpusOpt,
     NodesOpt,
     ParamsOpt,
@@ -49,18 +50,7 @@ def train_gnn(
             "an uninterrupted run's. Refused if the state was written with other params or graphs.",
         ),
     ] = False,
-    caption_cache: Annotated[
-        Optional[Path],
-        typer.Option(
-            "--caption-cache",
-            help="Folder that keeps the frozen caption pass's states (train_gnn.caption_pass) between runs: "
-            "the first run writes them, later runs and other seeds read them instead of encoding every "
-            "caption again. Keyed by the encoder's weights, the piece limit and the precision; results "
-            "do not change.",
-            envvar="MMRE_CAPTION_CACHE",
-            show_default=False,
-        ),
-    ] = None,
+    caption_cache: CaptionCacheOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Train the classifier; the checkpoint kept is the best on val micro-F1 (peer metric).

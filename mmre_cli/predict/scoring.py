@@ -11,8 +11,11 @@ from mmre_cli.predict.folder import model_params, read_pipeline
 from mmre_cli.reporting import Reporter, reporter_or_null
 
 
-def score_split(model_dir: Path, graphs: Path, split: str, reporter: Reporter | None = None) -> dict:
-    """``{"metrics", "per_class", "pred", "gold", "prob", "ids", "labels"}`` for one split."""
+def score_split(
+    model_dir: Path, graphs: Path, split: str, reporter: Reporter | None = None, caption_cache: Path | None = None
+) -> dict:
+    """``{"metrics", "per_class", "pred", "gold", "prob", "ids", "labels"}`` for one split; a model
+    with a caption pass reads (and adds to) the caption state store at ``caption_cache`` when given."""
     import numpy as np
 
     from mmre_cli.graphs.pyg import text_length
@@ -30,8 +33,13 @@ def score_split(model_dir: Path, graphs: Path, split: str, reporter: Reporter | 
         pair = model_params(read_pipeline(model_dir))["train_gnn"]["pair_captions"]
         apply_pair_captions({split: items}, pair)  # the captioner the model was trained to read
         items.sort(key=text_length)  # similar lengths together: less padding (ids/gold follow)
+    reader = getattr(model, "caption_reader", None)
+    if reader is not None and caption_cache is not None:
+        reader.use_store(caption_cache)
     with reporter_or_null(reporter).progress(f"evaluate {split}", total=len(items)) as task:
         pred, prob = predict(model, loader(items, 64 if words else 256, False, words=words), task=task)
+    if reader is not None and reader.store is not None:
+        reader.store.flush()
     gold = np.asarray([g.label for g in items])
     return {
         "metrics": peer_scores(pred, gold, none_id),

@@ -136,8 +136,20 @@ def test_a_caption_cache_is_written_once_and_read_by_the_next_run(trained, tmp_p
             assert f"0 encoded, {texts} read from {store}" in line
     assert len(list(store.glob("*/*.safetensors"))) >= 1
     assert weights[0].keys() == weights[1].keys() and all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
-    shown = runner.invoke(app, ["train-gnn", "--help"], env={"COLUMNS": "200"})
-    assert "--caption-cache" in shown.output and "results do not change" in " ".join(shown.output.split())
+    # evaluate reads the same store (val captions are in it) and scores as without it
+    from mmre_cli.params import DEFAULTS
+    from stages import evaluate
+
+    scores = [
+        evaluate.run(
+            model=tmp_path / "second", graphs=trained["diffused"], out=tmp_path / f"eval{i}", params=DEFAULTS, **kw
+        )["micro_f1"]
+        for i, kw in enumerate([{}, {"caption_cache": store}])
+    ]
+    assert scores[0] == scores[1]
+    for command in ("train-gnn", "evaluate"):
+        shown = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+        assert "--caption-cache" in shown.output and "MMRE_CAPTION_CACHE" in shown.output
 
 
 @pytest.mark.parametrize(

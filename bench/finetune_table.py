@@ -25,6 +25,8 @@ import statistics
 from datetime import datetime
 from pathlib import Path
 
+from mmre_cli.params import DEFAULTS
+
 #: params that tell configurations apart in the table (anything else that differs is shown too)
 SHOWN = (
     "readout",
@@ -58,10 +60,26 @@ def _run(folder: Path, same: dict[str, str] | None = None) -> dict | None:
         code, rest = head[0], head[1:]
         wall = next((ln.split()[1] for ln in lines if ln.startswith("wall ")), None)
         minutes = float(wall) / 60 if wall else None
-    graphs = next((w.split("=", 1)[1] for w in rest if w.startswith("graphs=")), None)
-    overrides = " ".join(w for w in rest if not w.startswith("graphs="))
+    graphs, kept, words = None, [], iter(rest)
+    for w in words:  # the full train-gnn command (ninth session on): keep what changes the run
+        if w == "train-gnn":
+            continue
+        if w in ("--graphs", "--agent", "--out", "--caption-cache", "--params"):
+            value = next(words, "")
+            if w == "--graphs":
+                graphs = value
+            elif w == "--params":
+                kept += [w, "/".join(Path(value).parts[-2:])]
+            continue
+        if w.startswith("graphs="):
+            graphs = w.split("=", 1)[1]
+            continue
+        kept.append(w)
+    overrides = " ".join(kept)
     tg = dict(params.get("train_gnn", {}))
     seed = tg.pop("seed", None)
+    defaults = DEFAULTS["train_gnn"]  # a key added later, at its default, is the same run as before it existed
+    tg = {k: v for k, v in tg.items() if k not in defaults or defaults[k] != v}
     data = params.get("data", {})
     return {
         "name": folder.name,

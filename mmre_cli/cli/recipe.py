@@ -100,9 +100,16 @@ def _check_teacher(params: dict, todo: list[str]) -> None:
 
 
 def run(
-    *, params: dict, out: Path, gpus: int = 0, rerun_from: str | None = None, reporter: Reporter | None = None
+    *,
+    params: dict,
+    out: Path,
+    gpus: int = 0,
+    rerun_from: str | None = None,
+    reporter: Reporter | None = None,
+    caption_cache: Path | None = None,
 ) -> dict[str, Any]:
-    """Run (or resume) the chain into ``out``.
+    """Run (or resume) the chain into ``out``; ``caption_cache`` goes to train_gnn and evaluate
+    (the caption state store, :mod:`mmre_cli.learn.caption_store`).
 
     Returns (and writes to ``out/recipe.json``): ``{"order", "stages": {name: {"seconds",
     "skipped"}}, "seconds": {name: wall seconds of its last real run}, "seconds_total", "metrics"}``.
@@ -130,10 +137,21 @@ def run(
             cmg=d["cmg"], agent=d["agent"], out=d["diffused"], params=params, reporter=reporter
         ),
         "train_gnn": lambda: train_gnn.run(
-            graphs=d["diffused"], agent=d["agent"], out=d["model"], params=params, gpus=gpus, reporter=reporter
+            graphs=d["diffused"],
+            agent=d["agent"],
+            out=d["model"],
+            params=params,
+            gpus=gpus,
+            reporter=reporter,
+            caption_cache=caption_cache,
         ),
         "evaluate": lambda: evaluate.run(
-            model=d["model"], graphs=d["diffused"], out=d["eval"], params=params, reporter=reporter
+            model=d["model"],
+            graphs=d["diffused"],
+            out=d["eval"],
+            params=params,
+            reporter=reporter,
+            caption_cache=caption_cache,
         ),
     }
     log_file = out / "recipe.json"

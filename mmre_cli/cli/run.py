@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from typing_extensions import Annotated
 
-from mmre_cli.cli.common import GpusOpt, QuietOpt, SetOpt, handle_errors, resolve_params
+from mmre_cli.cli.common import CaptionCacheOpt, GpusOpt, QuietOpt, SetOpt, handle_errors, resolve_params
 
 
 @handle_errors
@@ -43,6 +43,7 @@ def run(
     ] = False,
     gpus: GpusOpt = 0,
     set_: SetOpt = None,
+    caption_cache: CaptionCacheOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Run extract-features → … → evaluate with RECIPE into --out; print the val metrics and wall times.
@@ -60,7 +61,14 @@ def run(
         for name in stage.plan(params=params, out=out, rerun_from=rerun_from):
             stdout_console.print(name, highlight=False)
         return
-    log = stage.run(params=params, out=out, gpus=gpus, rerun_from=rerun_from, reporter=RichReporter(quiet))
+    log = stage.run(
+        params=params,
+        out=out,
+        gpus=gpus,
+        rerun_from=rerun_from,
+        reporter=RichReporter(quiet),
+        caption_cache=caption_cache,
+    )
     table = Table(title=f"{recipe} → {out}")
     for col in ("stage", "seconds", ""):
         table.add_column(col)

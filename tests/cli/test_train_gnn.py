@@ -147,7 +147,7 @@ def test_a_caption_cache_is_written_once_and_read_by_the_next_run(trained, tmp_p
         for i, kw in enumerate([{}, {"caption_cache": store}])
     ]
     assert scores[0] == scores[1]
-    for command in ("train-gnn", "evaluate"):
+    for command in ("train-gnn", "evaluate", "run"):
         shown = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
         assert "--caption-cache" in shown.output and "MMRE_CAPTION_CACHE" in shown.output
 

@@ -136,9 +136,10 @@ class CaptionReader:
         todo.sort(key=len)
         encoded = 0
         for i in range(0, len(todo), batch_size):
-            encoded += self._encode_new(todo[i : i + batch_size])
+            batch = todo[i : i + batch_size]
+            encoded += self._encode_new(batch)
             if progress is not None:
-                progress.advance(len(todo[i : i + batch_size]))
+                progress.advance(len(batch))
         if self.store is not None:
             self.store.flush()
         return encoded
@@ -183,10 +184,10 @@ class CaptionReader:
             return [text]
         return [p for p in (q.strip() for q in text.split(CAPTION_JOIN)) if p]
 
-    def _states(self, parts: list[str]) -> tuple[Tensor, list[str | None], list[int]]:
-        """One caption's cached part states, concatenated: ``([L, D], L words, L part indices)``."""
+    def _states(self, parts: list[str], with_parts: bool) -> tuple[Tensor, list[str | None], list[int] | None]:
+        """One caption's cached part states, concatenated: ``([L, D], L words, L part indices or None)``."""
         rows = [self._cache[p] for p in parts]
-        index = [k for k, (r, _) in enumerate(rows) for _ in range(r.size(0))]
+        index = [k for k, (r, _) in enumerate(rows) for _ in range(r.size(0))] if with_parts else None
         if len(rows) == 1:
             return rows[0][0], rows[0][1], index
         return torch.cat([r for r, _ in rows]), [w for _, words in rows for w in words], index
@@ -205,7 +206,7 @@ class CaptionReader:
         todo = list(dict.fromkeys(p for ps in parts for p in ps if p not in self._cache))
         if todo:
             self._encode_new(todo)
-        read = [self._states(ps) if ps else None for ps in parts]
+        read = [self._states(ps, with_parts) if ps else None for ps in parts]
         b = len(parts)
         width = max([r[0].size(0) for r in read if r is not None] or [1])
         dim = int(self.network.config.hidden_size)
@@ -213,13 +214,14 @@ class CaptionReader:
         states = torch.zeros(b, width, dim, device=dev)
         mask = torch.zeros(b, width, dtype=torch.bool, device=dev)
         match = torch.zeros(b, width, dtype=torch.long, device=dev)
-        part = torch.full((b, width), -1, dtype=torch.long, device=dev)
+        part = torch.full((b, width), -1, dtype=torch.long, device=dev) if with_parts else None
         for i, r in enumerate(read):
             if r is None:
                 continue
             row, words, index = r
             n = row.size(0)
-            part[i, :n] = torch.tensor(index, dtype=torch.long, device=dev)
+            if with_parts:
+                part[i, :n] = torch.tensor(index, dtype=torch.long, device=dev)
             states[i, :n] = row.float()
             flags = [(w is not None) for w in words]
             mask[i, :n] = torch.tensor(flags, dtype=torch.bool, device=dev)

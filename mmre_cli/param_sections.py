@@ -161,6 +161,9 @@ class TrainGnn:
         "pass each attended apart and weighed",
         ("joined", "separate", "weighted"),
     )
+    caption_pool: bool = key(
+        False, "finetune, caption_pass: also append each captioner's mean-pooled caption embedding, projected"
+    )
     pair_captions: str | list[str] | None = key(
         None,
         "finetune: the captions file (may hold {split}) caption_tokens / caption_pass read; a list of "

@@ -77,6 +77,7 @@ PARAMS = declared(
     "train_gnn.caption_tokens",
     "train_gnn.caption_pass",
     "train_gnn.caption_parts",
+    "train_gnn.caption_pool",
     "train_gnn.pair_captions",
     "train_gnn.readout",
     "train_gnn.relation_text",

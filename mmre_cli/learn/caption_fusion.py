@@ -45,9 +45,22 @@ the queries weigh the captioners: with :math:`\mathbf{a}_p` the attention over p
 over the parts a caption has (all parts absent: the null key's value), so many or long captions of a
 generic captioner cannot dilute one softmax that an informative one shares.
 
+4. **Pooled caption embeddings** (``train_gnn.caption_pool``, :class:`CaptionFusion` with
+   ``pool_parts`` P > 0). The encoder is a sentence-embedding model (all-MiniLM-L6-v2,
+   all-mpnet-base-v2: mean pooling, then L2 normalisation), so each caption part also gives its
+   native embedding :math:`\mathbf{e}_p = \bar{\mathbf{C}}_p / \lVert\bar{\mathbf{C}}_p\rVert`,
+   the mean of part :math:`p`'s piece states (a missing part: :math:`\mathbf{0}`), and
+
+   .. math::
+       \mathbf{f} \mathrel{+}= \mathrm{LN}\big(W_e[\mathbf{e}_1; \dots; \mathbf{e}_P]\big) \in \mathbb{R}^{D}
+
+   a view of the whole image that does not depend on what the marker states ask for (a trophy, two
+   people, a place: the relations the captions helped most with).
+
 Shapes:
     :meth:`CaptionReader.read`: B captions -> states ``[B, L, D]``, mask ``[B, L]``, match ``[B, L]``
-    :class:`CaptionFusion`: queries ``[B, 2, D]`` + the above (+ ``part [B, L]``, ``weighted``) -> ``[B, 2D + 2]``
+    :class:`CaptionFusion`: queries ``[B, 2, D]`` + the above (+ ``part [B, L]``, ``weighted`` or
+    ``pool_parts``) -> ``[B, 2D + 2]`` (+ ``D`` with ``pool_parts``)
 """
 
 from __future__ import annotations
@@ -239,16 +252,21 @@ class CaptionFusion(nn.Module):
         dropout (float, optional): attention dropout. (default: ``0.1``)
         per_part (bool, optional): attend to each caption part alone and weigh the parts
             (``caption_parts="weighted"``, module docstring). (default: ``False``)
+        pool_parts (int, optional): P > 0 appends the projected mean-pooled embeddings of caption
+            parts 0..P-1 (module docstring, 4); ``0``: off. (default: ``0``)
 
     Shapes:
         - **input:** queries ``[B, 2, D]``, states ``[B, L, D]``, mask ``[B, L]`` (True = piece),
-          match ``[B, L]`` in {0, 1, 2}, part ``[B, L]`` (``per_part`` only; -1 = padding)
-        - **output:** ``[B, 2D + 2]`` (:attr:`out_dim`)
+          match ``[B, L]`` in {0, 1, 2}, part ``[B, L]`` (``per_part`` or ``pool_parts`` only; -1 = padding)
+        - **output:** ``[B, 2D + 2]``, ``[B, 3D + 2]`` with ``pool_parts`` (:attr:`out_dim`)
     """
 
-    def __init__(self, dim: int, heads: int = 4, dropout: float = 0.1, per_part: bool = False):
+    def __init__(self, dim: int, heads: int = 4, dropout: float = 0.1, per_part: bool = False, pool_parts: int = 0):
         super().__init__()
         self.per_part = bool(per_part)
+        self.pool_parts = max(0, int(pool_parts))
+        if self.pool_parts:
+            self.pool_proj = nn.Sequential(nn.Linear(self.pool_parts * dim, dim), nn.LayerNorm(dim))
         if self.per_part:
             self.part_score = nn.Linear(2 * dim, 1)
         self.proj = nn.Sequential(nn.Linear(dim, dim), nn.LayerNorm(dim))
@@ -257,7 +275,12 @@ class CaptionFusion(nn.Module):
         self.null = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
         self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
         self.gate = nn.Linear(2 * dim, dim)
-        self.out_dim = 2 * dim + 2
+        self.out_dim = 2 * dim + 2 + (dim if self.pool_parts else 0)
+
+    @property
+    def needs_parts(self) -> bool:
+        """Whether :meth:`forward` needs the ``part`` index (:meth:`CaptionReader.read` ``with_parts``)."""
+        return self.per_part or self.pool_parts > 0
 
     def forward(
         self, queries: Tensor, states: Tensor, mask: Tensor, match: Tensor, part: Tensor | None = None
@@ -273,7 +296,20 @@ class CaptionFusion(nn.Module):
             att, _ = self.attn(queries, kv, kv, key_padding_mask=pad, need_weights=False)
         gated = torch.sigmoid(self.gate(torch.cat([queries, att], dim=-1))) * att
         flags = torch.stack([((match == 1) & mask).any(1), ((match == 2) & mask).any(1)], dim=-1)
-        return torch.cat([gated.reshape(b, -1), flags.to(gated.dtype)], dim=-1)
+        out = [gated.reshape(b, -1), flags.to(gated.dtype)]
+        if self.pool_parts:
+            out.append(self.pool_proj(self.pooled(states, mask, part).reshape(b, -1).to(gated.dtype)))
+        return torch.cat(out, dim=-1)
+
+    def pooled(self, states: Tensor, mask: Tensor, part: Tensor | None) -> Tensor:
+        """The L2-normalised mean of each part's piece states, ``[B, P, D]`` (a missing part: zeros)."""
+        if part is None:
+            raise ValueError("pool_parts needs the part index of every caption piece")
+        onehot = (part.unsqueeze(-1) == torch.arange(self.pool_parts, device=part.device)) & mask.unsqueeze(-1)
+        weights = onehot.to(states.dtype)  # [B, L, P]
+        sums = torch.einsum("blp,bld->bpd", weights, states.float().to(weights.dtype))
+        means = sums / weights.sum(1).clamp(min=1.0).unsqueeze(-1)
+        return nn.functional.normalize(means, dim=-1)
 
     def _weighted(self, queries: Tensor, kv: Tensor, mask: Tensor, part: Tensor, null: Tensor) -> Tensor:
         """Attention over each part's keys alone, ``[B, 2, P, D]``, weighed over the parts present -> ``[B, 2, D]``."""

@@ -139,6 +139,9 @@ class FinetunedRelationModel(nn.Module):
             captioners' captions (joined by ``" ; "``) read in one pass, in one pass each, or in one
             pass each attended apart and weighed (:mod:`mmre_cli.learn.caption_fusion`).
             (default: ``"joined"``)
+        caption_pool (int, optional): P > 0 also appends the mean-pooled sentence embeddings of the
+            first P caption parts (P = the number of captioners; 1 for ``joined``), projected to D
+            (:mod:`mmre_cli.learn.caption_fusion`, 4); ``0``: off. (default: ``0``)
         relation_descriptions (list of str, optional): one description per label; the last
             layer becomes :class:`~mmre_cli.learn.relation_text.RelationTextHead` (relations as
             text). ``None``: a linear last layer. (default: ``None``)
@@ -180,6 +183,7 @@ class FinetunedRelationModel(nn.Module):
         nl_weight: float = 0.5,
         caption_pass: int = 0,
         caption_parts: str = "joined",
+        caption_pool: int = 0,
         relation_descriptions: Sequence[str] | None = None,
     ):
         super().__init__()
@@ -222,6 +226,7 @@ class FinetunedRelationModel(nn.Module):
             nl_weight=nl_weight,
             caption_pass=caption_pass,
             caption_parts=caption_parts,
+            caption_pool=caption_pool,
             relation_descriptions=relation_descriptions,
         )
         self.encoder = TextNodeEncoder(
@@ -267,7 +272,7 @@ class FinetunedRelationModel(nn.Module):
                 bf16=self.encoder.precision == "bf16",
                 parts=caption_parts,
             )
-            self.caption_fusion = CaptionFusion(dim, per_part=caption_parts == "weighted")
+            self.caption_fusion = CaptionFusion(dim, per_part=caption_parts == "weighted", pool_parts=caption_pool)
         self.descriptions = relation_descriptions
         self._desc_cache: tuple[tuple[str, ...], Tensor] | None = None  # eval only: see description_vectors
         last = None
@@ -352,7 +357,7 @@ class FinetunedRelationModel(nn.Module):
             captions,
             [entity_words(w, h) for w, h in zip(words, heads)],
             [entity_words(w, t) for w, t in zip(words, tails)],
-            with_parts=self.caption_fusion.per_part,
+            with_parts=self.caption_fusion.needs_parts,
         )
         return self.caption_fusion(self.marker_norm(ents), *read)
 

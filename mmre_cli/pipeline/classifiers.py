@@ -46,6 +46,17 @@ def graph_switches(cfg: dict) -> dict:
     )
 
 
+def caption_pool_parts(cfg: dict) -> int:
+    """``train_gnn.caption_pool`` as the number of caption parts pooled: 0 when off, 1 when the
+    captions are read ``joined`` (one text), else the number of captioners in ``pair_captions``."""
+    if not cfg.get("caption_pool"):
+        return 0
+    files = cfg.get("pair_captions")
+    if cfg.get("caption_parts", "joined") == "joined" or not isinstance(files, (list, tuple)):
+        return 1
+    return len(files)
+
+
 def build_classifier(
     kind: str,
     in_dim: int,
@@ -85,6 +96,8 @@ def build_classifier(
             raise MmreError(f"train_gnn.markers must be one of {', '.join(MARKER_STYLES)}, not {cfg['markers']!r}")
         if cfg["readout"] not in READOUTS[1:]:
             raise MmreError(f"train_gnn.readout must be one of {' | '.join(READOUTS[1:])}, not {cfg['readout']!r}")
+        if cfg.get("caption_pool") and not int(cfg["caption_pass"] or 0):
+            raise MmreError("train_gnn.caption_pool reads the caption's own pass: set train_gnn.caption_pass too")
         descriptions = None
         if cfg["relation_text"]:
             if labels is None or len(labels) != num_classes:
@@ -97,6 +110,7 @@ def build_classifier(
             readout=cfg["readout"],
             caption_pass=int(cfg["caption_pass"] or 0),
             caption_parts=cfg.get("caption_parts", "joined"),
+            caption_pool=caption_pool_parts(cfg),
             relation_descriptions=descriptions,
             encoder_weights=encoder_weights,
             train_layers=cfg["train_layers"],

@@ -140,3 +140,38 @@ def test_weighted_parts_attend_apart_and_are_weighed(tiny_hf):
     model.train()
     model(next(iter(DataLoader(captioned(4, seed=5, dim=32), batch_size=4)))).sum().backward()
     assert fusion.part_score.weight.grad is not None
+
+
+def test_pooled_caption_embeddings_are_each_parts_normalised_mean(tiny_hf, tmp_path):
+    """caption_pool: each part's pooled embedding is the L2-normalised mean of that part's piece
+    states (a missing part: zeros), projected and appended (out_dim grows by D); it trains and
+    round-trips through a checkpoint."""
+    from mmre_cli.data.captions import CAPTION_JOIN
+
+    model = _hf_model(tiny_hf, caption_tokens=0, caption_pass=8, caption_parts="separate", caption_pool=2).eval()
+    reader, fusion = model.caption_reader, model.caption_fusion
+    dim = reader.network.config.hidden_size
+    assert fusion.needs_parts and fusion.out_dim == 3 * dim + 2
+    first, second = "alice holds a trophy on a stage", "bob in a crowd"
+    heads, tails = [{"alice"}, {"alice"}], [{"bob"}, {"bob"}]
+    states, mask, match, part = reader.read([CAPTION_JOIN.join([first, second]), first], heads, tails, with_parts=True)
+    pooled = fusion.pooled(states, mask, part)
+    assert pooled.shape == (2, 2, dim)
+    for p, text in enumerate((first, second)):
+        alone, m, _ = reader.read([text], heads[:1], tails[:1])
+        want = alone[0][m[0]].mean(0)
+        assert torch.allclose(pooled[0, p], want / want.norm(), atol=1e-5)
+    assert torch.allclose(pooled[1, 0], pooled[0, 0], atol=1e-6)  # the same first caption
+    assert torch.equal(pooled[1, 1], torch.zeros(dim))  # no second caption: zeros
+    assert torch.allclose(pooled.norm(dim=-1)[0], torch.ones(2), atol=1e-5)
+    model.train()
+    model(next(iter(DataLoader(captioned(4, seed=6, dim=32), batch_size=4)))).sum().backward()
+    assert fusion.pool_proj[0].weight.grad is not None and fusion.pool_proj[0].weight.grad.abs().sum() > 0
+    model.eval()
+    save_checkpoint(tmp_path, "model", model, {"labels": ["None", "x", "y"]})
+    loaded, meta = load_checkpoint(tmp_path, "model")
+    loaded.eval()
+    assert meta["model_kwargs"]["caption_pool"] == 2 and loaded.caption_fusion.pool_parts == 2
+    batch = next(iter(DataLoader(captioned(4, seed=4, dim=32), batch_size=4)))
+    with torch.no_grad():
+        assert torch.allclose(model(batch), loaded(batch), atol=1e-5)

@@ -164,6 +164,9 @@ class TrainGnn:
     caption_pool: bool = key(
         False, "finetune, caption_pass: also append each captioner's mean-pooled caption embedding, projected"
     )
+    caption_dropout: float = key(
+        0.0, "finetune, caption_pass: in training, drop an instance's whole caption with this probability"
+    )
     pair_captions: str | list[str] | None = key(
         None,
         "finetune: the captions file (may hold {split}) caption_tokens / caption_pass read; a list of "

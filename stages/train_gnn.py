@@ -78,6 +78,7 @@ PARAMS = declared(
     "train_gnn.caption_pass",
     "train_gnn.caption_parts",
     "train_gnn.caption_pool",
+    "train_gnn.caption_dropout",
     "train_gnn.pair_captions",
     "train_gnn.readout",
     "train_gnn.relation_text",

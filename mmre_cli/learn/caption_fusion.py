@@ -57,6 +57,11 @@ generic captioner cannot dilute one softmax that an informative one shares.
    a view of the whole image that does not depend on what the marker states ask for (a trophy, two
    people, a place: the relations the captions helped most with).
 
+5. **Caption dropout** (``train_gnn.caption_dropout``, ``drop`` here): in training, each instance's
+   whole caption is dropped with probability ``drop`` (its mask row emptied: only the null key is
+   attended, no match flag, zero embeddings), so the classifier cannot lean on the caption where the
+   sentence suffices and learns the null-key path that a prediction without a caption takes.
+
 Shapes:
     :meth:`CaptionReader.read`: B captions -> states ``[B, L, D]``, mask ``[B, L]``, match ``[B, L]``
     :class:`CaptionFusion`: queries ``[B, 2, D]`` + the above (+ ``part [B, L]``, ``weighted`` or
@@ -254,6 +259,8 @@ class CaptionFusion(nn.Module):
             (``caption_parts="weighted"``, module docstring). (default: ``False``)
         pool_parts (int, optional): P > 0 appends the projected mean-pooled embeddings of caption
             parts 0..P-1 (module docstring, 4); ``0``: off. (default: ``0``)
+        drop (float, optional): in training, the probability that an instance's caption is dropped
+            whole (module docstring, 5). (default: ``0``)
 
     Shapes:
         - **input:** queries ``[B, 2, D]``, states ``[B, L, D]``, mask ``[B, L]`` (True = piece),
@@ -261,8 +268,19 @@ class CaptionFusion(nn.Module):
         - **output:** ``[B, 2D + 2]``, ``[B, 3D + 2]`` with ``pool_parts`` (:attr:`out_dim`)
     """
 
-    def __init__(self, dim: int, heads: int = 4, dropout: float = 0.1, per_part: bool = False, pool_parts: int = 0):
+    def __init__(
+        self,
+        dim: int,
+        heads: int = 4,
+        dropout: float = 0.1,
+        per_part: bool = False,
+        pool_parts: int = 0,
+        drop: float = 0.0,
+    ):
         super().__init__()
+        if not 0.0 <= float(drop) < 1.0:
+            raise ValueError(f"caption dropout must be in [0, 1), not {drop}")
+        self.drop = float(drop)
         self.per_part = bool(per_part)
         self.pool_parts = max(0, int(pool_parts))
         if self.pool_parts:
@@ -286,6 +304,8 @@ class CaptionFusion(nn.Module):
         self, queries: Tensor, states: Tensor, mask: Tensor, match: Tensor, part: Tensor | None = None
     ) -> Tensor:
         b = queries.size(0)
+        if self.training and self.drop > 0:
+            mask = mask & (torch.rand(b, 1, device=mask.device) >= self.drop)
         kv = self.proj(states.to(queries.dtype)) + self.match(match)
         kv = torch.cat([self.null.expand(b, 1, -1).to(kv.dtype), kv], dim=1)
         null = torch.zeros(b, 1, dtype=torch.bool, device=mask.device)

@@ -142,6 +142,8 @@ class FinetunedRelationModel(nn.Module):
         caption_pool (int, optional): P > 0 also appends the mean-pooled sentence embeddings of the
             first P caption parts (P = the number of captioners; 1 for ``joined``), projected to D
             (:mod:`mmre_cli.learn.caption_fusion`, 4); ``0``: off. (default: ``0``)
+        caption_dropout (float, optional): in training, drop an instance's whole caption with this
+            probability (:mod:`mmre_cli.learn.caption_fusion`, 5). (default: ``0``)
         relation_descriptions (list of str, optional): one description per label; the last
             layer becomes :class:`~mmre_cli.learn.relation_text.RelationTextHead` (relations as
             text). ``None``: a linear last layer. (default: ``None``)
@@ -184,6 +186,7 @@ class FinetunedRelationModel(nn.Module):
         caption_pass: int = 0,
         caption_parts: str = "joined",
         caption_pool: int = 0,
+        caption_dropout: float = 0.0,
         relation_descriptions: Sequence[str] | None = None,
     ):
         super().__init__()
@@ -227,6 +230,7 @@ class FinetunedRelationModel(nn.Module):
             caption_pass=caption_pass,
             caption_parts=caption_parts,
             caption_pool=caption_pool,
+            caption_dropout=caption_dropout,
             relation_descriptions=relation_descriptions,
         )
         self.encoder = TextNodeEncoder(
@@ -272,7 +276,9 @@ class FinetunedRelationModel(nn.Module):
                 bf16=self.encoder.precision == "bf16",
                 parts=caption_parts,
             )
-            self.caption_fusion = CaptionFusion(dim, per_part=caption_parts == "weighted", pool_parts=caption_pool)
+            self.caption_fusion = CaptionFusion(
+                dim, per_part=caption_parts == "weighted", pool_parts=caption_pool, drop=caption_dropout
+            )
         self.descriptions = relation_descriptions
         self._desc_cache: tuple[tuple[str, ...], Tensor] | None = None  # eval only: see description_vectors
         last = None

@@ -111,6 +111,7 @@ def build_classifier(
             caption_pass=int(cfg["caption_pass"] or 0),
             caption_parts=cfg.get("caption_parts", "joined"),
             caption_pool=caption_pool_parts(cfg),
+            caption_dropout=float(cfg.get("caption_dropout") or 0.0),
             relation_descriptions=descriptions,
             encoder_weights=encoder_weights,
             train_layers=cfg["train_layers"],

@@ -175,3 +175,35 @@ def test_pooled_caption_embeddings_are_each_parts_normalised_mean(tiny_hf, tmp_p
     batch = next(iter(DataLoader(captioned(4, seed=4, dim=32), batch_size=4)))
     with torch.no_grad():
         assert torch.allclose(model(batch), loaded(batch), atol=1e-5)
+
+
+def test_caption_dropout_drops_whole_captions_in_training_only():
+    """caption_dropout: in training a dropped instance's fusion equals that of no caption at all
+    (null key only, no flags, zero embeddings); in eval no caption is dropped."""
+    import pytest
+
+    from mmre_cli.learn.caption_fusion import CaptionFusion
+
+    torch.manual_seed(0)
+    dim, b, n = 8, 64, 5
+    fusion = CaptionFusion(dim, heads=2, dropout=0.0, pool_parts=1, drop=0.5)
+    q, states = torch.randn(b, 2, dim), torch.randn(b, n, dim)
+    mask, match, part = (
+        torch.ones(b, n, dtype=torch.bool),
+        torch.ones(b, n, dtype=torch.long),
+        torch.zeros(b, n, dtype=torch.long),
+    )
+    empty = torch.zeros_like(mask)
+    fusion.eval()
+    with torch.no_grad():
+        full, none = fusion(q, states, mask, match, part), fusion(q, states, empty, match, part)
+        assert torch.allclose(fusion(q, states, mask, match, part), full)  # eval: nothing dropped
+        fusion.train()
+        out = fusion(q, states, mask, match, part)
+    dropped = torch.isclose(out, none, atol=1e-6).all(1)
+    kept = torch.isclose(out, full, atol=1e-6).all(1)
+    assert bool((dropped ^ kept).all())  # every row is one or the other
+    assert 16 <= int(dropped.sum()) <= 48  # about half of 64
+    assert torch.equal(out[dropped][:, 2 * dim : 2 * dim + 2], torch.zeros(int(dropped.sum()), 2))  # no match flag
+    with pytest.raises(ValueError, match="caption dropout must be in"):
+        CaptionFusion(dim, drop=1.0)

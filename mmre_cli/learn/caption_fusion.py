@@ -56,6 +56,10 @@ generic captioner cannot dilute one softmax that an informative one shares.
 
    a view of the whole image that does not depend on what the marker states ask for (a trophy, two
    people, a place: the relations the captions helped most with).
+   Parts are numbered in the order the caption holds them: an image that one captioner has no
+   caption for gets the later captioners' embeddings one slot earlier and zeros in the last slot
+   (``train_gnn.pair_captions`` leaves a missing caption out of the joined text; every MNRE-2 image
+   has all three long captioners' captions, so the measured rows never hit this).
 
 5. **Caption dropout** (``train_gnn.caption_dropout``, ``drop`` here): in training, each instance's
    whole caption is dropped with probability ``drop`` (its mask row emptied: only the null key is
@@ -327,7 +331,7 @@ class CaptionFusion(nn.Module):
             raise ValueError("pool_parts needs the part index of every caption piece")
         onehot = (part.unsqueeze(-1) == torch.arange(self.pool_parts, device=part.device)) & mask.unsqueeze(-1)
         weights = onehot.to(states.dtype)  # [B, L, P]
-        sums = torch.einsum("blp,bld->bpd", weights, states.float().to(weights.dtype))
+        sums = torch.einsum("blp,bld->bpd", weights, states)
         means = sums / weights.sum(1).clamp(min=1.0).unsqueeze(-1)
         return nn.functional.normalize(means, dim=-1)
 

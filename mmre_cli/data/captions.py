@@ -14,9 +14,10 @@ is counted as a duplicate.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from mmre_cli.data.mnre import RecordError, iter_text_lines, parse_literal
 from mmre_cli.errors import InputError
@@ -25,6 +26,30 @@ from mmre_cli.errors import InputError
 #: as a list, ``mmre predict --image-caption "a ; b"``); ``caption_parts: separate`` splits at it.
 #: No caption of the six MNRE captioners contains it.
 CAPTION_JOIN = " ; "
+
+#: where :func:`split_captions` cuts: a ``;`` with white space (or the text's start) before it and
+#: white space (or the end) after it, so an empty slot survives the white-space folding of
+#: ``mmre predict`` ("a ;  ; c" and "a ; ; c" both read as three slots).
+_SLOT_CUT = re.compile(r"(?:^|\s);(?=\s|$)")
+
+
+def join_captions(texts: Sequence[str | None]) -> str | None:
+    """Several captioners' captions of one image as one text, one slot per captioner in order.
+
+    A captioner without a caption keeps its slot, empty (``["a", None, "c"]`` -> ``"a ;  ; c"``), so
+    :func:`split_captions` gives every later captioner its own position back; ``None`` when no
+    captioner has one."""
+    slots = [str(t) if t else "" for t in texts]
+    return CAPTION_JOIN.join(slots) if any(slots) else None
+
+
+def split_captions(text: str | None) -> list[str | None]:
+    """The slots of a :func:`join_captions` text, in order (an empty slot: ``None``); ``[]`` for
+    no text. One caption without a separator is one slot."""
+    text = str(text or "").strip()
+    if not text:
+        return []
+    return [part.strip() or None for part in _SLOT_CUT.split(text)]
 
 
 @dataclass

@@ -30,11 +30,12 @@ encoder input with the marker states the classifier reads and is cut short; on M
    :math:`\mathbf{f} \in \mathbb{R}^{2D+2}` is appended to the classifier's input.
 
 Several captioners at once: ``train_gnn.pair_captions`` as a list joins an image's captions (in the
-list's order, with :data:`CAPTION_JOIN`) into one text. ``caption_parts="joined"`` (the default)
-reads that text in one pass, cut to ``caption_pass`` pieces in all; ``"separate"`` splits it at
-:data:`CAPTION_JOIN` and reads each captioner's caption in a pass of its own, each cut to
-``caption_pass`` pieces, the parts' states then concatenated along :math:`L` for the fusion (so a
-long first caption no longer crowds out the others, and no caption's states attend to another's).
+list's order, one slot per captioner: :func:`~mmre_cli.data.captions.join_captions`) into one text.
+``caption_parts="joined"`` (the default) reads the captions present in one pass, cut to
+``caption_pass`` pieces in all; ``"separate"`` splits it into its slots and reads each captioner's
+caption in a pass of its own, each cut to ``caption_pass`` pieces, the parts' states then
+concatenated along :math:`L` for the fusion (so a long first caption no longer crowds out the
+others, and no caption's states attend to another's).
 ``"weighted"`` reads the parts as ``"separate"`` does but attends to each part on its own and lets
 the queries weigh the captioners: with :math:`\mathbf{a}_p` the attention over part :math:`p`'s keys
 (and the null key),
@@ -56,10 +57,10 @@ generic captioner cannot dilute one softmax that an informative one shares.
 
    a view of the whole image that does not depend on what the marker states ask for (a trophy, two
    people, a place: the relations the captions helped most with).
-   Parts are numbered in the order the caption holds them: an image that one captioner has no
-   caption for gets the later captioners' embeddings one slot earlier and zeros in the last slot
-   (``train_gnn.pair_captions`` leaves a missing caption out of the joined text; every MNRE-2 image
-   has all three long captioners' captions, so the measured rows never hit this).
+   Part :math:`p` is captioner :math:`p` of ``train_gnn.pair_captions``: the joined text keeps an
+   empty slot for a caption a captioner lacks (:func:`~mmre_cli.data.captions.join_captions`), so
+   its embedding is :math:`\mathbf{0}` and the later captioners keep their slots (typed in
+   ``mmre predict``: ``"a ; ; c"``).
 
 5. **Caption dropout** (``train_gnn.caption_dropout``, ``drop`` here): in training, each instance's
    whole caption is dropped with probability ``drop`` (its mask row emptied: only the null key is
@@ -81,7 +82,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from mmre_cli.data.captions import CAPTION_JOIN
+from mmre_cli.data.captions import CAPTION_JOIN, split_captions
 
 __all__ = ["CAPTION_PARTS", "CaptionReader", "CaptionFusion", "entity_words"]
 
@@ -154,7 +155,7 @@ class CaptionReader:
         ``batch_size`` (little padding), before training reads them; with a store, stored states
         are read instead and new ones written. ``progress``: a task whose ``advance(n)`` is called
         per batch. Returns the number of parts encoded (not found in memory or the store)."""
-        todo = list(dict.fromkeys(p for c in captions for p in self.split(c) if p not in self._cache))
+        todo = list(dict.fromkeys(p for c in captions for p in self.split(c) if p and p not in self._cache))
         todo.sort(key=len)
         encoded = 0
         for i in range(0, len(todo), batch_size):
@@ -196,20 +197,23 @@ class CaptionReader:
                 self.store.put(t, self._cache[t][0])
         return len(texts)
 
-    def split(self, caption: str | None) -> list[str]:
-        """The texts of one caption that get a pass each: the whole caption (``joined``) or its
-        :data:`CAPTION_JOIN`-separated parts (``separate``); none for an empty caption."""
-        text = str(caption).strip() if caption else ""
-        if not text:
-            return []
+    def split(self, caption: str | None) -> list[str | None]:
+        """The texts of one caption that get a pass each: the captioners' slots
+        (:func:`~mmre_cli.data.captions.split_captions`) joined again without the empty ones
+        (``joined``), or each slot (``separate``, ``weighted``: an empty slot stays as ``None``, so
+        a part's index is its captioner's position); none for an empty caption."""
+        slots = split_captions(caption)
         if self.parts == "joined":
-            return [text]
-        return [p for p in (q.strip() for q in text.split(CAPTION_JOIN)) if p]
+            present = [p for p in slots if p]
+            return [CAPTION_JOIN.join(present)] if present else []
+        return slots if any(slots) else []
 
-    def _states(self, parts: list[str], with_parts: bool) -> tuple[Tensor, list[str | None], list[int] | None]:
-        """One caption's cached part states, concatenated: ``([L, D], L words, L part indices or None)``."""
-        rows = [self._cache[p] for p in parts]
-        index = [k for k, (r, _) in enumerate(rows) for _ in range(r.size(0))] if with_parts else None
+    def _states(self, parts: list[str | None], with_parts: bool) -> tuple[Tensor, list[str | None], list[int] | None]:
+        """One caption's cached part states, concatenated: ``([L, D], L words, L part indices or None)``;
+        a part's index is its slot (an empty slot adds no piece)."""
+        slots = [(k, self._cache[p]) for k, p in enumerate(parts) if p]
+        rows = [row for _, row in slots]
+        index = [k for k, (r, _) in slots for _ in range(r.size(0))] if with_parts else None
         if len(rows) == 1:
             return rows[0][0], rows[0][1], index
         return torch.cat([r for r, _ in rows]), [w for _, words in rows for w in words], index
@@ -225,7 +229,7 @@ class CaptionReader:
         also ``part [B, L] long``, the index of the caption part each piece comes from (-1: padding);
         an empty or missing caption has an all-false mask row (only the null key is then attended)."""
         parts = [self.split(c) for c in captions]
-        todo = list(dict.fromkeys(p for ps in parts for p in ps if p not in self._cache))
+        todo = list(dict.fromkeys(p for ps in parts for p in ps if p and p not in self._cache))
         if todo:
             self._encode_new(todo)
         read = [self._states(ps, with_parts) if ps else None for ps in parts]

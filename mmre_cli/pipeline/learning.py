@@ -99,14 +99,15 @@ def apply_pair_captions(groups: dict[str, list[Graph]], source: str | list[str] 
 
     This is ``train_gnn.pair_captions``: which captioner the fine-tuned encoder reads as its second
     segment, independent of the captions the graphs were built from. A list of sources reads
-    several captioners at once: an image's captions are joined in the list's order with
-    :data:`~mmre_cli.data.captions.CAPTION_JOIN` (those a captioner lacks are left out;
-    ``caption_tokens`` then cuts the joined text; ``caption_parts: separate`` reads each part in a pass
-    of its own). Returns the number of graphs whose image has a caption there (the others get none).
+    several captioners at once: an image's captions are joined in the list's order by
+    :func:`~mmre_cli.data.captions.join_captions`, one slot per captioner (a caption a captioner lacks
+    leaves its slot empty, so every captioner keeps its position; ``caption_tokens`` then cuts the
+    joined text; ``caption_parts: separate`` reads each slot in a pass of its own). Returns the
+    number of graphs whose image has a caption there (the others get none).
     The editor's caption deletions (``meta["deleted_caption_texts"]``) name phrases of the caption
     the graph was built from, so they are dropped with it: another captioner's text is read whole.
     """
-    from mmre_cli.data.captions import CAPTION_JOIN, caption_path, load_captions
+    from mmre_cli.data.captions import caption_path, join_captions, load_captions
 
     if not source:
         return 0
@@ -116,10 +117,9 @@ def apply_pair_captions(groups: dict[str, list[Graph]], source: str | list[str] 
         tables = [load_captions(caption_path(src, split), on_error=on_error) for src in sources]
         for g in graphs:
             img = str(g.meta.get("img_id") or "")
-            texts = [t[img] for t in tables if t.get(img)]
-            g.meta["caption"] = CAPTION_JOIN.join(texts) if texts else None
+            g.meta["caption"] = join_captions([t.get(img) for t in tables])
             g.meta.pop("deleted_caption_texts", None)
-            found += bool(texts)
+            found += g.meta["caption"] is not None
     return found
 
 

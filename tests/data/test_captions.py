@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mmre_cli.data.captions import caption_path, read_captions
+from mmre_cli.data.captions import caption_path, join_captions, read_captions, split_captions
 from mmre_cli.data.labels import LabelMap, find_none_label
 from mmre_cli.errors import InputError
 
@@ -46,6 +46,19 @@ def test_caption_path_template(tmp_path):
 
 
 # -- labels ------------------------------------------------------------------------------------
+def test_joined_captions_keep_one_slot_per_captioner():
+    """join_captions keeps an empty slot for a missing caption; split_captions gives the slots back,
+    also after mmre predict folds the white space ("a ;  ; c" -> "a ; ; c")."""
+    assert join_captions(["a man", None, "a stage"]) == "a man ;  ; a stage"
+    assert join_captions([None, None]) is None and join_captions(["only"]) == "only"
+    for text in ("a man ;  ; a stage", "a man ; ; a stage"):
+        assert split_captions(text) == ["a man", None, "a stage"]
+    assert split_captions(join_captions([None, "b"]).strip()) == [None, "b"]
+    assert split_captions(join_captions(["a", None]).strip()) == ["a", None]
+    assert split_captions("tea; then a walk") == ["tea; then a walk"]  # no space before ";": one caption
+    assert split_captions(None) == [] and split_captions("  ") == []
+
+
 def test_find_none_label_order():
     assert find_none_label(["None", "none", "x"]) == "none"  # the peers' candidate order
     assert find_none_label({"NA": 3, "None": 0}) == "NA"

@@ -88,7 +88,8 @@ def test_separate_parts_read_each_captioner_in_its_own_pass(tiny_hf):
     j_states, _, j_match = joined.read([text], heads, tails)
     assert set(joined._cache) == {text} and j_states.size(1) == 6
     assert not (j_match[0] == 2).any()  # joined and cut to 6 pieces, the second caption's "bob" is lost
-    assert reader.split(None) == [] and reader.split(f"a{CAPTION_JOIN} {CAPTION_JOIN}b") == ["a", "b"]
+    assert reader.split(None) == [] and reader.split(f"a{CAPTION_JOIN} {CAPTION_JOIN}b") == ["a", None, "b"]
+    assert joined.split(f"a{CAPTION_JOIN} {CAPTION_JOIN}b") == [f"a{CAPTION_JOIN}b"]  # the empty slot dropped
 
 
 def test_caption_parts_round_trip_through_a_checkpoint_and_are_checked(tiny_hf, tmp_path):
@@ -146,7 +147,7 @@ def test_pooled_caption_embeddings_are_each_parts_normalised_mean(tiny_hf, tmp_p
     """caption_pool: each part's pooled embedding is the L2-normalised mean of that part's piece
     states (a missing part: zeros), projected and appended (out_dim grows by D); it trains and
     round-trips through a checkpoint."""
-    from mmre_cli.data.captions import CAPTION_JOIN
+    from mmre_cli.data.captions import CAPTION_JOIN, join_captions
 
     model = _hf_model(tiny_hf, caption_tokens=0, caption_pass=8, caption_parts="separate", caption_pool=2).eval()
     reader, fusion = model.caption_reader, model.caption_fusion
@@ -164,6 +165,11 @@ def test_pooled_caption_embeddings_are_each_parts_normalised_mean(tiny_hf, tmp_p
     assert torch.allclose(pooled[1, 0], pooled[0, 0], atol=1e-6)  # the same first caption
     assert torch.equal(pooled[1, 1], torch.zeros(dim))  # no second caption: zeros
     assert torch.allclose(pooled.norm(dim=-1)[0], torch.ones(2), atol=1e-5)
+    # the first captioner has no caption: its slot is zeros and the second keeps slot 1
+    states, mask, match, part = reader.read([join_captions([None, second])], heads[:1], tails[:1], with_parts=True)
+    shifted = fusion.pooled(states, mask, part)
+    assert torch.equal(shifted[0, 0], torch.zeros(dim))
+    assert torch.allclose(shifted[0, 1], pooled[0, 1], atol=1e-5)
     model.train()
     model(next(iter(DataLoader(captioned(4, seed=6, dim=32), batch_size=4)))).sum().backward()
     assert fusion.pool_proj[0].weight.grad is not None and fusion.pool_proj[0].weight.grad.abs().sum() > 0

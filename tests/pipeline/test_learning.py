@@ -4,7 +4,7 @@ several; a teacher's probabilities (``train_gnn.distill_from``); an artifact rea
 import numpy as np
 import pytest
 
-from mmre_cli.data.captions import CAPTION_JOIN
+from mmre_cli.data.captions import CAPTION_JOIN, split_captions
 from mmre_cli.errors import MmreError
 from mmre_cli.graphs.graph import EDGE_ATTR_DIM, Graph
 from mmre_cli.pipeline.learning import apply_pair_captions, apply_teacher
@@ -44,11 +44,18 @@ def test_several_captioners_are_joined_in_order(tmp_path):
     groups = {"val": [_graph("g0", "a.jpg"), _graph("g1", "b.jpg"), _graph("g2", "c.jpg"), _graph("g3", "d.jpg")]}
     found = apply_pair_captions(groups, [str(tmp_path / "blip_{split}.txt"), str(tmp_path / "qwen_{split}.txt")])
     assert found == 3
+    # one slot per captioner, in the list's order: a missing caption leaves its slot empty
     assert [g.meta["caption"] for g in groups["val"]] == [
         f"a man on a stage{CAPTION_JOIN}Bowie sings at Earls Court",
-        "a dog",
-        "a crowd",
+        f"a dog{CAPTION_JOIN}",
+        f"{CAPTION_JOIN}a crowd",
         None,
+    ]
+    assert [split_captions(g.meta["caption"]) for g in groups["val"]] == [
+        ["a man on a stage", "Bowie sings at Earls Court"],
+        ["a dog", None],
+        [None, "a crowd"],
+        [],
     ]
 
 

@@ -62,7 +62,7 @@ def _run(folder: Path, same: dict[str, str] | None = None) -> dict | None:
         minutes = float(wall) / 60 if wall else None
     graphs, kept, words = None, [], iter(rest)
     for w in words:  # the full train-gnn command (ninth session on): keep what changes the run
-        if w == "train-gnn":
+        if w in ("mmre", "train-gnn"):
             continue
         if w in ("--graphs", "--agent", "--out", "--caption-cache", "--params"):
             value = next(words, "")
